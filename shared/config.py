@@ -1,0 +1,219 @@
+"""Settings: environment variables plus `safeguard.toml` (DESIGN §3.2).
+
+`load_settings()` returns one typed, frozen `Settings`. Any bad or missing key fails
+at start with `ConfigError`, whose message names the file and the key, e.g.
+``var/safeguard.toml: clients[1].role: Input should be 'referrer', ...``.
+Values are never echoed back in errors (keys and contact routes are sensitive).
+"""
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from datetime import date, time
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+Role = Literal["referrer", "social_care", "prevent", "control_room", "ops"]
+SERVICES = ("intake", "escalation", "notifier")
+DEFAULT_PORTS = {"intake": 8080, "escalation": 8081, "notifier": 8082}
+
+
+def service_port(service: str, env: Mapping[str, str] | None = None) -> int:
+    """The port a service listens on: SAFEGUARD_<SERVICE>_PORT or its default."""
+    env = os.environ if env is None else env
+    return int(env.get(f"SAFEGUARD_{service.upper()}_PORT", DEFAULT_PORTS[service]))
+
+
+class ConfigError(Exception):
+    """Bad configuration; the message names the file and the key."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SealingKey(_Model):
+    key_id: str = Field(min_length=1, max_length=100)
+    public_key: str = Field(min_length=40, max_length=60)  # base64 of 32 bytes
+    status: Literal["active", "retired"] = "active"
+
+
+class Route(_Model):
+    """A recipient's channels. Route URLs and addresses are sensitive config."""
+
+    email: str | None = None
+    teams_webhook: str | None = None
+    sms: str | None = None
+
+
+class WorkingHoursConfig(_Model):
+    start: time = time(9)
+    end: time = time(17)
+    weekdays: tuple[int, ...] = (0, 1, 2, 3, 4)
+    closures: tuple[date, ...] = ()
+
+
+class Organisation(_Model):
+    name: str = Field(min_length=1)
+    sealing_keys: tuple[SealingKey, ...] = Field(min_length=1)
+    contacts: dict[str, Route] = Field(default_factory=dict)
+
+    @property
+    def active_keys(self) -> tuple[SealingKey, ...]:
+        return tuple(k for k in self.sealing_keys if k.status == "active")
+
+
+class LocalAuthority(Organisation):
+    code: str = Field(pattern=r"^[EW]\d{8}$")
+    working_hours: WorkingHoursConfig = WorkingHoursConfig()
+
+
+class Force(Organisation):
+    slug: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{1,62}$")
+
+
+class Client(_Model):
+    id: str = Field(pattern=r"^[A-Za-z0-9._-]{1,100}$")
+    role: Role
+    organisation: str | None = None
+    verify_key: str = Field(min_length=40, max_length=60)
+
+
+class ServiceKeys(_Model):
+    verify_key: str = Field(min_length=40, max_length=60)
+    signing_key_file: str | None = None
+    sealing_key_file: str | None = None  # notifier only: opens the contact section
+    sealing_public_key: str | None = None
+    sealing_key_id: str | None = None
+
+
+class EscalationTimings(_Model):
+    ack_reminder_fractions: tuple[float, ...] = (0.5,)
+    ack_reminder_before_hours: float = 1.0
+    ack_head_of_service_after_hours: float = 1.0
+    checks_reminder_days: tuple[int, ...] = (21, 27)
+    alert_reescalate_minutes: float = 10.0
+    alert_levels: tuple[str, ...] = ("control_room", "duty_inspector", "superintendent")
+
+
+class SystemConfig(_Model):
+    public_base_url: str = "http://127.0.0.1:8080"
+    console_base_url: str = "http://127.0.0.1:8081"
+    retention_days: int = Field(default=2555, ge=1)
+    max_body_bytes: int = Field(default=256 * 1024, ge=1024)
+    rate_limit_per_minute: int = Field(default=120, ge=1)
+    small_number_threshold: int = Field(default=5, ge=0)
+
+
+class FileConfig(_Model):
+    system: SystemConfig = SystemConfig()
+    services: dict[Literal["intake", "escalation", "notifier"], ServiceKeys]
+    local_authorities: tuple[LocalAuthority, ...] = Field(min_length=1)
+    forces: tuple[Force, ...] = Field(min_length=1)
+    clients: tuple[Client, ...] = ()
+    escalation: EscalationTimings = EscalationTimings()
+
+    @field_validator("clients")
+    @classmethod
+    def _unique_clients(cls, clients: tuple[Client, ...]) -> tuple[Client, ...]:
+        ids = [c.id for c in clients]
+        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        if dupes:
+            raise ValueError(f"duplicate client ids: {', '.join(dupes)}")
+        return clients
+
+
+class Settings(_Model):
+    """Everything a service needs, from the environment and the TOML file."""
+
+    config_path: Path
+    data_dir: Path
+    amqp_url: str
+    database_url: str | None  # None: SQLite per service under data_dir
+    smtp_url: str
+    log_format: Literal["json", "console"]
+    file: FileConfig
+
+    def database_url_for(self, service: str) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{self.data_dir.resolve()}/{service}.db"
+
+    def resolve_path(self, path: str) -> Path:
+        """Paths in the TOML file are relative to the file's directory."""
+        p = Path(path)
+        return p if p.is_absolute() else self.config_path.parent / p
+
+    def local_authority(self, code: str) -> LocalAuthority | None:
+        return next((la for la in self.file.local_authorities if la.code == code), None)
+
+    def force(self, slug: str) -> Force | None:
+        return next((f for f in self.file.forces if f.slug == slug), None)
+
+    def client(self, client_id: str) -> Client | None:
+        return next((c for c in self.file.clients if c.id == client_id), None)
+
+
+def _format_errors(path: Path, err: ValidationError) -> str:
+    lines = []
+    for e in err.errors(include_input=False, include_url=False):
+        loc = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in e["loc"]).lstrip(".")
+        lines.append(f"{path}: {loc or '(top level)'}: {e['msg']}")
+    return "\n".join(lines)
+
+
+def _cross_check(path: Path, fc: FileConfig) -> None:
+    orgs = {la.code for la in fc.local_authorities} | {f.slug for f in fc.forces}
+    for i, c in enumerate(fc.clients):
+        if c.role != "ops" and c.organisation not in orgs:
+            raise ConfigError(f"{path}: clients[{i}].organisation: unknown organisation for client {c.id}")
+    missing = [s for s in SERVICES if s not in fc.services]
+    if missing:
+        raise ConfigError(f"{path}: services.{missing[0]}: missing section")
+
+
+def load_file_config(path: Path) -> FileConfig:
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: file not found (set SAFEGUARD_CONFIG or run `safeguard keys init`)") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    try:
+        fc = FileConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(path, exc)) from None
+    _cross_check(path, fc)
+    return fc
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    env = os.environ if env is None else env
+    data_dir = Path(env.get("SAFEGUARD_DATA_DIR", "./var"))
+    config_path = Path(env.get("SAFEGUARD_CONFIG", str(data_dir / "safeguard.toml")))
+    log_format = env.get("SAFEGUARD_LOG_FORMAT", "json")
+    if log_format not in ("json", "console"):
+        raise ConfigError("environment: SAFEGUARD_LOG_FORMAT: must be 'json' or 'console'")
+    db_url = env.get("SAFEGUARD_DATABASE_URL") or None
+    if db_url and not db_url.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+        raise ConfigError(
+            "environment: SAFEGUARD_DATABASE_URL: must start with sqlite+aiosqlite:// or postgresql+asyncpg://"
+        )
+    amqp_url = env.get("SAFEGUARD_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+    if not amqp_url.startswith(("amqp://", "amqps://")):
+        raise ConfigError("environment: SAFEGUARD_AMQP_URL: must start with amqp:// or amqps://")
+    smtp_url = env.get("SAFEGUARD_SMTP_URL", "smtp://127.0.0.1:8025")
+    if not smtp_url.startswith(("smtp://", "smtps://")):
+        raise ConfigError("environment: SAFEGUARD_SMTP_URL: must start with smtp:// or smtps://")
+    return Settings(
+        config_path=config_path,
+        data_dir=data_dir,
+        amqp_url=amqp_url,
+        database_url=db_url,
+        smtp_url=smtp_url,
+        log_format=log_format,  # type: ignore[arg-type]
+        file=load_file_config(config_path),
+    )

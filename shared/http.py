@@ -1,0 +1,121 @@
+"""HTTP helpers shared by the three services (aiohttp).
+
+- `problem(...)`: an RFC 9457 `application/problem+json` response with a stable type.
+- `problem_middleware`: turns aiohttp's own errors (404, 405, 413, ...) and any
+  unexpected exception into problem documents that never echo the request.
+- `add_health_routes(app, checks)`: `/healthz` (alive), `/readyz` (each check, e.g.
+  broker and database, must pass) and `/metrics` (Prometheus text format).
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+
+from shared.logging import get_logger
+
+PROBLEM_CONTENT_TYPE = "application/problem+json"
+PROBLEM_BASE = "/problems/"
+log = get_logger(__name__)
+
+ReadinessCheck = Callable[[], Awaitable[bool]]
+READINESS_CHECKS = web.AppKey("readiness_checks", dict)
+SERVICE_NAME = web.AppKey("service_name", str)
+
+_TITLES = {
+    400: ("bad-request", "Bad request"),
+    401: ("unauthenticated", "Missing or invalid request signature"),
+    403: ("forbidden", "Not allowed for this client"),
+    404: ("not-found", "Not found"),
+    405: ("method-not-allowed", "Method not allowed"),
+    409: ("conflict", "Conflict"),
+    410: ("gone", "Gone"),
+    413: ("payload-too-large", "Request body too large"),
+    415: ("unsupported-media-type", "Unsupported media type"),
+    422: ("validation-failed", "The request body failed validation"),
+    429: ("rate-limited", "Too many requests"),
+    500: ("internal-error", "Internal error"),
+    503: ("unavailable", "Service unavailable"),
+}
+
+
+def problem(
+    status: int,
+    slug: str | None = None,
+    title: str | None = None,
+    detail: str | None = None,
+    *,
+    headers: Mapping[str, str] | None = None,
+    **extensions: Any,
+) -> web.Response:
+    """An RFC 9457 problem document. `detail` and extensions must hold no content."""
+    default_slug, default_title = _TITLES.get(status, ("error", "Error"))
+    body: dict[str, Any] = {
+        "type": PROBLEM_BASE + (slug or default_slug),
+        "title": title or default_title,
+        "status": status,
+    }
+    if detail:
+        body["detail"] = detail
+    body.update(extensions)
+    return web.Response(
+        status=status,
+        text=json.dumps(body),
+        content_type=PROBLEM_CONTENT_TYPE,
+        headers=headers,
+    )
+
+
+@web.middleware
+async def problem_middleware(request: web.Request, handler):
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        headers = {k: v for k, v in exc.headers.items() if k.lower() in ("allow", "retry-after")}
+        return problem(exc.status, headers=headers)
+    except Exception:
+        # Never echo the request or the exception text: it may carry content.
+        log.exception("unhandled_error", path=request.path, method=request.method)
+        return problem(500)
+
+
+async def healthz(_request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    checks: dict[str, ReadinessCheck] = request.app[READINESS_CHECKS]
+    results = {}
+    for name, check in checks.items():
+        try:
+            results[name] = bool(await check())
+        except Exception:
+            results[name] = False
+    ok = all(results.values())
+    return web.json_response({"status": "ok" if ok else "unavailable", "checks": results}, status=200 if ok else 503)
+
+
+async def metrics(_request: web.Request) -> web.Response:
+    resp = web.Response(body=generate_latest(REGISTRY))
+    resp.headers["Content-Type"] = CONTENT_TYPE_LATEST
+    return resp
+
+
+def add_health_routes(app: web.Application, service: str, checks: Mapping[str, ReadinessCheck] | None = None) -> None:
+    app[SERVICE_NAME] = service
+    app[READINESS_CHECKS] = dict(checks or {})
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
+
+
+def base_app(service: str, *, client_max_size: int = 256 * 1024) -> web.Application:
+    """A new aiohttp application with the problem middleware and health routes."""
+    app = web.Application(middlewares=[problem_middleware], client_max_size=client_max_size)
+    add_health_routes(app, service)
+    return app

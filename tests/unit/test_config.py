@@ -1,0 +1,109 @@
+"""Config: the dev set-up loads; bad config fails naming the file and the key."""
+from __future__ import annotations
+
+import stat
+
+import pytest
+
+from safeguard import keys
+from shared.config import ConfigError, load_settings
+
+
+@pytest.fixture
+def dev_config(tmp_path):
+    return keys.init(tmp_path)
+
+
+def env_for(path, **extra):
+    return {"SAFEGUARD_CONFIG": str(path), "SAFEGUARD_DATA_DIR": str(path.parent), **extra}
+
+
+def test_keys_init_writes_a_loadable_dev_setup(dev_config):
+    settings = load_settings(env_for(dev_config))
+    assert settings.local_authority("E99999999").name == "Dev Borough"
+    assert settings.force("dev-force") is not None
+    roles = {c.id: (c.role, c.organisation) for c in settings.file.clients}
+    assert roles == {
+        "dev-mash": ("referrer", "dev-force"),
+        "dev-social-care": ("social_care", "E99999999"),
+        "dev-prevent": ("prevent", "dev-force"),
+        "dev-control-room": ("control_room", "dev-force"),
+        "dev-ops": ("ops", None),
+    }
+    assert settings.database_url_for("intake").endswith("/intake.db")
+
+
+def test_private_key_files_are_0600_one_line_base64(dev_config):
+    key_files = sorted((dev_config.parent / "keys").iterdir())
+    names = {p.name for p in key_files}
+    assert {"dev-mash.ed25519", "E99999999.x25519", "dev-force.x25519", "service-intake.ed25519"} <= names
+    for p in key_files:
+        assert stat.S_IMODE(p.stat().st_mode) == 0o600, p
+        lines = p.read_text().splitlines()
+        assert len(lines) == 1 and len(lines[0]) == 44  # base64 of 32 bytes
+
+
+def test_keys_init_keeps_an_existing_setup(dev_config):
+    before = dev_config.read_text()
+    keys.init(dev_config.parent)
+    assert dev_config.read_text() == before
+
+
+def test_bad_key_is_named_with_the_file(dev_config):
+    text = dev_config.read_text().replace('role = "prevent"', 'role = "janitor"')
+    dev_config.write_text(text)
+    with pytest.raises(ConfigError) as err:
+        load_settings(env_for(dev_config))
+    message = str(err.value)
+    assert str(dev_config) in message
+    assert "clients[2].role" in message
+
+
+def test_missing_key_is_named(dev_config):
+    text = dev_config.read_text().replace('name = "Dev Borough"\n', "")
+    dev_config.write_text(text)
+    with pytest.raises(ConfigError, match=r"local_authorities\[0\]\.name: Field required"):
+        load_settings(env_for(dev_config))
+
+
+def test_unknown_key_is_refused(dev_config):
+    dev_config.write_text(dev_config.read_text().replace("[system]\n", "[system]\nretention_dayz = 3\n"))
+    with pytest.raises(ConfigError, match=r"system\.retention_dayz: Extra inputs are not permitted"):
+        load_settings(env_for(dev_config))
+
+
+def test_client_of_unknown_organisation_is_refused(dev_config):
+    dev_config.write_text(dev_config.read_text().replace('organisation = "E99999999"', 'organisation = "E12345678"'))
+    with pytest.raises(ConfigError, match=r"clients\[1\]\.organisation"):
+        load_settings(env_for(dev_config))
+
+
+def test_error_never_echoes_a_value(dev_config):
+    secret = "sk-not-a-key-CANARY-0xdeadbeef-but-long-enough-to-pass"
+    dev_config.write_text(dev_config.read_text().replace('role = "prevent"', f'role = "{secret}"'))
+    with pytest.raises(ConfigError) as err:
+        load_settings(env_for(dev_config))
+    assert "CANARY" not in str(err.value)
+
+
+def test_missing_file_and_bad_toml(tmp_path):
+    with pytest.raises(ConfigError, match="file not found"):
+        load_settings(env_for(tmp_path / "nope.toml"))
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[system\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_settings(env_for(bad))
+
+
+@pytest.mark.parametrize(
+    ("var", "value"),
+    [
+        ("SAFEGUARD_LOG_FORMAT", "xml"),
+        ("SAFEGUARD_DATABASE_URL", "mysql://x"),
+        ("SAFEGUARD_AMQP_URL", "http://x"),
+        ("SAFEGUARD_SMTP_URL", "ftp://x"),
+    ],
+)
+def test_bad_environment_variable_is_named(dev_config, var, value):
+    with pytest.raises(ConfigError, match=f"environment: {var}"):
+        load_settings(env_for(dev_config, **{var: value}))
