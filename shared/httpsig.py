@@ -1,0 +1,363 @@
+"""RFC 9421 HTTP Message Signatures (Ed25519) with RFC 9530 Content-Digest.
+
+DESIGN §3.3: label ``sig1``; covered ``"@method" "@path"`` plus ``"@query"`` when
+there is a query and ``"content-digest"`` when there is a body; parameters
+``created``, ``keyid``, ``alg="ed25519"``, ``nonce``. Rejections carry a stable
+``reason`` code and the client's key id, never any part of the request body.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol
+
+import nacl.exceptions
+from nacl.signing import SigningKey, VerifyKey
+
+REASONS = frozenset({
+    "missing_signature", "malformed_signature", "unknown_keyid", "bad_signature",
+    "digest_mismatch", "missing_component", "bad_algorithm", "stale_created",
+    "replayed_nonce", "missing_nonce"})
+DERIVED = frozenset({"@method", "@path", "@query", "@authority", "@target-uri"})
+
+
+class SignatureRejected(Exception):
+    """A request signature was refused; `reason` is a stable code."""
+
+    def __init__(self, reason: str, key_id: str | None = None) -> None:
+        if reason not in REASONS:
+            raise ValueError(f"unknown rejection reason {reason!r}")
+        self.reason, self.key_id = reason, key_id
+        super().__init__(reason if key_id is None else f"{reason} (keyid={key_id[:80]!r})")
+
+
+class NonceStore(Protocol):
+    def seen_or_add(self, key_id: str, nonce: str, now: float) -> bool:
+        """Record (key_id, nonce); True if it was already seen inside the window."""
+
+
+class NonceCache:
+    """In-memory `NonceStore`, bounded, with expiry.
+
+    The default window is 600 s = 2 x the default clock skew: a request stays
+    acceptable while ``|now - created| <= 300``, a span of 600 s, so a nonce must
+    be remembered at least that long or a future-dated request could be replayed.
+    """
+
+    def __init__(self, window: float = 600.0, max_entries: int = 100_000) -> None:
+        self.window, self.max_entries = window, max_entries
+        self._expiry: dict[tuple[str, str], float] = {}  # insertion order ~ time order
+
+    def seen_or_add(self, key_id: str, nonce: str, now: float) -> bool:
+        entry = (key_id, nonce)
+        if self._expiry.get(entry, float("-inf")) > now:
+            return True
+        self._expiry.pop(entry, None)
+        if len(self._expiry) >= self.max_entries:
+            self._expiry = {k: t for k, t in self._expiry.items() if t > now}
+            while len(self._expiry) >= self.max_entries:  # still full: drop oldest
+                del self._expiry[next(iter(self._expiry))]
+        self._expiry[entry] = now + self.window
+        return False
+
+    def __len__(self) -> int:
+        return len(self._expiry)
+
+
+# --- RFC 8941 structured fields: the subset needed here -------------------------
+
+class Token(str):
+    """An unquoted structured-field token."""
+
+
+_LC = "abcdefghijklmnopqrstuvwxyz"
+_KEY_FIRST = frozenset(_LC + "*")
+_KEY = frozenset(_LC + "0123456789_-.*")
+_TOKEN = frozenset(_LC + _LC.upper() + "0123456789!#$%&'*+-.^_`|~:/")
+_B64 = frozenset(_LC + _LC.upper() + "0123456789+/=")
+Params = dict[str, Any]
+
+
+class _Parser:
+    def __init__(self, text: str) -> None:
+        self.s, self.i = text.strip(" "), 0
+
+    def peek(self) -> str:
+        return self.s[self.i] if self.i < len(self.s) else ""
+
+    def take(self, char: str) -> None:
+        if self.peek() != char:
+            raise ValueError("unexpected character")
+        self.i += 1
+
+    def skip(self, chars: str) -> None:
+        while self.peek() and self.peek() in chars:
+            self.i += 1
+
+    def key(self) -> str:
+        start = self.i
+        if self.peek() not in _KEY_FIRST:
+            raise ValueError("bad key")
+        while self.peek() in _KEY:
+            self.i += 1
+        return self.s[start:self.i]
+
+    def bare(self) -> Any:
+        c = self.peek()
+        if c == '"':
+            self.i += 1
+            out: list[str] = []
+            while True:
+                c = self.peek()
+                self.i += 1
+                if c == "\\" and self.peek() in ('"', "\\"):
+                    out.append(self.peek())
+                    self.i += 1
+                elif c == '"':
+                    return "".join(out)
+                elif c and " " <= c <= "~" and c != "\\":
+                    out.append(c)
+                else:
+                    raise ValueError("bad string")
+        if c == ":":
+            end = self.s.find(":", self.i + 1)
+            text = self.s[self.i + 1:end]
+            if end < 0 or not set(text) <= _B64:
+                raise ValueError("bad byte sequence")
+            self.i = end + 1
+            return base64.b64decode(text, validate=True)
+        if c == "?":
+            flag = self.s[self.i + 1:self.i + 2]
+            if flag not in ("0", "1"):
+                raise ValueError("bad boolean")
+            self.i += 2
+            return flag == "1"
+        if c and (c == "-" or c.isdigit()):
+            start = self.i
+            self.i += 1 if c == "-" else 0
+            self.skip("0123456789")
+            digits = self.s[start:self.i]
+            if not 0 < len(digits.lstrip("-")) <= 15 or self.peek() == ".":
+                raise ValueError("bad integer")
+            return int(digits)
+        if c and (c == "*" or c in _LC or c in _LC.upper()):
+            start = self.i
+            while self.peek() in _TOKEN:
+                self.i += 1
+            return Token(self.s[start:self.i])
+        raise ValueError("bad item")
+
+    def params(self) -> Params:
+        out: Params = {}
+        while self.peek() == ";":
+            self.i += 1
+            self.skip(" ")
+            name = self.key()
+            out[name] = True
+            if self.peek() == "=":
+                self.i += 1
+                out[name] = self.bare()
+        return out
+
+    def member(self) -> tuple[Any, Params]:
+        if self.peek() != "(":
+            return self.bare(), self.params()
+        self.i += 1
+        items: list[tuple[Any, Params]] = []
+        while True:
+            self.skip(" ")
+            if self.peek() == ")":
+                self.i += 1
+                return items, self.params()
+            items.append((self.bare(), self.params()))
+            if self.peek() not in (" ", ")"):
+                raise ValueError("bad inner list")
+
+
+def parse_dictionary(text: str) -> dict[str, tuple[Any, Params]]:
+    """Parse an RFC 8941 dictionary; ValueError on anything malformed."""
+    if not text.isascii():
+        raise ValueError("non-ASCII field")
+    p, out = _Parser(text), {}
+    while p.peek():
+        name = p.key()
+        if p.peek() == "=":
+            p.i += 1
+            out[name] = p.member()
+        else:
+            out[name] = (True, p.params())
+        p.skip(" \t")
+        if not p.peek():
+            break
+        p.take(",")
+        p.skip(" \t")
+        if not p.peek():
+            raise ValueError("trailing comma")
+    return out
+
+
+def _item(value: Any) -> str:
+    if isinstance(value, bool):
+        return "?1" if value else "?0"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, bytes):
+        return f":{base64.b64encode(value).decode()}:"
+    if isinstance(value, Token):
+        return str(value)
+    if not (isinstance(value, str) and all(" " <= c <= "~" for c in value)):
+        raise ValueError("value cannot be serialised")
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _params(params: Mapping[str, Any]) -> str:
+    return "".join(f";{k}" if v is True else f";{k}={_item(v)}" for k, v in params.items())
+
+
+def serialize_signature_params(components: Sequence[str], params: Mapping[str, Any]) -> str:
+    """`("@method" "@path");created=...;keyid="..."` (an inner list with parameters)."""
+    return "(" + " ".join(_item(c) for c in components) + ")" + _params(params)
+
+
+# --- digests and the signature base ---------------------------------------------
+
+def content_digest(body: bytes) -> str:
+    """RFC 9530 Content-Digest value with sha-256."""
+    return f"sha-256=:{base64.b64encode(hashlib.sha256(body).digest()).decode()}:"
+
+
+def check_content_digest(header_value: str, body: bytes) -> bool:
+    """True if the field holds a sha-256 member equal to the body's digest."""
+    try:
+        value, _ = parse_dictionary(header_value)["sha-256"]
+    except (ValueError, KeyError):
+        return False
+    return isinstance(value, bytes) and hmac.compare_digest(value, hashlib.sha256(body).digest())
+
+
+def _lower_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    merged: dict[str, list[str]] = {}
+    for name, value in headers.items():
+        merged.setdefault(name.lower(), []).append(str(value).strip(" \t"))
+    return {name: ", ".join(values) for name, values in merged.items()}
+
+
+def signature_base(components: Sequence[str], params: str, *, method: str,
+                   authority: str | None, path: str, query: str,
+                   headers: Mapping[str, str], scheme: str = "https") -> str:
+    """RFC 9421 §2.5 signature base; SignatureRejected for missing/bad components."""
+    fields = _lower_headers(headers)
+    query = query[1:] if query.startswith("?") else query
+    derived = {"@method": method, "@path": path or "/", "@query": "?" + query,
+               "@authority": authority.lower() if authority else None}
+    if authority:
+        derived["@target-uri"] = f"{scheme}://{derived['@authority']}{path or '/'}" + (
+            f"?{query}" if query else "")
+    if len(set(components)) != len(components):
+        raise SignatureRejected("malformed_signature")
+    lines = []
+    for name in components:
+        if name != name.lower() or (name.startswith("@") and name not in DERIVED):
+            raise SignatureRejected("malformed_signature")
+        value = derived.get(name) if name.startswith("@") else fields.get(name)
+        if value is None:
+            raise SignatureRejected("missing_component")
+        if "\n" in value or "\r" in value:
+            raise SignatureRejected("malformed_signature")
+        lines.append(f'"{name}": {value}')
+    lines.append(f'"@signature-params": {params}')
+    return "\n".join(lines)
+
+
+# --- signing and verification ----------------------------------------------------
+
+def sign_request(*, method: str, path: str, query: str = "", body: bytes | None,
+                 key_id: str, key: SigningKey, authority: str | None = None,
+                 created: int | None = None, nonce: str | None = None,
+                 label: str = "sig1") -> dict[str, str]:
+    """Headers to add: Content-Digest (if body), Signature-Input, Signature."""
+    components = ["@method", "@path"]
+    components += ["@authority"] if authority else []
+    components += ["@query"] if query.lstrip("?") else []
+    headers: dict[str, str] = {}
+    if body is not None:
+        headers["Content-Digest"] = content_digest(body)
+        components.append("content-digest")
+    params = serialize_signature_params(components, {
+        "created": int(time.time()) if created is None else created, "keyid": key_id,
+        "alg": "ed25519", "nonce": secrets.token_urlsafe(16) if nonce is None else nonce})
+    base = signature_base(components, params, method=method, authority=authority,
+                          path=path, query=query, headers=headers)
+    signature = key.sign(base.encode()).signature
+    headers["Signature-Input"] = f"{label}={params}"
+    headers["Signature"] = f"{label}={_item(signature)}"
+    return headers
+
+
+def _parse(sig_input: str, sig: str, label: str) -> tuple[list[str], Params, bytes]:
+    try:
+        inputs, sigs = parse_dictionary(sig_input), parse_dictionary(sig)
+    except ValueError:
+        raise SignatureRejected("malformed_signature") from None
+    if label not in inputs or label not in sigs:
+        raise SignatureRejected("missing_signature")
+    (items, params), (signature, _) = inputs[label], sigs[label]
+    keyid = params.get("keyid")
+    if not isinstance(items, list) or not isinstance(keyid, str) or isinstance(keyid, Token):
+        raise SignatureRejected("malformed_signature")
+    if (not isinstance(signature, bytes) or len(signature) != 64
+            or any(not isinstance(c, str) or isinstance(c, Token) or p for c, p in items)
+            or any(k in params and type(params[k]) is not int for k in ("created", "expires"))):
+        raise SignatureRejected("malformed_signature", keyid)
+    return [c for c, _ in items], params, signature
+
+
+def verify_request(*, method: str, path: str, query: str, headers: Mapping[str, str],
+                   body: bytes | None, resolve_key: Callable[[str], VerifyKey | None],
+                   nonces: NonceStore, now: float | None = None, max_skew: int = 300,
+                   label: str = "sig1", authority: str | None = None) -> str:
+    """Verify a signed request; return its key id or raise SignatureRejected."""
+    fields = _lower_headers(headers)
+    if "signature-input" not in fields or "signature" not in fields:
+        raise SignatureRejected("missing_signature")
+    components, params, signature = _parse(fields["signature-input"], fields["signature"], label)
+    key_id: str = params["keyid"]
+    if params.get("alg", "ed25519") != "ed25519":
+        raise SignatureRejected("bad_algorithm", key_id)
+    verify_key = resolve_key(key_id)
+    if verify_key is None:
+        raise SignatureRejected("unknown_keyid", key_id)
+    required = {"@method", "@path"} | ({"content-digest"} if body else set())
+    required |= {"@query"} if query.lstrip("?") else set()
+    if not required <= set(components):
+        raise SignatureRejected("missing_component", key_id)
+    now = time.time() if now is None else now
+    created = params.get("created")
+    if (created is None or abs(now - created) > max_skew
+            or ("expires" in params and now > params["expires"])):
+        raise SignatureRejected("stale_created", key_id)
+    if "content-digest" in components or body:
+        if "content-digest" not in fields:
+            raise SignatureRejected("missing_component", key_id)
+        if not check_content_digest(fields["content-digest"], body or b""):
+            raise SignatureRejected("digest_mismatch", key_id)
+    try:
+        base = signature_base(components, serialize_signature_params(components, params),
+                              method=method, authority=authority or fields.get("host"),
+                              path=path, query=query, headers=fields)
+    except SignatureRejected as exc:
+        raise SignatureRejected(exc.reason, key_id) from None
+    try:
+        verify_key.verify(base.encode(), signature)
+    except nacl.exceptions.BadSignatureError:
+        raise SignatureRejected("bad_signature", key_id) from None
+    nonce = params.get("nonce")
+    if not isinstance(nonce, str) or isinstance(nonce, Token) or not nonce:
+        raise SignatureRejected("missing_nonce", key_id)
+    if nonces.seen_or_add(key_id, nonce, now):
+        raise SignatureRejected("replayed_nonce", key_id)
+    return key_id
