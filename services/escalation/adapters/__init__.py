@@ -1,0 +1,1 @@
+"""What connects the escalation service to the outside world: its database tables."""

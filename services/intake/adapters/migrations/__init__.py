@@ -1,0 +1,1 @@
+"""Alembic migrations of the intake service (run by shared.storage.migrate.upgrade)."""

@@ -1,0 +1,1 @@
+"""Revision scripts of the intake service."""

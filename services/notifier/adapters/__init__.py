@@ -1,0 +1,1 @@
+"""What connects the notifier service to the outside world: its database tables."""

@@ -1,0 +1,1 @@
+"""Alembic migrations of the notifier service (run by shared.storage.migrate.upgrade)."""

@@ -1,0 +1,4 @@
+from services.notifier.adapters.tables import SERVICE, metadata
+from shared.storage.alembic_env import run_migrations
+
+run_migrations(SERVICE, metadata)

@@ -1,0 +1,1 @@
+"""Tests of shared.storage against the real SQLite and PostgreSQL."""
