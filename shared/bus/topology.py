@@ -1,0 +1,140 @@
+"""Every exchange and queue name on the bus, and how they are declared (DESIGN §2, §3.4-3.5, §6).
+
+Work queues are durable quorum queues with an explicit `x-delivery-limit` (RabbitMQ
+3.10 has no default) that dead-letter, at-least-once, into `<queue>.parked` through
+the `safeguard.dead-letter` exchange. Declaring is idempotent: same name, same args.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from aio_pika import ExchangeType
+from aio_pika.abc import AbstractChannel
+
+EVENTS = "safeguard.events"
+ALERTS = "safeguard.alerts"
+SUBMISSIONS = "safeguard.submissions"
+DEAD_LETTER = "safeguard.dead-letter"
+
+EXCHANGES: dict[str, ExchangeType] = {
+    EVENTS: ExchangeType.TOPIC,
+    ALERTS: ExchangeType.TOPIC,
+    SUBMISSIONS: ExchangeType.DIRECT,
+    DEAD_LETTER: ExchangeType.DIRECT,
+}
+
+INTAKE_SUBMISSIONS = "intake.submissions"
+ESCALATION_EVENTS = "escalation.events"
+NOTIFIER_REQUESTS = "notifier.requests"
+OPS_ALERTS = "ops.alerts"
+
+# Notification back-off: a message waits in `notifier.retry.<s>s` for its TTL, then is
+# dead-lettered through the default exchange back to `notifier.requests`. Quorum queues
+# support per-queue message TTL since RabbitMQ 3.10 (checked on 3.10.8), and with
+# `dead-letter-strategy=at-least-once` (which needs `overflow=reject-publish`) an
+# expiring retry is never dropped on its way back, so these are quorum queues too.
+RETRY_DELAYS_S: tuple[int, ...] = (5, 30, 120, 600, 1800)
+
+
+@dataclass(frozen=True)
+class QueueSpec:
+    """A work queue: its exchange, binding keys and poison-message delivery limit."""
+
+    name: str
+    exchange: str
+    routing_keys: tuple[str, ...]
+    delivery_limit: int = 5
+
+    @property
+    def parking_queue(self) -> str:
+        return f"{self.name}.parked"
+
+
+def control_room_routing_key(force: str) -> str:
+    return f"control-room.{force}"
+
+
+def control_room_queue(force: str) -> QueueSpec:
+    """The §3.5 contract queue `control-room.<force>` on `safeguard.alerts`."""
+    return QueueSpec(f"control-room.{force}", ALERTS, (control_room_routing_key(force),))
+
+
+SERVICE_QUEUES: tuple[QueueSpec, ...] = (
+    QueueSpec(INTAKE_SUBMISSIONS, SUBMISSIONS, ("referral",)),
+    QueueSpec(ESCALATION_EVENTS, EVENTS, ("referral.*",)),
+    QueueSpec(NOTIFIER_REQUESTS, EVENTS, ("notification.requested",)),
+    QueueSpec(OPS_ALERTS, ALERTS, ("ops.#",)),
+)
+
+
+def all_queues(forces: Iterable[str]) -> list[QueueSpec]:
+    return [*SERVICE_QUEUES, *(control_room_queue(f) for f in forces)]
+
+
+def queue_spec(name: str) -> QueueSpec:
+    """The spec of a service work queue by name (KeyError if it is not one)."""
+    for spec in SERVICE_QUEUES:
+        if spec.name == name:
+            return spec
+    raise KeyError(name)
+
+
+def retry_queue_name(delay_s: int) -> str:
+    return f"notifier.retry.{delay_s}s"
+
+
+def retry_queue_for(attempt: int) -> str:
+    """Delay queue for retry number `attempt` (1-based); the last delay repeats."""
+    index = min(max(attempt, 1), len(RETRY_DELAYS_S)) - 1
+    return retry_queue_name(RETRY_DELAYS_S[index])
+
+
+def queue_arguments(spec: QueueSpec) -> dict[str, Any]:
+    return {
+        "x-queue-type": "quorum",
+        "x-delivery-limit": spec.delivery_limit,
+        "x-dead-letter-exchange": DEAD_LETTER,
+        "x-dead-letter-routing-key": spec.name,
+        "x-dead-letter-strategy": "at-least-once",
+        "x-overflow": "reject-publish",
+    }
+
+
+def retry_queue_arguments(delay_s: int) -> dict[str, Any]:
+    return {
+        "x-queue-type": "quorum",
+        "x-message-ttl": delay_s * 1000,
+        "x-dead-letter-exchange": "",
+        "x-dead-letter-routing-key": NOTIFIER_REQUESTS,
+        "x-dead-letter-strategy": "at-least-once",
+        "x-overflow": "reject-publish",
+    }
+
+
+async def declare_exchanges(channel: AbstractChannel) -> None:
+    for name, kind in EXCHANGES.items():
+        await channel.declare_exchange(name, kind, durable=True)
+
+
+async def declare_queue(channel: AbstractChannel, spec: QueueSpec) -> None:
+    """Declare `spec`, its bindings and its parking queue (exchanges must exist)."""
+    queue = await channel.declare_queue(spec.name, durable=True, arguments=queue_arguments(spec))
+    for key in spec.routing_keys:
+        await queue.bind(spec.exchange, key)
+    parked = await channel.declare_queue(
+        spec.parking_queue, durable=True, arguments={"x-queue-type": "quorum"}
+    )
+    await parked.bind(DEAD_LETTER, spec.name)
+
+
+async def declare_topology(channel: AbstractChannel, forces: Iterable[str]) -> None:
+    """Declare every exchange, work, parking and retry queue; safe to run again."""
+    await declare_exchanges(channel)
+    for spec in all_queues(forces):
+        await declare_queue(channel, spec)
+    for delay in RETRY_DELAYS_S:
+        await channel.declare_queue(
+            retry_queue_name(delay), durable=True, arguments=retry_queue_arguments(delay)
+        )
