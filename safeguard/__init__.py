@@ -1,0 +1,1 @@
+"""The `safeguard` command: wires the services and the shared package together."""

@@ -1,0 +1,110 @@
+"""The `safeguard` command line (DESIGN §3.1)."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import json
+import os
+import sys
+from pathlib import Path
+
+from shared.config import SERVICES, ConfigError, load_settings, service_port
+
+
+def _cmd_keys_init(args: argparse.Namespace) -> int:
+    from safeguard import keys
+
+    directory = Path(args.dir)
+    existed = (directory / "safeguard.toml").exists()
+    path = keys.init(directory, force=args.force)
+    print(f"{'kept existing' if existed and not args.force else 'wrote'} {path}")
+    print(f"export SAFEGUARD_CONFIG={path.resolve()}")
+    return 0
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from aiohttp import web
+
+    from shared.logging import configure, get_logger
+
+    settings = load_settings()
+    configure(args.service, settings.log_format)
+    bootstrap = importlib.import_module(f"services.{args.service}.bootstrap")
+    app = bootstrap.create_app(settings)
+    port = args.port or service_port(args.service)
+    host = args.host or os.environ.get("SAFEGUARD_BIND", "127.0.0.1")
+    get_logger(__name__).info("service_starting", port=port, host=host)
+    web.run_app(app, host=host, port=port, print=None, shutdown_timeout=30, access_log=None)
+    return 0
+
+
+def _cmd_up(args: argparse.Namespace) -> int:
+    from safeguard import keys, supervisor
+
+    env: dict[str, str] = {}
+    if args.init and "SAFEGUARD_CONFIG" not in os.environ:
+        data_dir = Path(os.environ.get("SAFEGUARD_DATA_DIR", "./var"))
+        path = keys.init(data_dir)
+        env["SAFEGUARD_CONFIG"] = str(path.resolve())
+        print(f"config: {path}")
+    os.environ.update(env)
+    load_settings()  # fail here, once, with the key and file named, not three times
+    return asyncio.run(supervisor.run(extra_env=env))
+
+
+def _cmd_deadlines(args: argparse.Namespace) -> int:
+    from shared.worktime import WorkingCalendar, WorkingHours, compute_deadlines, parse_instant
+
+    hours = WorkingHours()
+    if args.la:
+        settings = load_settings()
+        la = settings.local_authority(args.la)
+        if la is None:
+            print(f"safeguard deadlines: unknown local authority {args.la}", file=sys.stderr)
+            return 2
+        wh = la.working_hours
+        hours = WorkingHours(start=wh.start, end=wh.end, weekdays=frozenset(wh.weekdays), closures=frozenset(wh.closures))
+    try:
+        received = parse_instant(args.received_at)
+    except ValueError as exc:
+        print(f"safeguard deadlines: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(compute_deadlines(received, WorkingCalendar(hours)).as_json(), indent=2))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="safeguard", description="Safeguard Relay")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    keys = sub.add_parser("keys", help="key management").add_subparsers(dest="keys_command", required=True)
+    init = keys.add_parser("init", help="write a development config and keys")
+    init.add_argument("--dir", default=os.environ.get("SAFEGUARD_DATA_DIR", "./var"))
+    init.add_argument("--force", action="store_true", help="overwrite an existing set-up")
+    init.set_defaults(func=_cmd_keys_init)
+
+    serve = sub.add_parser("serve", help="run one service")
+    serve.add_argument("service", choices=SERVICES)
+    serve.add_argument("--port", type=int)
+    serve.add_argument("--host")
+    serve.set_defaults(func=_cmd_serve)
+
+    up = sub.add_parser("up", help="run the three services in the foreground")
+    up.add_argument("--init", action="store_true", help="create a dev config first if there is none")
+    up.set_defaults(func=_cmd_up)
+
+    dl = sub.add_parser("deadlines", help="print the deadlines for a receipt time")
+    dl.add_argument("received_at", metavar="RECEIVED_AT")
+    dl.add_argument("--la", metavar="CODE")
+    dl.set_defaults(func=_cmd_deadlines)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ConfigError as exc:
+        print(f"safeguard: configuration error:\n{exc}", file=sys.stderr)
+        return 2

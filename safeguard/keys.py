@@ -1,0 +1,102 @@
+"""`safeguard keys init`: a working development set-up (DESIGN §3.1).
+
+Writes `DIR/safeguard.toml` and one private key file per client, organisation and
+service under `DIR/keys/` (base64 of the 32-byte seed/key, one line, mode 0600).
+Never overwrites an existing set-up unless asked to.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from shared.crypto import b64e, generate_sealing_key, generate_signing_key, write_private_key
+
+DEV_LA = ("E99999999", "Dev Borough")
+DEV_FORCE = ("dev-force", "Dev Force")
+DEV_CLIENTS = (
+    ("dev-mash", "referrer", "dev-force"),
+    ("dev-social-care", "social_care", "E99999999"),
+    ("dev-prevent", "prevent", "dev-force"),
+    ("dev-control-room", "control_room", "dev-force"),
+    ("dev-ops", "ops", None),
+)
+SERVICES = ("intake", "escalation", "notifier")
+MAIL_SINK = "http://127.0.0.1:8025"  # the dev mail sink also stands in for Teams webhooks
+
+
+def _signing(keys: Path, name: str) -> str:
+    key = generate_signing_key()
+    write_private_key(keys / f"{name}.ed25519", bytes(key))
+    return b64e(bytes(key.verify_key))
+
+
+def _sealing(keys: Path, name: str) -> str:
+    key = generate_sealing_key()
+    write_private_key(keys / f"{name}.x25519", bytes(key))
+    return b64e(bytes(key.public_key))
+
+
+def _route(local_part: str, domain: str) -> str:
+    return (
+        f'{{ email = "{local_part}@{domain}", '
+        f'teams_webhook = "{MAIL_SINK}/teams/{local_part}.{domain.split(".")[0]}" }}'
+    )
+
+
+def render_config(keys: Path) -> str:
+    la_code, la_name = DEV_LA
+    force, force_name = DEV_FORCE
+    la_pub, force_pub = _sealing(keys, la_code), _sealing(keys, force)
+    notifier_pub = _sealing(keys, "notifier")
+    out = [
+        "# Safeguard Relay development configuration, written by `safeguard keys init`.",
+        "# Paths are relative to this file. Private keys live in keys/ (mode 0600).",
+        "",
+        "[system]",
+        'public_base_url = "http://127.0.0.1:8080"',
+        'console_base_url = "http://127.0.0.1:8081"',
+        "",
+    ]
+    for svc in SERVICES:
+        out += [f"[services.{svc}]", f'verify_key = "{_signing(keys, "service-" + svc)}"',
+                f'signing_key_file = "keys/service-{svc}.ed25519"']
+        if svc == "notifier":
+            out += ['sealing_key_file = "keys/notifier.x25519"', f'sealing_public_key = "{notifier_pub}"',
+                    'sealing_key_id = "notifier-1"']
+        out.append("")
+    la_domain = "dev-borough.example"
+    out += [
+        "[[local_authorities]]", f'code = "{la_code}"', f'name = "{la_name}"',
+        f'sealing_keys = [{{ key_id = "{la_code}-1", public_key = "{la_pub}" }}]',
+        "[local_authorities.working_hours]", 'start = "09:00:00"', 'end = "17:00:00"',
+        "[local_authorities.contacts]",
+        *(f"{role} = {_route(role.replace('_', '-'), la_domain)}"
+          for role in ("mash_team", "duty_manager", "team_manager", "head_of_service", "emergency_duty_team")),
+        "",
+    ]
+    force_domain = "dev-force.example"
+    out += [
+        "[[forces]]", f'slug = "{force}"', f'name = "{force_name}"',
+        f'sealing_keys = [{{ key_id = "{force}-1", public_key = "{force_pub}" }}]',
+        "[forces.contacts]",
+        *(f"{role} = {_route(role.replace('_', '-'), force_domain)}"
+          for role in ("police_mash", "ctp_prevent", "ctp_prevent_lead", "control_room", "duty_inspector")),
+        "",
+    ]
+    for client_id, role, org in DEV_CLIENTS:
+        out += ["[[clients]]", f'id = "{client_id}"', f'role = "{role}"']
+        if org:
+            out.append(f'organisation = "{org}"')
+        out += [f'verify_key = "{_signing(keys, client_id)}"', ""]
+    return "\n".join(out)
+
+
+def init(directory: Path, force: bool = False) -> Path:
+    """Create the dev set-up in `directory`; return the config path."""
+    config = directory / "safeguard.toml"
+    if config.exists() and not force:
+        return config
+    keys = directory / "keys"
+    keys.mkdir(parents=True, exist_ok=True, mode=0o700)
+    text = render_config(keys)
+    config.write_text(text + "\n", encoding="utf-8")
+    return config

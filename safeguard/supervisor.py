@@ -1,0 +1,64 @@
+"""`safeguard up`: run the three services as separate processes in the foreground.
+
+Each child's output is prefixed with its name; Ctrl-C or SIGTERM stops all three
+cleanly (SIGTERM to each, then SIGKILL after a grace period); if one dies, the
+others are stopped and `up` exits non-zero so the failure is not hidden.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+
+from shared.config import SERVICES, service_port
+
+GRACE_S = 20.0
+
+
+async def _pump(name: str, stream: asyncio.StreamReader) -> None:
+    width = max(len(s) for s in SERVICES)
+    while line := await stream.readline():
+        sys.stdout.write(f"{name:<{width}} | {line.decode('utf-8', 'replace')}")
+        sys.stdout.flush()
+
+
+async def _stop(procs: dict[str, asyncio.subprocess.Process]) -> None:
+    for proc in procs.values():
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGTERM)
+    try:
+        await asyncio.wait_for(asyncio.gather(*(p.wait() for p in procs.values())), GRACE_S)
+    except TimeoutError:
+        for proc in procs.values():
+            if proc.returncode is None:
+                proc.kill()
+        await asyncio.gather(*(p.wait() for p in procs.values()))
+
+
+async def run(services: tuple[str, ...] = SERVICES, extra_env: dict[str, str] | None = None) -> int:
+    env = {**os.environ, **(extra_env or {})}
+    procs: dict[str, asyncio.subprocess.Process] = {}
+    for name in services:
+        procs[name] = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "safeguard", "serve", name,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env=env,
+        )
+    pumps = [asyncio.create_task(_pump(n, p.stdout)) for n, p in procs.items()]  # type: ignore[arg-type]
+    for name in services:
+        print(f"{name:<10} http://127.0.0.1:{service_port(name, env)}/  (healthz, readyz, metrics)", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    waits = {asyncio.create_task(p.wait()): n for n, p in procs.items()}
+    stopper = asyncio.create_task(stop.wait())
+    done, _ = await asyncio.wait([*waits, stopper], return_when=asyncio.FIRST_COMPLETED)
+    failed = [waits[t] for t in done if t in waits]
+    await _stop(procs)
+    stopper.cancel()
+    await asyncio.gather(*pumps, return_exceptions=True)
+    if failed:
+        print(f"safeguard up: {', '.join(failed)} exited; stopped the others", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,17 @@
+"""Wires the notifier service: settings in, an aiohttp application out."""
+from __future__ import annotations
+
+from aiohttp import web
+
+from shared.config import Settings
+from shared.http import base_app
+from services.notifier.adapters import tables
+from shared.runtime import runtime_ctx
+
+SERVICE = "notifier"
+
+
+def create_app(settings: Settings) -> web.Application:
+    app = base_app(SERVICE, client_max_size=settings.file.system.max_body_bytes)
+    app.cleanup_ctx.append(runtime_ctx(SERVICE, settings, tables.outbox))
+    return app

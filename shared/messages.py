@@ -1,0 +1,142 @@
+"""Message schemas on the bus: the contract between the three services.
+
+Events are named in the past tense; each model knows its routing key. Bodies carry
+ids, codes and times — never names, narrative or contact details. The only content
+that travels is *sealed* (the contact section, which only the notifier and the
+recipient teams can open).
+"""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+AgeBand = Literal["0-10", "11-15", "16-17"]
+Pathway = Literal["immediate_protection", "section_47", "section_17", "early_help", "no_further_action"]
+ChecksOutcome = Literal["suitable_for_prevent", "not_suitable", "channel_referral", "police_led"]
+AlertKind = Literal["out_of_hours_concern", "immediate_safety", "deadline_breach"]
+
+
+class Message(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    routing_key: ClassVar[str]
+
+    def to_bytes(self) -> bytes:
+        return self.model_dump_json().encode()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> "Message":
+        return cls.model_validate_json(data)
+
+
+class Holding(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    no_further_sharing: bool
+    no_family_contact: bool
+
+
+class ReferralEvent(Message):
+    referral_id: str
+    reference: str
+    force: str
+    la_code: str
+    at: datetime
+
+
+class ReferralReceived(ReferralEvent):
+    routing_key: ClassVar[str] = "referral.received"
+    received_at: datetime
+    received_via: str
+    out_of_hours: bool
+    immediate_risk: bool
+    age_band: AgeBand
+    concern_types: tuple[str, ...]
+    holding: Holding
+    acknowledge_by: datetime
+    checks_due_by: datetime
+    contacts_sealed: dict[str, Any] | None = None  # sealed envelope; the notifier opens it
+
+
+class ReferralAcknowledged(ReferralEvent):
+    routing_key: ClassVar[str] = "referral.acknowledged"
+    client_id: str
+
+
+class ReferralDecided(ReferralEvent):
+    routing_key: ClassVar[str] = "referral.decided"
+    pathway: Pathway
+
+
+class ChecksCompleted(ReferralEvent):
+    routing_key: ClassVar[str] = "referral.checks_completed"
+    outcome: ChecksOutcome
+
+
+class FeedbackReleased(ReferralEvent):
+    routing_key: ClassVar[str] = "referral.feedback_released"
+    family_contact_lifted: bool
+    audiences: tuple[Literal["social_care", "referrer", "guardians"], ...]
+
+
+class ReferralClosed(ReferralEvent):
+    routing_key: ClassVar[str] = "referral.closed"
+
+
+class NotificationRequested(Message):
+    """escalation → notifier: send one message to one audience."""
+
+    routing_key: ClassVar[str] = "notification.requested"
+    notification_id: str
+    referral_id: str
+    reference: str
+    template: str  # e.g. "receipt", "ack_reminder", "immediate_safety", "feedback"
+    audience: str  # "la:mash_team", "force:ctp_prevent", "referrer", "guardians", "ops"
+    la_code: str
+    force: str
+    priority: Literal["normal", "urgent"] = "normal"
+    holding: Holding
+    times: dict[str, datetime] = Field(default_factory=dict)
+    contacts_sealed: dict[str, Any] | None = None
+    requested_at: datetime
+
+
+class NotificationOutcome(Message):
+    notification_id: str
+    reference: str
+    channel: str
+    status: Literal["delivered", "permanent-failure", "technical-failure", "refused"]
+    reason: str | None = None
+    at: datetime
+
+
+class NotificationSent(NotificationOutcome):
+    routing_key: ClassVar[str] = "notification.sent"
+
+
+class NotificationFailed(NotificationOutcome):
+    routing_key: ClassVar[str] = "notification.failed"
+
+
+class ControlRoomAlert(Message):
+    """The body of a message on `control-room.<force>` (DESIGN §3.5)."""
+
+    routing_key: ClassVar[str] = "control-room"  # the real key is control-room.<force>
+    alert_id: str
+    kind: AlertKind
+    level: str
+    reference: str
+    force: str
+    la_code: str
+    raised_at: datetime
+    acknowledge_url: str
+    summary: str
+
+
+EVENT_TYPES: dict[str, type[Message]] = {
+    m.routing_key: m
+    for m in (
+        ReferralReceived, ReferralAcknowledged, ReferralDecided, ChecksCompleted, FeedbackReleased,
+        ReferralClosed, NotificationRequested, NotificationSent, NotificationFailed,
+    )
+}
