@@ -1,0 +1,193 @@
+"""Append-only, hash-chained audit log with signed checkpoints (DESIGN §5).
+
+Each service has three tables: `<svc>_audit` (the entries), `<svc>_audit_head`
+(one row: the last seq and hash) and `<svc>_audit_checkpoint` (Ed25519-signed
+heads). `h_i = SHA-256(h_{i-1} || canonical(entry_i))`, `h_0` = 32 zero bytes.
+
+`record()` runs inside the caller's transaction, so an entry commits with the
+change it describes. It first updates the head row: that write lock serialises
+appenders on SQLite and PostgreSQL alike, so seqs are gapless and the chain has
+no forks. `verify_chain()` recomputes everything and names the first bad entry:
+an edited, deleted, inserted or reordered row, a truncated tail, or a forged
+checkpoint. `detail` must hold codes and ids only, never content.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from nacl.signing import SigningKey, VerifyKey
+from sqlalchemy import JSON, Column, MetaData, String, Table
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from shared.crypto import CryptoError, b64d, b64e, sign, verify
+from shared.storage.tables import ID_TYPE, UtcDateTime
+
+GENESIS = "0" * 64
+
+
+def audit_table(metadata: MetaData, prefix: str) -> Table:
+    return Table(
+        f"{prefix}_audit", metadata,
+        Column("seq", ID_TYPE, primary_key=True, autoincrement=False),
+        Column("at", UtcDateTime(), nullable=False),
+        Column("actor", String(100), nullable=False),
+        Column("action", String(100), nullable=False),
+        Column("reference", String(40), nullable=True, index=True),
+        Column("outcome", String(60), nullable=False),
+        Column("detail", JSON, nullable=True),
+        Column("prev_hash", String(64), nullable=False),
+        Column("hash", String(64), nullable=False),
+    )
+
+
+def head_table(metadata: MetaData, prefix: str) -> Table:
+    return Table(
+        f"{prefix}_audit_head", metadata,
+        Column("id", ID_TYPE, primary_key=True, autoincrement=False),
+        Column("seq", ID_TYPE, nullable=False),
+        Column("hash", String(64), nullable=False),
+    )
+
+
+def checkpoint_table(metadata: MetaData, prefix: str) -> Table:
+    return Table(
+        f"{prefix}_audit_checkpoint", metadata,
+        Column("seq", ID_TYPE, primary_key=True, autoincrement=False),
+        Column("at", UtcDateTime(), nullable=False),
+        Column("hash", String(64), nullable=False),
+        Column("signer", String(100), nullable=False),
+        Column("signature", String(100), nullable=False),
+    )
+
+
+def create_audit_tables(op: Any, prefix: str) -> None:
+    """Alembic ops (a frozen schema) for the revision that introduces a service's audit."""
+    op.create_table(
+        f"{prefix}_audit",
+        sa.Column("seq", ID_TYPE, primary_key=True, autoincrement=False),
+        sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("actor", sa.String(100), nullable=False),
+        sa.Column("action", sa.String(100), nullable=False),
+        sa.Column("reference", sa.String(40), nullable=True),
+        sa.Column("outcome", sa.String(60), nullable=False),
+        sa.Column("detail", sa.JSON(), nullable=True),
+        sa.Column("prev_hash", sa.String(64), nullable=False),
+        sa.Column("hash", sa.String(64), nullable=False),
+    )
+    op.create_index(f"ix_{prefix}_audit_reference", f"{prefix}_audit", ["reference"])
+    head = op.create_table(
+        f"{prefix}_audit_head",
+        sa.Column("id", ID_TYPE, primary_key=True, autoincrement=False),
+        sa.Column("seq", ID_TYPE, nullable=False),
+        sa.Column("hash", sa.String(64), nullable=False),
+    )
+    op.bulk_insert(head, [{"id": 1, "seq": 0, "hash": GENESIS}])
+    op.create_table(
+        f"{prefix}_audit_checkpoint",
+        sa.Column("seq", ID_TYPE, primary_key=True, autoincrement=False),
+        sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("hash", sa.String(64), nullable=False),
+        sa.Column("signer", sa.String(100), nullable=False),
+        sa.Column("signature", sa.String(100), nullable=False),
+    )
+
+
+def drop_audit_tables(op: Any, prefix: str) -> None:
+    op.drop_index(f"ix_{prefix}_audit_reference", table_name=f"{prefix}_audit")
+    for name in ("audit_checkpoint", "audit_head", "audit"):
+        op.drop_table(f"{prefix}_{name}")
+
+
+def canonical(seq: int, at: datetime, actor: str, action: str, reference: str | None,
+              outcome: str, detail: Any) -> bytes:
+    doc = {"seq": seq, "at": at.isoformat(), "actor": actor, "action": action,
+           "reference": reference, "outcome": outcome, "detail": detail}
+    return json.dumps(doc, sort_keys=True, separators=(",", ":"), default=str).encode()
+
+
+def chain_hash(prev: str, entry: bytes) -> str:
+    return hashlib.sha256(bytes.fromhex(prev) + entry).hexdigest()
+
+
+def _head(table: Table) -> Table:
+    return table.metadata.tables[f"{table.name}_head"]
+
+
+async def record(conn: AsyncConnection, table: Table, *, actor: str, action: str, reference: str | None = None,
+                 outcome: str = "ok", detail: dict | None = None, at: datetime) -> int:
+    """Append one entry in the caller's transaction; return its seq."""
+    at = at.astimezone(UTC)  # hashed as stored: the database gives it back in UTC
+    head = _head(table)
+    await conn.execute(sa.update(head).where(head.c.id == 1).values(seq=head.c.seq))  # take the lock
+    last_seq, last_hash = (await conn.execute(sa.select(head.c.seq, head.c.hash).where(head.c.id == 1))).one()
+    seq = last_seq + 1
+    h = chain_hash(last_hash, canonical(seq, at, actor, action, reference, outcome, detail))
+    await conn.execute(sa.insert(table).values(
+        seq=seq, at=at, actor=actor, action=action, reference=reference, outcome=outcome,
+        detail=detail, prev_hash=last_hash, hash=h,
+    ))
+    await conn.execute(sa.update(head).where(head.c.id == 1).values(seq=seq, hash=h))
+    return seq
+
+
+def _checkpoint_message(table: Table, seq: int, h: str) -> bytes:
+    return f"safeguard-audit-v1\n{table.name}\n{seq}\n{h}".encode()
+
+
+async def checkpoint(conn: AsyncConnection, table: Table, checkpoints: Table, *, signing_key: SigningKey,
+                     signer: str, at: datetime) -> int | None:
+    """Sign the current head; return its seq (None if empty or already checkpointed)."""
+    head = _head(table)
+    seq, h = (await conn.execute(sa.select(head.c.seq, head.c.hash).where(head.c.id == 1))).one()
+    done = await conn.scalar(sa.select(sa.func.max(checkpoints.c.seq)))
+    if seq == 0 or (done is not None and done >= seq):
+        return None
+    sig = b64e(sign(signing_key, _checkpoint_message(table, seq, h)))
+    await conn.execute(sa.insert(checkpoints).values(seq=seq, at=at, hash=h, signer=signer, signature=sig))
+    return seq
+
+
+@dataclass(frozen=True)
+class AuditVerdict:
+    ok: bool
+    entries: int
+    checkpoints: int
+    first_bad: int | None = None
+    problem: str | None = None
+
+
+async def verify_chain(conn: AsyncConnection, table: Table, checkpoints: Table,
+                       verify_key: VerifyKey, page: int = 5000) -> AuditVerdict:
+    cps = {cp.seq: cp for cp in (await conn.execute(sa.select(checkpoints))).all()}
+    for cp in cps.values():
+        try:
+            verify(verify_key, _checkpoint_message(table, cp.seq, cp.hash), b64d(cp.signature))
+        except CryptoError:
+            return AuditVerdict(False, 0, len(cps), cp.seq, f"checkpoint at entry {cp.seq} has a bad signature")
+    prev, last, count = GENESIS, 0, 0
+    while rows := (await conn.execute(
+        sa.select(table).where(table.c.seq > last).order_by(table.c.seq).limit(page)
+    )).all():
+        for r in rows:
+            if r.seq != last + 1:
+                return AuditVerdict(False, count, len(cps), last + 1, f"entry {last + 1} missing (next is {r.seq})")
+            if r.prev_hash != prev:
+                return AuditVerdict(False, count, len(cps), r.seq, f"entry {r.seq} does not follow entry {last}")
+            h = chain_hash(prev, canonical(r.seq, r.at, r.actor, r.action, r.reference, r.outcome, r.detail))
+            if h != r.hash:
+                return AuditVerdict(False, count, len(cps), r.seq, f"entry {r.seq} was altered")
+            if r.seq in cps and cps[r.seq].hash != h:
+                return AuditVerdict(False, count, len(cps), r.seq, f"entry {r.seq} differs from its signed checkpoint")
+            prev, last, count = h, r.seq, count + 1
+    beyond = [seq for seq in cps if seq > last]
+    if beyond:
+        return AuditVerdict(False, count, len(cps), last + 1, f"entries after {last} were removed (checkpoint at {min(beyond)})")
+    head = (await conn.execute(sa.select(_head(table)).where(_head(table).c.id == 1))).one()
+    if head.seq != last or head.hash != prev:
+        return AuditVerdict(False, count, len(cps), last + 1, f"entries after {last} were removed (head is {head.seq})")
+    return AuditVerdict(True, count, len(cps))
