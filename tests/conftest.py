@@ -8,8 +8,13 @@ each other's queues or rows. A server that does not answer fails the test loudly
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import re
 import subprocess
+import tempfile
+import threading
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from urllib.parse import quote
@@ -27,19 +32,123 @@ def _rabbitmqctl(*args: str) -> str:
     return proc.stdout
 
 
-@pytest.fixture
-def amqp_vhost() -> Iterator[str]:
-    """A fresh RabbitMQ vhost, deleted after the test."""
-    vhost = f"sg-test-{uuid.uuid4().hex[:12]}"
-    _rabbitmqctl("add_vhost", vhost)
-    _rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
-    try:
-        yield vhost
-    finally:
+class VhostPool:
+    """Fresh RabbitMQ vhosts for tests, made in batches.
+
+    Each `rabbitmqctl` call boots an Erlang VM (~0.7 s), so vhosts are created
+    16 at a time with one `import_definitions`, and used ones are deleted a few
+    at a time in a background thread (quorum queues of finished tests must not
+    pile up on the node). Names carry the pid, so concurrent test sessions never
+    touch each other's vhosts; leftovers of dead sessions are removed at start.
+    """
+
+    BATCH = 16
+    RELEASE_BATCH = 4
+
+    def __init__(self) -> None:
+        self.prefix = f"sg-test-{os.getpid()}-"
+        self.free: list[str] = []
+        self.made: list[str] = []
+        self.used: list[str] = []
+        self.deleters: list[threading.Thread] = []
+
+    def release(self, name: str) -> None:
+        self.used.append(name)
+        if len(self.used) >= self.RELEASE_BATCH:
+            batch, self.used = self.used, []
+            t = threading.Thread(target=self.delete, args=(batch,), daemon=True)
+            t.start()
+            self.deleters.append(t)
+
+    def take(self) -> str:
+        if not self.free:
+            self._create()
+        return self.free.pop(0)
+
+    def _create(self) -> None:
+        start = len(self.made)
+        names = [f"{self.prefix}{i}" for i in range(start, start + self.BATCH)]
+        defs = {
+            "vhosts": [{"name": n} for n in names],
+            "permissions": [
+                {"user": "guest", "vhost": n, "configure": ".*", "write": ".*", "read": ".*"} for n in names
+            ],
+        }
+        with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+            json.dump(defs, f)
+        os.chmod(f.name, 0o644)  # read by the broker node, which runs as another user
         try:
-            _rabbitmqctl("delete_vhost", vhost)
+            _rabbitmqctl("import_definitions", f.name)
+            for _ in range(50):  # the import is asynchronous: wait for the permissions too
+                if set(names) <= _guest_vhosts():
+                    break
+                time.sleep(0.2)
+            else:
+                raise RuntimeError("rabbitmqctl import_definitions did not create the test vhosts")
+        finally:
+            os.unlink(f.name)
+        self.made += names
+        self.free += names
+
+    @staticmethod
+    def delete(names: list[str]) -> None:
+        if not names:
+            return
+        erl = ",".join(f'<<"{n}">>' for n in names)
+        try:
+            _rabbitmqctl("eval", f'[rabbit_vhost:delete(V, <<"tests">>) || V <- [{erl}]].')
         except RuntimeError:
-            pass
+            for n in names:
+                subprocess.run(["rabbitmqctl", "delete_vhost", n], capture_output=True, timeout=60)
+
+    def close(self) -> None:
+        for t in self.deleters:
+            t.join(timeout=120)
+        self.delete(self.used + self.free)
+
+    @staticmethod
+    def remove_stale() -> None:
+        stale = []
+        for name in _vhosts():
+            m = re.fullmatch(r"sg-test-(\d+)-\d+", name)
+            if m and not _pid_alive(int(m.group(1))):
+                stale.append(name)
+        VhostPool.delete(stale)
+
+
+def _vhosts() -> set[str]:
+    return {v["name"] for v in json.loads(_rabbitmqctl("list_vhosts", "--formatter", "json"))}
+
+
+def _guest_vhosts() -> set[str]:
+    out = _rabbitmqctl("list_user_permissions", "guest", "--formatter", "json")
+    return {p["vhost"] for p in json.loads(out)}
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@pytest.fixture(scope="session")
+def vhost_pool() -> Iterator[VhostPool]:
+    VhostPool.remove_stale()
+    pool = VhostPool()
+    yield pool
+    pool.close()
+
+
+@pytest.fixture
+def amqp_vhost(vhost_pool: VhostPool) -> Iterator[str]:
+    """A fresh RabbitMQ vhost of this test's own, deleted soon after the test."""
+    name = vhost_pool.take()
+    yield name
+    vhost_pool.release(name)
 
 
 @pytest.fixture
