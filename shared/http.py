@@ -3,6 +3,7 @@
 - `problem(...)`: an RFC 9457 `application/problem+json` response with a stable type.
 - `problem_middleware`: turns aiohttp's own errors (404, 405, 413, ...) and any
   unexpected exception into problem documents that never echo the request.
+- `trace_middleware`: continues the caller's W3C `traceparent` (shared/tracing.py).
 - `add_health_routes(app, checks)`: `/healthz` (alive), `/readyz` (each check, e.g.
   broker and database, must pass) and `/metrics` (Prometheus text format).
 """
@@ -15,7 +16,8 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
-from shared.logging import get_logger
+from shared import tracing
+from shared.logging import bound_contextvars, get_logger
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 PROBLEM_BASE = "/problems/"
@@ -70,6 +72,15 @@ def problem(
 
 
 @web.middleware
+async def trace_middleware(request: web.Request, handler):
+    """Continue the caller's W3C trace (or start one) and bind it to this request's logs."""
+    traceparent = tracing.child_of(request.headers.get("traceparent"))
+    tracing.set_current(traceparent)
+    with bound_contextvars(traceparent=traceparent):
+        return await handler(request)
+
+
+@web.middleware
 async def problem_middleware(request: web.Request, handler):
     try:
         return await handler(request)
@@ -116,6 +127,6 @@ def add_health_routes(app: web.Application, service: str, checks: Mapping[str, R
 
 def base_app(service: str, *, client_max_size: int = 256 * 1024) -> web.Application:
     """A new aiohttp application with the problem middleware and health routes."""
-    app = web.Application(middlewares=[problem_middleware], client_max_size=client_max_size)
+    app = web.Application(middlewares=[trace_middleware, problem_middleware], client_max_size=client_max_size)
     add_health_routes(app, service)
     return app

@@ -12,16 +12,18 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from collections.abc import Awaitable, Callable, Collection, Mapping
 from datetime import UTC, datetime
 
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue, AbstractRobustChannel, AbstractRobustConnection
 from nacl.signing import VerifyKey
 
+from shared import metrics, tracing
 from shared.bus.message import PRODUCER_HEADER, BusMessage, ForgedMessage, Reject, signed_routing_key, verify
 from shared.bus.publisher import Publisher
 from shared.bus.topology import DEAD_LETTER, QueueSpec
-from shared.logging import get_logger
+from shared.logging import bind_contextvars, get_logger
 
 log = get_logger(__name__)
 Handler = Callable[[BusMessage], Awaitable[None]]
@@ -95,6 +97,17 @@ class Consumer:
 
     async def _process(self, incoming: AbstractIncomingMessage) -> None:
         message = to_bus_message(incoming)
+        traceparent = tracing.child_of(message.headers.get("traceparent"))
+        tracing.set_current(traceparent)  # this task's own context: nothing leaks between messages
+        bind_contextvars(message_id=message.message_id, correlation_id=message.correlation_id,
+                         traceparent=traceparent, queue=self.spec.name)
+        started = time.perf_counter()
+        outcome = await self._dispatch(incoming, message)
+        metrics.HANDLER_SECONDS.labels(queue=self.spec.name).observe(time.perf_counter() - started)
+        metrics.MESSAGES_CONSUMED.labels(queue=self.spec.name, outcome=outcome).inc()
+
+    async def _dispatch(self, incoming: AbstractIncomingMessage, message: BusMessage) -> str:
+        """Verify, handle, settle; returns the outcome label: ok, retry or parked."""
         if self.verify_keys is not None:
             try:
                 verify(message, self.verify_keys, self.allowed_producers)
@@ -111,10 +124,12 @@ class Consumer:
                         error=error, delivery_count=message.delivery_count)
             if message.delivery_count >= self.spec.delivery_limit - 1:
                 return await self._park(incoming, f"delivery_limit: {error}")
-            return await self._settle(incoming, ack=False)
+            await self._settle(incoming, ack=False)
+            return "retry"
         await self._settle(incoming, ack=True)
+        return "ok"
 
-    async def _park(self, incoming: AbstractIncomingMessage, reason: str) -> None:
+    async def _park(self, incoming: AbstractIncomingMessage, reason: str) -> str:
         headers = dict(incoming.headers or {})
         headers.update({
             "x-parked-reason": reason,
@@ -132,9 +147,12 @@ class Consumer:
         except Exception as exc:  # not parked: leave it to a redelivery (or the broker's DLX)
             log.error("bus_park_failed", queue=self.spec.name, message_id=incoming.message_id,
                       error=type(exc).__name__)
-            return await self._settle(incoming, ack=False)
+            await self._settle(incoming, ack=False)
+            return "retry"
         log.warning("bus_message_parked", queue=self.spec.name, message_id=incoming.message_id, reason=reason)
+        metrics.MESSAGES_PARKED.labels(queue=self.spec.name, reason=reason.split(":")[0]).inc()
         await self._settle(incoming, ack=True)
+        return "parked"
 
     async def _settle(self, incoming: AbstractIncomingMessage, *, ack: bool) -> None:
         try:

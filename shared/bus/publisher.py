@@ -19,6 +19,7 @@ from aio_pika import DeliveryMode, Message
 from aio_pika.abc import AbstractRobustChannel, AbstractRobustConnection
 from nacl.signing import SigningKey
 
+from shared import metrics, tracing
 from shared.bus.message import check_headers, sign_headers
 
 RESEND_PAUSE_S = 0.25
@@ -66,6 +67,8 @@ class Publisher:
     ) -> None:
         """Publish `body` signed by this service; headers must be on the allow-list."""
         headers = dict(headers or {})
+        if "traceparent" not in headers and (tp := tracing.current()):
+            headers["traceparent"] = tracing.child_of(tp)
         check_headers(headers)
         if sign:
             headers.update(sign_headers(self.signing_key, self.producer, routing_key, message_id, body))
@@ -88,7 +91,13 @@ class Publisher:
             async with asyncio.timeout(timeout):
                 await self._send(exchange, routing_key, message)
         except TimeoutError:
+            metrics.MESSAGES_PUBLISHED.labels(routing_key=_label(routing_key), outcome="timeout").inc()
             raise PublishFailed(f"no confirm within {timeout}s: message_id={message_id}") from None
+        except PublishFailed as exc:
+            outcome = "unroutable" if isinstance(exc, Unroutable) else "failed"
+            metrics.MESSAGES_PUBLISHED.labels(routing_key=_label(routing_key), outcome=outcome).inc()
+            raise
+        metrics.MESSAGES_PUBLISHED.labels(routing_key=_label(routing_key), outcome="confirmed").inc()
 
     async def _send(self, exchange: str, routing_key: str, message: Message) -> None:
         await self.start()
@@ -110,3 +119,8 @@ class Publisher:
                 if task is not None and task.cancelling():
                     raise  # our own cancellation or the timeout: not a connection loss
             await asyncio.sleep(RESEND_PAUSE_S)
+
+
+def _label(routing_key: str) -> str:
+    """Metric label for a routing key: per-force alert keys collapse to one value."""
+    return "control-room.*" if routing_key.startswith("control-room.") else routing_key

@@ -15,6 +15,8 @@ from typing import Any
 from sqlalchemy import Row, Table, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from shared import tracing
+
 __all__ = [
     "OutgoingMessage", "backlog", "claim_batch", "enqueue", "mark_sent", "purge_sent",
     "record_failure",
@@ -36,9 +38,12 @@ class OutgoingMessage:
 
 async def enqueue(conn: AsyncConnection, table: Table, msg: OutgoingMessage, now: datetime) -> int:
     """Add `msg` to the outbox inside the caller's transaction; returns the row id."""
+    headers = dict(msg.headers)
+    if "traceparent" not in headers and (tp := tracing.current()):
+        headers["traceparent"] = tracing.child_of(tp)  # the relay publishes later, elsewhere
     result = await conn.execute(table.insert().values(
         message_id=msg.message_id, exchange=msg.exchange, routing_key=msg.routing_key,
-        body=msg.body, headers=dict(msg.headers), correlation_id=msg.correlation_id,
+        body=msg.body, headers=headers, correlation_id=msg.correlation_id,
         created_at=now, attempts=0,
     ))
     return int(result.inserted_primary_key[0])

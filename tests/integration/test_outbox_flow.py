@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from types import SimpleNamespace
 from datetime import UTC, datetime
 
 import pytest
+from prometheus_client import REGISTRY
 from nacl.signing import SigningKey
 
 from services.escalation.adapters import tables as esc_tables
 from services.intake.adapters import tables as intake_tables
 from shared import bus
+from shared import tracing
 from shared.relay import OutboxRelay
 from shared.storage import OutgoingMessage, backlog, create_engine, enqueue, process_once
 from shared.storage.migrate import upgrade
@@ -40,9 +43,11 @@ async def world(amqp_url, pg_url):
     await publisher.start()
     seen: list[str] = []
     effects: list[str] = []
+    traces: dict[str, str | None] = {}
 
     async def handler(msg: bus.BusMessage) -> None:
         seen.append(msg.message_id)
+        traces[msg.message_id] = tracing.current()
 
         async def effect(_conn) -> None:
             effects.append(msg.message_id)
@@ -56,7 +61,8 @@ async def world(amqp_url, pg_url):
     await consumer.start()
     relay = OutboxRelay(engine, intake_tables.outbox, publisher, batch_size=50, poll_interval=0.2)
     try:
-        yield engine, relay, publisher, seen, effects
+        yield SimpleNamespace(engine=engine, relay=relay, publisher=publisher, seen=seen, effects=effects,
+                              traces=traces)
     finally:
         await relay.stop(flush=False)
         await consumer.stop()
@@ -83,19 +89,26 @@ async def wait_for(predicate, timeout: float = 30.0) -> None:
         await asyncio.sleep(0.05)
 
 
+def consumed_ok() -> float:
+    return REGISTRY.get_sample_value(
+        "safeguard_messages_consumed_total", {"queue": "escalation.events", "outcome": "ok"}) or 0.0
+
+
 async def test_outbox_rows_reach_the_consumer_once_each(world):
-    engine, relay, _pub, _seen, effects = world
+    engine, relay, effects = world.engine, world.relay, world.effects
+    before = consumed_ok()
     ids = await enqueue_events(engine, 40)
     relay.start()
     relay.notify()
     await wait_for(lambda: len(set(effects)) == 40)
     assert sorted(effects) == sorted(ids)
+    await wait_for(lambda: consumed_ok() - before == 40)  # counted after the ack
     async with engine.connect() as c:
         assert (await backlog(c, intake_tables.outbox, now()))[0] == 0
 
 
 async def test_rolled_back_state_change_publishes_nothing(world):
-    engine, relay, _pub, seen, _effects = world
+    engine, relay, seen = world.engine, world.relay, world.seen
     with pytest.raises(RuntimeError):
         async with engine.begin() as c:
             await enqueue(c, intake_tables.outbox, OutgoingMessage(bus.EVENTS, "referral.received", b"{}", "gone"), now())
@@ -106,7 +119,7 @@ async def test_rolled_back_state_change_publishes_nothing(world):
 
 
 async def test_duplicate_delivery_is_processed_once(world):
-    engine, _relay, publisher, seen, effects = world
+    publisher, seen, effects = world.publisher, world.seen, world.effects
     mid = str(uuid.uuid4())
     for _ in range(3):  # the same message id three times: a redelivery or a relay re-send
         await publisher.publish(bus.EVENTS, "referral.received", b"{}", message_id=mid)
@@ -115,7 +128,7 @@ async def test_duplicate_delivery_is_processed_once(world):
 
 
 async def test_broker_drops_every_connection_mid_run_and_nothing_is_lost(world, amqp_vhost, rabbitmqctl):
-    engine, relay, _pub, _seen, effects = world
+    engine, relay, effects = world.engine, world.relay, world.effects
     ids = await enqueue_events(engine, 300)
     relay.start()
     relay.notify()
@@ -126,3 +139,16 @@ async def test_broker_drops_every_connection_mid_run_and_nothing_is_lost(world, 
     assert len(effects) == 300  # duplicates on the wire are possible; effects are not
     async with engine.connect() as c:
         assert (await backlog(c, intake_tables.outbox, now()))[0] == 0
+
+
+async def test_the_trace_of_the_state_change_reaches_the_consumer(world):
+    engine, relay, effects = world.engine, world.relay, world.effects
+    origin = tracing.new_traceparent()
+    tracing.set_current(origin)  # as the HTTP middleware does for a request
+    [mid] = await enqueue_events(engine, 1)
+    relay.start()
+    relay.notify()
+    await wait_for(lambda: effects == [mid])
+    consumed = world.traces[mid]
+    assert tracing.trace_id(consumed) == tracing.trace_id(origin)
+    assert consumed != origin  # a new span for the consuming hop
