@@ -32,8 +32,11 @@ class OutboxRelay:
         batch_size: int = 200,
         poll_interval: float = 1.0,
         publish_timeout: float = 10.0,
+        service: str | None = None,
     ) -> None:
         self._engine, self._table, self._publisher = engine, table, publisher
+        self._service = service or table.name.removesuffix("_outbox")
+        self._observed_at = 0.0
         self._batch, self._poll, self._timeout = batch_size, poll_interval, publish_timeout
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
@@ -85,8 +88,17 @@ class OutboxRelay:
             total += n
         return total
 
+    async def observe(self) -> tuple[int, float | None]:
+        """Export the backlog (unsent rows, age of the oldest) as gauges; return it."""
+        async with self._engine.connect() as conn:
+            depth, age = await outbox.backlog(conn, self._table, datetime.now(UTC))
+        metrics.OUTBOX_BACKLOG.labels(service=self._service).set(depth)
+        metrics.OUTBOX_OLDEST_AGE.labels(service=self._service).set(age or 0.0)
+        return depth, age
+
     async def _run(self) -> None:
         backoff = self._poll
+        loop = asyncio.get_running_loop()
         while not self._stopping:
             try:
                 await self.drain()
@@ -94,6 +106,12 @@ class OutboxRelay:
             except Exception as exc:
                 log.warning("outbox_relay_retry", error=type(exc).__name__, retry_in_s=backoff)
                 backoff = min(backoff * 2, 30.0)
+            if loop.time() - self._observed_at >= 1.0:
+                self._observed_at = loop.time()
+                try:
+                    await self.observe()
+                except Exception as exc:  # the database is down: readiness reports it
+                    log.warning("outbox_observe_failed", error=type(exc).__name__)
             try:
                 await asyncio.wait_for(self._wake.wait(), backoff)
             except TimeoutError:

@@ -107,6 +107,16 @@ async def test_outbox_rows_reach_the_consumer_once_each(world):
         assert (await backlog(c, intake_tables.outbox, now()))[0] == 0
 
 
+async def test_backlog_gauges_show_unsent_rows_and_their_age(world):
+    await enqueue_events(world.engine, 3)
+    depth, age = await world.relay.observe()
+    assert depth == 3 and age is not None and age >= 0
+    assert REGISTRY.get_sample_value("safeguard_outbox_backlog", {"service": "intake"}) == 3
+    await world.relay.drain()
+    assert (await world.relay.observe())[0] == 0
+    assert REGISTRY.get_sample_value("safeguard_outbox_oldest_age_seconds", {"service": "intake"}) == 0
+
+
 async def test_rolled_back_state_change_publishes_nothing(world):
     engine, relay, seen = world.engine, world.relay, world.seen
     with pytest.raises(RuntimeError):
