@@ -43,6 +43,7 @@ def to_bus_message(incoming: AbstractIncomingMessage) -> BusMessage:
         headers=headers,
         redelivered=bool(incoming.redelivered),
         delivery_count=count if isinstance(count, int) else 0,
+        reply_to=incoming.reply_to or None,
     )
 
 

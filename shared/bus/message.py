@@ -60,6 +60,7 @@ class BusMessage:
     headers: dict = field(default_factory=dict)
     redelivered: bool = False
     delivery_count: int = 0
+    reply_to: str | None = None
 
     def json(self) -> Any:
         return jsonlib.loads(self.body)

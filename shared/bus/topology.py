@@ -29,6 +29,9 @@ INTAKE_SUBMISSIONS = "intake.submissions"
 ESCALATION_EVENTS = "escalation.events"
 NOTIFIER_REQUESTS = "notifier.requests"
 OPS_ALERTS = "ops.alerts"
+# Events no service consumes but operators read: the notifier's delivery outcomes and
+# escalation's deadline.* / alert.*. Every key published with `mandatory` must be bound.
+OPS_EVENTS = "ops.events"
 
 # Notification back-off: a message waits in `notifier.retry.<s>s` for its TTL, then is
 # dead-lettered through the default exchange back to `notifier.requests`. Quorum queues
@@ -64,8 +67,11 @@ def control_room_queue(force: str) -> QueueSpec:
 SERVICE_QUEUES: tuple[QueueSpec, ...] = (
     QueueSpec(INTAKE_SUBMISSIONS, SUBMISSIONS, ("referral",)),
     QueueSpec(ESCALATION_EVENTS, EVENTS, ("referral.*",)),
-    QueueSpec(NOTIFIER_REQUESTS, EVENTS, ("notification.requested",)),
+    # The notifier also keeps its own record of holding instructions (DESIGN §4).
+    QueueSpec(NOTIFIER_REQUESTS, EVENTS,
+              ("notification.requested", "referral.received", "referral.feedback_released")),
     QueueSpec(OPS_ALERTS, ALERTS, ("ops.#",)),
+    QueueSpec(OPS_EVENTS, EVENTS, ("notification.sent", "notification.failed", "deadline.*", "alert.*")),
 )
 
 

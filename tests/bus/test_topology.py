@@ -17,7 +17,7 @@ def test_names_and_retry_schedule():
         "notifier.retry.5s", "notifier.retry.30s", "notifier.retry.1800s", "notifier.retry.1800s"]
     names = [q.name for q in bus.all_queues(["a", "b"])]
     assert names == ["intake.submissions", "escalation.events", "notifier.requests", "ops.alerts",
-                     "control-room.a", "control-room.b"]
+                     "ops.events", "control-room.a", "control-room.b"]
 
 
 def list_queues(rabbitmqctl, vhost: str) -> dict[str, tuple[str, bool, dict]]:
@@ -40,7 +40,7 @@ async def test_declare_topology_twice_creates_quorum_queues_with_limits(connecti
     assert found[bus.DEAD_LETTER] == ("direct", True)
 
     queues = list_queues(rabbitmqctl, amqp_vhost)
-    for name in ("intake.submissions", "escalation.events", "notifier.requests", "ops.alerts",
+    for name in ("intake.submissions", "escalation.events", "notifier.requests", "ops.alerts", "ops.events",
                  "control-room.dev-force", "control-room.met"):
         kind, durable, args = queues[name]
         assert (kind, durable) == ("quorum", True)
@@ -56,7 +56,7 @@ async def test_declare_topology_twice_creates_quorum_queues_with_limits(connecti
         assert args["x-message-ttl"] == delay * 1000
         assert args["x-dead-letter-exchange"] == ""
         assert args["x-dead-letter-routing-key"] == "notifier.requests"
-    assert len(queues) == 6 * 2 + len(bus.RETRY_DELAYS_S)
+    assert len(queues) == 7 * 2 + len(bus.RETRY_DELAYS_S)
 
 
 @pytest.mark.broker
@@ -75,7 +75,11 @@ async def test_redeclare_with_other_arguments_is_refused(connection, topology):
     (bus.SUBMISSIONS, "referral", "intake.submissions"),
     (bus.EVENTS, "referral.received", "escalation.events"),
     (bus.EVENTS, "notification.requested", "notifier.requests"),
+    (bus.EVENTS, "referral.feedback_released", "notifier.requests"),
+    (bus.EVENTS, "notification.failed", "ops.events"),
     (bus.ALERTS, "ops.outbox.lag", "ops.alerts"),
+    (bus.EVENTS, "deadline.breached", "ops.events"),
+    (bus.EVENTS, "alert.raised", "ops.events"),
     (bus.ALERTS, "control-room.dev-force", "control-room.dev-force"),
     (bus.DEAD_LETTER, "escalation.events", "escalation.events.parked"),
 ])
