@@ -1,10 +1,10 @@
 """The intake service's tables (all named `intake_*`); change them only with a new migration."""
 from __future__ import annotations
 
-from sqlalchemy import MetaData
+from sqlalchemy import JSON, Boolean, Column, Date, Integer, MetaData, PrimaryKeyConstraint, String, Table
 
 from shared.audit import audit_table, checkpoint_table, head_table
-from shared.storage.tables import outbox_table, processed_table
+from shared.storage.tables import UtcDateTime, outbox_table, processed_table
 
 SERVICE = "intake"
 
@@ -15,3 +15,70 @@ processed = processed_table(metadata, SERVICE)
 audit = audit_table(metadata, SERVICE)
 audit_head = head_table(metadata, SERVICE)
 audit_checkpoints = checkpoint_table(metadata, SERVICE)
+
+# --- revision 0003: referrals, reference counters, idempotency keys, request nonces ---
+
+referrals = Table(
+    "intake_referrals", metadata,
+    Column("id", String(36), primary_key=True),
+    Column("reference", String(20), nullable=False, unique=True),
+    Column("client_id", String(100), nullable=False),
+    Column("client_reference", String(100), nullable=False),
+    Column("force", String(63), nullable=False, index=True),
+    Column("la_code", String(9), nullable=False, index=True),
+    Column("received_via", String(40), nullable=False),
+    Column("immediate_risk", Boolean, nullable=False),
+    Column("age_band", String(8), nullable=False),
+    Column("concern_types", JSON, nullable=False),
+    Column("no_further_sharing", Boolean, nullable=False),
+    Column("no_family_contact", Boolean, nullable=False),
+    Column("holding_review_by", Date, nullable=True),
+    Column("received_at", UtcDateTime(), nullable=False, index=True),
+    Column("out_of_hours", Boolean, nullable=False),
+    Column("acknowledge_by", UtcDateTime(), nullable=False),
+    Column("checks_due_by", UtcDateTime(), nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("acknowledged_at", UtcDateTime(), nullable=True),
+    Column("acknowledged_by", String(100), nullable=True),
+    Column("pathway", String(40), nullable=True),
+    Column("decided_at", UtcDateTime(), nullable=True),
+    Column("decided_by", String(100), nullable=True),
+    Column("rationale_sealed", JSON, nullable=True),
+    Column("checks_outcome", String(40), nullable=True),
+    Column("checks_at", UtcDateTime(), nullable=True),
+    Column("checks_by", String(100), nullable=True),
+    Column("checks_notes_sealed", JSON, nullable=True),
+    Column("family_contact_hold", Boolean, nullable=False),
+    Column("family_contact_lifted", Boolean, nullable=False, default=False),
+    Column("feedback_at", UtcDateTime(), nullable=True),
+    Column("feedback_by", String(100), nullable=True),
+    Column("closed_at", UtcDateTime(), nullable=True),
+    Column("closed_by", String(100), nullable=True),
+    Column("content_sealed", JSON, nullable=False),
+    Column("contacts_sealed", JSON, nullable=False),
+    Column("shredded_at", UtcDateTime(), nullable=True),
+)
+
+reference_counters = Table(
+    "intake_reference_counters", metadata,
+    Column("year", Integer, primary_key=True, autoincrement=False),
+    Column("last", Integer, nullable=False),
+)
+
+idempotency_keys = Table(
+    "intake_idempotency_keys", metadata,
+    Column("client_id", String(100), nullable=False),
+    Column("key", String(200), nullable=False),
+    Column("body_sha256", String(64), nullable=False),
+    Column("response", JSON, nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    PrimaryKeyConstraint("client_id", "key", name="pk_intake_idempotency_keys"),
+)
+
+nonces = Table(
+    "intake_nonces", metadata,
+    Column("client_id", String(100), nullable=False),
+    Column("nonce", String(200), nullable=False),
+    Column("expires_at", UtcDateTime(), nullable=False, index=True),
+    PrimaryKeyConstraint("client_id", "nonce", name="pk_intake_nonces"),
+)

@@ -1,0 +1,106 @@
+"""Intake's storage functions (SQLAlchemy Core, SQLite and PostgreSQL alike).
+
+All run on a connection inside the caller's transaction, except `claim_nonce`,
+which commits on its own so that a replayed request is refused before any work.
+"""
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Row
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from services.intake.adapters.tables import idempotency_keys, nonces, reference_counters, referrals
+from services.intake.domain.lifecycle import State
+
+_INSERTS = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
+
+
+def _insert(conn: AsyncConnection, table: sa.Table):
+    return _INSERTS[conn.dialect.name](table)
+
+
+async def begin_write(conn: AsyncConnection) -> None:
+    """On SQLite take the write lock now (a later read→write upgrade could fail busy)."""
+    if conn.dialect.name == "sqlite":
+        await conn.execute(sa.update(reference_counters).where(sa.false()).values(last=0))
+
+
+async def next_sequence(conn: AsyncConnection, year: int) -> int:
+    """The next reference number of `year`: one upsert, row-locked until commit."""
+    stmt = _insert(conn, reference_counters).values(year=year, last=1)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[reference_counters.c.year], set_={"last": reference_counters.c.last + 1}
+    ).returning(reference_counters.c.last)
+    return int((await conn.execute(stmt)).scalar_one())
+
+
+async def insert_referral(conn: AsyncConnection, values: dict[str, Any]) -> None:
+    await conn.execute(sa.insert(referrals).values(**values))
+
+
+async def get_referral(conn: AsyncConnection, reference: str, *, for_update: bool = False) -> Row | None:
+    query = sa.select(referrals).where(referrals.c.reference == reference)
+    if for_update and conn.dialect.name == "postgresql":
+        query = query.with_for_update()
+    return (await conn.execute(query)).first()
+
+
+async def update_referral(conn: AsyncConnection, referral_id: str, values: dict[str, Any]) -> None:
+    await conn.execute(sa.update(referrals).where(referrals.c.id == referral_id).values(**values))
+
+
+def state_of(row: Row) -> State:
+    return State(
+        status=row.status, acknowledged_at=row.acknowledged_at, pathway=row.pathway,
+        checks_outcome=row.checks_outcome, feedback_at=row.feedback_at,
+        family_contact_hold=row.family_contact_hold, family_contact_lifted=row.family_contact_lifted,
+        closed_at=row.closed_at,
+    )
+
+
+async def get_idempotent(conn: AsyncConnection, client_id: str, key: str) -> Row | None:
+    return (await conn.execute(sa.select(idempotency_keys).where(
+        idempotency_keys.c.client_id == client_id, idempotency_keys.c.key == key))).first()
+
+
+async def save_idempotent(conn: AsyncConnection, client_id: str, key: str, body_sha256: str,
+                          response: dict[str, Any], now: datetime) -> None:
+    await conn.execute(sa.insert(idempotency_keys).values(
+        client_id=client_id, key=key, body_sha256=body_sha256, response=response, created_at=now))
+
+
+async def claim_nonce(engine: AsyncEngine, client_id: str, nonce: str, now: datetime,
+                      window: timedelta = timedelta(seconds=600)) -> bool:
+    """True the first time (client, nonce) is seen within the window, across replicas."""
+    async with engine.begin() as conn:
+        await conn.execute(sa.delete(nonces).where(
+            nonces.c.client_id == client_id, nonces.c.nonce == nonce, nonces.c.expires_at <= now))
+        stmt = _insert(conn, nonces).values(client_id=client_id, nonce=nonce, expires_at=now + window)
+        stmt = stmt.on_conflict_do_nothing(index_elements=[nonces.c.client_id, nonces.c.nonce])
+        return (await conn.execute(stmt)).rowcount == 1
+
+
+async def purge_nonces(engine: AsyncEngine, now: datetime) -> int:
+    async with engine.begin() as conn:
+        return int((await conn.execute(sa.delete(nonces).where(nonces.c.expires_at <= now))).rowcount or 0)
+
+
+async def stats_rows(conn: AsyncConnection, start: datetime, end: datetime, org: str | None) -> list[Row]:
+    r = referrals.c
+    query = sa.select(r.status, r.pathway, r.checks_outcome, r.age_band, r.concern_types,
+                      r.acknowledged_at, r.acknowledge_by, r.checks_at, r.checks_due_by, r.immediate_risk,
+                      r.out_of_hours).where(r.received_at >= start, r.received_at < end)
+    if org is not None:
+        query = query.where(sa.or_(r.la_code == org, r.force == org))
+    return list((await conn.execute(query)).all())
+
+
+__all__ = [
+    "IntegrityError", "begin_write", "claim_nonce", "get_idempotent", "get_referral", "insert_referral",
+    "next_sequence", "purge_nonces", "save_idempotent", "state_of", "stats_rows", "update_referral",
+]

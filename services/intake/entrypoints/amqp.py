@@ -1,0 +1,70 @@
+"""The §3.4 submission path: signed referrals on `intake.submissions`.
+
+Messages are signed by the MASH client (headers keyid, created, nonce, signature),
+not by a service, so the consumer runs with `verify_keys=None` and this handler
+checks the client signature. It shares `handlers.submit_referral` with HTTP and
+answers on `reply_to` (if set) with the same JSON as the HTTP 202, or the problem
+document. A bad message is audited, answered, then parked with its reason
+(`Reject`); a transient failure (database down) is retried by the consumer.
+A redelivered message (same client, same message id) gets the stored reply again.
+No rate limit here: the queue and the consumer's prefetch already pace the work.
+"""
+from __future__ import annotations
+
+import json
+import time
+import uuid
+
+from services.intake import handlers
+from services.intake.adapters import repository as repo
+from services.intake.auth import SUBMISSION_MAX_AGE_S, MAX_SKEW_S
+from services.intake.deps import Deps, audit_rejection
+from services.intake.domain.errors import IntakeError, TooLarge
+from services.intake.entrypoints.http import problem_doc
+from shared import bus
+from shared.logging import bound_contextvars, get_logger
+
+log = get_logger(__name__)
+
+
+async def _reply(deps: Deps, publisher: bus.Publisher, message: bus.BusMessage, doc: dict) -> None:
+    reply_to = message.reply_to
+    if not reply_to:
+        return
+    try:
+        await publisher.publish_raw("", reply_to, json.dumps(doc).encode(), message_id=str(uuid.uuid4()),
+                                    correlation_id=message.correlation_id or message.message_id or None)
+    except bus.PublishFailed as exc:  # the client's reply queue is gone: the referral still stands
+        log.warning("submission_reply_failed", error=type(exc).__name__)
+
+
+def make_handler(deps: Deps, publisher: bus.Publisher):
+    async def handle(message: bus.BusMessage) -> None:
+        corr = message.correlation_id or message.message_id or str(uuid.uuid4())
+        with bound_contextvars(correlation_id=corr[:64], message_id=message.message_id):
+            actor = None
+            try:
+                if len(message.body) > deps.settings.file.system.max_body_bytes:
+                    raise TooLarge("The body is over the limit")
+                actor, nonce = deps.auth.verify_submission(message.headers, message.body)
+                key = f"amqp:{message.message_id}" if message.message_id else None
+                if key:
+                    async with deps.engine.connect() as conn:
+                        stored = await repo.get_idempotent(conn, actor, key[:200])
+                    if stored is not None:  # a redelivery of a message already accepted
+                        return await _reply(deps, publisher, message, dict(stored.response))
+                await deps.auth.claim(actor, nonce, time.time(), SUBMISSION_MAX_AGE_S + MAX_SKEW_S)
+                done = await handlers.submit_referral(handlers.SubmitReferral(
+                    actor, message.body, key[:200] if key else None, corr[:64], "amqp"), deps)
+            except IntakeError as err:
+                await audit_rejection(deps, actor=actor or err.actor, action="referral.submit", reference=None,
+                                      err=err, via="amqp")
+                await _reply(deps, publisher, message, problem_doc(err))
+                raise bus.Reject(err.reason) from None
+            await _reply(deps, publisher, message, done.reply)
+    return handle
+
+
+def submissions_consumer(deps: Deps, connection, publisher: bus.Publisher) -> bus.Consumer:
+    return bus.Consumer(connection, bus.queue_spec(bus.INTAKE_SUBMISSIONS), make_handler(deps, publisher),
+                              publisher=publisher, verify_keys=None, prefetch=16)

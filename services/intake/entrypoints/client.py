@@ -1,0 +1,69 @@
+"""The reference client for MASH and staff systems (`safeguard submit`, `safeguard open`).
+
+Signs every request with RFC 9421 (`shared.httpsig.sign_request`) and, for `open`,
+decrypts the sealed content locally with the team's X25519 key: the key never
+leaves the machine it is on.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from nacl.public import PrivateKey
+from yarl import URL
+
+from shared.crypto import CryptoError, envelope_key_ids, load_private_sealing_key, load_signing_key, open_sealed
+from shared.httpsig import sign_request
+
+DEFAULT_URL = "http://127.0.0.1:8080"
+
+
+async def signed_request(method: str, base_url: str, path: str, *, client_id: str, key_file: str | Path,
+                         body: bytes | None = None, query: str = "",
+                         headers: dict[str, str] | None = None) -> tuple[int, Any]:
+    """Send one signed request; return (status, parsed JSON reply)."""
+    key = load_signing_key(key_file)
+    all_headers = dict(headers or {})
+    all_headers |= sign_request(method=method, path=path, query=query, body=body, key_id=client_id, key=key)
+    if body is not None:
+        all_headers.setdefault("Content-Type", "application/json")
+    url = URL(base_url.rstrip("/") + path + (f"?{query}" if query else ""), encoded=True)
+    async with aiohttp.ClientSession() as session:
+        async with session.request(method, url, data=body, headers=all_headers) as resp:
+            text = await resp.text()
+            try:
+                return resp.status, json.loads(text)
+            except ValueError:
+                return resp.status, {"status": resp.status, "title": "Non-JSON reply"}
+
+
+async def submit(file: str | Path, *, client_id: str, key_file: str | Path, url: str = DEFAULT_URL,
+                 idempotency_key: str | None = None) -> tuple[int, Any]:
+    body = Path(file).read_bytes()
+    headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
+    return await signed_request("POST", url, "/v1/referrals", client_id=client_id, key_file=key_file,
+                                body=body, headers=headers)
+
+
+def open_envelope(envelope: dict[str, Any], referral_id: str, team_key: PrivateKey) -> bytes:
+    """Try each key id the envelope names; the team key opens only its own."""
+    for key_id in envelope_key_ids(envelope):
+        try:
+            return open_sealed(envelope, referral_id=referral_id, key_id=key_id, private_key=team_key)
+        except CryptoError:
+            continue
+    raise CryptoError("this key cannot open the envelope")
+
+
+async def open_referral(reference: str, *, team_key_file: str | Path, client_id: str,
+                        client_key_file: str | Path, url: str = DEFAULT_URL) -> tuple[int, Any]:
+    """(200, content) or (status, problem document)."""
+    status, reply = await signed_request("GET", url, f"/v1/referrals/{reference}/sealed",
+                                         client_id=client_id, key_file=client_key_file)
+    if status != 200:
+        return status, reply
+    team_key = load_private_sealing_key(team_key_file)
+    content = open_envelope(reply["content_sealed"], reply["referral_id"], team_key)
+    return status, json.loads(content)

@@ -1,0 +1,121 @@
+"""OpenAPI 3.1 for intake: schemas from the pydantic models, paths written by hand."""
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from aiohttp import web
+from pydantic import BaseModel, Field
+from pydantic.json_schema import models_json_schema
+
+from services.intake.actions import ChecksBody, DecisionBody
+from services.intake.domain.referral import Referral
+
+REF = "#/components/schemas/{model}"
+
+
+class Accepted(BaseModel):
+    referral_id: str
+    reference: str = Field(pattern=r"^PRV-\d{4}-\d{6,}$")
+    status: Literal["received"]
+    received_at: str
+    out_of_hours: bool
+    acknowledge_by: str
+    checks_due_by: str
+
+
+class Problem(BaseModel):
+    type: str
+    title: str
+    status: int
+    detail: str | None = None
+    reason: str | None = None
+    errors: list[dict[str, str]] | None = None
+
+
+def _schemas() -> dict[str, Any]:
+    _, top = models_json_schema(
+        [(m, "validation") for m in (Referral, DecisionBody, ChecksBody, Accepted, Problem)], ref_template=REF)
+    return top["$defs"]
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": REF.format(model=name)}
+
+
+def _problems(*codes: int) -> dict[str, Any]:
+    out = {}
+    for code in codes:
+        out[str(code)] = {"description": "Problem", "content": {"application/problem+json": {"schema": _ref("Problem")}}}
+        if code == 429:
+            out[str(code)]["headers"] = {"Retry-After": {"schema": {"type": "integer"}}}
+    return out
+
+
+def _json(description: str, schema: dict | None = None) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema or {"type": "object"}}}}
+
+
+REF_PARAM = {"name": "reference", "in": "path", "required": True,
+             "schema": {"type": "string", "pattern": r"^PRV-\d{4}-\d{6,}$"}}
+COMMON = (400, 401, 403, 404, 409, 413, 415, 422, 429)
+
+
+def _action(summary: str, body: str | None) -> dict[str, Any]:
+    op: dict[str, Any] = {"summary": summary, "parameters": [REF_PARAM], "security": [{"httpsig": []}],
+                          "responses": {"200": _json("The action's result (a repeat returns the same)"),
+                                        **_problems(*COMMON)}}
+    if body:
+        op["requestBody"] = {"required": True, "content": {"application/json": {"schema": _ref(body)}}}
+    return {"post": op}
+
+
+def spec() -> dict[str, Any]:
+    health = {"get": {"summary": "Health", "responses": {"200": _json("OK")}}}
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Safeguard Relay intake", "version": "1"},
+        "components": {
+            "schemas": _schemas(),
+            "securitySchemes": {"httpsig": {
+                "type": "apiKey", "in": "header", "name": "Signature",
+                "description": "RFC 9421 HTTP Message Signatures, Ed25519, label sig1; covers @method, @path, "
+                               "@query (if any) and content-digest (RFC 9530) with created, keyid, alg, nonce."}},
+        },
+        "paths": {
+            "/v1/referrals": {"post": {
+                "summary": "Submit a referral (role referrer)", "security": [{"httpsig": []}],
+                "parameters": [{"name": "Idempotency-Key", "in": "header", "schema": {"type": "string"}}],
+                "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("Referral")}}},
+                "responses": {"202": _json("Accepted", _ref("Accepted")), **_problems(*COMMON)}}},
+            "/v1/referrals/{reference}": {"get": {
+                "summary": "Status and timeline (no content)", "parameters": [REF_PARAM],
+                "security": [{"httpsig": []}], "responses": {"200": _json("Referral metadata"),
+                                                              **_problems(401, 403, 404, 429)}}},
+            "/v1/referrals/{reference}/sealed": {"get": {
+                "summary": "Sealed content and contacts (recipient teams only; audited)",
+                "parameters": [REF_PARAM], "security": [{"httpsig": []}],
+                "responses": {"200": _json("Envelopes"), **_problems(401, 403, 404, 410, 429)}}},
+            "/v1/referrals/{reference}/acknowledgement": _action("Acknowledge (social_care)", None),
+            "/v1/referrals/{reference}/decision": _action("Decide the pathway (social_care)", "DecisionBody"),
+            "/v1/referrals/{reference}/checks": _action("Record the CTP checks outcome (prevent)", "ChecksBody"),
+            "/v1/referrals/{reference}/feedback": _action("Release feedback (prevent)", None),
+            "/v1/referrals/{reference}/close": _action("Close (social_care or prevent)", None),
+            "/v1/stats": {"get": {
+                "summary": "Performance data (no personal data)", "security": [{"httpsig": []}],
+                "parameters": [{"name": n, "in": "query", "schema": {"type": "string", "format": "date"}}
+                               for n in ("from", "to")],
+                "responses": {"200": _json("Counts"), **_problems(401, 403, 422, 429)}}},
+            "/openapi.json": {"get": {"summary": "This document", "responses": {"200": _json("OpenAPI")}}},
+            "/healthz": health, "/readyz": health,
+            "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {"200": {"description": "Text"}}}},
+        },
+    }
+
+
+def add_route(app: web.Application) -> None:
+    document = spec()
+
+    async def serve(_request: web.Request) -> web.Response:
+        return web.json_response(document)
+
+    app.router.add_get("/openapi.json", serve)

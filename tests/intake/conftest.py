@@ -1,0 +1,116 @@
+"""An intake app on the real RabbitMQ (fresh vhost) and PostgreSQL (fresh database),
+built from a `safeguard keys init` set-up, and helpers to sign requests as its clients."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from safeguard import keys
+from services.intake.adapters import tables
+from services.intake.bootstrap import create_app
+from shared.config import Client, LocalAuthority, SealingKey, Settings, load_settings
+from shared.crypto import (
+    b64e, generate_sealing_key, generate_signing_key, load_private_sealing_key, load_signing_key,
+    write_private_key,
+)
+from shared.httpsig import sign_request
+from shared.runtime import RUNTIME
+
+
+def pytest_collection_modifyitems(config, items):
+    here = Path(__file__).parent
+    for item in items:
+        if here in Path(item.path).parents:
+            item.add_marker(pytest.mark.broker)
+            item.add_marker(pytest.mark.database)
+
+
+OTHER_LA = "E88888888"
+
+
+def _with_other_la(settings: Settings, keys_dir: Path) -> Settings:
+    """Add a second local authority and its social-care client `other-social-care`."""
+    seal_key, sign_key = generate_sealing_key(), generate_signing_key()
+    write_private_key(keys_dir / f"{OTHER_LA}.x25519", bytes(seal_key))
+    write_private_key(keys_dir / "other-social-care.ed25519", bytes(sign_key))
+    la = LocalAuthority(code=OTHER_LA, name="Other Borough", sealing_keys=(SealingKey(
+        key_id=f"{OTHER_LA}-1", public_key=b64e(bytes(seal_key.public_key))),))
+    client = Client(id="other-social-care", role="social_care", organisation=OTHER_LA,
+                    verify_key=b64e(bytes(sign_key.verify_key)))
+    f = settings.file
+    return settings.model_copy(update={"file": f.model_copy(update={
+        "local_authorities": (*f.local_authorities, la), "clients": (*f.clients, client)})})
+
+
+def make_settings(tmp_path: Path, amqp_url: str, pg_url: str, **system: Any) -> Settings:
+    config = keys.init(tmp_path)
+    settings = load_settings({"SAFEGUARD_CONFIG": str(config), "SAFEGUARD_DATA_DIR": str(tmp_path),
+                              "SAFEGUARD_AMQP_URL": amqp_url, "SAFEGUARD_DATABASE_URL": pg_url})
+    settings = _with_other_la(settings, tmp_path / "keys")
+    if system:
+        sys_cfg = settings.file.system.model_copy(update=system)
+        settings = settings.model_copy(update={"file": settings.file.model_copy(update={"system": sys_cfg})})
+    return settings
+
+
+@dataclass
+class Intake:
+    client: Any  # aiohttp TestClient
+    settings: Settings
+    dir: Path
+
+    @property
+    def app(self):
+        return self.client.server.app
+
+    @property
+    def engine(self):
+        return self.app[RUNTIME].engine
+
+    def key(self, name: str):
+        return load_signing_key(self.dir / "keys" / f"{name}.ed25519")
+
+    def team_key(self, org: str):
+        return load_private_sealing_key(self.dir / "keys" / f"{org}.x25519")
+
+    def signed(self, method: str, path: str, client_id: str, body: bytes | None = None, *, query: str = "",
+               key_as: str | None = None, **kw: Any) -> dict[str, str]:
+        return sign_request(method=method, path=path, query=query, body=body, key_id=client_id,
+                            key=self.key(key_as or client_id), **kw)
+
+    async def call(self, method: str, path: str, client_id: str, payload: Any = None, *, raw: bytes | None = None,
+                   headers: dict[str, str] | None = None, query: str = "", content_type: str = "application/json"):
+        body = raw if raw is not None else (json.dumps(payload).encode() if payload is not None else None)
+        h = self.signed(method, path, client_id, body, query=query)
+        if body is not None:
+            h["Content-Type"] = content_type
+        h.update(headers or {})
+        url = path + (f"?{query}" if query else "")
+        return await self.client.request(method, url, data=body, headers=h)
+
+    async def submit(self, doc: dict, client_id: str = "dev-mash", **kw: Any):
+        return await self.call("POST", "/v1/referrals", client_id, doc, **kw)
+
+    async def count(self, table: sa.Table) -> int:
+        async with self.engine.connect() as conn:
+            return int(await conn.scalar(sa.select(sa.func.count()).select_from(table)))
+
+    async def audit_rows(self) -> list[Any]:
+        async with self.engine.connect() as conn:
+            return list((await conn.execute(sa.select(tables.audit).order_by(tables.audit.c.seq))).all())
+
+
+@pytest.fixture
+def intake_settings(tmp_path, amqp_url, pg_url) -> Settings:
+    return make_settings(tmp_path, amqp_url, pg_url)
+
+
+@pytest.fixture
+async def intake(intake_settings, aiohttp_client, tmp_path) -> Intake:
+    client = await aiohttp_client(create_app(intake_settings))
+    return Intake(client, intake_settings, tmp_path)

@@ -1,0 +1,89 @@
+"""Lifecycle actions: role and organisation checks, the state machine (409 for the
+impossible), idempotent repeats (same result, no new event), events and audit;
+the metadata view and performance statistics carry no content."""
+from __future__ import annotations
+
+import json
+
+from services.intake.adapters import tables
+from tests.factories import referral
+from tests.intake.test_submit import bind_events, drain
+
+
+async def test_the_whole_lifecycle(intake):
+    conn, queue = await bind_events(intake.settings)
+    try:
+        ref = (await (await intake.submit(referral())).json())["reference"]
+        base = f"/v1/referrals/{ref}"
+
+        async def post(action, client_id, payload=None):
+            resp = await intake.call("POST", f"{base}/{action}", client_id, payload)
+            return resp.status, await resp.json()
+
+        assert (await post("acknowledgement", "dev-prevent"))[0] == 403            # wrong role
+        assert (await post("acknowledgement", "other-social-care"))[0] == 403      # wrong LA
+        status, body = await post("decision", "dev-social-care", {"pathway": "section_47"})
+        assert (status, body["reason"]) == (409, "not_acknowledged")
+        assert (await post("decision", "dev-social-care", {"pathway": "nonsense"}))[0] == 422
+        status, ack = await post("acknowledgement", "dev-social-care")
+        assert status == 200 and ack["status"] == "acknowledged"
+        assert await post("acknowledgement", "dev-social-care") == (200, ack)     # repeat: same, no event
+        status, dec = await post("decision", "dev-social-care", {"pathway": "section_47", "rationale": "why"})
+        assert (status, dec["pathway"], dec["status"]) == (200, "section_47", "decided")
+        assert (await post("decision", "dev-social-care", {"pathway": "section_17"}))[0] == 409
+        status, body = await post("feedback", "dev-prevent")
+        assert (status, body["reason"]) == (409, "checks_pending")
+        assert (await post("checks", "dev-social-care", {"outcome": "police_led"}))[0] == 403
+        status, chk = await post("checks", "dev-prevent", {"outcome": "suitable_for_prevent", "notes": "n"})
+        assert (status, chk["outcome"]) == (200, "suitable_for_prevent")
+        status, fb = await post("feedback", "dev-prevent")
+        assert (status, fb["family_contact_lifted"], fb["audiences"]) == (200, True, ["social_care", "referrer", "guardians"])
+        assert await post("feedback", "dev-prevent") == (200, fb)
+        status, closed = await post("close", "dev-prevent")
+        assert (status, closed["status"]) == (200, "closed")
+        assert await post("close", "dev-social-care") == (200, closed)            # close twice: idempotent
+
+        other = (await (await intake.submit(referral())).json())["reference"]
+        assert (await intake.call("POST", f"/v1/referrals/{other}/close", "dev-social-care")).status == 200
+        resp = await intake.call("POST", f"/v1/referrals/{other}/acknowledgement", "dev-social-care")
+        assert resp.status == 409 and (await resp.json())["reason"] == "closed"
+        assert (await intake.call("POST", "/v1/referrals/PRV-2000-000999/close", "dev-prevent")).status == 404
+
+        events = [(m.routing_key, json.loads(m.body)) for m in await drain(queue, 2.0)]
+    finally:
+        await conn.close()
+    assert [k for k, _ in events] == [
+        "referral.received", "referral.acknowledged", "referral.decided", "referral.checks_completed",
+        "referral.feedback_released", "referral.closed", "referral.received", "referral.closed"]
+    fb_event = events[4][1]
+    assert (fb_event["family_contact_lifted"], fb_event["audiences"]) == (True, ["social_care", "referrer", "guardians"])
+    assert events[1][1]["client_id"] == "dev-social-care"
+    async with intake.engine.connect() as c:
+        row = (await c.execute(tables.referrals.select().where(tables.referrals.c.reference == ref))).one()
+    assert row.rationale_sealed["ciphertext"] and row.checks_notes_sealed["ciphertext"]
+    audit = [(r.action, r.outcome) for r in await intake.audit_rows() if r.reference == ref]
+    assert ("referral.acknowledgement", "repeated") in audit and ("referral.close", "repeated") in audit
+    assert ("referral.decision", "rejected") in audit
+
+    # the metadata view: any staff role of the LA or the force, never content
+    for client_id in ("dev-social-care", "dev-prevent", "dev-control-room", "dev-mash"):
+        resp = await intake.call("GET", f"/v1/referrals/{ref}", client_id)
+        assert resp.status == 200, client_id
+    view = await resp.json()
+    assert view["status"] == "closed" and "content_sealed" not in view and "content" not in view
+    assert [s["event"] for s in view["timeline"]] == [
+        "received", "acknowledged", "decided", "checks_completed", "feedback_released", "closed"]
+    assert view["holding"]["no_family_contact"] is False
+    for client_id in ("other-social-care", "dev-ops"):
+        assert (await intake.call("GET", f"/v1/referrals/{ref}", client_id)).status == 403
+
+    # performance data
+    resp = await intake.call("GET", "/v1/stats", "dev-ops", query="from=2025-01-01&to=2030-12-31")
+    stats = await resp.json()
+    assert resp.status == 200
+    assert (stats["total"], stats["by_status"], stats["by_pathway"]) == (2, {"closed": 2}, {"section_47": 1})
+    assert stats["by_age_band"] == {"11-15": 2} and stats["by_concern_type"] == {"mixed_unclear_unstable": 2}
+    assert stats["acknowledged_on_time"] == {"due": 1, "on_time": 1, "rate": 1.0}
+    assert (await intake.call("GET", "/v1/stats", "other-social-care", query="from=2025-01-01")).status == 200
+    assert (await (await intake.call("GET", "/v1/stats", "other-social-care", query="from=2025-01-01")).json())["total"] == 0
+    assert (await intake.call("GET", "/v1/stats", "dev-ops", query="from=yesterday")).status == 422
