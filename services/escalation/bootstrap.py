@@ -1,17 +1,85 @@
-"""Wires the escalation service: settings in, an aiohttp application out."""
+"""Wires the escalation service: settings in, an aiohttp application out.
+
+`create_app(settings, clock=None)` builds the app; nothing connects until it starts.
+Start-up (cleanup contexts, in order): the shared runtime (database migrated, broker,
+publisher, outbox relay), then escalation's own parts: the timer service (fires
+missed timers at once) and the consumer of `escalation.events`. Their stop hooks
+go on the runtime, so on SIGTERM the consumer stops first, then the timers, then the
+runtime flushes the outbox and closes.
+"""
 from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
 
 from aiohttp import web
 
-from shared.config import Settings
-from shared.http import base_app
 from services.escalation.adapters import tables
-from shared.runtime import runtime_ctx
+from services.escalation.clock import Clock, SystemClock
+from services.escalation.effects import Context
+from services.escalation.entrypoints import console, http
+from services.escalation.entrypoints.amqp import make_consumer
+from services.escalation.scheduler import TimerService
+from shared.config import ConfigError, Settings
+from shared.http import base_app
+from shared.httpsig import NonceCache
+from shared.runtime import RUNTIME, runtime_ctx
 
 SERVICE = "escalation"
+TIMERS = web.AppKey("escalation_timers", TimerService)
+TOKENS_ENV = "SAFEGUARD_CONSOLE_TOKENS"
 
 
-def create_app(settings: Settings) -> web.Application:
+def console_tokens(settings: Settings, env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Console access codes per force: `SAFEGUARD_CONSOLE_TOKENS="force=code;..."`, else one
+    generated file per force under `<data dir>/console/<force>.token` (mode 0600)."""
+    env = os.environ if env is None else env
+    forces = [f.slug for f in settings.file.forces]
+    if env.get(TOKENS_ENV):
+        tokens = {}
+        for item in env[TOKENS_ENV].split(";"):
+            force, sep, code = item.strip().partition("=")
+            if not sep or force not in forces or len(code) < 16:
+                raise ConfigError(f"environment: {TOKENS_ENV}: expected 'force=code;...' with known forces "
+                                  "and codes of at least 16 characters")
+            tokens[force] = code
+        return tokens
+    directory = Path(settings.data_dir) / "console"
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tokens = {}
+    for force in forces:
+        path = directory / f"{force}.token"
+        if not path.exists():
+            path.touch(mode=0o600)
+            path.write_text(secrets.token_urlsafe(24) + "\n", encoding="utf-8")
+        tokens[force] = path.read_text(encoding="utf-8").strip()
+    return tokens
+
+
+def escalation_ctx(ctx: Context, timer_options: Mapping | None):
+    async def run(app: web.Application) -> AsyncIterator[None]:
+        rt = app[RUNTIME]
+        timers = TimerService(rt.engine, ctx, on_commit=rt.relay.notify, **dict(timer_options or {}))
+        app[TIMERS] = timers
+        consumer = make_consumer(rt, ctx, timers)
+        rt.stop_hooks.append(timers.stop)  # hooks run in reverse: the consumer stops first
+        rt.stop_hooks.append(consumer.stop)
+        timers.start()
+        await consumer.start()
+        yield
+
+    return run
+
+
+def create_app(settings: Settings, clock: Clock | None = None, *, tokens: Mapping[str, str] | None = None,
+               timer_options: Mapping | None = None) -> web.Application:
     app = base_app(SERVICE, client_max_size=settings.file.system.max_body_bytes)
+    ctx = Context(settings, clock or SystemClock())
+    app[http.HTTP_DEPS] = http.HttpDeps(ctx=ctx, nonces=NonceCache())
+    http.add_routes(app)
+    console.add_routes(app, dict(tokens) if tokens is not None else console_tokens(settings))
     app.cleanup_ctx.append(runtime_ctx(SERVICE, settings, tables.outbox))
+    app.cleanup_ctx.append(escalation_ctx(ctx, timer_options))
     return app

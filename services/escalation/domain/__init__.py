@@ -1,0 +1,1 @@
+"""Pure escalation rules: no I/O, no clock reads."""

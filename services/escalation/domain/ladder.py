@@ -1,0 +1,96 @@
+"""The escalation ladder (DESIGN §4): what a received referral sets in motion.
+
+`plan_receipt` is pure: given the `ReferralReceived` event, the LA's working calendar
+and the configured timings it returns the timers to schedule and the immediate
+actions (notifications and control-room alerts). The deadlines themselves come from
+the event (intake computed them with the same `shared.worktime` rules); the ladder's
+intermediate steps are computed here on the LA's calendar.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from shared.config import EscalationTimings
+from shared.messages import AlertKind, ReferralReceived
+from shared.worktime import WorkingCalendar, ack_breach_steps, ack_reminder_times, checks_reminder_times
+
+# Timer kinds, grouped by the clock that owns them (what cancels them).
+ACK_REMINDER, ACK_BREACH, ACK_HEAD_OF_SERVICE = "ack_reminder", "ack_breach", "ack_head_of_service"
+CHECKS_REMINDER, CHECKS_BREACH = "checks_reminder", "checks_breach"
+ALERT_REESCALATE = "alert_reescalate"
+ACK_KINDS = (ACK_REMINDER, ACK_BREACH, ACK_HEAD_OF_SERVICE)
+CHECKS_KINDS = (CHECKS_REMINDER, CHECKS_BREACH)
+TIMER_KINDS = (*ACK_KINDS, *CHECKS_KINDS, ALERT_REESCALATE)
+
+
+@dataclass(frozen=True)
+class Notify:
+    """One NotificationRequested: a template to one audience."""
+
+    template: str
+    audience: str
+    priority: str = "normal"
+    with_contacts: bool = False  # carry the sealed contact section (referrer only)
+
+
+@dataclass(frozen=True)
+class TimerSpec:
+    kind: str
+    seq: int
+    due_at: datetime
+
+
+@dataclass(frozen=True)
+class Plan:
+    notifications: list[Notify] = field(default_factory=list)
+    alerts: list[AlertKind] = field(default_factory=list)
+    timers: list[TimerSpec] = field(default_factory=list)
+
+
+# What each timer sends when it fires: (template, audiences, event routing key).
+TIMER_ACTIONS: dict[str, tuple[str, tuple[str, ...], str]] = {
+    ACK_REMINDER: ("ack_reminder", ("la:mash_team",), "deadline.reminder"),
+    ACK_BREACH: ("ack_breach", ("la:team_manager",), "deadline.breached"),
+    ACK_HEAD_OF_SERVICE: ("ack_breach_escalated", ("la:head_of_service",), "deadline.breached"),
+    CHECKS_REMINDER: ("checks_reminder", ("force:ctp_prevent",), "deadline.reminder"),
+    CHECKS_BREACH: ("checks_breach", ("force:ctp_prevent_lead", "la:team_manager"), "deadline.breached"),
+}
+CLOCK_OF = {**{k: "acknowledge_by" for k in ACK_KINDS}, **{k: "checks_due_by" for k in CHECKS_KINDS}}
+
+
+def ack_timers(ev: ReferralReceived, calendar: WorkingCalendar, t: EscalationTimings) -> list[TimerSpec]:
+    reminders = ack_reminder_times(ev.received_at, calendar, t.ack_reminder_fractions,
+                                   timedelta(hours=t.ack_reminder_before_hours))
+    out = [TimerSpec(ACK_REMINDER, i + 1, at) for i, at in enumerate(r for r in reminders if r < ev.acknowledge_by)]
+    breach, head = ack_breach_steps(ev.acknowledge_by, calendar, timedelta(hours=t.ack_head_of_service_after_hours))
+    return out + [TimerSpec(ACK_BREACH, 1, breach), TimerSpec(ACK_HEAD_OF_SERVICE, 1, head)]
+
+
+def checks_timers(ev: ReferralReceived, calendar: WorkingCalendar, t: EscalationTimings) -> list[TimerSpec]:
+    reminders = checks_reminder_times(ev.received_at, t.checks_reminder_days, tz=calendar.hours.tz)
+    out = [TimerSpec(CHECKS_REMINDER, i + 1, at) for i, at in enumerate(r for r in reminders if r < ev.checks_due_by)]
+    return out + [TimerSpec(CHECKS_BREACH, 1, ev.checks_due_by)]
+
+
+def plan_receipt(
+    ev: ReferralReceived, calendar: WorkingCalendar, timings: EscalationTimings, *,
+    acknowledged: bool = False, checks_done: bool = False, closed: bool = False,
+) -> Plan:
+    """Timers and immediate actions for a receipt. Flags say what already happened
+    (events that arrived before the receipt): their clocks are not started."""
+    if closed:
+        return Plan()
+    notes = [Notify("receipt", "la:mash_team"), Notify("referral_acknowledgement", "referrer", with_contacts=True)]
+    alerts: list[AlertKind] = []
+    if ev.immediate_risk and not ev.out_of_hours:
+        notes += [Notify("immediate_safety", a, "urgent")
+                  for a in ("la:duty_manager", "force:ctp_prevent", "force:police_mash")]
+    elif ev.immediate_risk:
+        alerts.append("immediate_safety")
+        notes.append(Notify("immediate_safety", "la:emergency_duty_team", "urgent"))
+    elif ev.out_of_hours:
+        alerts.append("out_of_hours_concern")
+    timers = [] if acknowledged else ack_timers(ev, calendar, timings)
+    timers += [] if checks_done else checks_timers(ev, calendar, timings)
+    return Plan(notes, alerts, sorted(timers, key=lambda s: (s.due_at, s.kind)))

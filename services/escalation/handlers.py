@@ -1,0 +1,202 @@
+"""Plain async handlers: one per referral event, one per timer firing, one per command.
+
+Each runs inside the caller's transaction (`process_once` for bus events, the fire
+loop's batch for timers), so its state change, outbox rows and audit entries commit
+together or not at all. Events may arrive in any order: an event for a referral not
+yet received creates a placeholder row that records what happened, and the receipt,
+when it comes, starts only the clocks still running.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from services.escalation import metrics
+from services.escalation.adapters import repository as repo
+from services.escalation.domain import ladder
+from services.escalation.domain.events import DEADLINE_EVENTS, AlertAcknowledged, AlertEscalated
+from services.escalation.effects import (
+    Context, alert_event, audit, emit, notify, publish_alert, raise_alert, schedule_reescalation,
+)
+from shared.messages import (
+    ChecksCompleted, FeedbackReleased, ReferralAcknowledged, ReferralClosed, ReferralDecided, ReferralEvent,
+    ReferralReceived,
+)
+
+
+class UnknownTimerKind(Exception):
+    """A timer row this version cannot fire (retried, then marked failed)."""
+
+
+class MissingRecord(Exception):
+    """A timer refers to a referral or alert that does not exist."""
+
+
+async def _ensure(conn: AsyncConnection, ev: ReferralEvent, now: datetime):
+    return await repo.ensure_referral(conn, referral_id=ev.referral_id, reference=ev.reference,
+                                      force=ev.force, la_code=ev.la_code, now=now)
+
+
+def _early(row: Any) -> dict:
+    return {"before_receipt": True} if row.received_at is None else {}
+
+
+async def on_received(conn: AsyncConnection, ev: ReferralReceived, ctx: Context, now: datetime) -> None:
+    row = await _ensure(conn, ev, now)
+    if row.received_at is not None:  # the same referral again under another message id
+        await audit(conn, "referral.received", ev.reference, now, outcome="duplicate")
+        return
+    await repo.update_referral(
+        conn, ev.referral_id, now, reference=ev.reference, force=ev.force, la_code=ev.la_code,
+        received_at=ev.received_at, out_of_hours=ev.out_of_hours, immediate_risk=ev.immediate_risk,
+        acknowledge_by=ev.acknowledge_by, checks_due_by=ev.checks_due_by, holding=ev.holding.model_dump())
+    plan = ladder.plan_receipt(ev, ctx.calendar(ev.la_code), ctx.timings,
+                               acknowledged=row.acknowledged_at is not None,
+                               checks_done=row.checks_completed_at is not None, closed=row.closed_at is not None)
+    await audit(conn, "referral.received", ev.reference, now, detail={
+        "out_of_hours": ev.out_of_hours, "immediate_risk": ev.immediate_risk, "timers": len(plan.timers),
+        "alerts": list(plan.alerts), "acknowledge_by": ev.acknowledge_by.isoformat(),
+        "checks_due_by": ev.checks_due_by.isoformat()})
+    referral = await repo.get_referral(conn, ev.referral_id)
+    for note in plan.notifications:
+        await notify(conn, referral, note.template, note.audience, now, priority=note.priority,
+                     contacts_sealed=ev.contacts_sealed if note.with_contacts else None)
+    for kind in plan.alerts:
+        await raise_alert(conn, ctx, referral, kind, now)
+    await repo.add_timers(conn, ev.referral_id, ev.reference, plan.timers, now)
+
+
+async def on_acknowledged(conn: AsyncConnection, ev: ReferralAcknowledged, ctx: Context, now: datetime) -> None:
+    row = await _ensure(conn, ev, now)
+    if row.acknowledged_at is not None:
+        await audit(conn, "clock.stopped", ev.reference, now, outcome="duplicate", detail={"clock": "acknowledge_by"})
+        return
+    cancelled = await repo.cancel_timers(conn, ev.referral_id, ladder.ACK_KINDS)
+    await repo.update_referral(conn, ev.referral_id, now, acknowledged_at=ev.at)
+    await audit(conn, "clock.stopped", ev.reference, now,
+                detail={"clock": "acknowledge_by", "cancelled": cancelled, **_early(row)})
+
+
+async def on_decided(conn: AsyncConnection, ev: ReferralDecided, ctx: Context, now: datetime) -> None:
+    row = await _ensure(conn, ev, now)
+    await repo.update_referral(conn, ev.referral_id, now, decided_at=ev.at, pathway=ev.pathway)
+    await audit(conn, "referral.decided", ev.reference, now, detail={"pathway": ev.pathway, **_early(row)})
+
+
+async def on_checks_completed(conn: AsyncConnection, ev: ChecksCompleted, ctx: Context, now: datetime) -> None:
+    row = await _ensure(conn, ev, now)
+    if row.checks_completed_at is not None:
+        await audit(conn, "clock.stopped", ev.reference, now, outcome="duplicate", detail={"clock": "checks_due_by"})
+        return
+    cancelled = await repo.cancel_timers(conn, ev.referral_id, ladder.CHECKS_KINDS)
+    await repo.update_referral(conn, ev.referral_id, now, checks_completed_at=ev.at, checks_outcome=ev.outcome)
+    await audit(conn, "clock.stopped", ev.reference, now,
+                detail={"clock": "checks_due_by", "outcome": ev.outcome, "cancelled": cancelled, **_early(row)})
+
+
+async def on_feedback_released(conn: AsyncConnection, ev: FeedbackReleased, ctx: Context, now: datetime) -> None:
+    row = await _ensure(conn, ev, now)
+    values: dict[str, Any] = {"feedback_released_at": ev.at}
+    if ev.family_contact_lifted and row.holding is not None:
+        values["holding"] = {**row.holding, "no_family_contact": False}
+    await repo.update_referral(conn, ev.referral_id, now, **values)
+    await audit(conn, "referral.feedback_released", ev.reference, now,
+                detail={"family_contact_lifted": ev.family_contact_lifted, **_early(row)})
+
+
+async def on_closed(conn: AsyncConnection, ev: ReferralClosed, ctx: Context, now: datetime) -> None:
+    row = await _ensure(conn, ev, now)
+    if row.closed_at is not None:
+        await audit(conn, "referral.closed", ev.reference, now, outcome="duplicate")
+        return
+    cancelled = await repo.cancel_timers(conn, ev.referral_id)
+    for alert in await repo.open_alerts(conn, referral_id=ev.referral_id):
+        await repo.update_alert(conn, alert.alert_id, status="closed")
+    await repo.update_referral(conn, ev.referral_id, now, closed_at=ev.at)
+    await audit(conn, "referral.closed", ev.reference, now, detail={"cancelled": cancelled, **_early(row)})
+
+
+EVENT_HANDLERS = {
+    ReferralReceived.routing_key: (ReferralReceived, on_received),
+    ReferralAcknowledged.routing_key: (ReferralAcknowledged, on_acknowledged),
+    ReferralDecided.routing_key: (ReferralDecided, on_decided),
+    ChecksCompleted.routing_key: (ChecksCompleted, on_checks_completed),
+    FeedbackReleased.routing_key: (FeedbackReleased, on_feedback_released),
+    ReferralClosed.routing_key: (ReferralClosed, on_closed),
+}
+
+
+# --- timers ----------------------------------------------------------------------
+
+async def fire_timer(conn: AsyncConnection, timer: Any, ctx: Context, now: datetime) -> str:
+    """Carry out one due timer; returns "fired", or "cancelled" when its clock has stopped."""
+    if timer.kind == ladder.ALERT_REESCALATE:
+        return await _reescalate(conn, timer, ctx, now)
+    if timer.kind not in ladder.TIMER_ACTIONS:
+        raise UnknownTimerKind(timer.kind)
+    referral = await repo.get_referral(conn, timer.referral_id)
+    if referral is None:
+        raise MissingRecord("referral")
+    stopped = referral.closed_at or (
+        referral.acknowledged_at if timer.kind in ladder.ACK_KINDS else referral.checks_completed_at)
+    if stopped is not None:
+        return "cancelled"
+    template, audiences, routing_key = ladder.TIMER_ACTIONS[timer.kind]
+    priority = "urgent" if routing_key == "deadline.breached" else "normal"
+    for audience in audiences:
+        await notify(conn, referral, template, audience, now, priority=priority)
+    clock = ladder.CLOCK_OF[timer.kind]
+    await emit(conn, DEADLINE_EVENTS[routing_key](
+        timer_id=timer.id, referral_id=referral.referral_id, reference=referral.reference,
+        la_code=referral.la_code, force=referral.force, kind=timer.kind, clock=clock, due_at=timer.due_at,
+        deadline=getattr(referral, clock), at=now), now)
+    await audit(conn, routing_key, referral.reference, now,
+                detail={"kind": timer.kind, "seq": timer.seq, "timer_id": timer.id, "due_at": timer.due_at.isoformat()})
+    return "fired"
+
+
+async def _reescalate(conn: AsyncConnection, timer: Any, ctx: Context, now: datetime) -> str:
+    alert = await repo.get_alert(conn, timer.alert_id or "", lock=True)
+    if alert is None:
+        raise MissingRecord("alert")
+    if alert.status != "open":
+        return "cancelled"
+    levels = ctx.timings.alert_levels
+    index = min(timer.seq, len(levels) - 1)
+    await repo.update_alert(conn, alert.alert_id, level_index=index, level=levels[index], last_raised_at=now)
+    alert = await repo.get_alert(conn, alert.alert_id)
+    referral = await repo.get_referral(conn, alert.referral_id)
+    await publish_alert(conn, ctx, alert, now, referral.acknowledge_by if referral else None)
+    await emit(conn, alert_event(AlertEscalated, alert, now), now)
+    force = ctx.settings.force(alert.force)
+    if referral is not None and force is not None and alert.level in force.contacts:
+        await notify(conn, referral, "alert_escalated", f"force:{alert.level}", now, priority="urgent")
+    await schedule_reescalation(conn, ctx, alert, now)
+    await audit(conn, "alert.escalated", alert.reference, now,
+                detail={"alert_id": alert.alert_id, "kind": alert.kind, "level": alert.level})
+    metrics.ALERTS_ESCALATED.inc()
+    return "fired"
+
+
+# --- commands --------------------------------------------------------------------
+
+async def acknowledge_alert(conn: AsyncConnection, alert_id: str, actor: str, now: datetime) -> Any:
+    """Stop an alert's re-escalation. Idempotent: a second call changes nothing.
+    Timers are locked before the alert (the fire loop's order), so the two never deadlock."""
+    alert = await repo.get_alert(conn, alert_id)
+    if alert is None:
+        return None
+    if alert.status != "open":
+        return alert
+    cancelled = await repo.cancel_timers(conn, alert.referral_id, [ladder.ALERT_REESCALATE], alert_id=alert_id)
+    alert = await repo.get_alert(conn, alert_id, lock=True)
+    if alert.status != "open":
+        return alert
+    await repo.update_alert(conn, alert_id, status="acknowledged", acknowledged_at=now, acknowledged_by=actor)
+    alert = await repo.get_alert(conn, alert_id)
+    await emit(conn, alert_event(AlertAcknowledged, alert, now, acknowledged_by=actor), now)
+    await audit(conn, "alert.acknowledged", alert.reference, now, actor=actor,
+                detail={"alert_id": alert_id, "level": alert.level, "cancelled": cancelled})
+    return alert

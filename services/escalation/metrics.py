@@ -1,0 +1,16 @@
+"""Escalation's Prometheus metrics (label values from fixed sets: kinds, outcomes)."""
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+TIMERS_PENDING = Gauge("safeguard_escalation_timers", "Escalation timers by status", ["status"])
+TIMERS_FIRED = Counter("safeguard_escalation_timers_fired_total", "Timers fired (or found moot)", ["kind", "outcome"])
+TIMER_FAILURES = Counter(
+    "safeguard_escalation_timer_failures_total", "Timer firings that raised", ["kind", "final"])
+TIMER_LATENESS = Histogram(
+    "safeguard_escalation_timer_lateness_seconds", "How late a timer fired after it was due",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600),
+)
+ALERTS_RAISED = Counter("safeguard_escalation_alerts_raised_total", "Control-room alerts raised", ["kind"])
+ALERTS_ESCALATED = Counter("safeguard_escalation_alerts_escalated_total", "Alerts raised one level up")
+ALERTS_ACKNOWLEDGED = Counter("safeguard_escalation_alerts_acknowledged_total", "Alerts acknowledged", ["via"])

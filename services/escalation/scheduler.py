@@ -1,0 +1,188 @@
+"""Durable timers: the rows are the truth; APScheduler only wakes the service.
+
+`fire_due(now)` claims due rows (`FOR UPDATE SKIP LOCKED` on PostgreSQL, so several
+replicas each fire a step exactly once; SQLite has one writer) in small batches, in
+due order, and in ONE transaction per batch marks them fired and writes their outbox
+rows and audit entries. If a batch raises, it is rolled back and its rows are fired
+one by one, so only the failing row is held back: its attempts go up, it is retried
+with back-off and after `max_attempts` marked `failed` (a metric and an audit
+entry) — never dropped.
+
+APScheduler 3 (`AsyncIOScheduler`) holds one "wake" job at the earliest pending
+`run_at` and a periodic safety poll; both only poke the process's single fire loop
+(so a wake-up is never skipped because a firing is still running). On start the
+loop runs at once, so timers missed while the service was down fire immediately,
+in due order.
+"""
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.date import DateTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from services.escalation import metrics
+from services.escalation.adapters import repository as repo
+from services.escalation.effects import Context, audit
+from services.escalation.handlers import fire_timer
+from shared.logging import get_logger
+
+log = get_logger(__name__)
+MAX_RETRY_S = 3600.0
+
+
+class TimerService:
+    def __init__(self, engine: AsyncEngine, ctx: Context, *, on_commit: Callable[[], None] = lambda: None,
+                 batch_size: int = 50, max_attempts: int = 5, retry_base_s: float = 30.0,
+                 poll_interval_s: float = 30.0) -> None:
+        self.engine, self.ctx, self.on_commit = engine, ctx, on_commit
+        self.batch_size, self.max_attempts = batch_size, max_attempts
+        self.retry_base_s, self.poll_interval_s = retry_base_s, poll_interval_s
+        self._lock = asyncio.Lock()
+        self._scheduler: AsyncIOScheduler | None = None
+        self._next_wake: datetime | None = None
+        self._wake: asyncio.Event | None = None
+        self._loop_task: asyncio.Task[None] | None = None
+        self._counted_at = float("-inf")
+
+    # --- firing --------------------------------------------------------------------
+
+    async def fire_due(self, now: datetime | None = None) -> int:
+        """Fire every timer due at `now` (default: the clock's now, re-read after each
+        batch so timers falling due meanwhile go too); returns how many."""
+        async with self._lock:
+            total = 0
+            while True:
+                fired, more = await self._fire_batch(now or self.ctx.clock.now())
+                total += fired
+                if fired:
+                    self.on_commit()
+                if not more:
+                    return total
+
+    async def _fire_batch(self, now: datetime) -> tuple[int, bool]:
+        ids: list[int] = []
+        try:
+            async with self.engine.begin() as conn:
+                rows = await repo.claim_due(conn, now, self.batch_size)
+                ids = [r.id for r in rows]
+                outcomes = []
+                for row in rows:
+                    outcome = await fire_timer(conn, row, self.ctx, now)
+                    await repo.finish_timer(conn, row.id, outcome, now)
+                    outcomes.append((row, outcome))
+        except Exception as exc:
+            if not ids:
+                raise  # the claim itself failed (database down): the next wake retries
+            log.warning("timer_batch_failed", error=type(exc).__name__, timers=len(ids))
+            fired = 0
+            for timer_id in ids:
+                fired += await self._fire_one(timer_id, now)
+            return fired, True
+        for row, outcome in outcomes:
+            self._observe(row, outcome, now)
+        return len(ids), len(ids) == self.batch_size
+
+    async def _fire_one(self, timer_id: int, now: datetime) -> int:
+        try:
+            async with self.engine.begin() as conn:
+                row = await repo.lock_timer(conn, timer_id)
+                if row is None or row.run_at > now:
+                    return 0
+                outcome = await fire_timer(conn, row, self.ctx, now)
+                await repo.finish_timer(conn, row.id, outcome, now)
+            self._observe(row, outcome, now)
+            return 1
+        except Exception as exc:
+            await self._record_failure(timer_id, type(exc).__name__, now)
+            return 0
+
+    async def _record_failure(self, timer_id: int, error: str, now: datetime) -> None:
+        async with self.engine.begin() as conn:
+            row = await repo.lock_timer(conn, timer_id)
+            if row is None:
+                return
+            attempts = row.attempts + 1
+            give_up = attempts >= self.max_attempts
+            retry_at = now + timedelta(seconds=min(self.retry_base_s * 2 ** (attempts - 1), MAX_RETRY_S))
+            await repo.timer_failed(conn, timer_id, error, retry_at, give_up)
+            await audit(conn, "timer.failed" if give_up else "timer.retry", row.reference, now,
+                        outcome="failed" if give_up else "retry",
+                        detail={"timer_id": timer_id, "kind": row.kind, "attempts": attempts, "error": error})
+        metrics.TIMER_FAILURES.labels(kind=row.kind[:40], final=str(give_up).lower()).inc()
+        log.warning("timer_failed", timer_id=timer_id, kind=row.kind, attempts=attempts, final=give_up, error=error)
+
+    def _observe(self, row, outcome: str, now: datetime) -> None:
+        metrics.TIMERS_FIRED.labels(kind=row.kind, outcome=outcome).inc()
+        if outcome == "fired":
+            metrics.TIMER_LATENESS.observe(max(0.0, (now - row.due_at).total_seconds()))
+
+    # --- waking --------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._wake = asyncio.Event()
+        self._loop_task = asyncio.create_task(self._run(), name="escalation-timers")
+        self._scheduler = AsyncIOScheduler(timezone=UTC)
+        self._scheduler.add_job(self._poke, IntervalTrigger(seconds=self.poll_interval_s, timezone=UTC),
+                                id="poll", coalesce=True, misfire_grace_time=None)
+        self._scheduler.start()
+        self._wake.set()  # missed timers fire at once after a restart
+
+    async def stop(self) -> None:
+        if self._scheduler is not None:
+            self._scheduler.shutdown(wait=False)
+            self._scheduler = None
+        if self._loop_task is not None:
+            self._loop_task.cancel()
+            await asyncio.gather(self._loop_task, return_exceptions=True)  # waits out an in-flight batch
+            self._loop_task = None
+
+    async def reschedule(self) -> None:
+        """Move the wake-up to the earliest pending timer (after new timers commit)."""
+        async with self.engine.connect() as conn:
+            nxt = await repo.next_run_at(conn)
+            counts = await repo.count_by_status(conn) if self._counts_due() else None
+        if counts is not None:
+            for status in ("pending", "fired", "cancelled", "failed"):
+                metrics.TIMERS_PENDING.labels(status=status).set(counts.get(status, 0))
+        if nxt is not None:
+            delay = max(0.0, (nxt - self.ctx.clock.now()).total_seconds())
+            self._wake_at(datetime.now(UTC) + timedelta(seconds=delay))
+
+    def _counts_due(self) -> bool:
+        now = asyncio.get_running_loop().time()
+        if now - self._counted_at < 10:
+            return False
+        self._counted_at = now
+        return True
+
+    def _wake_at(self, run: datetime) -> None:
+        """APScheduler's one date job: at `run`, poke the fire loop."""
+        if self._scheduler is None or (self._next_wake is not None and self._next_wake <= run):
+            return
+        self._next_wake = run
+        self._scheduler.add_job(self._poke, DateTrigger(run_date=run, timezone=UTC), id="wake",
+                                replace_existing=True, coalesce=True, misfire_grace_time=None)
+
+    def _poke(self) -> None:
+        self._next_wake = None
+        if self._wake is not None:
+            self._wake.set()
+
+    async def _run(self) -> None:
+        """The single fire loop of this process: sleeps until poked (wake job, poll, start)."""
+        assert self._wake is not None
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            try:
+                await self.fire_due()
+                await self.reschedule()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("timer_tick_failed", error=type(exc).__name__)

@@ -1,0 +1,160 @@
+"""Escalation against the real RabbitMQ and PostgreSQL, with an injected clock.
+
+`esc` gives a dev set-up (`safeguard keys init`) plus a second force, the real broker
+vhost and a fresh PostgreSQL database; it starts real apps (`create_app` on a real
+TCP port), publishes events signed as intake, and reads what escalation published.
+"""
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
+
+import pytest
+from aiohttp.test_utils import TestServer
+from nacl.signing import SigningKey
+
+from safeguard import keys
+from services.escalation.bootstrap import TIMERS, create_app
+from services.escalation.clock import ManualClock
+from shared import bus
+from shared.config import load_settings
+from shared.crypto import load_signing_key
+from shared.messages import Holding, Message, ReferralReceived
+from shared.storage import create_engine
+from shared.worktime import WorkingCalendar, compute_deadlines
+
+LONDON = ZoneInfo("Europe/London")
+TOKEN = "console-code-for-dev-force-0001"
+OTHER = "other-force"
+
+
+def london(*args: int) -> datetime:
+    return datetime(*args, tzinfo=LONDON).astimezone(UTC)
+
+
+def received(at: datetime, *, immediate_risk: bool = False, reference: str | None = None,
+             referral_id: str | None = None, contacts_sealed: dict | None = None) -> ReferralReceived:
+    d = compute_deadlines(at, WorkingCalendar())
+    rid = referral_id or uuid.uuid4().hex
+    return ReferralReceived(
+        referral_id=rid, reference=reference or f"SR-{rid[:8].upper()}", force="dev-force", la_code="E99999999",
+        at=at, received_at=at, received_via="mash", out_of_hours=d.out_of_hours, immediate_risk=immediate_risk,
+        age_band="11-15", concern_types=("online",), holding=Holding(no_further_sharing=True, no_family_contact=True),
+        acknowledge_by=d.acknowledge_by, checks_due_by=d.checks_due_by, contacts_sealed=contacts_sealed)
+
+
+def event(cls: type[Message], ev: ReferralReceived, at: datetime, **extra) -> Message:
+    return cls(referral_id=ev.referral_id, reference=ev.reference, force=ev.force, la_code=ev.la_code,
+               at=at, **extra)
+
+
+class World:
+    def __init__(self, settings, clock: ManualClock, keys_dir, connection, engine, other_key: SigningKey):
+        self.settings, self.clock, self.keys_dir = settings, clock, keys_dir
+        self.connection, self.engine, self.other_key = connection, engine, other_key
+        self.intake_key = load_signing_key(keys_dir / "service-intake.ed25519")
+        self.publisher = bus.Publisher(connection, producer="intake", signing_key=self.intake_key)
+
+    def client_key(self, client_id: str) -> SigningKey:
+        return load_signing_key(self.keys_dir / f"{client_id}.ed25519")
+
+    @contextlib.asynccontextmanager
+    async def app(self, clock: ManualClock | None = None, **timer_options) -> AsyncIterator[TestServer]:
+        options = {"poll_interval_s": 3600, "retry_base_s": 60, **timer_options}
+        app = create_app(self.settings, clock or self.clock, tokens={"dev-force": TOKEN}, timer_options=options)
+        server = TestServer(app)
+        await server.start_server()
+        try:
+            yield server
+        finally:
+            await server.close()
+
+    @staticmethod
+    async def fire(server: TestServer) -> int:
+        return await server.app[TIMERS].fire_due()
+
+    async def publish(self, message: Message, *, message_id: str | None = None, body: bytes | None = None,
+                      routing_key: str | None = None) -> str:
+        mid = message_id or uuid.uuid4().hex
+        await self.publisher.publish(bus.EVENTS, routing_key or message.routing_key,
+                                     message.to_bytes() if body is None else body, message_id=mid)
+        return mid
+
+    async def take(self, queue: str, timeout: float = 0.0) -> list:
+        """Every message now in `queue` (waiting up to `timeout` for the first)."""
+        out = []
+        async with self.connection.channel() as channel:
+            q = await channel.declare_queue(queue, passive=True)
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + timeout
+            while True:
+                message = await q.get(no_ack=True, fail=False)
+                if message is not None:
+                    out.append(message)
+                    continue
+                if out or loop.time() >= deadline:
+                    return out
+                await asyncio.sleep(0.02)
+
+    async def take_json(self, queue: str, timeout: float = 0.0) -> list[tuple[str, dict]]:
+        return [(m.routing_key, json.loads(m.body)) for m in await self.take(queue, timeout)]
+
+    async def notes(self, timeout: float = 2.0) -> list[dict]:
+        """NotificationRequested bodies escalation sent (the notifier's queue also gets referral.*)."""
+        return [b for k, b in await self.take_json("notifier.requests", timeout) if k == "notification.requested"]
+
+    async def settle(self, seconds: float = 0.6) -> None:
+        """Let the consumers and the outbox relay catch up."""
+        await asyncio.sleep(seconds)
+
+    async def wait_processed(self, message_id: str, timeout: float = 10.0) -> None:
+        from sqlalchemy import select
+
+        from services.escalation.adapters.tables import processed
+        async with asyncio.timeout(timeout):
+            while True:
+                async with self.engine.connect() as conn:
+                    if await conn.scalar(select(processed.c.message_id).where(processed.c.message_id == message_id)):
+                        return
+                await asyncio.sleep(0.05)
+
+    async def rows(self, query):
+        async with self.engine.connect() as conn:
+            return list((await conn.execute(query)).all())
+
+
+def _add_other_force(config_path, other_key: SigningKey) -> None:
+    pub = base64.b64encode(b"\x01" * 32).decode()
+    verify = base64.b64encode(bytes(other_key.verify_key)).decode()
+    with open(config_path, "a", encoding="utf-8") as f:
+        f.write(f'\n[[forces]]\nslug = "{OTHER}"\nname = "Other Force"\n'
+                f'sealing_keys = [{{ key_id = "{OTHER}-1", public_key = "{pub}" }}]\n'
+                f'\n[[clients]]\nid = "other-control-room"\nrole = "control_room"\norganisation = "{OTHER}"\n'
+                f'verify_key = "{verify}"\n')
+
+
+@pytest.fixture
+async def esc(tmp_path, amqp_url, pg_url) -> AsyncIterator[World]:
+    config = keys.init(tmp_path)
+    other_key = SigningKey.generate()
+    _add_other_force(config, other_key)
+    settings = load_settings({"SAFEGUARD_CONFIG": str(config), "SAFEGUARD_DATA_DIR": str(tmp_path),
+                              "SAFEGUARD_AMQP_URL": amqp_url, "SAFEGUARD_DATABASE_URL": pg_url})
+    connection = await bus.connect(amqp_url, name="test-escalation")
+    async with connection.channel() as channel:
+        await bus.declare_topology(channel, [f.slug for f in settings.file.forces])
+    engine = create_engine(pg_url)
+    world = World(settings, ManualClock(london(2026, 11, 7, 10)), tmp_path / "keys", connection, engine, other_key)
+    await world.publisher.start()
+    try:
+        yield world
+    finally:
+        await world.publisher.close()
+        await connection.close()
+        await engine.dispose()

@@ -1,0 +1,159 @@
+"""Referral events in, alerts / notifications / timers out — real broker, real PostgreSQL."""
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select
+
+from services.escalation.adapters.tables import alerts, audit, referrals, timers
+from services.escalation.clock import ManualClock
+from shared.messages import ChecksCompleted, ControlRoomAlert, ReferralAcknowledged, ReferralClosed
+from tests.escalation.conftest import event, london, received
+
+pytestmark = [pytest.mark.broker, pytest.mark.database]
+CANARY = "CANARY-Zebedee-Quixote-7731"
+
+
+async def test_saturday_referral_alerts_the_control_room_within_a_second_and_waits_for_monday(esc):
+    async with esc.app():
+        ev = received(london(2026, 11, 7, 10), contacts_sealed={"ciphertext": CANARY})
+        started = time.monotonic()
+        await esc.publish(ev)
+        messages = await esc.take("control-room.dev-force", timeout=5)
+        assert time.monotonic() - started < 1.0
+        assert len(messages) == 1 and messages[0].delivery_mode == 2  # persistent
+        body = ControlRoomAlert.model_validate_json(messages[0].body)
+        assert set(messages[0].body.decode().split('"')) >= set(ControlRoomAlert.model_fields)
+        assert (body.kind, body.level, body.reference, body.force, body.la_code) == (
+            "out_of_hours_concern", "control_room", ev.reference, "dev-force", "E99999999")
+        assert body.acknowledge_url == f"http://127.0.0.1:8081/v1/alerts/{body.alert_id}/acknowledgement"
+        assert ev.reference in body.summary and "Mon 09 Nov 2026 17:00" in body.summary
+        assert CANARY not in messages[0].body.decode()
+        await esc.settle()
+        due = {(r.kind, r.seq): r.due_at for r in await esc.rows(select(timers).where(timers.c.referral_id == ev.referral_id))}
+        assert due[("ack_breach", 1)] == london(2026, 11, 9, 17)
+        assert due[("ack_head_of_service", 1)] == london(2026, 11, 10, 10)
+        assert due[("checks_breach", 1)] == london(2026, 12, 5, 10)
+        assert due[("alert_reescalate", 1)] == esc.clock.now() + timedelta(minutes=10)
+        notes = await esc.notes()
+        assert sorted((n["template"], n["audience"]) for n in notes) == [
+            ("receipt", "la:mash_team"), ("referral_acknowledgement", "referrer")]
+        referrer = next(n for n in notes if n["audience"] == "referrer")
+        assert referrer["contacts_sealed"] == {"ciphertext": CANARY}
+        assert all(n["holding"] == {"no_further_sharing": True, "no_family_contact": True} for n in notes)
+        ops = await esc.take_json("ops.events", timeout=2)
+        assert [k for k, _ in ops] == ["alert.raised"]
+        actions = [r.action for r in await esc.rows(select(audit.c.action).where(audit.c.reference == ev.reference))]
+        assert actions.count("notification.requested") == 2 and "alert.raised" in actions
+
+
+async def test_immediate_risk_out_of_hours_and_in_hours(esc):
+    async with esc.app(clock=ManualClock(london(2026, 11, 3, 11))):
+        night = received(london(2026, 11, 3, 23), immediate_risk=True)
+        day = received(london(2026, 11, 3, 11), immediate_risk=True)
+        await esc.publish(night)
+        [alert] = await esc.take("control-room.dev-force", timeout=5)
+        body = ControlRoomAlert.model_validate_json(alert.body)
+        assert (body.kind, body.reference) == ("immediate_safety", night.reference)
+        await esc.publish(day)
+        await esc.settle()
+        assert await esc.take("control-room.dev-force", timeout=0.5) == []  # in hours: no control-room alert
+        notes = await esc.notes()
+        urgent = sorted((n["reference"], n["audience"]) for n in notes if n["priority"] == "urgent")
+        assert urgent == sorted([(night.reference, "la:emergency_duty_team"), (day.reference, "la:duty_manager"),
+                                 (day.reference, "force:ctp_prevent"), (day.reference, "force:police_mash")])
+        assert {n["template"] for n in notes if n["priority"] == "urgent"} == {"immediate_safety"}
+
+
+async def test_advancing_the_clock_fires_each_step_once_and_acknowledgement_cancels_the_rest(esc):
+    esc.clock = ManualClock(london(2026, 11, 2, 14))
+    async with esc.app() as server:
+        ev = received(london(2026, 11, 2, 14))  # Monday 14:00, in hours
+        late = received(london(2026, 11, 2, 14))
+        await esc.wait_processed(await esc.publish(ev))
+        await esc.wait_processed(await esc.publish(late))
+        await esc.settle()
+        await esc.take("notifier.requests")
+        esc.clock.set(london(2026, 11, 3, 10))  # 50 % reminder
+        assert await esc.fire(server) == 2
+        assert await esc.fire(server) == 0  # nothing fires twice
+        notes = await esc.notes()
+        assert sorted((n["reference"], n["template"], n["audience"]) for n in notes) == sorted(
+            [(r.reference, "ack_reminder", "la:mash_team") for r in (ev, late)])
+        await esc.wait_processed(await esc.publish(event(ReferralAcknowledged, ev, london(2026, 11, 3, 11),
+                                                         client_id="dev-social-care")))
+        esc.clock.set(london(2026, 11, 3, 15, 30))  # past the breach and head-of-service steps
+        assert await esc.fire(server) == 3  # only `late`: reminder 2, breach, head of service
+        notes = await esc.notes()
+        assert {n["reference"] for n in notes} == {late.reference}
+        assert sorted((n["template"], n["audience"], n["priority"]) for n in notes) == [
+            ("ack_breach", "la:team_manager", "urgent"), ("ack_breach_escalated", "la:head_of_service", "urgent"),
+            ("ack_reminder", "la:mash_team", "normal")]
+        ops = await esc.take_json("ops.events", timeout=2)
+        assert sorted(k for k, _ in ops) == ["deadline.breached", "deadline.breached", "deadline.reminder",
+                                             "deadline.reminder", "deadline.reminder"]
+        states = {(r.kind, r.seq): r.status for r in await esc.rows(
+            select(timers).where(timers.c.referral_id == ev.referral_id))}
+        assert states == {("ack_reminder", 1): "fired", ("ack_reminder", 2): "cancelled",
+                          ("ack_breach", 1): "cancelled", ("ack_head_of_service", 1): "cancelled",
+                          ("checks_reminder", 1): "pending", ("checks_reminder", 2): "pending",
+                          ("checks_breach", 1): "pending"}
+        esc.clock.set(london(2026, 11, 23, 14))  # day 21
+        assert await esc.fire(server) == 2
+        await esc.wait_processed(await esc.publish(event(ChecksCompleted, ev, london(2026, 11, 24, 9),
+                                                         outcome="not_suitable")))
+        await esc.wait_processed(await esc.publish(event(ReferralClosed, late, london(2026, 11, 24, 9))))
+        esc.clock.set(london(2026, 12, 31, 9))
+        assert await esc.fire(server) == 0
+        left = await esc.rows(select(timers).where(timers.c.status == "pending"))
+        assert left == []
+
+
+async def test_duplicates_out_of_order_malformed_and_unknown_references(esc):
+    async with esc.app():
+        ev = received(london(2026, 11, 7, 10))
+        mid = await esc.publish(ev)
+        await esc.publish(ev, message_id=mid)  # a redelivery
+        await esc.publish(ev)  # the same referral under another message id
+        await esc.settle(1.0)
+        assert len(await esc.take("control-room.dev-force", timeout=2)) == 1  # never a double alert
+        assert len(await esc.rows(select(alerts))) == 1
+
+        early = received(london(2026, 11, 7, 11))  # acknowledged before its receipt arrives
+        await esc.wait_processed(await esc.publish(event(ReferralAcknowledged, early, london(2026, 11, 7, 12),
+                                                         client_id="dev-social-care")))
+        [row] = await esc.rows(select(referrals).where(referrals.c.referral_id == early.referral_id))
+        assert row.received_at is None and row.acknowledged_at == london(2026, 11, 7, 12)
+        await esc.wait_processed(await esc.publish(early))
+        kinds = {r.kind for r in await esc.rows(select(timers).where(timers.c.referral_id == early.referral_id))}
+        assert kinds == {"checks_reminder", "checks_breach", "alert_reescalate"}  # no acknowledge clock
+
+        ghost = received(london(2026, 11, 7, 12))  # never received here
+        await esc.wait_processed(await esc.publish(event(ReferralClosed, ghost, london(2026, 11, 7, 13))))
+        [row] = await esc.rows(select(referrals).where(referrals.c.referral_id == ghost.referral_id))
+        assert row.closed_at is not None and row.received_at is None
+        [entry] = await esc.rows(select(audit).where(audit.c.reference == ghost.reference))
+        assert (entry.action, entry.detail) == ("referral.closed", {"cancelled": 0, "before_receipt": True})
+
+        await esc.publish(ev, body=b'{"referral_id": "x", "name": "' + CANARY.encode() + b'"}')
+        naive = ev.model_dump(mode="json") | {"received_at": "2026-11-07T10:00:00"}
+        await esc.publish(ev, body=json.dumps(naive).encode())
+        await esc.publish(ev, routing_key="referral.unheard_of")
+        parked = await esc.take("escalation.events.parked", timeout=5)
+        for _ in range(50):
+            if len(parked) >= 3:
+                break
+            await asyncio.sleep(0.1)
+            parked += await esc.take("escalation.events.parked")
+        assert sorted(m.headers["x-parked-reason"] for m in parked) == ["schema_invalid", "schema_invalid",
+                                                                          "unknown_event"]
+        # the consumer keeps going after all of that
+        await esc.take("control-room.dev-force", timeout=1)  # the early referral's concern
+        after = received(london(2026, 11, 7, 14))
+        await esc.publish(after)
+        [alert] = await esc.take("control-room.dev-force", timeout=5)
+        assert ControlRoomAlert.model_validate_json(alert.body).reference == after.reference
