@@ -20,7 +20,7 @@ DEV_CLIENTS = (
     ("dev-ops", "ops", None),
 )
 SERVICES = ("intake", "escalation", "notifier")
-MAIL_SINK = "http://127.0.0.1:8025"  # the dev mail sink also stands in for Teams webhooks
+TEAMS_SINK = "http://127.0.0.1:8026"  # `safeguard sink` stands in for Teams webhooks (SMTP on 8025)
 
 
 def _signing(keys: Path, name: str) -> str:
@@ -38,7 +38,7 @@ def _sealing(keys: Path, name: str) -> str:
 def _route(local_part: str, domain: str) -> str:
     return (
         f'{{ email = "{local_part}@{domain}", '
-        f'teams_webhook = "{MAIL_SINK}/teams/{local_part}.{domain.split(".")[0]}" }}'
+        f'teams_webhook = "{TEAMS_SINK}/teams/{local_part}.{domain.split(".")[0]}" }}'
     )
 
 

@@ -14,6 +14,12 @@ import sys
 from shared.config import SERVICES, service_port
 
 GRACE_S = 20.0
+DEFAULT_SMTP_URL = "smtp://127.0.0.1:8025"
+
+
+def wants_sink(env: dict[str, str]) -> bool:
+    """Start the dev mail/Teams sink when mail goes to the default local relay."""
+    return env.get("SAFEGUARD_SMTP_URL", DEFAULT_SMTP_URL) == DEFAULT_SMTP_URL
 
 
 async def _pump(name: str, stream: asyncio.StreamReader) -> None:
@@ -44,9 +50,20 @@ async def run(services: tuple[str, ...] = SERVICES, extra_env: dict[str, str] | 
             sys.executable, "-m", "safeguard", "serve", name,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env=env,
         )
+    # The sink is a helper: if it cannot start (ports taken), the services keep running.
+    sink = None
+    if wants_sink(env):
+        sink = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "safeguard", "sink",
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env=env,
+        )
     pumps = [asyncio.create_task(_pump(n, p.stdout)) for n, p in procs.items()]  # type: ignore[arg-type]
+    if sink is not None:
+        pumps.append(asyncio.create_task(_pump("sink", sink.stdout)))  # type: ignore[arg-type]
     for name in services:
         print(f"{name:<10} http://127.0.0.1:{service_port(name, env)}/  (healthz, readyz, metrics)", flush=True)
+    if sink is not None:
+        print(f"{'sink':<10} http://127.0.0.1:8026/  (emails and Teams cards the notifier sent)", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -55,7 +72,7 @@ async def run(services: tuple[str, ...] = SERVICES, extra_env: dict[str, str] | 
     stopper = asyncio.create_task(stop.wait())
     done, _ = await asyncio.wait([*waits, stopper], return_when=asyncio.FIRST_COMPLETED)
     failed = [waits[t] for t in done if t in waits]
-    await _stop(procs)
+    await _stop({**procs, **({"sink": sink} if sink is not None else {})})
     stopper.cancel()
     await asyncio.gather(*pumps, return_exceptions=True)
     if failed:

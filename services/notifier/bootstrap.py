@@ -1,17 +1,71 @@
-"""Wires the notifier service: settings in, an aiohttp application out."""
+"""Wires the notifier service: settings in, an aiohttp application out.
+
+`create_app` adds the shared runtime (database, broker, outbox relay) and then the
+notifier's own cleanup context, which builds the renderer, channels and handler and
+starts consuming `notifier.requests`; stopping is done by the runtime's stop hooks
+(stop consuming and finish in-flight sends first, then close the channels), before the
+outbox is flushed. Nothing connects at import time.
+"""
 from __future__ import annotations
+
+from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from shared.config import Settings
-from shared.http import base_app
 from services.notifier.adapters import tables
-from shared.runtime import runtime_ctx
+from services.notifier.adapters.channels.email import EmailChannel
+from services.notifier.adapters.channels.teams import TeamsChannel
+from services.notifier.adapters.rendering import Renderer
+from services.notifier.domain.retry import RetryPolicy
+from services.notifier.entrypoints.amqp import declare_retry_queues, request_consumer
+from services.notifier.handlers import Notifier
+from shared.config import Settings
+from shared.crypto import load_private_sealing_key
+from shared.http import base_app
+from shared.logging import get_logger
+from shared.runtime import RUNTIME, runtime_ctx
 
 SERVICE = "notifier"
+NOTIFIER = web.AppKey("notifier", Notifier)
+log = get_logger(__name__)
 
 
-def create_app(settings: Settings) -> web.Application:
+def build_notifier(settings: Settings, runtime, policy: RetryPolicy) -> Notifier:
+    keys = settings.file.services[SERVICE]
+    sealing_key = load_private_sealing_key(settings.resolve_path(keys.sealing_key_file)) if keys.sealing_key_file else None
+    system = settings.file.system
+    channels = {"email": EmailChannel(settings.smtp_url), "teams": TeamsChannel()}
+    return Notifier(
+        runtime.engine, settings, Renderer(public_base_url=system.public_base_url,
+                                           console_base_url=system.console_base_url),
+        channels, policy=policy, sealing_key=sealing_key, sealing_key_id=keys.sealing_key_id,
+        notify=runtime.relay.notify,
+    )
+
+
+def notifier_ctx(settings: Settings, policy: RetryPolicy):
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        rt = app[RUNTIME]
+        notifier = build_notifier(settings, rt, policy)
+        await declare_retry_queues(rt.connection, policy.delays_s)
+        consumer = request_consumer(rt, notifier.handle)
+
+        async def close_channels() -> None:
+            for channel in notifier.channels.values():
+                await channel.close()
+
+        rt.stop_hooks.append(close_channels)   # hooks run in reverse: consumer first
+        rt.stop_hooks.append(consumer.stop)
+        await consumer.start()
+        app[NOTIFIER] = notifier
+        log.info("notifier_consuming", queue=consumer.spec.name)
+        yield
+
+    return ctx
+
+
+def create_app(settings: Settings, *, policy: RetryPolicy | None = None) -> web.Application:
     app = base_app(SERVICE, client_max_size=settings.file.system.max_body_bytes)
     app.cleanup_ctx.append(runtime_ctx(SERVICE, settings, tables.outbox))
+    app.cleanup_ctx.append(notifier_ctx(settings, policy or RetryPolicy()))
     return app

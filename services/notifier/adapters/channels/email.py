@@ -1,0 +1,102 @@
+"""Email over SMTP with aiosmtplib.
+
+`SAFEGUARD_SMTP_URL`: `smtp://[user:pass@]host[:port]` (plain, upgraded with STARTTLS
+when the server offers it) or `smtps://[user:pass@]host[:port]` (implicit TLS, port 465
+by default); optional `?from=address` sets the sender. Classification: 2xx delivered;
+4xx, connection refused/lost and timeouts temporary; 5xx (e.g. 550) permanent.
+"""
+from __future__ import annotations
+
+import asyncio
+import ssl
+from dataclasses import dataclass
+from email.message import EmailMessage
+from email.utils import formatdate
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import aiosmtplib
+
+from services.notifier.adapters.channels.ratelimit import RateLimiter
+from services.notifier.adapters.rendering import Rendered
+from services.notifier.domain.lifecycle import SendResult
+
+DEFAULT_FROM = "safeguard-relay@localhost"
+
+
+@dataclass(frozen=True)
+class SmtpConfig:
+    host: str
+    port: int
+    implicit_tls: bool
+    username: str | None
+    password: str | None
+    sender: str
+
+    @classmethod
+    def from_url(cls, url: str) -> "SmtpConfig":
+        parts = urlsplit(url)
+        if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
+            raise ValueError("SAFEGUARD_SMTP_URL must be smtp://host[:port] or smtps://host[:port]")
+        tls = parts.scheme == "smtps"
+        sender = parse_qs(parts.query).get("from", [DEFAULT_FROM])[0]
+        return cls(parts.hostname, parts.port or (465 if tls else 25), tls,
+                   unquote(parts.username) if parts.username else None,
+                   unquote(parts.password) if parts.password else None, sender)
+
+
+def _code_result(code: int) -> SendResult:
+    if 400 <= code < 500:
+        return SendResult.temporary(f"smtp_{code}")
+    if code >= 500:
+        return SendResult.permanent(f"smtp_{code}")
+    return SendResult.temporary("smtp_unexpected")
+
+
+class EmailChannel:
+    name = "email"
+
+    def __init__(self, smtp_url: str, *, rate_per_s: float = 20.0, timeout_s: float = 15.0,
+                 tls_context: ssl.SSLContext | None = None) -> None:
+        self.config = SmtpConfig.from_url(smtp_url)
+        self.timeout_s, self.tls_context = timeout_s, tls_context
+        self.limiter = RateLimiter(rate_per_s)
+
+    def build(self, rendered: Rendered, to: str, message_id: str) -> EmailMessage:
+        msg = EmailMessage()
+        msg["From"] = self.config.sender
+        msg["To"] = to
+        msg["Subject"] = rendered.subject
+        msg["Date"] = formatdate(localtime=False)
+        msg["Message-ID"] = f"<{message_id}@safeguard-relay>"  # stable: lets a receiver drop a duplicate
+        msg["Auto-Submitted"] = "auto-generated"
+        msg.set_content(rendered.text)
+        msg.add_alternative(rendered.html, subtype="html")
+        return msg
+
+    async def send(self, rendered: Rendered, to: str, message_id: str) -> SendResult:
+        await self.limiter.acquire("smtp")
+        c = self.config
+        try:
+            errors, _ = await aiosmtplib.send(
+                self.build(rendered, to, message_id), hostname=c.host, port=c.port, use_tls=c.implicit_tls,
+                start_tls=None if not c.implicit_tls else False, username=c.username, password=c.password,
+                timeout=self.timeout_s, tls_context=self.tls_context,
+            )
+        except aiosmtplib.SMTPRecipientsRefused as exc:
+            codes = [r.code for r in exc.recipients] or [550]
+            return _code_result(max(codes) if all(cd >= 500 for cd in codes) else min(codes))
+        except aiosmtplib.SMTPResponseException as exc:  # 4xx/5xx on MAIL, DATA, AUTH...
+            return _code_result(exc.code)
+        except aiosmtplib.SMTPTimeoutError:
+            return SendResult.temporary("smtp_timeout")
+        except (aiosmtplib.SMTPConnectError, aiosmtplib.SMTPServerDisconnected, ConnectionError, OSError,
+                asyncio.TimeoutError):
+            return SendResult.temporary("smtp_unavailable")
+        except aiosmtplib.SMTPException:
+            return SendResult.temporary("smtp_error")
+        if errors:  # some recipient refused without an exception
+            return _code_result(max(r.code for r in errors.values()))
+        return SendResult.delivered()
+
+    async def close(self) -> None:
+        return None

@@ -1,0 +1,63 @@
+"""What a delivery outcome writes, in the caller's transaction: the event and the ops
+alert through the outbox, the retry copy through the outbox to a delay queue, the audit
+entry. Bodies hold ids, codes and times only (no address, no content)."""
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import datetime
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from services.notifier.adapters import tables
+from shared import bus
+from shared.audit import record as audit_record
+from shared.messages import NotificationFailed, NotificationRequested, NotificationSent
+from shared.storage import OutgoingMessage, enqueue
+
+ACTOR = "notifier"
+ALERT_ROUTING_KEY = "ops.notification_failed"
+_NS = uuid.UUID("6d1c3f3e-4d0b-4a53-9a53-6b9d3c1f0a11")
+
+
+def message_id(*parts: object) -> str:
+    """A stable id (≤ 64 chars) for something this delivery causes."""
+    return str(uuid.uuid5(_NS, "|".join(str(p) for p in parts)))
+
+
+async def outcome_event(conn: AsyncConnection, req: NotificationRequested, channel: str, status: str,
+                        reason: str | None, now: datetime) -> None:
+    cls = NotificationSent if status == "delivered" else NotificationFailed
+    event = cls(notification_id=req.notification_id, reference=req.reference, channel=channel,
+                status=status, reason=reason, at=now)  # type: ignore[arg-type]
+    await enqueue(conn, tables.outbox, OutgoingMessage(
+        bus.EVENTS, cls.routing_key, event.to_bytes(), message_id("event", req.notification_id, channel, status),
+        correlation_id=req.notification_id[:64]), now)
+
+
+async def ops_alert(conn: AsyncConnection, req: NotificationRequested, channel: str, status: str,
+                    reason: str | None, now: datetime, *, fallback: str | None) -> None:
+    body = {"kind": "notification_failed", "notification_id": req.notification_id, "reference": req.reference,
+            "template": req.template, "audience": req.audience, "priority": req.priority, "channel": channel,
+            "status": status, "reason": reason, "fallback": fallback, "at": now.isoformat()}
+    await enqueue(conn, tables.outbox, OutgoingMessage(
+        bus.ALERTS, ALERT_ROUTING_KEY, json.dumps(body).encode(), message_id("alert", req.notification_id, channel),
+        correlation_id=req.notification_id[:64]), now)
+
+
+async def retry_copy(conn: AsyncConnection, req: NotificationRequested, channel: str, attempt: int,
+                     queue: str, now: datetime) -> None:
+    """The request again, for one delivery key and attempt, into delay queue `queue`
+    (default exchange; it dead-letters back to notifier.requests when its TTL expires)."""
+    body = json.dumps({"channel": channel, "attempt": attempt,
+                       "request": json.loads(req.model_dump_json())}).encode()
+    await enqueue(conn, tables.outbox, OutgoingMessage(
+        "", queue, body, message_id("retry", req.notification_id, channel, attempt),
+        correlation_id=req.notification_id[:64]), now)
+
+
+async def audit(conn: AsyncConnection, req: NotificationRequested, action: str, outcome: str, now: datetime,
+                **detail: object) -> None:
+    await audit_record(conn, tables.audit, actor=ACTOR, action=action, reference=req.reference, outcome=outcome,
+                       detail={"notification_id": req.notification_id, "template": req.template,
+                               "audience": req.audience, **detail}, at=now)

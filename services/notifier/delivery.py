@@ -1,0 +1,176 @@
+"""Delivering one notification on one channel: claim, send, record (the lifecycle's I/O).
+
+`_claim` commits `sending` (one more attempt) before the channel is called; `_record`
+commits the outcome after it, with its event, retry copy, alert and audit entry in the
+same transaction (through the outbox). A crash between the two is the only window in
+which a message can go out twice. Duplicates of one delivery in this process wait on a
+per-delivery lock; a `sending` row left by another process is taken over only once its
+lease has run out (that process died mid-send, or it has finished by then).
+"""
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from prometheus_client import Counter
+
+from services.notifier.adapters import effects, repository as repo
+from services.notifier.adapters.rendering import Rendered
+from services.notifier.domain import recipients
+from services.notifier.domain.lifecycle import FINAL_STATUS, Outcome, SendResult, Status, is_final, may_attempt
+from services.notifier.domain.recipients import Target
+from shared import bus
+from shared.logging import get_logger, sensitive_scope
+from shared.messages import NotificationRequested
+
+log = get_logger(__name__)
+NOTIFICATIONS = Counter("safeguard_notifications_total", "Notification deliveries by channel and status",
+                        ["channel", "status"])
+NO_TARGET = "none"
+FALLBACK = "+fallback"
+
+
+class Channel(Protocol):
+    name: str
+
+    async def send(self, rendered: Rendered, address: str, message_id: str) -> SendResult: ...
+
+
+class Delivery:
+    """Mixed into the handler; expects engine, channels, policy, clock, notify, sending_lease, _locks."""
+
+    engine: Any
+    channels: dict[str, Channel]
+    policy: Any
+    clock: Any
+    notify: Any
+    sending_lease: timedelta
+    _locks: dict[tuple[str, str], list[Any]]
+
+    def _meta(self, req: NotificationRequested) -> dict[str, Any]:
+        return {"referral_id": req.referral_id[:64], "reference": req.reference[:40], "template": req.template[:40],
+                "audience": req.audience[:60], "priority": req.priority}
+
+    async def _deliver(self, req: NotificationRequested, target: Target, attempt: int, rendered: Rendered,
+                       available: set[str]) -> None:
+        key = (req.notification_id, target.key)
+        entry = self._locks.setdefault(key, [asyncio.Lock(), 0])
+        entry[1] += 1
+        try:
+            async with entry[0]:  # duplicates in this process wait for the first, then find it done
+                row = await self._claim(req, target, attempt)
+                if row is None:
+                    return
+                with sensitive_scope([target.address]):
+                    result = await self.channels[target.channel].send(
+                        rendered, target.address, effects.message_id("send", req.notification_id, target.key))
+                await self._record(req, target, row, result, available)
+        finally:
+            entry[1] -= 1
+            if entry[1] == 0:
+                self._locks.pop(key, None)
+
+    async def _claim(self, req: NotificationRequested, target: Target, attempt: int) -> Any:
+        """Commit `sending` (one more attempt) before the send; None if this copy must not send.
+
+        A row left in `sending` by another process is either still being sent there or
+        that process died mid-send: wait until its lease has run out, then take it over.
+        """
+        while True:
+            now = self.clock()
+            async with self.engine.begin() as conn:
+                row = await repo.ensure_delivery(conn, notification_id=req.notification_id, channel=target.key,
+                                                 meta=self._meta(req), now=now)
+                if not may_attempt(row.status, row.attempts, attempt):
+                    log.info("notification_skipped", notification_id=req.notification_id, channel=target.key,
+                             status=row.status, attempt=attempt)
+                    return None
+                wait = (row.updated_at + self.sending_lease - now).total_seconds() if row.status == Status.SENDING else 0
+                if wait <= 0:
+                    if not await repo.transition(conn, row, Status.SENDING, now):
+                        continue  # someone else moved it meanwhile: look again
+                    return await repo.get_delivery(conn, req.notification_id, target.key)
+            log.info("notification_in_flight_elsewhere", notification_id=req.notification_id, channel=target.key,
+                     wait_s=round(wait, 1))
+            await asyncio.sleep(min(wait, 5.0))
+
+    async def _record(self, req: NotificationRequested, target: Target, row: Any, result: SendResult,
+                      available: set[str]) -> None:
+        now = self.clock()
+        urgent = req.priority == "urgent"
+        async with self.engine.begin() as conn:
+            if result.outcome == Outcome.TEMPORARY:
+                delay = self.policy.next_delay(attempts=row.attempts, first_attempt_at=row.first_attempt_at,
+                                               now=now, urgent=urgent, retry_after_s=result.retry_after_s)
+                if delay is not None:
+                    await repo.transition(conn, row, Status.TEMPORARY_FAILURE, now, reason=result.reason,
+                                          next_attempt_at=now + timedelta(seconds=delay))
+                    await effects.retry_copy(conn, req, target.key, row.attempts,
+                                             bus.retry_queue_name(delay), now)
+                    NOTIFICATIONS.labels(channel=target.channel, status="temporary-failure").inc()
+                    log.info("notification_retry_scheduled", notification_id=req.notification_id,
+                             channel=target.key, reason=result.reason, delay_s=delay, attempts=row.attempts)
+                    return self._after_commit()
+                status, reason = Status.PERMANENT_FAILURE, f"gave_up:{result.reason}"
+            else:
+                status, reason = FINAL_STATUS[result.outcome], result.reason
+            await repo.transition(conn, row, status, now, reason=reason)
+            await effects.outcome_event(conn, req, target.key, status.value, reason, now)
+            if status == Status.DELIVERED:
+                await effects.audit(conn, req, "notification_sent", "delivered", now, channel=target.key,
+                                    attempts=row.attempts)
+            else:
+                fallback = await self._fallback(conn, req, target, available, now) if urgent else None
+                await effects.ops_alert(conn, req, target.key, status.value, reason, now, fallback=fallback)
+                await effects.audit(conn, req, "notification_failed", status.value, now, channel=target.key,
+                                    reason=reason, attempts=row.attempts, fallback=fallback)
+        NOTIFICATIONS.labels(channel=target.channel, status=status.value).inc()
+        log.info("notification_outcome", notification_id=req.notification_id, channel=target.key,
+                 status=status.value, reason=reason)
+        self._after_commit()
+
+    async def _fallback(self, conn: Any, req: NotificationRequested, target: Target, available: set[str],
+                        now: datetime) -> str | None:
+        """Urgent: a final failure on one channel moves the message to the other one
+        (Teams → email, email → Teams) unless that one already delivered or is still trying."""
+        if target.key.endswith(FALLBACK) or "." in target.key:
+            return None
+        other = recipients.fallback_channel(target.channel, available)
+        if other is None:
+            return None
+        rows = {r.channel: r for r in await repo.list_deliveries(conn, req.notification_id)}
+        sibling = rows.get(other)
+        if sibling is not None and (sibling.status == Status.DELIVERED or not is_final(sibling.status)):
+            return None
+        key = other + FALLBACK
+        row = await repo.ensure_delivery(conn, notification_id=req.notification_id, channel=key,
+                                         meta=self._meta(req), now=now)
+        if row.status == Status.CREATED and row.attempts == 0:
+            await effects.retry_copy(conn, req, key, 0, bus.retry_queue_name(self.policy.delays_s[0]), now)
+        return key
+
+    async def _finish(self, req: NotificationRequested, key: str, channel: str, status: Status,
+                      reason: str | None) -> None:
+        """A final state reached without calling a channel (refused, technical, no channel)."""
+        now = self.clock()
+        async with self.engine.begin() as conn:
+            row = await repo.ensure_delivery(conn, notification_id=req.notification_id, channel=key,
+                                             meta=self._meta(req), now=now)
+            if is_final(row.status) or row.status == Status.SENDING:
+                return
+            if not await repo.transition(conn, row, status, now, reason=reason):
+                return
+            await effects.outcome_event(conn, req, key, status.value, reason, now)
+            if status == Status.REFUSED:
+                await effects.audit(conn, req, "notification_refused", "refused", now, reason=reason)
+            else:
+                await effects.ops_alert(conn, req, key, status.value, reason, now, fallback=None)
+                await effects.audit(conn, req, "notification_failed", status.value, now, channel=key, reason=reason)
+        NOTIFICATIONS.labels(channel=channel, status=status.value).inc()
+        log.info("notification_outcome", notification_id=req.notification_id, channel=key, status=status.value,
+                 reason=reason)
+        self._after_commit()
+
+    def _after_commit(self) -> None:
+        self.notify()

@@ -1,0 +1,71 @@
+"""The holding-instruction guard (DESIGN §4 "Holding instructions").
+
+The notifier keeps its OWN record of each referral's holds, built from intake's
+`referral.received` and `referral.feedback_released` events; a request's `holding`
+can only make things stricter, never looser. Rules:
+
+- `guardians` audience: refused (final state `refused`, reason `holding_instruction`,
+  audited) unless the notifier's record shows that a prevent feedback release lifted the
+  family-contact hold and released feedback to guardians, the template is `feedback`,
+  and the request itself does not still claim the hold. No record at all = refused
+  (fail closed), whoever asks.
+- `no_further_sharing` (record OR request): messages carry the reference and times only.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+GUARDIANS = "guardians"
+REFUSED_REASON = "holding_instruction"
+
+
+@dataclass(frozen=True)
+class HoldRecord:
+    referral_id: str
+    no_further_sharing: bool
+    no_family_contact: bool
+    feedback_released: bool = False
+    guardians_released: bool = False
+
+    @classmethod
+    def on_received(cls, referral_id: str, *, no_further_sharing: bool, no_family_contact: bool) -> "HoldRecord":
+        return cls(referral_id, no_further_sharing, no_family_contact)
+
+    def on_feedback_released(self, *, family_contact_lifted: bool, audiences: tuple[str, ...]) -> "HoldRecord":
+        """Only a prevent client's feedback release (intake checks the role) lifts a hold."""
+        lifted = family_contact_lifted or not self.no_family_contact
+        return HoldRecord(
+            self.referral_id, self.no_further_sharing, self.no_family_contact and not family_contact_lifted,
+            feedback_released=True,
+            guardians_released=self.guardians_released or (lifted and GUARDIANS in audiences),
+        )
+
+    @classmethod
+    def unknown_then_released(cls, referral_id: str, *, family_contact_lifted: bool,
+                              audiences: tuple[str, ...]) -> "HoldRecord":
+        """A release seen before its receipt: assume every hold until told otherwise."""
+        return cls(referral_id, True, True).on_feedback_released(
+            family_contact_lifted=family_contact_lifted, audiences=audiences)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    allowed: bool
+    minimal: bool  # reference and times only
+    reason: str | None = None
+
+
+def decide(*, audience: str, template: str, request_no_family_contact: bool,
+           request_no_further_sharing: bool, record: HoldRecord | None) -> Verdict:
+    minimal = request_no_further_sharing or record is None or record.no_further_sharing
+    if audience == GUARDIANS:
+        allowed = (
+            record is not None
+            and template == "feedback"
+            and not record.no_family_contact
+            and record.guardians_released
+            and not request_no_family_contact
+        )
+        if not allowed:
+            return Verdict(False, minimal, REFUSED_REASON)
+    return Verdict(True, minimal)

@@ -1,0 +1,132 @@
+"""Email and Teams channels against real local servers: results are classified right."""
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+
+import pytest
+
+from services.notifier.adapters.channels.email import EmailChannel, SmtpConfig
+from services.notifier.adapters.channels.teams import TeamsChannel, valid_webhook
+from services.notifier.adapters.rendering import Renderer
+from services.notifier.domain.lifecycle import Outcome
+from tests.notifier.servers import SmtpSink, TeamsStub, free_port
+
+TIMES = {"acknowledge_by": datetime(2026, 12, 29, 15, tzinfo=UTC)}
+
+
+@pytest.fixture
+def rendered():
+    return Renderer(public_base_url="http://p", console_base_url="http://c").render(
+        template="receipt", kind="team", reference="SR-1", times=TIMES)
+
+
+@pytest.fixture
+def smtp():
+    sink = SmtpSink()
+    sink.start()
+    yield sink
+    sink.stop()
+
+
+@pytest.fixture
+async def teams():
+    stub = TeamsStub()
+    await stub.start()
+    yield stub
+    await stub.stop()
+
+
+def test_smtp_url_parsing():
+    c = SmtpConfig.from_url("smtps://user%40x:p%3Ass@mail.example?from=relay@x.example")
+    assert (c.host, c.port, c.implicit_tls, c.username, c.password, c.sender) == (
+        "mail.example", 465, True, "user@x", "p:ss", "relay@x.example")
+    c = SmtpConfig.from_url("smtp://127.0.0.1:8025")
+    assert (c.port, c.implicit_tls, c.username) == (8025, False, None)
+    with pytest.raises(ValueError):
+        SmtpConfig.from_url("http://x")
+
+
+async def test_email_delivered_with_text_html_and_stable_message_id(smtp, rendered):
+    result = await EmailChannel(smtp.url).send(rendered, "mash@x.example", "abc-1")
+    assert result.outcome == Outcome.DELIVERED
+    [mail] = smtp.to("mash@x.example")
+    assert mail.subject == rendered.subject and "SR-1" in mail.text and "<html" in mail.html
+    assert "Message-ID: <abc-1@safeguard-relay>" in mail.raw
+
+
+async def test_email_550_is_permanent_and_451_temporary(smtp, rendered):
+    smtp.rcpt_replies = {"gone": "550 5.1.1 Mailbox unavailable", "busy": "451 4.3.0 Try later"}
+    channel = EmailChannel(smtp.url)
+    result = await channel.send(rendered, "gone@x.example", "m1")
+    assert (result.outcome, result.reason) == (Outcome.PERMANENT, "smtp_550")
+    result = await channel.send(rendered, "busy@x.example", "m2")
+    assert (result.outcome, result.reason) == (Outcome.TEMPORARY, "smtp_451")
+    assert smtp.mails == []
+
+
+async def test_email_server_down_is_temporary(rendered):
+    result = await EmailChannel(f"smtp://127.0.0.1:{free_port()}", timeout_s=2).send(rendered, "a@x.example", "m")
+    assert (result.outcome, result.reason) == (Outcome.TEMPORARY, "smtp_unavailable")
+
+
+@pytest.mark.parametrize("status,headers,outcome,reason,retry_after", [
+    (429, {"Retry-After": "2"}, Outcome.TEMPORARY, "http_429", 2.0),
+    (503, {}, Outcome.TEMPORARY, "http_503", None),
+    (500, {}, Outcome.TEMPORARY, "http_500", None),
+    (400, {}, Outcome.PERMANENT, "http_400", None),
+    (413, {}, Outcome.PERMANENT, "http_413", None),
+    (404, {}, Outcome.PERMANENT, "http_404", None),
+])
+async def test_teams_statuses_are_classified(teams, rendered, status, headers, outcome, reason, retry_after):
+    teams.script["t"].append((status, headers))
+    channel = TeamsChannel()
+    try:
+        result = await channel.send(rendered, f"{teams.base}/teams/t", "m")
+    finally:
+        await channel.close()
+    assert (result.outcome, result.reason, result.retry_after_s) == (outcome, reason, retry_after)
+
+
+async def test_teams_delivered_posts_the_card(teams, rendered):
+    channel = TeamsChannel()
+    try:
+        assert (await channel.send(rendered, f"{teams.base}/teams/t", "m")).outcome == Outcome.DELIVERED
+    finally:
+        await channel.close()
+    assert teams.posts["t"] == [rendered.card]
+
+
+async def test_teams_paces_four_per_second_per_webhook(teams, rendered):
+    channel = TeamsChannel()
+    try:
+        await asyncio.gather(*(channel.send(rendered, f"{teams.base}/teams/t", "m") for _ in range(6)))
+    finally:
+        await channel.close()
+    times = teams.times["t"]
+    assert len(times) == 6 and times[-1] - times[0] >= 5 * 0.25 - 0.05
+
+
+async def test_teams_timeout_and_connection_refused_are_temporary(teams, rendered):
+    teams.delay_s = 1.0
+    channel = TeamsChannel(timeout_s=0.3)
+    try:
+        assert (await channel.send(rendered, f"{teams.base}/teams/t", "m")).reason == "timeout"
+        result = await channel.send(rendered, f"http://127.0.0.1:{free_port()}/teams/t", "m")
+        assert (result.outcome, result.reason) == (Outcome.TEMPORARY, "connection_error")
+    finally:
+        await channel.close()
+
+
+@pytest.mark.parametrize("url,ok", [
+    ("https://prod-00.westeurope.logic.azure.com/workflows/abc", True), ("http://127.0.0.1:8026/teams/x", True),
+    ("http://example.com/hook", False), ("ftp://x/y", False), ("not a url", False), ("https://u:p@x.example/", False),
+    ("https://x.example:99999/", False),
+])
+def test_webhook_url_validation(url, ok):
+    assert valid_webhook(url) is ok
+
+
+async def test_invalid_webhook_is_permanent_without_a_request(rendered):
+    result = await TeamsChannel().send(rendered, "http://example.com/hook", "m")
+    assert (result.outcome, result.reason) == (Outcome.PERMANENT, "invalid_webhook_url")
