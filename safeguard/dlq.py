@@ -1,0 +1,203 @@
+"""`safeguard dlq list|replay|purge` — operate the parking queues (docs/operations.md).
+
+The work is in `shared.dlq` (how messages are read without ever being lost, what a
+replay refuses, the audit lines). This module parses arguments, reads the settings
+like the services do (`SAFEGUARD_AMQP_URL`, `SAFEGUARD_CONFIG`), connects and prints.
+The `*_command` coroutines take the settings and output streams so tests run them
+in-process; `register(subparsers)` wires them into `safeguard`'s parser.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import TextIO
+
+from nacl.signing import VerifyKey
+
+from shared import dlq
+from shared.config import Settings, load_settings
+
+CONNECTION_NAME = "safeguard-dlq"
+
+
+def _forces(settings: Settings) -> list[str]:
+    return [f.slug for f in settings.file.forces]
+
+
+def service_verify_keys(settings: Settings) -> dict[str, VerifyKey]:
+    from shared.crypto import verify_key_from_b64
+
+    return {name: verify_key_from_b64(s.verify_key) for name, s in settings.file.services.items()}
+
+
+def format_age(seconds: float | None) -> str:
+    if seconds is None:
+        return "?"
+    s = int(seconds)
+    days, s = divmod(s, 86400)
+    hours, s = divmod(s, 3600)
+    minutes, s = divmod(s, 60)
+    if days:
+        return f"{days}d{hours:02d}h"
+    if hours:
+        return f"{hours}h{minutes:02d}m"
+    if minutes:
+        return f"{minutes}m{s:02d}s"
+    return f"{s}s"
+
+
+async def _connect(settings: Settings, err: TextIO):
+    from shared import bus
+
+    try:
+        return await bus.connect(settings.amqp_url, name=CONNECTION_NAME, timeout=10)
+    except Exception as exc:
+        print(f"safeguard dlq: cannot reach the broker ({type(exc).__name__}); check SAFEGUARD_AMQP_URL",
+              file=err)
+        return None
+
+
+def _queues(settings: Settings, queue: str | None, err: TextIO) -> list[str] | None:
+    try:
+        return dlq.parking_queues(_forces(settings), queue)
+    except dlq.UnknownQueue:
+        known = ", ".join(dlq.parking_queues(_forces(settings)))
+        print(f"safeguard dlq: unknown queue {queue!r}; parking queues: {known}", file=err)
+        return None
+
+
+async def list_command(settings: Settings, *, queue: str | None = None, as_json: bool = False,
+                       out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
+    """Print every parked message: queues, reason, age, id, routing key — never a body."""
+    queues = _queues(settings, queue, err)
+    if queues is None:
+        return 2
+    connection = await _connect(settings, err)
+    if connection is None:
+        return 1
+    try:
+        parked, missing = await dlq.list_parked(connection, queues)
+    finally:
+        await connection.close()
+    now = datetime.now(UTC)
+    for name in missing:
+        print(f"safeguard dlq: {name} is not declared on the broker (no service has started yet?)", file=err)
+    if as_json:
+        json.dump({"messages": [p.as_json(now) for p in parked], "missing_queues": missing}, out, indent=2)
+        out.write("\n")
+        return 0
+    if not parked:
+        print("no parked messages", file=out)
+        return 0
+    rows = [("PARKING QUEUE", "ORIGINAL QUEUE", "REASON", "AGE", "MESSAGE ID", "ROUTING KEY")]
+    rows += [(p.parking_queue, p.original_queue, p.reason, format_age(p.age_seconds(now)), p.message_id,
+              p.routing_key) for p in parked]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    for r in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)) + "  " + r[-1], file=out)
+    print(f"{len(parked)} parked message(s)", file=out)
+    return 0
+
+
+async def replay_command(settings: Settings, *, message_id: str | None = None, queue: str | None = None,
+                         force: bool = False, as_json: bool = False, actor: str | None = None,
+                         out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
+    """Replay one message (`--id`) or a whole parking queue (`--queue`); 0 only if all went."""
+    if message_id is None and queue is None:
+        print("safeguard dlq replay: give --id MESSAGE_ID or --queue QUEUE", file=err)
+        return 2
+    queues = _queues(settings, queue, err)
+    if queues is None:
+        return 2
+    connection = await _connect(settings, err)
+    if connection is None:
+        return 1
+    try:
+        results = await dlq.replay(connection, queues, verify_keys=service_verify_keys(settings),
+                                   message_id=message_id, force=force, who=actor)
+    finally:
+        await connection.close()
+    if as_json:
+        json.dump({"results": [r.as_json() for r in results]}, out, indent=2)
+        out.write("\n")
+    else:
+        for r in results:
+            line = f"{r.outcome:<8} {r.message_id}  {r.parking_queue} -> {r.original_queue}  reason={r.reason}"
+            print(line + (f"  ({r.detail})" if r.detail else ""), file=out)
+    if message_id is not None and not results:
+        print(f"safeguard dlq replay: no parked message with id {message_id}", file=err)
+        return 1
+    if not results:
+        print("nothing to replay", file=out)
+        return 0
+    return 0 if all(r.outcome == "replayed" for r in results) else 1
+
+
+async def purge_command(settings: Settings, *, queue: str, yes: bool = False, actor: str | None = None,
+                        out: TextIO = sys.stdout, err: TextIO = sys.stderr,
+                        ask: Callable[[str], str] = input) -> int:
+    """Delete every message of one parking queue, after the operator types its name."""
+    queues = _queues(settings, queue, err)
+    if queues is None:
+        return 2
+    (name,) = queues
+    if not yes:
+        try:
+            answer = ask(f"This deletes every message in {name} for good. Type the queue name to confirm: ")
+        except EOFError:
+            answer = ""
+        if answer.strip() != name:
+            print("safeguard dlq purge: not confirmed; nothing purged", file=err)
+            return 1
+    connection = await _connect(settings, err)
+    if connection is None:
+        return 1
+    try:
+        count = await dlq.purge(connection, name, who=actor)
+    except dlq.QueueMissing:
+        print(f"safeguard dlq purge: {name} is not declared on the broker", file=err)
+        return 1
+    finally:
+        await connection.close()
+    print(f"purged {count} message(s) from {name}", file=out)
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from shared.logging import configure
+
+    settings = load_settings()
+    configure("safeguard-dlq", settings.log_format)  # audit lines go to stderr
+    if args.dlq_command == "list":
+        return asyncio.run(list_command(settings, queue=args.queue, as_json=args.json))
+    if args.dlq_command == "replay":
+        return asyncio.run(replay_command(settings, message_id=args.id, queue=args.queue, force=args.force,
+                                          as_json=args.json))
+    return asyncio.run(purge_command(settings, queue=args.queue, yes=args.yes))
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add `dlq list|replay|purge` to the `safeguard` parser."""
+    parser = subparsers.add_parser("dlq", help="inspect, replay and purge parked (dead-letter) messages")
+    sub = parser.add_subparsers(dest="dlq_command", required=True)
+
+    ls = sub.add_parser("list", help="list parked messages (no content)")
+    ls.add_argument("--queue", metavar="QUEUE", help="one work or parking queue (default: all)")
+    ls.add_argument("--json", action="store_true", help="print JSON")
+    ls.set_defaults(func=_run)
+
+    rp = sub.add_parser("replay", help="re-publish parked messages to where they came from")
+    rp.add_argument("--id", metavar="MESSAGE_ID", help="the message to replay")
+    rp.add_argument("--queue", metavar="QUEUE", help="replay every message of this queue (or search only it)")
+    rp.add_argument("--force", action="store_true", help="replay even what would fail the same way")
+    rp.add_argument("--json", action="store_true", help="print JSON")
+    rp.set_defaults(func=_run)
+
+    pg = sub.add_parser("purge", help="delete every message of one parking queue")
+    pg.add_argument("--queue", metavar="QUEUE", required=True)
+    pg.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    pg.set_defaults(func=_run)
