@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Write the development config and keys the compose stack mounts, into
+# deploy/compose/secrets/ (or $1): `safeguard keys init`, then two compose-specific
+# changes to the written safeguard.toml:
+#   - Teams webhooks of the dev contacts point at the sink
+#     container (http://sink:8026/teams/...) instead of 127.0.0.1, which inside a
+#     container is the container itself;
+#   - key files stay relative (keys/...): compose mounts them as secrets under
+#     /etc/safeguard/keys/, beside the config at /etc/safeguard/safeguard.toml.
+# The key files are made 0644 inside a 0700 directory: compose bind-mounts each file
+# as it is on the host, and the containers run as uid 10001, not as you. Dev keys only;
+# never use these for real referrals. Keeps an existing set-up unless --force.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+out=${1:-$here/secrets}
+force=()
+[ "${2:-}" = "--force" ] && force=(--force)
+safeguard=$repo/.venv/bin/safeguard
+if [ ! -x "$safeguard" ]; then
+  if command -v safeguard >/dev/null; then
+    safeguard=$(command -v safeguard)
+  else
+    echo "init-secrets: no safeguard command; run 'make install' in $repo first" >&2
+    exit 1
+  fi
+fi
+mkdir -p "$out"
+chmod 0700 "$out"
+"$safeguard" keys init --dir "$out" "${force[@]}" >/dev/null
+sed -i 's#http://127\.0\.0\.1:\([0-9]*\)/teams/#http://sink:\1/teams/#g' "$out/safeguard.toml"
+chmod 0644 "$out/safeguard.toml" "$out"/keys/*
+chmod 0700 "$out/keys"
+echo "init-secrets: wrote $out (dev keys; the compose stack mounts them read-only)"
