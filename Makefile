@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: run test install services bench clean
+.PHONY: run test install services bench clean fresh-check
 
 install: $(STAMP)
 
@@ -23,8 +23,15 @@ run: install
 
 # pytest exits 5 when it collected no tests: that is a failure here, not a pass.
 test: install services
+	@scripts/ensure-promtool.sh $(VENV)
+	@scripts/ensure-chromium.sh
 	@set +e; $(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; exit $$rc
+
+# A clean copy of the repo in a temp dir: new venv, unit tests, wheel, make run + /healthz.
+# Takes minutes; not part of `make test`.
+fresh-check:
+	@scripts/fresh-machine-check.sh
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

@@ -74,6 +74,55 @@ def _cmd_deadlines(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_sink(args: argparse.Namespace) -> int:
+    from services.notifier.entrypoints.sink import run_sink
+
+    try:
+        asyncio.run(run_sink(args.host, args.smtp_port, args.http_port))
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+async def _verify_audit() -> int:
+    """Verify every service's audit chain in its configured database."""
+    from sqlalchemy import MetaData, inspect
+
+    from shared.audit import audit_table, checkpoint_table, head_table, verify_chain
+    from shared.crypto import verify_key_from_b64
+    from shared.storage import create_engine
+
+    settings, failed = load_settings(), 0
+    for svc in SERVICES:
+        url = settings.database_url_for(svc)
+        if url.startswith("sqlite") and not Path(url.split(":///", 1)[1]).exists():
+            print(f"{svc}: no database yet")
+            continue
+        md = MetaData()
+        table, checkpoints = audit_table(md, svc), checkpoint_table(md, svc)
+        head_table(md, svc)
+        engine = create_engine(url)
+        try:
+            async with engine.connect() as conn:
+                if not await conn.run_sync(lambda c: inspect(c).has_table(table.name)):
+                    print(f"{svc}: no audit table yet")
+                    continue
+                key = verify_key_from_b64(settings.file.services[svc].verify_key)
+                v = await verify_chain(conn, table, checkpoints, key)
+        finally:
+            await engine.dispose()
+        if v.ok:
+            print(f"{svc}: ok ({v.entries} entries, {v.checkpoints} checkpoints)")
+        else:
+            failed += 1
+            print(f"{svc}: FAILED at entry {v.first_bad}: {v.problem}")
+    return 1 if failed else 0
+
+
+def _cmd_audit_verify(_args: argparse.Namespace) -> int:
+    return asyncio.run(_verify_audit())
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="safeguard", description="Safeguard Relay")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -94,10 +143,26 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--init", action="store_true", help="create a dev config first if there is none")
     up.set_defaults(func=_cmd_up)
 
+    sink = sub.add_parser("sink", help="run the development mail and Teams sink")
+    sink.add_argument("--host", default="127.0.0.1")
+    sink.add_argument("--smtp-port", type=int, default=8025)
+    sink.add_argument("--http-port", type=int, default=8026)
+    sink.set_defaults(func=_cmd_sink)
+
     dl = sub.add_parser("deadlines", help="print the deadlines for a receipt time")
     dl.add_argument("received_at", metavar="RECEIVED_AT")
     dl.add_argument("--la", metavar="CODE")
     dl.set_defaults(func=_cmd_deadlines)
+
+    from safeguard import dlq
+
+    dlq.register(sub)
+
+    from services.intake.entrypoints import cli as intake_cli
+
+    intake_cli.register(sub)  # submit, open
+    audit = sub.add_parser("audit", help="audit log tools").add_subparsers(dest="audit_command", required=True)
+    audit.add_parser("verify", help="verify every service's audit chain").set_defaults(func=_cmd_audit_verify)
     return parser
 
 
