@@ -75,6 +75,7 @@ async def on_acknowledged(conn: AsyncConnection, ev: ReferralAcknowledged, ctx: 
         return
     cancelled = await repo.cancel_timers(conn, ev.referral_id, ladder.ACK_KINDS)
     await repo.update_referral(conn, ev.referral_id, now, acknowledged_at=ev.at)
+    metrics.count_deadline_met("acknowledge_by", row.acknowledge_by, ev.at)
     await audit(conn, "clock.stopped", ev.reference, now,
                 detail={"clock": "acknowledge_by", "cancelled": cancelled, **_early(row)})
 
@@ -92,6 +93,7 @@ async def on_checks_completed(conn: AsyncConnection, ev: ChecksCompleted, ctx: C
         return
     cancelled = await repo.cancel_timers(conn, ev.referral_id, ladder.CHECKS_KINDS)
     await repo.update_referral(conn, ev.referral_id, now, checks_completed_at=ev.at, checks_outcome=ev.outcome)
+    metrics.count_deadline_met("checks_due_by", row.checks_due_by, ev.at)
     await audit(conn, "clock.stopped", ev.reference, now,
                 detail={"clock": "checks_due_by", "outcome": ev.outcome, "cancelled": cancelled, **_early(row)})
 
@@ -148,6 +150,8 @@ async def fire_timer(conn: AsyncConnection, timer: Any, ctx: Context, now: datet
     for audience in audiences:
         await notify(conn, referral, template, audience, now, priority=priority)
     clock = ladder.CLOCK_OF[timer.kind]
+    if routing_key == "deadline.breached" and timer.kind in (ladder.ACK_BREACH, ladder.CHECKS_BREACH):
+        metrics.DEADLINES.labels(clock=clock, outcome="breached").inc()
     await emit(conn, DEADLINE_EVENTS[routing_key](
         timer_id=timer.id, referral_id=referral.referral_id, reference=referral.reference,
         la_code=referral.la_code, force=referral.force, kind=timer.kind, clock=clock, due_at=timer.due_at,

@@ -14,3 +14,18 @@ TIMER_LATENESS = Histogram(
 ALERTS_RAISED = Counter("safeguard_escalation_alerts_raised_total", "Control-room alerts raised", ["kind"])
 ALERTS_ESCALATED = Counter("safeguard_escalation_alerts_escalated_total", "Alerts raised one level up")
 ALERTS_ACKNOWLEDGED = Counter("safeguard_escalation_alerts_acknowledged_total", "Alerts acknowledged", ["via"])
+DEADLINES = Counter(
+    "safeguard_deadlines_total", "Statutory deadlines met (clock stopped in time) or breached", ["clock", "outcome"])
+ALERTS_OPEN = Gauge("safeguard_alerts_open", "Control-room alerts not yet acknowledged", ["kind", "force", "level"])
+
+
+def count_deadline_met(clock: str, deadline, stopped_at) -> None:
+    """Count a clock stopping: `met` when it stopped by its deadline (breaches count when they fire)."""
+    if deadline is not None and stopped_at is not None and stopped_at <= deadline:
+        DEADLINES.labels(clock=clock, outcome="met").inc()
+
+
+def set_open_alerts(counts: dict[tuple[str, str, str], int]) -> None:
+    ALERTS_OPEN.clear()
+    for (kind, force, level), n in counts.items():
+        ALERTS_OPEN.labels(kind=kind, force=force, level=level).set(n)

@@ -145,13 +145,20 @@ class TimerService:
         """Move the wake-up to the earliest pending timer (after new timers commit)."""
         async with self.engine.connect() as conn:
             nxt = await repo.next_run_at(conn)
-            counts = await repo.count_by_status(conn) if self._counts_due() else None
-        if counts is not None:
-            for status in ("pending", "fired", "cancelled", "failed"):
-                metrics.TIMERS_PENDING.labels(status=status).set(counts.get(status, 0))
+        if self._counts_due():
+            await self.refresh_gauges()
         if nxt is not None:
             delay = max(0.0, (nxt - self.ctx.clock.now()).total_seconds())
             self._wake_at(datetime.now(UTC) + timedelta(seconds=delay))
+
+    async def refresh_gauges(self) -> None:
+        """Recount timers by status and open alerts by kind, force and level (at most every 10 s)."""
+        async with self.engine.connect() as conn:
+            counts = await repo.count_by_status(conn)
+            open_alerts = await repo.count_open_alerts(conn)
+        metrics.set_open_alerts(open_alerts)
+        for status in ("pending", "fired", "cancelled", "failed"):
+            metrics.TIMERS_PENDING.labels(status=status).set(counts.get(status, 0))
 
     def _counts_due(self) -> bool:
         now = asyncio.get_running_loop().time()

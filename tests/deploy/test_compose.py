@@ -175,6 +175,6 @@ def test_prometheus_scrapes_the_three_metrics_endpoints(compose):
         assert targets.get(f"{svc}:{DEFAULT_PORTS[svc]}") == "/metrics", svc
     mounted = {c["target"] for c in compose["services"]["prometheus"]["configs"]}
     assert set(prom["rule_files"]) <= mounted
-    rules = yaml.safe_load((m.COMPOSE / "alerts.yml").read_text())
+    rules = yaml.safe_load((m.COMPOSE.parent / "observability" / "prometheus-rules.yaml").read_text())
     alerts = [r for g in rules["groups"] for r in g["rules"]]
     assert alerts and all(r["alert"] and r["expr"] for r in alerts)

@@ -5,9 +5,11 @@ from datetime import timedelta
 
 import aiohttp
 import pytest
+from prometheus_client import REGISTRY
 from sqlalchemy import select
 
 from services.escalation.adapters.tables import alerts, audit, timers
+from services.escalation.bootstrap import TIMERS
 from shared.httpsig import sign_request
 from shared.messages import ControlRoomAlert
 from tests.escalation.conftest import london, received
@@ -87,5 +89,8 @@ async def test_unacknowledged_alert_is_raised_one_level_up_every_interval_until_
             ("alert_escalated", "force:duty_inspector", "urgent")]  # superintendent has no configured route
         [row] = await esc.rows(select(alerts))
         assert (row.status, row.level, row.level_index) == ("open", "superintendent", 2)  # open and visible
+        await server.app[TIMERS].refresh_gauges()
+        labels = {"kind": "immediate_safety", "force": "dev-force", "level": "superintendent"}
+        assert REGISTRY.get_sample_value("safeguard_alerts_open", labels) == 1
         ops = [k for k, _ in await esc.take_json("ops.events", timeout=2)]
         assert ops == ["alert.raised", "alert.escalated", "alert.escalated"]

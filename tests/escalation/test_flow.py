@@ -7,6 +7,7 @@ import time
 from datetime import timedelta
 
 import pytest
+from prometheus_client import REGISTRY
 from sqlalchemy import select
 
 from services.escalation.adapters.tables import alerts, audit, referrals, timers
@@ -69,8 +70,13 @@ async def test_immediate_risk_out_of_hours_and_in_hours(esc):
         assert {n["template"] for n in notes if n["priority"] == "urgent"} == {"immediate_safety"}
 
 
+def deadlines(clock: str, outcome: str) -> float:
+    return REGISTRY.get_sample_value("safeguard_deadlines_total", {"clock": clock, "outcome": outcome}) or 0.0
+
+
 async def test_advancing_the_clock_fires_each_step_once_and_acknowledgement_cancels_the_rest(esc):
     esc.clock = ManualClock(london(2026, 11, 2, 14))
+    before = {(c, o): deadlines(c, o) for c in ("acknowledge_by", "checks_due_by") for o in ("met", "breached")}
     async with esc.app() as server:
         ev = received(london(2026, 11, 2, 14))  # Monday 14:00, in hours
         late = received(london(2026, 11, 2, 14))
@@ -111,6 +117,9 @@ async def test_advancing_the_clock_fires_each_step_once_and_acknowledgement_canc
         assert await esc.fire(server) == 0
         left = await esc.rows(select(timers).where(timers.c.status == "pending"))
         assert left == []
+        counted = {k: deadlines(*k) - v for k, v in before.items()}
+        assert counted == {("acknowledge_by", "met"): 1, ("acknowledge_by", "breached"): 1,
+                           ("checks_due_by", "met"): 1, ("checks_due_by", "breached"): 0}
 
 
 async def test_duplicates_out_of_order_malformed_and_unknown_references(esc):

@@ -30,7 +30,7 @@ PROMQL_WORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", 
                 "bool", "inf", "nan"}
 EXPECTED_ALERTS = {
     "SafeguardOutboxLag", "SafeguardMessagesParked", "SafeguardDeadlineBreached",
-    "SafeguardImmediateSafetyUnacknowledged", "SafeguardServiceDown", "SafeguardBrokerDown",
+    "SafeguardImmediateSafetyUnacknowledged", "SafeguardServiceDown", "SafeguardBrokerDown", "SafeguardQueueBacklog",
 }
 
 

@@ -109,6 +109,13 @@ async def count_by_status(conn: AsyncConnection) -> dict[str, int]:
     return {status: int(n) for status, n in rows}
 
 
+async def count_open_alerts(conn: AsyncConnection) -> dict[tuple[str, str, str], int]:
+    """Open alerts by (kind, force, level): organisation codes and fixed kinds only."""
+    rows = await conn.execute(select(alerts.c.kind, alerts.c.force, alerts.c.level, func.count())
+                              .where(alerts.c.status == "open").group_by(alerts.c.kind, alerts.c.force, alerts.c.level))
+    return {(kind, force, level): int(n) for kind, force, level, n in rows}
+
+
 # --- alerts ----------------------------------------------------------------------
 
 async def insert_alert(conn: AsyncConnection, **values: Any) -> None:
