@@ -116,11 +116,16 @@ async def replay_command(settings: Settings, *, message_id: str | None = None, q
     connection = await _connect(settings, err)
     if connection is None:
         return 1
+    who = actor or dlq.actor()
     try:
         results = await dlq.replay(connection, queues, verify_keys=service_verify_keys(settings),
-                                   message_id=message_id, force=force, who=actor)
+                                   message_id=message_id, force=force, who=who)
     finally:
         await connection.close()
+    audited = await _audit(settings, [
+        (r.parking_queue, "dlq.replay", r.outcome,
+         {"message_id": r.message_id, "parking_queue": r.parking_queue, "queue": r.original_queue,
+          "reason": r.reason, "forced": force}) for r in results], who, err)
     if as_json:
         json.dump({"results": [r.as_json() for r in results]}, out, indent=2)
         out.write("\n")
@@ -134,7 +139,7 @@ async def replay_command(settings: Settings, *, message_id: str | None = None, q
     if not results:
         print("nothing to replay", file=out)
         return 0
-    return 0 if all(r.outcome == "replayed" for r in results) else 1
+    return 0 if audited and all(r.outcome == "replayed" for r in results) else 1
 
 
 async def purge_command(settings: Settings, *, queue: str, yes: bool = False, actor: str | None = None,
@@ -156,15 +161,37 @@ async def purge_command(settings: Settings, *, queue: str, yes: bool = False, ac
     connection = await _connect(settings, err)
     if connection is None:
         return 1
+    who = actor or dlq.actor()
     try:
-        count = await dlq.purge(connection, name, who=actor)
+        count = await dlq.purge(connection, name, who=who)
     except dlq.QueueMissing:
         print(f"safeguard dlq purge: {name} is not declared on the broker", file=err)
         return 1
     finally:
         await connection.close()
     print(f"purged {count} message(s) from {name}", file=out)
-    return 0
+    audited = await _audit(settings, [(name, "dlq.purge", "ok", {"parking_queue": name, "count": count})], who, err)
+    return 0 if audited else 1
+
+
+async def _audit(settings: Settings, entries: list[tuple[str, str, str, dict]], who: str, err: TextIO) -> bool:
+    """Record each action in the owning service's audit chain; False if one could not be written."""
+    from safeguard.audit_db import record_operator_action
+
+    ok = True
+    for queue, action, outcome, detail in entries:
+        try:
+            service = await record_operator_action(settings, queue, actor=f"operator:{who}", action=action,
+                                                   outcome=outcome, detail=detail)
+        except Exception as exc:
+            print(f"safeguard dlq: could not write the audit entry ({type(exc).__name__}); "
+                  "keep this output with the change record", file=err)
+            ok = False
+            continue
+        if service is None:
+            print(f"safeguard dlq: no audit table for {queue}'s service yet; the log line is the only record",
+                  file=err)
+    return ok
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -33,12 +33,9 @@ Audit
 -----
 Every replay (and every refusal) and every purge writes one structlog line
 (`dlq_replayed`, `dlq_replay_refused`, `dlq_replay_failed`, `dlq_purged`) with the
-message id, queues, reason and the operator's OS user — never content. These lines are
-not (yet) in a service's hash-chained audit (shared/audit.py): this module has no
-service database. TODO(ops): persist replays in a service audit chain — e.g. the CLI
-publishes an `ops.dlq.replayed` event (ids, queue, reason, actor) that escalation
-records with `shared.audit.record`, or the CLI appends through a service endpoint
-authenticated as the `ops` client.
+message id, queues, reason and the operator's OS user — never content. This module has
+no service database: `safeguard dlq` (safeguard/dlq.py) also appends each action to the
+owning service's hash-chained audit (safeguard/audit_db.py).
 """
 from __future__ import annotations
 

@@ -10,10 +10,15 @@ import sys
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from structlog.testing import capture_logs
 
+from safeguard.audit_db import service_audit
 from safeguard.dlq import format_age, list_command, purge_command, replay_command
 from shared import bus, dlq
+from shared.audit import verify_chain
+from shared.storage import create_engine
+from shared.storage.migrate import upgrade
 from tests.bus.helpers import Recorder, eventually, new_id, ready_count
 
 pytestmark = pytest.mark.broker
@@ -162,6 +167,11 @@ async def test_list_reports_undeclared_parking_queues(settings, connection):
 async def test_replay_after_fixing_the_handler_is_consumed_and_leaves_the_parking_queue(
         connection, publisher, verify_keys, settings):
     message_id, broken = await park_after_delivery_limit(connection, publisher, verify_keys)
+    engine = create_engine(settings.database_url_for("escalation"))  # escalation owns escalation.events
+    try:
+        await upgrade(engine, "escalation")
+    finally:
+        await engine.dispose()
     rc, doc, _ = await run_list(settings)
     assert doc["messages"][0]["reason"] == "delivery_limit: RuntimeError"
 
@@ -190,6 +200,12 @@ async def test_replay_after_fixing_the_handler_is_consumed_and_leaves_the_parkin
     assert entry["message_id"] == message_id and entry["queue"] == "escalation.events"
     assert entry["reason"] == "delivery_limit: RuntimeError" and entry["actor"] == "ops-tester"
     assert CANARY not in repr(logs)
+    async with service_audit(settings, "escalation") as audit:  # and in escalation's hash chain
+        rows = (await audit.conn.execute(sa.select(audit.table).where(audit.table.c.action == "dlq.replay"))).all()
+        verdict = await verify_chain(audit.conn, audit.table, audit.checkpoints, verify_keys["escalation"])
+    assert [(r.actor, r.outcome, r.detail["message_id"], r.detail["reason"]) for r in rows] == [
+        ("operator:ops-tester", "replayed", message_id, "delivery_limit: RuntimeError")]
+    assert verdict.ok and CANARY not in repr(rows)
 
 
 async def test_replay_of_an_unsigned_message_is_refused_unless_forced(connection, publisher, verify_keys, settings):
