@@ -19,9 +19,10 @@ from aiohttp import web
 from services.escalation.adapters import tables
 from services.escalation.clock import Clock, SystemClock
 from services.escalation.effects import Context
-from services.escalation.entrypoints import console, http
+from services.escalation.entrypoints import console, http, ops
 from services.escalation.entrypoints.amqp import make_consumer
 from services.escalation.scheduler import TimerService
+from shared.checkpointer import checkpointer_ctx
 from shared.config import ConfigError, Settings
 from shared.http import base_app
 from shared.httpsig import NonceCache
@@ -80,6 +81,8 @@ def create_app(settings: Settings, clock: Clock | None = None, *, tokens: Mappin
     app[http.HTTP_DEPS] = http.HttpDeps(ctx=ctx, nonces=NonceCache())
     http.add_routes(app)
     console.add_routes(app, dict(tokens) if tokens is not None else console_tokens(settings))
+    ops.add_routes(app, ops.ops_token(settings))
     app.cleanup_ctx.append(runtime_ctx(SERVICE, settings, tables.outbox))
     app.cleanup_ctx.append(escalation_ctx(ctx, timer_options))
+    app.cleanup_ctx.append(checkpointer_ctx(tables.audit, tables.audit_checkpoints, clock=ctx.clock.now))
     return app

@@ -19,6 +19,7 @@ from services.notifier.adapters.rendering import Renderer
 from services.notifier.domain.retry import RetryPolicy
 from services.notifier.entrypoints.amqp import declare_retry_queues, request_consumer
 from services.notifier.handlers import Notifier
+from shared.checkpointer import checkpointer_ctx
 from shared.config import Settings
 from shared.crypto import load_private_sealing_key
 from shared.http import base_app
@@ -68,4 +69,5 @@ def create_app(settings: Settings, *, policy: RetryPolicy | None = None) -> web.
     app = base_app(SERVICE, client_max_size=settings.file.system.max_body_bytes)
     app.cleanup_ctx.append(runtime_ctx(SERVICE, settings, tables.outbox))
     app.cleanup_ctx.append(notifier_ctx(settings, policy or RetryPolicy()))
+    app.cleanup_ctx.append(checkpointer_ctx(tables.audit, tables.audit_checkpoints))
     return app

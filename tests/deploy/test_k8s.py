@@ -90,7 +90,7 @@ def test_every_builtin_object_validates_against_the_kubernetes_schema(built):
 
 
 def test_examples_validate_against_the_kubernetes_schema():
-    assert _validate_all(m.load_yaml_docs(m.K8S / "secret-example.yaml")) == 4
+    assert _validate_all(m.load_yaml_docs(m.K8S / "secret-example.yaml")) == 5
     assert _validate_all(m.load_yaml_docs(m.K8S / "ingress-example.yaml")) == 1
 
 
@@ -212,6 +212,12 @@ def test_env_is_known_ordered_and_loads(built, deployments, secrets_example, svc
     assert settings.database_url.startswith("postgresql+asyncpg://")
     assert settings.amqp_url.startswith("amqp://")
     assert ("SAFEGUARD_SMTP_URL" in seen) == (svc == "notifier"), "only the notifier sends mail"
+    if svc == "escalation":  # every replica must accept the same console and dashboard codes
+        from services.escalation.bootstrap import console_tokens
+        from services.escalation.entrypoints.ops import ops_token
+
+        assert console_tokens(settings, seen) == {"example-force": "CONSOLE-CODE-AT-LEAST-16-CHARS"}
+        assert ops_token(settings, seen) == "OPS-DASHBOARD-CODE-AT-LEAST-16-CHARS"
 
 
 def test_services_and_pdbs_match_deployments(built, deployments):

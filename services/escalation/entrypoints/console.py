@@ -32,7 +32,7 @@ CONSOLE_TOKENS = web.AppKey("console_tokens", dict)
 CLOSING = web.AppKey("console_closing", asyncio.Event)
 SSE_POLL_S = 1.0
 HEARTBEAT_S = 15.0
-_env = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True)
+TEMPLATES = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True)
 HEADERS = {
     "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; "
                                "frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
@@ -52,7 +52,7 @@ def _signed_in(request: web.Request, force: str) -> bool:
     return bool(expected) and who == force and hmac.compare_digest(token.encode(), expected.encode())
 
 
-def _same_origin(request: web.Request) -> bool:
+def same_origin(request: web.Request) -> bool:
     site = request.headers.get("Sec-Fetch-Site")
     if site is not None and site not in ("same-origin", "none"):
         return False
@@ -78,7 +78,7 @@ def _age(now: str, then: str) -> str:
 
 
 def _page(template: str, status: int = 200, **values) -> web.Response:
-    html = _env.get_template(template).render(kinds=KIND_LABELS, age=_age, **values)
+    html = TEMPLATES.get_template(template).render(kinds=KIND_LABELS, age=_age, **values)
     return web.Response(text=html, content_type="text/html", status=status, headers=HEADERS)
 
 
@@ -96,7 +96,7 @@ async def sign_in(request: web.Request) -> web.StreamResponse:
     form = await request.post()
     force, code = str(form.get("force", "")), str(form.get("code", ""))
     expected = request.app[CONSOLE_TOKENS].get(force)
-    if not _same_origin(request):
+    if not same_origin(request):
         return problem(403, detail="cross-site request refused")
     if request.app[HTTP_DEPS].ctx.settings.force(force) is None:
         return _page("unknown.html", 404)
@@ -134,7 +134,7 @@ async def events(request: web.Request) -> web.StreamResponse:
 
 
 async def acknowledge(request: web.Request) -> web.StreamResponse:
-    if not _same_origin(request):
+    if not same_origin(request):
         return problem(403, detail="cross-site request refused")
     rt, ctx = request.app[RUNTIME], request.app[HTTP_DEPS].ctx
     alert_id = request.match_info["alert_id"]
