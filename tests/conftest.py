@@ -21,6 +21,10 @@ from urllib.parse import quote
 
 import pytest
 
+from tests.reliability import (  # noqa: F401  docs/reliability.md from the tests' own results
+    pytest_deselected, pytest_runtest_logreport, pytest_sessionfinish, reliability,
+)
+
 AMQP_HOST = os.environ.get("SAFEGUARD_TEST_AMQP_HOST", "127.0.0.1")
 PG_ADMIN_DSN = os.environ.get("SAFEGUARD_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 

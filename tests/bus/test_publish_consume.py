@@ -74,7 +74,8 @@ async def test_headers_outside_the_allow_list_are_refused(publisher):
     ("not_allowed", "producer_not_allowed"),
     ("unknown", "unknown_producer"),
 ])
-async def test_forged_messages_are_parked_unhandled(connection, publisher, signing_keys, verify_keys, how, reason):
+async def test_forged_messages_are_parked_unhandled(connection, publisher, signing_keys, verify_keys, how, reason,
+                                                     reliability):
     handler = Recorder()
     keys = {k: v for k, v in verify_keys.items() if k != "notifier"} if how == "unknown" else verify_keys
     consumer = await start_consumer(connection, publisher, REFERRAL_EVENTS, handler, keys,
@@ -110,6 +111,7 @@ async def test_forged_messages_are_parked_unhandled(connection, publisher, signi
     assert parked.body.startswith(b'{"reference"')  # the original body, kept for inspection
     assert parked.delivery_mode == DeliveryMode.PERSISTENT
     assert await ready_count(connection, "escalation.events") == 0
+    reliability.row("bus", forgery=how, parked_reason=reason, handled=len(handler.seen), parked=1)
 
 
 async def test_reject_parks_at_once_with_its_reason(connection, publisher, verify_keys):

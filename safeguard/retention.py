@@ -1,0 +1,68 @@
+"""`safeguard retention run`: apply `[system] retention_days` (DESIGN §5).
+
+Crypto-shreds every referral closed more than `retention_days` ago in intake's
+database (services/intake/retention.py) and deletes each service's *sent* outbox rows
+older than the same cut-off (they hold copies of the sealed contacts envelope).
+Idempotent: run it daily (cron or a Kubernetes CronJob); a second run does nothing.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+from datetime import UTC, datetime
+from pathlib import Path
+
+from sqlalchemy import MetaData, inspect
+
+from shared.config import SERVICES, Settings, load_settings
+
+
+async def _purge_outbox(settings: Settings, service: str, before: datetime) -> int | None:
+    from shared.storage import create_engine, outbox_table, purge_sent
+
+    url = settings.database_url_for(service)
+    if url.startswith("sqlite") and not Path(url.split(":///", 1)[1]).exists():
+        return None
+    table = outbox_table(MetaData(), service)
+    engine = create_engine(url)
+    try:
+        async with engine.begin() as conn:
+            if not await conn.run_sync(lambda c: inspect(c).has_table(table.name)):
+                return None
+            return await purge_sent(conn, table, before)
+    finally:
+        await engine.dispose()
+
+
+async def run(settings: Settings, now: datetime | None = None) -> tuple[list[str], dict[str, int | None]]:
+    """(references shredded, sent outbox rows purged per service)."""
+    from services.intake import retention
+    from shared.storage import create_engine
+
+    now = now or datetime.now(UTC)
+    days = settings.file.system.retention_days
+    engine = create_engine(settings.database_url_for("intake"))
+    try:
+        shredded = await retention.shred_expired(engine, retention_days=days, now=now)
+    finally:
+        await engine.dispose()
+    before = retention.cutoff(now, days)
+    purged = {svc: await _purge_outbox(settings, svc, before) for svc in SERVICES}
+    return shredded, purged
+
+
+def _cmd_run(_args: argparse.Namespace) -> int:
+    settings = load_settings()
+    shredded, purged = asyncio.run(run(settings))
+    days = settings.file.system.retention_days
+    print(f"intake: {len(shredded)} referrals closed over {days} days ago shredded")
+    for svc, n in purged.items():
+        print(f"{svc}: {'no outbox yet' if n is None else f'{n} sent outbox messages purged'}")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    retention = sub.add_parser("retention", help="retention of sealed content").add_subparsers(
+        dest="retention_command", required=True)
+    retention.add_parser("run", help="crypto-shred referrals closed longer ago than retention_days").set_defaults(
+        func=_cmd_run)

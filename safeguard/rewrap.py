@@ -1,0 +1,113 @@
+"""Re-seal the per-referral data keys in intake's database from a team's retired
+sealing keys to its active ones (`safeguard keys rewrap`).
+
+Run by the holder of the old team private key (intake has none). For each envelope
+naming a retired key id, the data key is opened with the old private key and sealed
+to the active public keys, and the retired entries are removed; the ciphertext is
+copied untouched and content is never decrypted. One transaction and one audit entry
+(`referral.rewrapped`, key ids only) per referral, with the row locked, so it can
+run while intake is serving.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from nacl.public import PrivateKey, PublicKey
+
+from safeguard.rotation import find_org, key_file
+from services.intake.adapters import repository as repo
+from services.intake.adapters import tables
+from shared import audit
+from shared.config import LocalAuthority, Settings
+from shared.crypto import b64e, envelope_key_ids, load_private_sealing_key, public_key_from_b64, rewrap
+from shared.storage import create_engine
+
+COLUMNS = ("content_sealed", "contacts_sealed", "rationale_sealed", "checks_notes_sealed")
+ACTOR = "safeguard-keys-rewrap"
+
+
+class RewrapError(Exception):
+    """Nothing was changed; the message says why (never a key or content)."""
+
+
+@dataclass(frozen=True)
+class Rewrapped:
+    referrals: int
+    envelopes: int
+    to: list[str]
+    remaining: int  # envelopes that still name a retired key (no private key for it)
+
+
+def private_keys(settings: Settings, code: str, retired: dict[str, str], files: list[Path]) -> dict[str, PrivateKey]:
+    """Retired key id -> private key, from `files` or the default key files; matched by public key."""
+    paths = files or [key_file(settings.config_path, code, kid) for kid in retired]
+    found: dict[str, PrivateKey] = {}
+    for path in paths:
+        if not path.exists():
+            if files:
+                raise RewrapError(f"no such key file {path}")
+            continue
+        key = load_private_sealing_key(path)
+        kid = next((k for k, pub in retired.items() if pub == b64e(bytes(key.public_key))), None)
+        if kid is None and files:
+            raise RewrapError(f"{path} is not a retired sealing key of {code}")
+        if kid is not None:
+            found[kid] = key
+    return found
+
+
+def rewrap_envelope(env: dict[str, Any] | None, privs: dict[str, PrivateKey], retired: set[str],
+                    active: dict[str, PublicKey]) -> dict[str, Any] | None:
+    """The envelope sealed to `active` instead of `retired`; None if there is nothing to (or can) do."""
+    if not env:
+        return None
+    named = set(envelope_key_ids(env)) & retired
+    kid = next((k for k in sorted(named) if k in privs), None)
+    if kid is None:
+        return None
+    return rewrap(env, key_id=kid, private_key=privs[kid], add=active, remove=named)
+
+
+def _remaining(rows: list[Any], retired: set[str]) -> int:
+    return sum(1 for r in rows for c in COLUMNS if getattr(r, c) and set(envelope_key_ids(getattr(r, c))) & retired)
+
+
+async def rewrap_org(settings: Settings, code: str, files: list[Path]) -> Rewrapped:
+    org = find_org(settings.file, code)
+    if org is None:
+        raise RewrapError(f"no local authority or force {code}")
+    active = {k.key_id: public_key_from_b64(k.public_key) for k in org.active_keys}
+    retired = {k.key_id: k.public_key for k in org.sealing_keys if k.status == "retired"}
+    if not active or not retired:
+        raise RewrapError(f"{code} needs an active and a retired key (run `safeguard keys rotate` first)")
+    privs = private_keys(settings, code, retired, files)
+    column = tables.referrals.c.la_code if isinstance(org, LocalAuthority) else tables.referrals.c.force
+    engine = create_engine(settings.database_url_for("intake"))
+    referrals = envelopes = 0
+    try:
+        async with engine.connect() as conn:
+            refs = (await conn.execute(sa.select(tables.referrals.c.reference).where(
+                column == code, tables.referrals.c.shredded_at.is_(None)).order_by(tables.referrals.c.received_at))
+            ).scalars().all()
+        for ref in refs:
+            async with engine.begin() as conn:
+                await repo.begin_write(conn)
+                row = await repo.get_referral(conn, ref, for_update=True)
+                values = {c: new for c in COLUMNS
+                          if (new := rewrap_envelope(getattr(row, c), privs, set(retired), active)) is not None}
+                if not values:
+                    continue
+                await repo.update_referral(conn, row.id, values)
+                await audit.record(conn, tables.audit, actor=ACTOR, action="referral.rewrapped", reference=ref,
+                                   detail={"from": sorted(privs), "to": sorted(active), "envelopes": len(values)},
+                                   at=datetime.now(UTC))
+                referrals, envelopes = referrals + 1, envelopes + len(values)
+        async with engine.connect() as conn:
+            rows = (await conn.execute(sa.select(tables.referrals).where(column == code))).all()
+    finally:
+        await engine.dispose()
+    return Rewrapped(referrals, envelopes, sorted(active), _remaining(rows, set(retired)))
