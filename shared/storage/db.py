@@ -1,8 +1,10 @@
 """Engines for the embedded SQLite default and for PostgreSQL.
 
 SQLite (`sqlite+aiosqlite:///path`) gets its parent directory created and, on
-every new connection, WAL journaling, foreign keys and a 5 s busy timeout so
-that a second writer waits instead of failing. PostgreSQL
+every new connection, WAL journaling, foreign keys and a 30 s busy timeout so
+that a second writer waits instead of failing (SQLite's busy wait is not fair: with a
+dozen concurrent writers on a loaded machine 5 s was not enough, and a handler that
+fails after its side effect repeats it on redelivery). PostgreSQL
 (`postgresql+asyncpg://…`) gets a small pre-pinged pool.
 """
 from __future__ import annotations
@@ -16,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 __all__ = ["create_engine", "default_url", "is_postgres", "is_sqlite", "ping"]
 
-BUSY_TIMEOUT_MS = 5000
+BUSY_TIMEOUT_MS = 30_000
 
 
 def default_url(data_dir: str, service: str) -> str:

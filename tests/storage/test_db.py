@@ -24,7 +24,7 @@ async def test_sqlite_engine_creates_directory_and_sets_pragmas(tmp_path) -> Non
         async with engine.connect() as conn:
             assert (await conn.execute(text("PRAGMA journal_mode"))).scalar() == "wal"
             assert (await conn.execute(text("PRAGMA foreign_keys"))).scalar() == 1
-            assert (await conn.execute(text("PRAGMA busy_timeout"))).scalar() == 5000
+            assert (await conn.execute(text("PRAGMA busy_timeout"))).scalar() == 30_000
         assert path.exists()
         assert await ping(engine)
     finally:
