@@ -29,6 +29,7 @@ TEMPLATES: dict[str, tuple[str, ...]] = {
     "receipt": ("team",), "referral_acknowledgement": ("referrer",), "ack_reminder": ("team",),
     "ack_breach": ("team",), "ack_breach_escalated": ("team",), "checks_reminder": ("team",), "checks_breach": ("team",),
     "immediate_safety": ("team",), "out_of_hours": ("team",), "feedback": ("team", "referrer", "guardians"),
+    "alert_escalated": ("team",),  # escalation: a control-room alert nobody acknowledged, raised a level
 }
 
 
