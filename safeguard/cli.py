@@ -86,31 +86,18 @@ def _cmd_sink(args: argparse.Namespace) -> int:
 
 async def _verify_audit() -> int:
     """Verify every service's audit chain in its configured database."""
-    from sqlalchemy import MetaData, inspect
-
-    from shared.audit import audit_table, checkpoint_table, head_table, verify_chain
+    from safeguard.audit_db import service_audit
+    from shared.audit import verify_chain
     from shared.crypto import verify_key_from_b64
-    from shared.storage import create_engine
 
     settings, failed = load_settings(), 0
     for svc in SERVICES:
-        url = settings.database_url_for(svc)
-        if url.startswith("sqlite") and not Path(url.split(":///", 1)[1]).exists():
-            print(f"{svc}: no database yet")
-            continue
-        md = MetaData()
-        table, checkpoints = audit_table(md, svc), checkpoint_table(md, svc)
-        head_table(md, svc)
-        engine = create_engine(url)
-        try:
-            async with engine.connect() as conn:
-                if not await conn.run_sync(lambda c: inspect(c).has_table(table.name)):
-                    print(f"{svc}: no audit table yet")
-                    continue
-                key = verify_key_from_b64(settings.file.services[svc].verify_key)
-                v = await verify_chain(conn, table, checkpoints, key)
-        finally:
-            await engine.dispose()
+        async with service_audit(settings, svc) as audit:
+            if audit is None:
+                print(f"{svc}: no audit log yet")
+                continue
+            key = verify_key_from_b64(settings.file.services[svc].verify_key)
+            v = await verify_chain(audit.conn, audit.table, audit.checkpoints, key)
         if v.ok:
             print(f"{svc}: ok ({v.entries} entries, {v.checkpoints} checkpoints)")
         else:
@@ -132,6 +119,9 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument("--dir", default=os.environ.get("SAFEGUARD_DATA_DIR", "./var"))
     init.add_argument("--force", action="store_true", help="overwrite an existing set-up")
     init.set_defaults(func=_cmd_keys_init)
+    from safeguard import rotation
+
+    rotation.register(keys)  # keys rotate, keys rewrap
 
     serve = sub.add_parser("serve", help="run one service")
     serve.add_argument("service", choices=SERVICES)
@@ -157,6 +147,14 @@ def build_parser() -> argparse.ArgumentParser:
     from safeguard import dlq
 
     dlq.register(sub)
+    from safeguard import retention
+
+    retention.register(sub)  # retention run
+
+    from safeguard import report, trace
+
+    trace.register(sub)
+    report.register(sub)
 
     from services.intake.entrypoints import cli as intake_cli
 

@@ -8,7 +8,6 @@ consuming first, then the relay flushes the outbox and the connections close.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 
 from aiohttp import web
@@ -17,14 +16,14 @@ from services.intake.adapters import repository, tables
 from services.intake.auth import Authenticator, RateLimiter
 from services.intake.deps import Deps
 from services.intake.entrypoints import amqp, http, openapi
-from shared.audit import checkpoint
+from services.intake.reporting import page as report_page
+from shared import checkpointer
 from shared.config import Settings
 from shared.http import base_app
 from shared.logging import get_logger
 from shared.runtime import RUNTIME, runtime_ctx
 
 SERVICE = "intake"
-CHECKPOINT_EVERY_S = 300.0
 log = get_logger(__name__)
 
 
@@ -33,9 +32,10 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(runtime_ctx(SERVICE, settings, tables.outbox))
     app.cleanup_ctx.append(_deps_ctx(settings))
     app.cleanup_ctx.append(_consumer_ctx)
-    app.cleanup_ctx.append(_housekeeping_ctx)
+    app.cleanup_ctx.append(checkpointer.checkpointer_ctx(tables.audit, tables.audit_checkpoints, also=_purge_nonces))
     http.add_routes(app)
     openapi.add_route(app)
+    report_page.add_routes(app, settings)
     return app
 
 
@@ -66,29 +66,8 @@ async def _consumer_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def checkpoint_now(app: web.Application) -> int | None:
-    rt, deps = app[RUNTIME], app[http.DEPS]
-    async with rt.engine.begin() as conn:
-        return await checkpoint(conn, tables.audit, tables.audit_checkpoints, signing_key=rt.signing_key,
-                                signer=SERVICE, at=deps.clock())
+    return await checkpointer.checkpoint_now(app, tables.audit, tables.audit_checkpoints, app[http.DEPS].clock)
 
 
-async def _housekeeping_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Sign an audit checkpoint and purge expired nonces every few minutes, and at stop."""
-    async def loop() -> None:
-        while True:
-            await asyncio.sleep(CHECKPOINT_EVERY_S)
-            try:
-                await checkpoint_now(app)
-                await repository.purge_nonces(app[RUNTIME].engine, app[http.DEPS].clock())
-            except Exception as exc:
-                log.warning("housekeeping_failed", error=type(exc).__name__)
-
-    task = asyncio.create_task(loop(), name="intake-housekeeping")
-    yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
-    try:
-        await checkpoint_now(app)
-    except Exception as exc:
-        log.warning("final_checkpoint_failed", error=type(exc).__name__)
+async def _purge_nonces(app: web.Application) -> None:
+    await repository.purge_nonces(app[RUNTIME].engine, app[http.DEPS].clock())

@@ -11,6 +11,7 @@ from services.intake.actions import authorise
 from services.intake.adapters import repository as repo
 from services.intake.deps import Deps, record
 from services.intake.domain.errors import Forbidden, Gone, NotFound
+from services.intake.reporting import figures
 from shared.worktime import LONDON
 
 _LONDON = ZoneInfo(LONDON)
@@ -89,22 +90,30 @@ def _rate(hits: int, due: int) -> float | None:
     return round(hits / due, 4) if due else None
 
 
-async def stats(deps: Deps, client_id: str, start: date, end: date) -> dict[str, Any]:
-    """Counts for [start, end] (London dates). ops sees all; staff see their organisation."""
+def performance_scope(deps: Deps, client_id: str) -> str | None:
+    """The organisation a client's performance reads are limited to (None: all, for ops)."""
     client = deps.settings.client(client_id)
     if client is None:
         raise Forbidden(reason="wrong_role")
+    return None if client.role == "ops" else client.organisation
+
+
+async def _performance_rows(deps: Deps, actor: str, org: str | None, start: date, end: date,
+                            action: str, via: str | None = None) -> tuple[list[Any], datetime]:
     lo = datetime.combine(start, datetime.min.time(), _LONDON)
     hi = datetime.combine(end + timedelta(days=1), datetime.min.time(), _LONDON)
     now = deps.clock()
+    detail = {"from": start.isoformat(), "to": end.isoformat(), **({"via": via} if via else {})}
     async with deps.engine.begin() as conn:
-        rows = await repo.stats_rows(conn, lo, hi, None if client.role == "ops" else client.organisation)
-        await record(conn, actor=client_id, action="stats.read", detail={"from": start.isoformat(),
-                     "to": end.isoformat()}, at=now)
-    ack_due = [r for r in rows if r.acknowledged_at is not None or r.acknowledge_by <= now]
-    chk_due = [r for r in rows if r.checks_at is not None or r.checks_due_by <= now]
-    ack_hits = sum(1 for r in ack_due if r.acknowledged_at is not None and r.acknowledged_at <= r.acknowledge_by)
-    chk_hits = sum(1 for r in chk_due if r.checks_at is not None and r.checks_at <= r.checks_due_by)
+        rows = await repo.stats_rows(conn, lo, hi, org)
+        await record(conn, actor=actor, action=action, detail=detail, at=now)
+    return rows, now
+
+
+async def stats(deps: Deps, client_id: str, start: date, end: date) -> dict[str, Any]:
+    """Counts for [start, end] (London dates). ops sees all; staff see their organisation."""
+    rows, now = await _performance_rows(deps, client_id, performance_scope(deps, client_id), start, end, "stats.read")
+    ack_due, ack_hits, chk_due, chk_hits = figures.on_time(rows, now)
     count = lambda values: dict(sorted(Counter(v for v in values if v is not None).items()))  # noqa: E731
     return {
         "from": start.isoformat(), "to": end.isoformat(), "total": len(rows),
@@ -115,6 +124,15 @@ async def stats(deps: Deps, client_id: str, start: date, end: date) -> dict[str,
         "by_concern_type": count(c for r in rows for c in r.concern_types),
         "immediate_risk": sum(1 for r in rows if r.immediate_risk),
         "out_of_hours": sum(1 for r in rows if r.out_of_hours),
-        "acknowledged_on_time": {"due": len(ack_due), "on_time": ack_hits, "rate": _rate(ack_hits, len(ack_due))},
-        "checks_on_time": {"due": len(chk_due), "on_time": chk_hits, "rate": _rate(chk_hits, len(chk_due))},
+        "acknowledged_on_time": {"due": ack_due, "on_time": ack_hits, "rate": _rate(ack_hits, ack_due)},
+        "checks_on_time": {"due": chk_due, "on_time": chk_hits, "rate": _rate(chk_hits, chk_due)},
     }
+
+
+async def report(deps: Deps, actor: str, start: date, end: date, *, org: str | None = None,
+                 via: str = "http") -> dict[str, Any]:
+    """The performance data report (small numbers suppressed) over the same rows as `stats`.
+    `org` limits it to one organisation (None: all); callers decide who may see what."""
+    rows, now = await _performance_rows(deps, actor, org, start, end, "report.read", via)
+    threshold = deps.settings.file.system.small_number_threshold
+    return figures.build(rows, start, end, now, threshold, scope=org or "all")

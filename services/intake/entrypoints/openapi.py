@@ -15,7 +15,7 @@ REF = "#/components/schemas/{model}"
 
 class Accepted(BaseModel):
     referral_id: str
-    reference: str = Field(pattern=r"^PRV-\d{4}-\d{6,}$")
+    reference: str = Field(pattern=r"^PRV-\d{4}-\d{6,11}$")
     status: Literal["received"]
     received_at: str
     out_of_hours: bool
@@ -56,7 +56,7 @@ def _json(description: str, schema: dict | None = None) -> dict[str, Any]:
 
 
 REF_PARAM = {"name": "reference", "in": "path", "required": True,
-             "schema": {"type": "string", "pattern": r"^PRV-\d{4}-\d{6,}$"}}
+             "schema": {"type": "string", "pattern": r"^PRV-\d{4}-\d{6,11}$"}}
 COMMON = (400, 401, 403, 404, 409, 413, 415, 422, 429)
 
 
@@ -105,6 +105,20 @@ def spec() -> dict[str, Any]:
                 "parameters": [{"name": n, "in": "query", "schema": {"type": "string", "format": "date"}}
                                for n in ("from", "to")],
                 "responses": {"200": _json("Counts"), **_problems(401, 403, 422, 429)}}},
+            "/v1/report": {"get": {
+                "summary": "Performance data report, small numbers suppressed (roles as /v1/stats)",
+                "security": [{"httpsig": []}],
+                "parameters": [{"name": n, "in": "query", "schema": {"type": "string", "format": "date"}}
+                               for n in ("from", "to")],
+                "responses": {"200": _json("The report"), **_problems(401, 403, 422, 429)}}},
+            "/report": {"get": {"summary": "The report page (HTML; signed-in browser, else a sign-in form)",
+                                "responses": {"200": {"description": "HTML"}, "401": {"description": "Sign in"}}}},
+            "/report/report.csv": {"get": {"summary": "The report as CSV (signed-in browser)",
+                                           "responses": {"200": {"description": "CSV"}, **_problems(401)}}},
+            "/report/session": {"post": {"summary": "Sign in to the report page with the access code",
+                                         "responses": {"303": {"description": "Signed in"},
+                                                       "401": {"description": "Wrong code"}, **_problems(403)}}},
+            "/report/report.css": {"get": {"summary": "Stylesheet", "responses": {"200": {"description": "CSS"}}}},
             "/openapi.json": {"get": {"summary": "This document", "responses": {"200": _json("OpenAPI")}}},
             "/healthz": health, "/readyz": health,
             "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {"200": {"description": "Text"}}}},

@@ -1,0 +1,69 @@
+"""`safeguard report --from DATE --to DATE [--format csv|json]` — the performance data report.
+
+Reads intake's database (where the referral metadata lives) as configured, like `safeguard
+audit verify`; computes the same document as intake's `GET /v1/report` (every organisation,
+small numbers suppressed at `[system] small_number_threshold`) and records a `report.read`
+audit entry (actor `cli`). `report_command` takes the settings and streams so tests run it
+in-process.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from datetime import date
+from pathlib import Path
+from typing import Any, TextIO
+
+from shared.config import Settings, load_settings
+
+
+async def report_command(settings: Settings, start: date, end: date, *, fmt: str = "csv",
+                         out: TextIO | None = None, err: TextIO | None = None) -> int:
+    from sqlalchemy import inspect
+
+    from services.intake.adapters.tables import referrals
+    from services.intake.deps import Deps
+    from services.intake.queries import report
+    from services.intake.reporting import export
+    from shared.storage import create_engine
+
+    out, err = out or sys.stdout, err or sys.stderr
+    if start > end:
+        print("safeguard report: --from must be on or before --to", file=err)
+        return 2
+    url = settings.database_url_for("intake")
+    if url.startswith("sqlite") and not Path(url.split(":///", 1)[1]).exists():
+        print("safeguard report: intake has no database yet", file=err)
+        return 1
+    engine = create_engine(url)
+    try:
+        async with engine.connect() as conn:
+            ready = await conn.run_sync(lambda c: inspect(c).has_table(referrals.name))
+        if not ready:
+            print("safeguard report: intake's database has no referrals table yet", file=err)
+            return 1
+        doc = await report(Deps(settings=settings, engine=engine), "cli", start, end, via="cli")
+    finally:
+        await engine.dispose()
+    out.write(export.to_csv(doc) if fmt == "csv" else export.to_json(doc) + "\n")
+    return 0
+
+
+def _day(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("expected a date YYYY-MM-DD") from None
+
+
+def _cmd(args: argparse.Namespace) -> int:
+    return asyncio.run(report_command(load_settings(), args.start, args.end, fmt=args.format))
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("report", help="performance data report (small numbers suppressed)")
+    p.add_argument("--from", dest="start", type=_day, required=True, metavar="DATE", help="first day (London)")
+    p.add_argument("--to", dest="end", type=_day, required=True, metavar="DATE", help="last day (London)")
+    p.add_argument("--format", choices=("csv", "json"), default="csv")
+    p.set_defaults(func=_cmd)

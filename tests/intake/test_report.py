@@ -1,0 +1,167 @@
+"""The performance data report over a synthetic year of 5,000 referrals (tests/synthetic.py)
+in intake's real PostgreSQL table: the shares come out as generated, small numbers are
+suppressed, CSV and JSON parse, the /report page renders its tables and SVG charts for a
+signed-in browser only, and no canary from the referrals appears anywhere."""
+from __future__ import annotations
+
+import asyncio
+import csv
+import functools
+import io
+import json
+import statistics
+import time
+from collections import Counter
+from datetime import date
+
+import pytest
+
+from safeguard import cli
+from safeguard import report as report_cli
+from services.intake.reporting.page import CODE_ENV, COOKIE, REPORT_CODE, access_code
+from shared.config import ConfigError
+from tests import synthetic
+from tests.factories import new_canary
+
+RARE = "left_wing_anarchist_single_issue"  # given to exactly 3 referrals: must be suppressed
+YEAR = "from=2025-01-01&to=2025-12-31"
+
+
+@functools.cache
+def _synthetic_year() -> tuple[list[dict], str]:
+    """Generated once per session (the rows are not changed by inserting them)."""
+    canary = new_canary()
+    rows = synthetic.referral_rows(5000, year=2025, seed=7, canary=canary)
+    for row in rows[:3]:
+        row["concern_types"] = [RARE]
+    return rows, canary
+
+
+@pytest.fixture
+async def year(intake):
+    rows, canary = _synthetic_year()
+    started = time.perf_counter()
+    await synthetic.insert(intake.engine, rows)
+    print(f"inserted {len(rows)} referrals in {time.perf_counter() - started:.2f} s")
+    return rows, canary
+
+
+def _cells(table):
+    return {c["key"]: c for c in table}
+
+
+def _share(cells, key, total):
+    return 100 * cells[key]["count"] / total
+
+
+async def test_report_over_a_synthetic_year(intake, year, monkeypatch, capsys):
+    rows, canary = year
+    resp = await intake.call("GET", "/v1/report", "dev-ops", query=YEAR)
+    assert resp.status == 200
+    text = await resp.text()
+    doc = json.loads(text)
+    assert canary not in text and "PRV-2025" not in text and "dev-mash" not in text
+    assert doc["total"] == {"key": "total", "count": 5000, "suppressed": False} and doc["scope"] == "all"
+    tables = doc["tables"]
+    assert [c["key"] for c in tables["by_month"]] == [f"2025-{m:02d}" for m in range(1, 13)]
+    assert sum(c["count"] for c in tables["by_month"]) == 5000
+    ages, outcomes = _cells(tables["by_age_band"]), _cells(tables["by_checks_outcome"])
+    assert 67.5 <= _share(ages, "11-15", 5000) <= 72.5  # 70 % of under-18s aged 11–15
+    assert 11 <= _share(outcomes, "channel_referral", 5000) <= 15  # ~13 % discussed at panel
+    truth = {"by_age_band": Counter(r["age_band"] for r in rows),
+             "by_pathway": Counter(r["pathway"] for r in rows),
+             "by_checks_outcome": Counter(r["checks_outcome"] for r in rows),
+             "by_concern_type": Counter(c for r in rows for c in r["concern_types"])}
+    for name, counts in truth.items():
+        for key, cell in _cells(tables[name]).items():
+            n = counts.get(key, 0)
+            assert cell == {"key": key, "count": None if 0 < n < 5 else n, "suppressed": 0 < n < 5}, (name, key)
+    assert _cells(tables["by_concern_type"])[RARE] == {"key": RARE, "count": None, "suppressed": True}
+    m = doc["measures"]
+    assert 87.5 <= m["acknowledged_within_one_working_day"]["percent"] <= 92.5
+    assert 82.5 <= m["checks_within_28_days"]["percent"] <= 87.5
+    assert 22.5 <= m["out_of_hours_share"]["percent"] <= 27.5
+    hours = [(r["acknowledged_at"] - r["received_at"]).total_seconds() / 3600 for r in rows]
+    assert m["median_time_to_acknowledgement"] == {"hours": round(statistics.median(hours), 1), "count": 5000,
+                                                   "suppressed": False}
+    assert len(doc["trend"]) == 12
+    for t in doc["trend"]:
+        assert 28 <= t["no_further_action"]["percent"] <= 48 and t["referrals"]["count"] > 300
+
+    # staff see their own organisation only; the JSON is the CLI's too
+    other = await intake.call("GET", "/v1/report", "other-social-care", query=YEAR)
+    assert (await other.json())["total"]["count"] == 0 and (await other.json())["scope"] == "E88888888"
+    assert (await intake.client.get(f"/v1/report?{YEAR}")).status == 401
+    bad = await intake.call("GET", "/v1/report", "dev-ops", query="from=2025-13-01")
+    assert bad.status == 422
+
+    out = io.StringIO()
+    assert await report_cli.report_command(intake.settings, date(2025, 1, 1), date(2025, 12, 31), fmt="json",
+                                           out=out) == 0
+    cli_doc = json.loads(out.getvalue())
+    assert {**cli_doc, "generated_at": None} == {**doc, "generated_at": None}
+    out = io.StringIO()
+    assert await report_cli.report_command(intake.settings, date(2025, 1, 1), date(2025, 12, 31), out=out) == 0
+    assert canary not in out.getvalue()
+    parsed = list(csv.DictReader(io.StringIO(out.getvalue())))
+    by = {(r["section"], r["category"]): r for r in parsed}
+    assert by[("total", "referrals")]["count"] == "5000"
+    assert by[("by_concern_type", RARE)]["count"] == "<5"
+    assert by[("by_age_band", "11-15")]["count"] == str(_cells(tables["by_age_band"])["11-15"]["count"])
+    assert float(by[("measure", "checks_within_28_days")]["percent"]) == m["checks_within_28_days"]["percent"]
+    assert len([r for r in parsed if r["section"] == "trend_no_further_action"]) == 12
+
+    # the command as run from a shell: settings from the environment
+    monkeypatch.setenv("SAFEGUARD_CONFIG", str(intake.settings.config_path))
+    monkeypatch.setenv("SAFEGUARD_DATABASE_URL", intake.settings.database_url)
+    capsys.readouterr()
+    argv = ["report", "--from", "2025-06-01", "--to", "2025-06-30", "--format", "json"]
+    assert await asyncio.to_thread(cli.main, argv) == 0
+    june = json.loads(capsys.readouterr().out)
+    assert june["total"]["count"] == _cells(tables["by_month"])["2025-06"]["count"] and len(june["trend"]) == 1
+    with pytest.raises(SystemExit):
+        cli.main(["report", "--from", "June", "--to", "2025-06-30"])
+    audit = [r for r in await intake.audit_rows() if r.action == "report.read" and r.outcome == "ok"]
+    assert [(r.actor, r.detail["via"]) for r in audit] == [("dev-ops", "http"), ("other-social-care", "http"),
+                                                           ("cli", "cli"), ("cli", "cli"), ("cli", "cli")]
+
+
+async def test_report_page_needs_sign_in_and_renders_tables_and_charts(intake, year):
+    rows, canary = year
+    page = await intake.client.get(f"/report?{YEAR}")
+    assert page.status == 401 and "Report access code" in await page.text()
+    assert "default-src 'none'" in page.headers["Content-Security-Policy"]
+    assert (await intake.client.get(f"/report/report.csv?{YEAR}")).status == 401
+    wrong = await intake.client.post("/report/session", data={"code": "not-the-code", "query": YEAR})
+    assert wrong.status == 401 and "The access code is not right." in await wrong.text()
+    code = intake.app[REPORT_CODE]
+    token = intake.settings.data_dir / "report" / "ops.token"  # generated at start, private
+    assert token.read_text().strip() == code and token.stat().st_mode & 0o077 == 0 and len(code) >= 16
+    assert access_code(intake.settings, {CODE_ENV: "x" * 16}) == "x" * 16
+    with pytest.raises(ConfigError):
+        access_code(intake.settings, {CODE_ENV: "short"})
+    cross = await intake.client.post("/report/session", data={"code": code}, headers={"Origin": "https://evil.example"})
+    assert cross.status == 403
+    ok = await intake.client.post("/report/session", data={"code": code, "query": YEAR + "&x=javascript:1"},
+                                  allow_redirects=False)
+    assert ok.status == 303 and ok.headers["Location"] == "/report?from=2025-01-01&to=2025-12-31"
+    assert code not in ok.headers["Set-Cookie"] and "HttpOnly" in ok.headers["Set-Cookie"]
+    assert intake.client.session.cookie_jar.filter_cookies(intake.client.make_url("/report")).get(COOKIE)
+
+    page = await intake.client.get(f"/report?{YEAR}")
+    assert page.status == 200
+    html = await page.text()
+    assert canary not in html and "PRV-2025" not in html and "<script" not in html
+    for title in ("Referrals by month", "Referrals by age band", "Referrals by type of concern",
+                  "Referrals by pathway decision", "Referrals by CTP checks outcome", "Trend of referrals per month",
+                  "Acknowledged within one working day", "CTP checks done within 28 days",
+                  "Median time to acknowledgement", "Received out of hours"):
+        assert title in html, title
+    assert html.count("<svg") == 7 and html.count('role="img"') == 7
+    assert f"<th scope=\"row\">{RARE}</th><td class=\"num\">&lt;5</td>" in html
+    assert ">5000<" in html
+    csv_resp = await intake.client.get(f"/report/report.csv?{YEAR}")
+    assert csv_resp.status == 200 and csv_resp.content_type == "text/csv"
+    assert canary not in await csv_resp.text()
+    css = await intake.client.get("/report/report.css")
+    assert css.status == 200 and css.content_type == "text/css"

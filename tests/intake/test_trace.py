@@ -1,0 +1,117 @@
+"""`safeguard trace` reads one referral's audit entries from every service's database,
+in time order, with no content: a referral submitted and acknowledged through intake's
+real HTTP API, its `referral.received` event (from intake's outbox) consumed by
+escalation's and the notifier's real handlers on the same PostgreSQL database."""
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+from datetime import UTC, datetime, timedelta
+
+import sqlalchemy as sa
+
+from safeguard import cli, trace
+from services.escalation import handlers as esc_handlers
+from services.escalation.clock import ManualClock
+from services.escalation.effects import Context
+from services.intake.adapters import tables
+from services.notifier.domain.retry import RetryPolicy
+from services.notifier.handlers import Notifier
+from shared.messages import ReferralAcknowledged, ReferralReceived
+from shared.storage.migrate import upgrade
+from tests.factories import new_canary, referral
+
+
+async def _outbox_event(intake, cls, reference: str):
+    """The event intake committed to its outbox (what the relay publishes)."""
+    async with intake.engine.connect() as conn:
+        bodies = (await conn.scalars(sa.select(tables.outbox.c.body)
+                                     .where(tables.outbox.c.routing_key == cls.routing_key))).all()
+    return next(e for e in map(cls.from_bytes, bodies) if e.reference == reference)
+
+
+async def test_trace_follows_a_referral_across_the_services(intake, monkeypatch, capsys):
+    canary = new_canary()
+    resp = await intake.submit(referral(canary=canary))
+    assert resp.status == 202
+    ref = (await resp.json())["reference"]
+    assert (await intake.submit(referral(client_reference="OTHER-1"))).status == 202  # not in the trace
+    ack = await intake.call("POST", f"/v1/referrals/{ref}/acknowledgement", "dev-social-care")
+    assert ack.status == 200
+
+    received = await _outbox_event(intake, ReferralReceived, ref)
+    acked = await _outbox_event(intake, ReferralAcknowledged, ref)
+    for svc in ("escalation", "notifier"):
+        await upgrade(intake.engine, svc)
+    clock = ManualClock(received.at + timedelta(seconds=2))
+    ctx = Context(intake.settings, clock)
+    async with intake.engine.begin() as conn:
+        await esc_handlers.on_received(conn, received, ctx, clock.now())
+    notifier = Notifier(intake.engine, intake.settings, None, {}, policy=RetryPolicy(), sealing_key=None,
+                        sealing_key_id=None, clock=lambda: received.at + timedelta(seconds=3))
+    await notifier.on_received(received)
+    async with intake.engine.begin() as conn:
+        await esc_handlers.on_acknowledged(conn, acked, ctx, clock.advance(timedelta(minutes=5)))
+
+    out, err = io.StringIO(), io.StringIO()
+    assert await trace.trace_command(intake.settings, ref, as_json=True, out=out, err=err) == 0
+    doc = json.loads(out.getvalue())
+    entries = doc["entries"]
+    assert {e["service"] for e in entries} == {"intake", "escalation", "notifier"}
+    steps = [(e["service"], e["action"]) for e in entries]
+    assert steps[0] == ("intake", "referral.submit") and entries[0]["outcome"] == "accepted"
+    assert steps.index(("escalation", "referral.received")) < steps.index(("notifier", "hold_recorded"))
+    assert ("escalation", "notification.requested") in steps
+    assert steps.index(("intake", "referral.acknowledgement")) < steps.index(("escalation", "clock.stopped"))
+    assert [e["at"] for e in entries] == sorted(e["at"] for e in entries)  # same offset: one day
+    assert all(e["detail"].get("referral_id", received.referral_id) == received.referral_id for e in entries)
+    assert canary not in out.getvalue() and "OTHER-1" not in out.getvalue()
+
+    # the command as run from a shell: the settings come from the environment
+    monkeypatch.setenv("SAFEGUARD_CONFIG", str(intake.settings.config_path))
+    monkeypatch.setenv("SAFEGUARD_DATABASE_URL", intake.settings.database_url)
+    capsys.readouterr()
+    assert await asyncio.to_thread(cli.main, ["trace", ref]) == 0
+    text = capsys.readouterr().out
+    lines = text.splitlines()
+    assert lines[0].startswith("TIME (Europe/London)") and len(lines) == len(entries) + 1
+    assert "received (sealed, event queued for publishing)" in lines[1] and "dev-mash" in lines[1]
+    assert any("acknowledged" in line and "dev-social-care" in line for line in lines)
+    assert any("notifier" in line and "holding instructions recorded" in line for line in lines)
+    assert canary not in text
+
+
+async def test_trace_of_an_unknown_reference_says_so(intake):
+    out, err = io.StringIO(), io.StringIO()
+    assert await trace.trace_command(intake.settings, "PRV-2026-999999", out=out, err=err) == 1
+    assert out.getvalue() == ""
+    assert "no audit entries for PRV-2026-999999" in err.getvalue()
+    assert "escalation: no audit table" in err.getvalue()
+
+
+async def test_trace_reads_each_services_own_sqlite_database(tmp_path):
+    """The embedded default (`make run`): one SQLite file per service; notifier has none yet."""
+    from safeguard import keys
+    from services.escalation.adapters.tables import audit as esc_audit
+    from shared.audit import record
+    from shared.config import load_settings
+    from shared.storage import create_engine
+
+    settings = load_settings({"SAFEGUARD_CONFIG": str(keys.init(tmp_path)), "SAFEGUARD_DATA_DIR": str(tmp_path)})
+    at = datetime(2026, 7, 1, 12, tzinfo=UTC)
+    for svc, table, when in (("escalation", esc_audit, at + timedelta(seconds=1)), ("intake", tables.audit, at)):
+        engine = create_engine(settings.database_url_for(svc))
+        try:
+            await upgrade(engine, svc)
+            async with engine.begin() as conn:
+                await record(conn, table, actor=svc, action="referral.received" if svc == "escalation"
+                             else "referral.submit", reference="PRV-2026-000001", outcome="ok", at=when)
+        finally:
+            await engine.dispose()
+    out, err = io.StringIO(), io.StringIO()
+    assert await trace.trace_command(settings, "PRV-2026-000001", as_json=True, out=out, err=err) == 0
+    doc = json.loads(out.getvalue())
+    assert doc["services"] == {"intake": "1 entries", "escalation": "1 entries", "notifier": "no audit table"}
+    assert [(e["service"], e["at"]) for e in doc["entries"]] == [
+        ("intake", "2026-07-01T13:00:00+01:00"), ("escalation", "2026-07-01T13:00:01+01:00")]
