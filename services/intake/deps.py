@@ -13,6 +13,7 @@ from typing import Any
 from nacl.public import PublicKey
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from services.intake import metrics
 from services.intake.adapters import tables
 from services.intake.domain.errors import IntakeError, SchemaInvalid
 from shared import audit, bus
@@ -79,6 +80,7 @@ async def record(conn: AsyncConnection, *, actor: str | None, action: str, at: d
 
 async def audit_rejection(deps: Deps, *, actor: str | None, action: str, reference: str | None,
                           err: IntakeError, via: str) -> None:
+    metrics.REJECTED.labels(action=action, reason=err.reason, via=via).inc()
     detail: dict[str, Any] = {"reason": err.reason, "status": err.status, "via": via}
     if actor:
         detail["client_id"] = actor[:100]

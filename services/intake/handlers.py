@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ValidationError
 
+from services.intake import metrics
 from services.intake.adapters import repository as repo
 from services.intake.deps import Deps, publish, record, seal_json
 from services.intake.domain.errors import Conflict, Forbidden, MalformedJson, SchemaInvalid
@@ -119,6 +120,7 @@ async def submit_referral(cmd: SubmitReferral, deps: Deps) -> Submitted:
                 raise
             return await _audited_replay(deps, cmd, row, body_sha)
     deps.notify()
+    metrics.ACCEPTED.labels(via=cmd.via).inc()
     log.info("referral_accepted", reference=reply["reference"], client_id=client.id, via=cmd.via)
     return Submitted(reply)
 

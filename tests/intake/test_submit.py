@@ -9,6 +9,7 @@ import time
 
 import aio_pika
 import pytest
+from prometheus_client import REGISTRY, generate_latest
 
 from services.intake.adapters import tables
 from services.intake.domain.referral import Referral
@@ -94,12 +95,20 @@ async def _refuse(intake, case: str) -> None:
     assert "SECRET-VALUE" not in json.dumps(entry.detail)
 
 
+def rejected(reason: str) -> float:
+    labels = {"action": "referral.submit", "reason": reason, "via": "http"}
+    return REGISTRY.get_sample_value("safeguard_intake_rejected_total", labels) or 0.0
+
+
 async def test_bad_input_is_refused_audited_and_stores_and_publishes_nothing(intake):
     conn, queue = await bind_events(intake.settings)
+    before = {case: rejected(reason) for case, (_, reason, _, _) in CASES.items()}
     try:
         for case in CASES:
             await _refuse(intake, case)
         assert len(await intake.audit_rows()) == len(CASES)
+        assert {case: rejected(CASES[case][1]) - n for case, n in before.items()} == dict.fromkeys(CASES, 1.0)
+        assert "SECRET-VALUE" not in generate_latest(REGISTRY).decode()
         assert await intake.count(tables.referrals) == 0
         assert await intake.count(tables.outbox) == 0
         assert await intake.count(tables.idempotency_keys) == 0
