@@ -51,6 +51,9 @@ class System:
     keys_dir: Path
     logs: io.StringIO
     tapped: list[aio_pika.abc.AbstractIncomingMessage] = field(default_factory=list)
+    databases: dict[str, str] = field(default_factory=dict)
+    settings: dict[str, Any] = field(default_factory=dict)
+    servers: dict[str, TestServer] = field(default_factory=dict)
 
     async def submit(self, doc: dict) -> Any:
         body = json.dumps(doc).encode()
@@ -150,6 +153,8 @@ async def running_system(tmp_path: Path, amqp_url: str, start: datetime):
         stack.push_async_callback(notifier.close)
         connection = await bus.connect(amqp_url, name="test-e2e-tap")
         stack.push_async_callback(connection.close)
-        system = System(intake, clock, smtp, teams, connection, tmp_path / "keys", logs)
+        system = System(intake, clock, smtp, teams, connection, tmp_path / "keys", logs,
+                        databases={svc: st.database_url for svc, st in settings.items()}, settings=settings,
+                        servers={"intake": intake.server, "escalation": escalation, "notifier": notifier})
         await _tap(connection, system.tapped)
         yield system

@@ -2,16 +2,22 @@
 intake reaches the MASH team by email and Teams with its acknowledge-by time, the
 referrer gets an acknowledgement of receipt, an out-of-hours one alerts the control
 room, and no content (a canary in every content and contact field) appears in any
-email, Teams card, log line or bus message."""
+email, Teams card, log line, bus message, database row (all three services), /metrics,
+the ops dashboard or the performance report page."""
 from __future__ import annotations
 
 import json
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+import aiohttp
 import holidays
 import pytest
+import sqlalchemy as sa
 
+from services.escalation.entrypoints.ops import ops_token
+from services.intake.reporting.page import access_code
+from shared.storage import create_engine
 from tests.factories import canary_phone, new_canary, postcode_of, referral
 from tests.integration.e2e import System, running_system, until
 
@@ -58,6 +64,39 @@ def leaks(system: System, canaries: list[str], referrer_email: str) -> dict[str,
     return {where: [c for c in canaries if c in text] for where, text in places.items() if any(c in text for c in canaries)}
 
 
+async def database_text(url: str) -> str:
+    """Every row of every table of one service's database, as text."""
+    engine = create_engine(url)
+    parts = []
+    try:
+        async with engine.connect() as conn:
+            md = sa.MetaData()
+            await conn.run_sync(md.reflect)
+            for table in md.sorted_tables:
+                parts.append(f"{table.name}: {(await conn.execute(sa.select(table))).all()!r}")
+    finally:
+        await engine.dispose()
+    return "\n".join(parts)
+
+
+async def pages_text(system: System) -> dict[str, str]:
+    """What operators read: each service's /metrics, the ops dashboard and the report page."""
+    out = {}
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
+        for svc, server in system.servers.items():
+            async with http.get(server.make_url("/metrics")) as resp:
+                out[f"{svc} /metrics"] = await resp.text()
+        esc, intake = system.servers["escalation"], system.servers["intake"]
+        code = ops_token(system.settings["escalation"])
+        async with http.post(esc.make_url("/ops/session"), data={"code": code}) as resp:
+            out["/ops"] = await resp.text()
+        code = access_code(system.settings["intake"])
+        async with http.post(intake.make_url("/report/session"), data={"code": code}) as resp:
+            out["/report"] = await resp.text()
+    assert "intake.submissions" in out["/ops"] and "<svg" in out["/report"], "signed in to both pages"
+    return out
+
+
 async def test_in_hours_referral_notifies_the_team_and_the_referrer_and_leaks_nothing(tmp_path, amqp_url, capfd):
     wednesday = next_day(2, working_after=1)
     received, ack_by = at(wednesday, 10), at(wednesday + timedelta(days=1), 10)
@@ -87,7 +126,13 @@ async def test_in_hours_referral_notifies_the_team_and_the_referrer_and_leaks_no
         assert await system.take("control-room.dev-force") == []  # in hours: no control-room alert
         assert canary not in json.dumps(reply)
         assert '"event": "service_ready"' in system.logs.getvalue()  # the log capture works
+        stored = {svc: await database_text(url) for svc, url in system.databases.items()}
+        assert ref in stored["intake"] and ref in stored["escalation"] and ref in stored["notifier"]
+        pages = await pages_text(system)
     assert leaks(system, canaries, referrer_email) == {}
+    everywhere = {**stored, **pages}
+    assert {where: [c for c in canaries if c in text] for where, text in everywhere.items()
+            if any(c in text for c in canaries)} == {}
     out, err = capfd.readouterr()
     assert not [c for c in canaries if c in out + err]
 
