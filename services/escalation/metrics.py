@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
-TIMERS_PENDING = Gauge("safeguard_escalation_timers", "Escalation timers by status", ["status"])
+TIMERS = Gauge("safeguard_escalation_timers", "Escalation timers by kind and status", ["kind", "status"])
 TIMERS_FIRED = Counter("safeguard_escalation_timers_fired_total", "Timers fired (or found moot)", ["kind", "outcome"])
 TIMER_FAILURES = Counter(
     "safeguard_escalation_timer_failures_total", "Timer firings that raised", ["kind", "final"])
@@ -29,3 +29,10 @@ def set_open_alerts(counts: dict[tuple[str, str, str], int]) -> None:
     ALERTS_OPEN.clear()
     for (kind, force, level), n in counts.items():
         ALERTS_OPEN.labels(kind=kind, force=force, level=level).set(n)
+
+
+def set_timers(counts: dict[tuple[str, str], int]) -> None:
+    """Timers by kind and status; every status of a kind seen is set (0 when none are left)."""
+    for kind in {k for k, _ in counts}:
+        for status in ("pending", "fired", "cancelled", "failed"):
+            TIMERS.labels(kind=kind, status=status).set(counts.get((kind, status), 0))

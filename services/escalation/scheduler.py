@@ -154,11 +154,10 @@ class TimerService:
     async def refresh_gauges(self) -> None:
         """Recount timers by status and open alerts by kind, force and level (at most every 10 s)."""
         async with self.engine.connect() as conn:
-            counts = await repo.count_by_status(conn)
+            counts = await repo.count_by_kind_and_status(conn)
             open_alerts = await repo.count_open_alerts(conn)
         metrics.set_open_alerts(open_alerts)
-        for status in ("pending", "fired", "cancelled", "failed"):
-            metrics.TIMERS_PENDING.labels(status=status).set(counts.get(status, 0))
+        metrics.set_timers(counts)
 
     def _counts_due(self) -> bool:
         now = asyncio.get_running_loop().time()
@@ -175,7 +174,9 @@ class TimerService:
         self._scheduler.add_job(self._poke, DateTrigger(run_date=run, timezone=UTC), id="wake",
                                 replace_existing=True, coalesce=True, misfire_grace_time=None)
 
-    def _poke(self) -> None:
+    async def _poke(self) -> None:
+        """A coroutine, so APScheduler's asyncio executor runs it on the loop: a plain
+        function would run in a worker thread, and asyncio.Event is not thread-safe."""
         self._next_wake = None
         if self._wake is not None:
             self._wake.set()

@@ -92,5 +92,10 @@ async def test_unacknowledged_alert_is_raised_one_level_up_every_interval_until_
         await server.app[TIMERS].refresh_gauges()
         labels = {"kind": "immediate_safety", "force": "dev-force", "level": "superintendent"}
         assert REGISTRY.get_sample_value("safeguard_alerts_open", labels) == 1
+        pending = {(r.kind, r.status) for r in await esc.rows(select(timers))}
+        for kind, status in pending:
+            n = len(await esc.rows(select(timers).where(timers.c.kind == kind, timers.c.status == status)))
+            assert REGISTRY.get_sample_value("safeguard_escalation_timers", {"kind": kind, "status": status}) == n
+        assert ("alert_reescalate", "fired") in pending
         ops = [k for k, _ in await esc.take_json("ops.events", timeout=2)]
         assert ops == ["alert.raised", "alert.escalated", "alert.escalated"]

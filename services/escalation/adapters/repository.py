@@ -104,9 +104,10 @@ async def next_run_at(conn: AsyncConnection) -> datetime | None:
     return await conn.scalar(select(func.min(timers.c.run_at)).where(timers.c.status == "pending"))
 
 
-async def count_by_status(conn: AsyncConnection) -> dict[str, int]:
-    rows = await conn.execute(select(timers.c.status, func.count()).group_by(timers.c.status))
-    return {status: int(n) for status, n in rows}
+async def count_by_kind_and_status(conn: AsyncConnection) -> dict[tuple[str, str], int]:
+    rows = await conn.execute(select(timers.c.kind, timers.c.status, func.count())
+                              .group_by(timers.c.kind, timers.c.status))
+    return {(kind, status): int(n) for kind, status, n in rows}
 
 
 async def count_open_alerts(conn: AsyncConnection) -> dict[tuple[str, str, str], int]:
