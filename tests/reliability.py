@@ -39,6 +39,9 @@ SECTIONS: dict[str, tuple[str, tuple[str, ...]]] = {
     "leaks": ("Leak checks", (S + "test_authz_intake.py", S + "test_retention.py")),
     "fuzz": ("Fuzzing (schemathesis per endpoint, hypothesis per AMQP consumer)",
              ("tests/fuzz/test_openapi_fuzz.py", "tests/fuzz/test_amqp_fuzz.py")),
+    "faults": ("Fault injection under load (`make test-faults`)", ("tests/faults/test_faults.py",)),
+    "fault_checks": ("Fault injection: every referral, timer, email and alert classified",
+                     ("tests/faults/test_faults.py",)),
 }
 
 

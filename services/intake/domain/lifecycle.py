@@ -15,7 +15,8 @@ from typing import Any
 
 from services.intake.domain.errors import Conflict
 
-REFERENCE = re.compile(r"^PRV-(\d{4})-(\d{6,})$")
+# At most 20 characters: the width of the reference columns (longer ones are never issued).
+REFERENCE = re.compile(r"^PRV-(\d{4})-(\d{6,11})$")
 STATUSES = ("received", "acknowledged", "decided", "closed")
 
 

@@ -135,9 +135,12 @@ def _date(request: web.Request, name: str, default: date) -> date:
     if text is None:
         return default
     try:
-        return date.fromisoformat(text)
+        value = date.fromisoformat(text)
     except ValueError:
         raise SchemaInvalid([{"loc": name, "type": "date_parsing", "msg": "Expected a date YYYY-MM-DD"}]) from None
+    if not 1900 <= value.year <= 9998:  # the range arithmetic must not overflow date (a 500, found by fuzzing)
+        raise SchemaInvalid([{"loc": name, "type": "date_range", "msg": "Expected a year from 1900 to 9998"}])
+    return value
 
 
 @guarded("stats.read")
