@@ -123,8 +123,9 @@ async def record(conn: AsyncConnection, table: Table, *, actor: str, action: str
     """Append one entry in the caller's transaction; return its seq."""
     at = at.astimezone(UTC)  # hashed as stored: the database gives it back in UTC
     head = _head(table)
-    await conn.execute(sa.update(head).where(head.c.id == 1).values(seq=head.c.seq))  # take the lock
-    last_seq, last_hash = (await conn.execute(sa.select(head.c.seq, head.c.hash).where(head.c.id == 1))).one()
+    # A no-op UPDATE takes the head's row lock and RETURNING reads it: one round trip.
+    last_seq, last_hash = (await conn.execute(
+        sa.update(head).where(head.c.id == 1).values(seq=head.c.seq).returning(head.c.seq, head.c.hash))).one()
     seq = last_seq + 1
     h = chain_hash(last_hash, canonical(seq, at, actor, action, reference, outcome, detail))
     await conn.execute(sa.insert(table).values(

@@ -8,9 +8,17 @@ recipient teams can open).
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+# Bounded strings: the widths of the consumers' columns, so an oversized value is refused
+# as schema_invalid at the door instead of failing the database insert on every retry.
+Id = Annotated[str, Field(min_length=1, max_length=64)]
+Reference = Annotated[str, Field(min_length=1, max_length=40)]
+OrgCode = Annotated[str, Field(min_length=1, max_length=64)]
+LaCode = Annotated[str, Field(min_length=1, max_length=9)]
+Code = Annotated[str, Field(min_length=1, max_length=40)]
 
 AgeBand = Literal["0-10", "11-15", "16-17"]
 Pathway = Literal["immediate_protection", "section_47", "section_17", "early_help", "no_further_action"]
@@ -37,21 +45,21 @@ class Holding(BaseModel):
 
 
 class ReferralEvent(Message):
-    referral_id: str
-    reference: str
-    force: str
-    la_code: str
+    referral_id: Id
+    reference: Reference
+    force: OrgCode
+    la_code: LaCode
     at: datetime
 
 
 class ReferralReceived(ReferralEvent):
     routing_key: ClassVar[str] = "referral.received"
     received_at: datetime
-    received_via: str
+    received_via: Code
     out_of_hours: bool
     immediate_risk: bool
     age_band: AgeBand
-    concern_types: tuple[str, ...]
+    concern_types: tuple[Code, ...] = Field(max_length=20)
     holding: Holding
     acknowledge_by: datetime
     checks_due_by: datetime
@@ -60,7 +68,7 @@ class ReferralReceived(ReferralEvent):
 
 class ReferralAcknowledged(ReferralEvent):
     routing_key: ClassVar[str] = "referral.acknowledged"
-    client_id: str
+    client_id: Annotated[str, Field(min_length=1, max_length=100)]
 
 
 class ReferralDecided(ReferralEvent):
@@ -87,13 +95,13 @@ class NotificationRequested(Message):
     """escalation → notifier: send one message to one audience."""
 
     routing_key: ClassVar[str] = "notification.requested"
-    notification_id: str
-    referral_id: str
-    reference: str
-    template: str  # e.g. "receipt", "ack_reminder", "immediate_safety", "feedback"
-    audience: str  # "la:mash_team", "force:ctp_prevent", "referrer", "guardians", "ops"
-    la_code: str
-    force: str
+    notification_id: Id
+    referral_id: Id
+    reference: Reference
+    template: Code  # e.g. "receipt", "ack_reminder", "immediate_safety", "feedback"
+    audience: Annotated[str, Field(min_length=1, max_length=60)]  # "la:mash_team", "referrer", "guardians"
+    la_code: LaCode
+    force: OrgCode
     priority: Literal["normal", "urgent"] = "normal"
     holding: Holding
     times: dict[str, datetime] = Field(default_factory=dict)
@@ -102,9 +110,9 @@ class NotificationRequested(Message):
 
 
 class NotificationOutcome(Message):
-    notification_id: str
-    reference: str
-    channel: str
+    notification_id: Id
+    reference: Reference
+    channel: Code
     status: Literal["delivered", "permanent-failure", "technical-failure", "refused"]
     reason: str | None = None
     at: datetime
@@ -122,12 +130,12 @@ class ControlRoomAlert(Message):
     """The body of a message on `control-room.<force>` (DESIGN §3.5)."""
 
     routing_key: ClassVar[str] = "control-room"  # the real key is control-room.<force>
-    alert_id: str
+    alert_id: Id
     kind: AlertKind
-    level: str
-    reference: str
-    force: str
-    la_code: str
+    level: Code
+    reference: Reference
+    force: OrgCode
+    la_code: LaCode
     raised_at: datetime
     acknowledge_url: str
     summary: str
