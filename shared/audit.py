@@ -5,7 +5,7 @@ Each service has three tables: `<svc>_audit` (the entries), `<svc>_audit_head`
 heads). `h_i = SHA-256(h_{i-1} || canonical(entry_i))`, `h_0` = 32 zero bytes.
 
 `record()` runs inside the caller's transaction, so an entry commits with the
-change it describes. It first updates the head row: that write lock serialises
+change it describes (`batched()` groups a transaction's entries into one insert). It first updates the head row: that write lock serialises
 appenders on SQLite and PostgreSQL alike, so seqs are gapless and the chain has
 no forks. `verify_chain()` recomputes everything and names the first bad entry:
 an edited, deleted, inserted or reordered row, a truncated tail, or a forged
@@ -13,8 +13,11 @@ checkpoint. `detail` must hold codes and ids only, never content.
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import hashlib
 import json
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -118,20 +121,76 @@ def _head(table: Table) -> Table:
     return table.metadata.tables[f"{table.name}_head"]
 
 
+class _Batch:
+    """Entries of one transaction: the head is locked and read once, the rows inserted
+    together and the head written once, when the batch ends (see `batched`)."""
+
+    def __init__(self, conn: AsyncConnection, table: Table) -> None:
+        self.conn, self.table = conn, table
+        self.rows: list[dict[str, Any]] = []
+        self.seq: int | None = None
+        self.hash = GENESIS
+
+    async def append(self, **entry: Any) -> int:
+        if self.seq is None:
+            self.seq, self.hash = await _lock_head(self.conn, self.table)
+        self.seq, self.hash = _chained(self.rows, self.seq, self.hash, entry)
+        return self.seq
+
+    async def flush(self) -> None:
+        if self.rows:
+            await self.conn.execute(sa.insert(self.table), self.rows)
+            head = _head(self.table)
+            await self.conn.execute(sa.update(head).where(head.c.id == 1).values(seq=self.seq, hash=self.hash))
+            self.rows = []
+
+
+_BATCH: contextvars.ContextVar[_Batch | None] = contextvars.ContextVar("audit_batch", default=None)
+
+
+@contextlib.asynccontextmanager
+async def batched(conn: AsyncConnection, table: Table) -> AsyncIterator[None]:
+    """Inside this block, `record(conn, table, ...)` appends to a batch written at the end
+    (still inside the caller's transaction): 1 + 2 statements for N entries instead of 3N.
+    On an exception nothing is written; the caller's transaction rolls back anyway."""
+    batch = _Batch(conn, table)
+    token = _BATCH.set(batch)
+    try:
+        yield
+        await batch.flush()
+    finally:
+        _BATCH.reset(token)
+
+
+async def _lock_head(conn: AsyncConnection, table: Table) -> tuple[int, str]:
+    """A no-op UPDATE takes the head's row lock (serialising appenders on SQLite and
+    PostgreSQL alike) and RETURNING reads it: one round trip."""
+    head = _head(table)
+    seq, h = (await conn.execute(
+        sa.update(head).where(head.c.id == 1).values(seq=head.c.seq).returning(head.c.seq, head.c.hash))).one()
+    return seq, h
+
+
+def _chained(rows: list[dict[str, Any]], last_seq: int, last_hash: str, entry: dict[str, Any]) -> tuple[int, str]:
+    seq = last_seq + 1
+    h = chain_hash(last_hash, canonical(seq, entry["at"], entry["actor"], entry["action"], entry["reference"],
+                                        entry["outcome"], entry["detail"]))
+    rows.append({**entry, "seq": seq, "prev_hash": last_hash, "hash": h})
+    return seq, h
+
+
 async def record(conn: AsyncConnection, table: Table, *, actor: str, action: str, reference: str | None = None,
                  outcome: str = "ok", detail: dict | None = None, at: datetime) -> int:
     """Append one entry in the caller's transaction; return its seq."""
-    at = at.astimezone(UTC)  # hashed as stored: the database gives it back in UTC
+    entry = {"at": at.astimezone(UTC),  # hashed as stored: the database gives it back in UTC
+             "actor": actor, "action": action, "reference": reference, "outcome": outcome, "detail": detail}
+    batch = _BATCH.get()
+    if batch is not None and batch.conn is conn and batch.table is table:
+        return await batch.append(**entry)
+    rows: list[dict[str, Any]] = []
+    seq, h = _chained(rows, *(await _lock_head(conn, table)), entry)
+    await conn.execute(sa.insert(table).values(**rows[0]))
     head = _head(table)
-    # A no-op UPDATE takes the head's row lock and RETURNING reads it: one round trip.
-    last_seq, last_hash = (await conn.execute(
-        sa.update(head).where(head.c.id == 1).values(seq=head.c.seq).returning(head.c.seq, head.c.hash))).one()
-    seq = last_seq + 1
-    h = chain_hash(last_hash, canonical(seq, at, actor, action, reference, outcome, detail))
-    await conn.execute(sa.insert(table).values(
-        seq=seq, at=at, actor=actor, action=action, reference=reference, outcome=outcome,
-        detail=detail, prev_hash=last_hash, hash=h,
-    ))
     await conn.execute(sa.update(head).where(head.c.id == 1).values(seq=seq, hash=h))
     return seq
 

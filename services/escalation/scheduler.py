@@ -27,8 +27,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.escalation import metrics
 from services.escalation.adapters import repository as repo
+from services.escalation.adapters import tables
 from services.escalation.effects import Context, audit
 from services.escalation.handlers import fire_timer
+from shared.audit import batched
 from shared.logging import get_logger
 
 log = get_logger(__name__)
@@ -67,7 +69,7 @@ class TimerService:
     async def _fire_batch(self, now: datetime) -> tuple[int, bool]:
         ids: list[int] = []
         try:
-            async with self.engine.begin() as conn:
+            async with self.engine.begin() as conn, batched(conn, tables.audit):
                 rows = await repo.claim_due(conn, now, self.batch_size)
                 ids = [r.id for r in rows]
                 outcomes = []

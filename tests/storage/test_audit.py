@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from nacl.signing import SigningKey
 
 from services.intake.adapters.tables import audit, audit_checkpoints, audit_head
-from shared.audit import checkpoint, record, verify_chain
+from shared.audit import batched, checkpoint, record, verify_chain
 from shared.crypto import b64e
 from shared.storage import create_engine
 from shared.storage.migrate import upgrade
@@ -153,3 +153,23 @@ async def test_concurrent_appenders_on_postgres_make_one_gapless_chain(pg_url):
     finally:
         for e in engines:
             await e.dispose()
+
+
+async def test_a_batch_writes_its_entries_together_and_the_chain_still_verifies(engine):
+    await append(engine, 2)
+    async with engine.begin() as c, batched(c, audit):
+        seqs = [await record(c, audit, actor="escalation", action="deadline.reminder", reference=f"PRV-2026-{i:06d}",
+                             detail={"i": i}, at=T0 + timedelta(hours=1, minutes=i)) for i in range(5)]
+        # not yet inserted, even as seen from inside the same transaction: written when the batch ends
+        assert await c.scalar(sa.select(sa.func.count()).select_from(audit)) == 2
+    assert seqs == [3, 4, 5, 6, 7]
+    await append(engine, 2, start=10)  # a plain record after the batch follows its head
+    with pytest.raises(RuntimeError):
+        async with engine.begin() as c, batched(c, audit):
+            await record(c, audit, actor="escalation", action="x", at=T0)
+            raise RuntimeError("handler failed")
+    async with engine.connect() as c:
+        assert (await c.execute(sa.select(audit.c.seq).order_by(audit.c.seq))).scalars().all() == list(range(1, 10))
+    await sign_head(engine)
+    v = await verdict(engine)
+    assert (v.ok, v.entries) == (True, 9)
