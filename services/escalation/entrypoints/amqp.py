@@ -13,11 +13,12 @@ from datetime import datetime
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.escalation.adapters.tables import processed
+from services.escalation.adapters.tables import audit, processed
 from services.escalation.effects import Context
 from services.escalation.handlers import EVENT_HANDLERS
 from services.escalation.scheduler import TimerService
 from shared import bus
+from shared.audit import batched
 from shared.logging import bound_contextvars, get_logger
 from shared.messages import ReferralEvent
 from shared.relay import OutboxRelay
@@ -46,9 +47,13 @@ def make_handler(engine: AsyncEngine, ctx: Context, timers: TimerService, relay:
         if _naive_times(event):
             raise bus.Reject("schema_invalid")
         now = ctx.clock.now()
+
+        async def effect(conn) -> None:
+            async with batched(conn, audit):  # a receipt writes several entries: one insert
+                await handler(conn, event, ctx, now)
+
         with bound_contextvars(reference=event.reference, message_id=message.message_id):
-            ran, _ = await process_once(engine, processed, CONSUMER, message.message_id,
-                                        lambda conn: handler(conn, event, ctx, now), now)
+            ran, _ = await process_once(engine, processed, CONSUMER, message.message_id, effect, now)
             log.info("event_applied" if ran else "event_duplicate", routing_key=message.routing_key)
         if ran:
             relay.notify()
