@@ -122,27 +122,25 @@ def _head(table: Table) -> Table:
 
 
 class _Batch:
-    """Entries of one transaction: the head is locked and read once, the rows inserted
-    together and the head written once, when the batch ends (see `batched`)."""
+    """Entries of one transaction, chained and written when the batch ends (see `batched`):
+    the head row is locked only then, so concurrent transactions queue on it for as short
+    a time as possible."""
 
     def __init__(self, conn: AsyncConnection, table: Table) -> None:
         self.conn, self.table = conn, table
-        self.rows: list[dict[str, Any]] = []
-        self.seq: int | None = None
-        self.hash = GENESIS
-
-    async def append(self, **entry: Any) -> int:
-        if self.seq is None:
-            self.seq, self.hash = await _lock_head(self.conn, self.table)
-        self.seq, self.hash = _chained(self.rows, self.seq, self.hash, entry)
-        return self.seq
+        self.entries: list[dict[str, Any]] = []
 
     async def flush(self) -> None:
-        if self.rows:
-            await self.conn.execute(sa.insert(self.table), self.rows)
-            head = _head(self.table)
-            await self.conn.execute(sa.update(head).where(head.c.id == 1).values(seq=self.seq, hash=self.hash))
-            self.rows = []
+        if not self.entries:
+            return
+        seq, h = await _lock_head(self.conn, self.table)
+        rows: list[dict[str, Any]] = []
+        for entry in self.entries:
+            seq, h = _chained(rows, seq, h, entry)
+        await self.conn.execute(sa.insert(self.table), rows)
+        head = _head(self.table)
+        await self.conn.execute(sa.update(head).where(head.c.id == 1).values(seq=seq, hash=h))
+        self.entries = []
 
 
 _BATCH: contextvars.ContextVar[_Batch | None] = contextvars.ContextVar("audit_batch", default=None)
@@ -151,7 +149,8 @@ _BATCH: contextvars.ContextVar[_Batch | None] = contextvars.ContextVar("audit_ba
 @contextlib.asynccontextmanager
 async def batched(conn: AsyncConnection, table: Table) -> AsyncIterator[None]:
     """Inside this block, `record(conn, table, ...)` appends to a batch written at the end
-    (still inside the caller's transaction): 1 + 2 statements for N entries instead of 3N.
+    (still inside the caller's transaction, so end the block last): 3 statements for N
+    entries instead of 3N, and the head lock is held only from there to the commit.
     On an exception nothing is written; the caller's transaction rolls back anyway."""
     batch = _Batch(conn, table)
     token = _BATCH.set(batch)
@@ -180,13 +179,14 @@ def _chained(rows: list[dict[str, Any]], last_seq: int, last_hash: str, entry: d
 
 
 async def record(conn: AsyncConnection, table: Table, *, actor: str, action: str, reference: str | None = None,
-                 outcome: str = "ok", detail: dict | None = None, at: datetime) -> int:
-    """Append one entry in the caller's transaction; return its seq."""
+                 outcome: str = "ok", detail: dict | None = None, at: datetime) -> int | None:
+    """Append one entry in the caller's transaction; return its seq (None inside `batched`)."""
     entry = {"at": at.astimezone(UTC),  # hashed as stored: the database gives it back in UTC
              "actor": actor, "action": action, "reference": reference, "outcome": outcome, "detail": detail}
     batch = _BATCH.get()
     if batch is not None and batch.conn is conn and batch.table is table:
-        return await batch.append(**entry)
+        batch.entries.append(entry)
+        return None  # numbered when the batch is written
     rows: list[dict[str, Any]] = []
     seq, h = _chained(rows, *(await _lock_head(conn, table)), entry)
     await conn.execute(sa.insert(table).values(**rows[0]))

@@ -162,7 +162,11 @@ async def test_a_batch_writes_its_entries_together_and_the_chain_still_verifies(
                              detail={"i": i}, at=T0 + timedelta(hours=1, minutes=i)) for i in range(5)]
         # not yet inserted, even as seen from inside the same transaction: written when the batch ends
         assert await c.scalar(sa.select(sa.func.count()).select_from(audit)) == 2
-    assert seqs == [3, 4, 5, 6, 7]
+    assert seqs == [None] * 5
+    async with engine.connect() as c:
+        rows = (await c.execute(sa.select(audit.c.seq, audit.c.detail).where(audit.c.seq > 2)
+                                .order_by(audit.c.seq))).all()
+    assert [(r.seq, r.detail) for r in rows] == [(3 + i, {"i": i}) for i in range(5)]  # in call order
     await append(engine, 2, start=10)  # a plain record after the batch follows its head
     with pytest.raises(RuntimeError):
         async with engine.begin() as c, batched(c, audit):
