@@ -4,8 +4,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
 
-.PHONY: run test install services bench clean fresh-check
+.PHONY: run test install services bench clean fresh-check test-cluster test-faults
 
 install: $(STAMP)
 
@@ -27,6 +28,28 @@ test: install services
 	@scripts/ensure-chromium.sh
 	@set +e; $(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; exit $$rc
+
+# The four benchmarks of tests/perf/ (ours vs the bare broker, interleaved, median of 3 rounds);
+# writes docs/performance.md. About 10 minutes on 2 cores; not part of `make test`.
+# Sizes and rounds: make bench BENCH_ARGS="--rounds 5 --pending 1000000" (see python -m tests.perf -h).
+bench: install services
+	$(PY) -m tests.perf $(BENCH_ARGS)
+
+# Fault injection under load (tests/faults/, marked `faults`, left out of `make test`): the
+# three services as processes, killed -9, cut off from the broker and the mail server, slowed,
+# while referrals flow; a checker classifies every referral, timer, email and alert and the
+# tables go to docs/reliability.md. ~5 minutes. Bigger: make test-faults FAULTS_REFERRALS=2000;
+# FAULTS_RESTART_SERVERS=1 also restarts RabbitMQ and PostgreSQL (shared: not on a busy machine).
+test-faults: install services
+	@set +e; $(PY) -m pytest -m faults -s tests/faults $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "make test-faults: pytest collected no tests" >&2; exit 1; fi; exit $$rc
+
+# Replicas on one machine: a 3-node RabbitMQ cluster of its own (Debian's rabbitmq-server,
+# nodes sgc<pid>x1..3@localhost in a temp dir), 2 processes of each service, 1,000 referrals,
+# one node killed mid-run; prints its figures. Minutes; not part of `make test` (tests/cluster
+# is deselected unless `-m cluster`). Size: make test-cluster SAFEGUARD_CLUSTER_REFERRALS=300
+test-cluster: install services
+	$(PY) -m pytest -m cluster -s -p no:cacheprovider tests/cluster $(PYTEST_ARGS)
 
 # A clean copy of the repo in a temp dir: new venv, unit tests, wheel, make run + /healthz.
 # Takes minutes; not part of `make test`.

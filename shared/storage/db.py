@@ -5,11 +5,14 @@ every new connection, WAL journaling, foreign keys and a 30 s busy timeout so
 that a second writer waits instead of failing (SQLite's busy wait is not fair: with a
 dozen concurrent writers on a loaded machine 5 s was not enough, and a handler that
 fails after its side effect repeats it on redelivery). PostgreSQL
-(`postgresql+asyncpg://…`) gets a small pre-pinged pool.
+(`postgresql+asyncpg://…`) gets a small pre-pinged pool: SAFEGUARD_DATABASE_POOL_SIZE
+(default 5) connections, and up to twice as many more in bursts: 3 x SIZE per process, summed
+over every replica of every service, must fit the server's max_connections.
 """
 from __future__ import annotations
 
 import asyncio
+import os
 from pathlib import Path
 from typing import Any
 
@@ -33,8 +36,9 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
     if backend == "sqlite":
         return _sqlite_engine(url, parsed.database, **kwargs)
     if backend == "postgresql":
+        size = _pool_size(os.environ.get("SAFEGUARD_DATABASE_POOL_SIZE", "5"))
         options: dict[str, Any] = {
-            "pool_pre_ping": True, "pool_size": 5, "max_overflow": 10, "pool_recycle": 1800,
+            "pool_pre_ping": True, "pool_size": size, "max_overflow": 2 * size, "pool_recycle": 1800,
         }
         return create_async_engine(url, **(options | kwargs))
     raise ValueError(f"unsupported database URL scheme {parsed.drivername!r}")
@@ -79,3 +83,11 @@ async def ping(engine: AsyncEngine, timeout: float = 5.0) -> bool:
     except Exception:  # any failure means "not ready", never a crash
         return False
     return True
+
+
+def _pool_size(raw: str) -> int:
+    from shared.config import ConfigError
+
+    if not raw.strip().isdigit() or int(raw) < 1:
+        raise ConfigError("environment: SAFEGUARD_DATABASE_POOL_SIZE: expected a whole number of at least 1")
+    return int(raw)

@@ -1,0 +1,54 @@
+"""The `make bench` harness on tiny sizes, one round: every benchmark runs for real (the services'
+apps, the baselines, RabbitMQ, PostgreSQL, aiosmtpd) and the report it writes has a sensible row
+for each. The services run in this process (`inprocess`): `make bench` runs them as
+`safeguard serve` children, which costs an interpreter start-up each."""
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from tests.perf.harness import BENCHES, Sizes, run
+
+pytestmark = [pytest.mark.broker, pytest.mark.database]
+
+TINY = Sizes(intake_n=16, e2e_n=3, e2e_latency_n=5, e2e_rate=50.0, pending=500, due=20, lead_s=2.5, backlog_n=4)
+NUMBER = r"[\d,.]+(?:e[-+]?\d+)?"
+
+
+def _row(text: str, label: str) -> list[str]:
+    line = next(li for li in text.splitlines() if li.startswith(f"| {label} |"))
+    return [c.strip() for c in line.strip("|").split("|")]
+
+
+def _positive(cell: str) -> float:
+    assert re.fullmatch(NUMBER, cell), cell
+    value = float(cell.replace(",", ""))
+    assert value > 0, cell
+    return value
+
+
+async def test_harness_small_run_writes_a_table_with_every_benchmark(tmp_path, vhost_pool):
+    out = tmp_path / "performance.md"
+    text = await run(BENCHES, TINY, rounds=1, out=out, pool=vhost_pool, inprocess=True)
+
+    assert out.read_text(encoding="utf-8").strip() == text.strip()
+    assert "do not edit by hand" in text
+    assert re.search(r"Machine: \d+ cores", text)
+    assert re.search(r"RabbitMQ \d+\.\d+\.\d+, PostgreSQL \d+", text)
+    for title in ("1. Intake accept rate", "2. End to end", "3. Timers", "4. Backlog replay"):
+        assert f"## {title}" in text
+    # Ours and baseline medians, the ratio, and the one round's value, for each compared metric.
+    for label in ("accepted referrals/s", "referrals/s to MASH email (baseline: 3-hop relay msgs/s)",
+                  "alert latency p50 ms at steady rate", "alert latency p99 ms at steady rate",
+                  "referrals/s drained to MASH email", "referral.received/s drained by escalation"):
+        metric, ours, base, ratio, _target, rounds = _row(text, label)
+        assert abs(_positive(ours) / _positive(base) - _positive(ratio)) <= 0.06 * _positive(ratio) + 0.001
+        assert rounds == ours
+    for label in ("intake: requests not accepted (non-202)", "e2e: submissions not accepted (non-202)"):
+        assert _row(text, label)[1] == "0"
+    # The timers have targets, no baseline.
+    ready = _row(text, "restart → ready s")
+    assert _positive(ready[1]) < 120 and ready[2] == "—"
+    assert 10 < _positive(_row(text, "peak resident memory MiB")[1]) < 2000
+    _positive(_row(text, "firing lateness p99 ms")[1])

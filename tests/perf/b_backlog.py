@@ -1,0 +1,130 @@
+"""Benchmark 4: backlog replay after an outage.
+
+Ours: N signed `referral.received` events (as intake publishes them, with a sealed contact
+section) are queued while escalation and notifier are down; then both start and the
+backlog drains. Reported from their spawn: until escalation has processed all N, and until
+the N-th MASH email lands in the aiosmtpd sink. Baseline: N messages of the same size
+queued in the first hop of the bare three-hop relay before its consumers start.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+import tomllib
+import uuid
+from datetime import UTC, datetime
+
+import aio_pika
+import sqlalchemy as sa
+
+from services.escalation.adapters.tables import processed
+from shared import bus
+from shared.crypto import load_signing_key, public_key_from_b64, seal
+from shared.storage import create_engine
+from shared.storage.migrate import upgrade
+from tests.conftest import fresh_pg_database
+from tests.escalation.conftest import received
+from tests.notifier.servers import SmtpSink, TeamsStub
+from tests.perf.b_e2e import MASH
+from tests.perf.baselines import HOPS, Relay
+from tests.perf.common import service_env, setup_config, wait_until
+from tests.perf.procs import stop_all
+
+
+class BacklogBench:
+    name = "backlog"
+    title = "4. Backlog replay (referral.received queued while escalation and notifier were down)"
+    rows = [("drain_per_s", "referrals/s drained to MASH email", "vs baseline 2 relay"),
+            ("esc_drain_per_s", "referral.received/s drained by escalation", "vs baseline 2 relay")]
+
+    def __init__(self, env, n: int) -> None:
+        self.env, self.n = env, n
+        self.stack = contextlib.AsyncExitStack()
+
+    async def __aenter__(self) -> BacklogBench:
+        s = self.stack
+        self.tmp = self.env.tmpdir("backlog")
+        self.smtp, self.teams = SmtpSink(), TeamsStub()
+        self.smtp.start()
+        s.callback(self.smtp.stop)
+        await self.teams.start()
+        s.push_async_callback(self.teams.stop)
+        config = setup_config(self.tmp, teams_base=self.teams.base)
+        amqp = self.env.amqp_url()
+        connection = await aio_pika.connect_robust(amqp)
+        s.push_async_callback(connection.close)
+        async with connection.channel() as channel:
+            await bus.declare_topology(channel, ["dev-force"])
+        self.publisher = bus.Publisher(connection, producer="intake",
+                                       signing_key=load_signing_key(self.tmp / "keys" / "service-intake.ed25519"))
+        await self.publisher.start()
+        s.push_async_callback(self.publisher.close)
+        self.envs = {}
+        for name in ("escalation", "notifier"):
+            db = await s.enter_async_context(fresh_pg_database())
+            self.envs[name] = service_env(config, self.tmp, amqp, db, SAFEGUARD_SMTP_URL=self.smtp.url)
+        self.esc_engine = create_engine(self.envs["escalation"]["SAFEGUARD_DATABASE_URL"])
+        s.push_async_callback(self.esc_engine.dispose)
+        await upgrade(self.esc_engine, "escalation")  # what its first start did, before the outage
+        self.relay = Relay(self.env.amqp_url())
+        s.push_async_callback(self.relay.close)
+        await self.relay.open()
+        keys = tomllib.loads(config.read_text())["services"]["notifier"]
+        self.notifier_pub = public_key_from_b64(keys["sealing_public_key"])
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.stack.aclose()
+
+    def _event(self) -> bytes:
+        rid = uuid.uuid4().hex
+        contacts = json.dumps({"referrer": {"email": "referrer@dev-force.example"}}).encode()
+        sealed = seal(contacts, referral_id=rid, recipients={"notifier-1": self.notifier_pub})
+        return received(datetime.now(UTC), referral_id=rid, contacts_sealed=sealed).to_bytes()
+
+    async def _processed(self) -> int:
+        async with self.esc_engine.connect() as conn:
+            return int(await conn.scalar(sa.select(sa.func.count()).select_from(processed)))
+
+    async def ours_round(self, r: int) -> dict[str, float]:
+        events = [self._event() for _ in range(self.n)]
+        gate = asyncio.Semaphore(32)
+
+        async def publish(body: bytes) -> None:
+            async with gate:
+                await self.publisher.publish(bus.EVENTS, "referral.received", body, message_id=uuid.uuid4().hex)
+        await asyncio.gather(*(publish(b) for b in events))
+        mails, done = len(self.smtp.to(MASH)), await self._processed()
+        procs = [self.env.service(name, env) for name, env in self.envs.items()]
+        try:
+            start = time.monotonic()
+            for proc in procs:
+                await proc.start()
+
+            async def esc_done() -> bool:
+                return await self._processed() >= done + self.n
+            esc = await wait_until(esc_done, timeout=60 + self.n, interval=0.1)
+            end = await wait_until(lambda: len(self.smtp.to(MASH)) >= mails + self.n, timeout=60 + self.n)
+        finally:
+            await stop_all(procs)
+        return {"drain_per_s": self.n / (end - start), "esc_drain_per_s": self.n / (esc - start)}
+
+    async def base_round(self, r: int) -> dict[str, float]:
+        body = self._event()
+        ids = [uuid.uuid4().hex for _ in range(self.n)]
+        gate = asyncio.Semaphore(32)
+
+        async def publish(mid: str) -> None:
+            async with gate:
+                await self.relay.publish(HOPS[0], body, mid)
+        await asyncio.gather(*(publish(i) for i in ids))
+        start = time.monotonic()
+        await self.relay.start()
+        try:
+            end = await wait_until(lambda: all(i in self.relay.arrived for i in ids), timeout=60 + self.n)
+        finally:
+            await self.relay.stop()
+        rate = self.n / (end - start)
+        return {"drain_per_s": rate, "esc_drain_per_s": rate}

@@ -1,0 +1,137 @@
+"""Benchmark 2: end to end through the three real services.
+
+Ours: `safeguard serve` intake, escalation and notifier (PostgreSQL each, one vhost),
+the notifier mailing an aiosmtpd sink and posting to a Teams stub. Throughput: N referrals
+posted at concurrency 32, until the N-th MASH email lands in the sink. Latency: M
+out-of-hours referrals at a steady rate, from the POST to the alert on `control-room.dev-force`.
+Baseline: the bare three-hop relay (`baselines.Relay`) with bodies of the same size.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+import uuid
+
+import aio_pika
+
+from shared import bus
+from tests.conftest import fresh_pg_database
+from tests.notifier.servers import SmtpSink, TeamsStub
+from tests.perf.baselines import HOPS, Relay
+from tests.perf.common import bodies, post_all, quantile, service_env, setup_config, signed, wait_until
+from tests.perf.procs import stop_all
+
+MASH = "mash-team@dev-borough.example"
+ALERTS = "control-room.dev-force"
+
+
+class E2EBench:
+    name = "e2e"
+    title = "2. End to end (submit → MASH email; submit → control-room alert)"
+    rows = [("per_s", "referrals/s to MASH email (baseline: 3-hop relay msgs/s)", "≥ 0.5 × baseline"),
+            ("alert_p50_ms", "alert latency p50 ms at steady rate", ""),
+            ("alert_p99_ms", "alert latency p99 ms at steady rate", "< 100 ms"),
+            ("errors", "e2e: submissions not accepted (non-202)", "0")]
+
+    def __init__(self, env, n: int, latency_n: int, rate: float) -> None:
+        self.env, self.n, self.latency_n, self.rate = env, n, latency_n, rate
+        self.stack = contextlib.AsyncExitStack()
+        self.alerts: dict[str, float] = {}
+
+    async def __aenter__(self) -> E2EBench:
+        s = self.stack
+        self.tmp = self.env.tmpdir("e2e")
+        self.smtp, self.teams = SmtpSink(), TeamsStub()
+        self.smtp.start()
+        s.callback(self.smtp.stop)
+        await self.teams.start()
+        s.push_async_callback(self.teams.stop)
+        config = setup_config(self.tmp, teams_base=self.teams.base, out_of_hours=True)
+        amqp = self.env.amqp_url()
+        connection = await aio_pika.connect_robust(amqp)
+        s.push_async_callback(connection.close)
+        channel = await connection.channel()
+        await bus.declare_topology(channel, ["dev-force"])
+        queue = await channel.get_queue(ALERTS)
+        await queue.consume(self._on_alert, no_ack=True)
+        dbs = {name: await s.enter_async_context(fresh_pg_database()) for name in ("intake", "escalation", "notifier")}
+        self.procs: list = []
+        s.push_async_callback(stop_all, self.procs)  # before the databases are dropped
+        for name, db in dbs.items():
+            proc = self.env.service(name, service_env(config, self.tmp, amqp, db, SAFEGUARD_SMTP_URL=self.smtp.url))
+            await proc.start()
+            self.procs.append(proc)
+        for proc in self.procs:
+            await proc.ready()
+        self.relay = Relay(self.env.amqp_url())
+        s.push_async_callback(self.relay.close)
+        await self.relay.open()
+        await self.relay.start()
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.stack.aclose()
+
+    async def _on_alert(self, message: aio_pika.abc.AbstractIncomingMessage) -> None:
+        self.alerts.setdefault(json.loads(message.body)["reference"], time.monotonic())
+
+    async def _quiet(self) -> None:
+        """Wait until the notifier has sent everything (no new mail for 1 s)."""
+        last, since = -1, time.monotonic()
+        while time.monotonic() - since < 1.0:
+            count = len(self.smtp.mails)
+            if count != last:
+                last, since = count, time.monotonic()
+            await asyncio.sleep(0.1)
+
+    async def ours_round(self, r: int) -> dict[str, float]:
+        intake = self.procs[0]
+        before = len(self.smtp.to(MASH))
+        requests = signed(self.tmp, bodies(self.n, f"e2e-{r}"))
+        start = time.monotonic()
+        statuses = await post_all(intake.url, requests)
+        accepted = statuses.count(202)
+        done = await wait_until(lambda: len(self.smtp.to(MASH)) >= before + accepted, timeout=60 + self.n)
+        per_s = accepted / (done - start)
+        await self._quiet()
+        sent: dict[str, float] = {}
+
+        def on_reply(_i: int, at: float, reply: dict) -> None:
+            assert reply["out_of_hours"] is True, "the benchmark's working hours should make every receipt out of hours"
+            sent[reply["reference"]] = at
+
+        requests = signed(self.tmp, bodies(self.latency_n, f"lat-{r}"))
+        statuses += await post_all(intake.url, requests, rate=self.rate, on_reply=on_reply)
+        errors = len(statuses) - statuses.count(202)
+        if errors:
+            print(f"  e2e round {r + 1}: {errors} submissions not accepted: {sorted(set(statuses))}", flush=True)
+        await wait_until(lambda: all(ref in self.alerts for ref in sent), timeout=60)
+        lat = [(self.alerts[ref] - at) * 1000 for ref, at in sent.items()]
+        await self._quiet()
+        return {"per_s": per_s, "alert_p50_ms": quantile(lat, 0.5), "alert_p99_ms": quantile(lat, 0.99),
+                "errors": errors}
+
+    async def _relay(self, items: list[bytes], rate: float | None) -> tuple[float, list[float]]:
+        ids = [uuid.uuid4().hex for _ in items]
+        sent: dict[str, float] = {}
+        gate = asyncio.Semaphore(32)
+        start = time.monotonic()
+
+        async def one(i: int) -> None:
+            if rate:
+                await asyncio.sleep(max(0.0, start + i / rate - time.monotonic()))
+            async with gate:
+                sent[ids[i]] = time.monotonic()
+                await self.relay.publish(HOPS[0], items[i], ids[i])
+
+        await asyncio.gather(*(one(i) for i in range(len(items))))
+        await wait_until(lambda: all(i in self.relay.arrived for i in ids), timeout=60 + len(items))
+        end = max(self.relay.arrived[i] for i in ids)
+        return len(items) / (end - start), [(self.relay.arrived[i] - sent[i]) * 1000 for i in ids]
+
+    async def base_round(self, r: int) -> dict[str, float]:
+        per_s, _ = await self._relay(bodies(self.n, f"e2e-base-{r}"), None)
+        _, lat = await self._relay(bodies(self.latency_n, f"lat-base-{r}"), self.rate)
+        return {"per_s": per_s, "alert_p50_ms": quantile(lat, 0.5), "alert_p99_ms": quantile(lat, 0.99), "errors": 0}

@@ -1,0 +1,61 @@
+"""Benchmark 1: intake accept rate over HTTP keep-alive, concurrency 32.
+
+Ours: a real `safeguard serve intake` (signature verified, sealed, stored, outbox, confirmed
+publish) on PostgreSQL. Baseline: a bare aiohttp handler doing one confirmed persistent
+aio-pika publish of the same body. Both are child processes; the load comes from here,
+every request signed before the clock starts.
+"""
+from __future__ import annotations
+
+import contextlib
+import time
+
+from tests.conftest import fresh_pg_database
+from tests.perf.common import bodies, post_all, service_env, setup_config, signed
+from tests.perf.procs import Proc, stop_all
+
+CONCURRENCY = 32
+
+
+class IntakeBench:
+    name = "intake"
+    title = "1. Intake accept rate (HTTP keep-alive, concurrency 32)"
+    rows = [("accepted_per_s", "accepted referrals/s", "≥ 0.5 × baseline"),
+            ("errors", "intake: requests not accepted (non-202)", "0")]
+
+    def __init__(self, env, n: int) -> None:
+        self.env, self.n = env, n
+        self.stack = contextlib.AsyncExitStack()
+
+    async def __aenter__(self) -> IntakeBench:
+        tmp = self.env.tmpdir("intake")
+        config = setup_config(tmp)
+        db = await self.stack.enter_async_context(fresh_pg_database())
+        self.tmp = tmp
+        self.ours = self.env.service("intake", service_env(config, tmp, self.env.amqp_url(), db))
+        self.base_proc = self.env.bare_intake(self.env.amqp_url())
+        self.stack.push_async_callback(stop_all, [self.ours, self.base_proc])
+        for proc in (self.ours, self.base_proc):
+            await proc.start()
+        for proc in (self.ours, self.base_proc):
+            await proc.ready()
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.stack.aclose()
+
+    async def _run(self, proc: Proc, tag: str) -> dict[str, float]:
+        requests = signed(self.tmp, bodies(self.n, tag))
+        start = time.monotonic()
+        statuses = await post_all(proc.url, requests, concurrency=CONCURRENCY)
+        elapsed = time.monotonic() - start
+        accepted = statuses.count(202)
+        if accepted < self.n:
+            print(f"  {tag}: {self.n - accepted} of {self.n} not accepted: {sorted(set(statuses))}", flush=True)
+        return {"accepted_per_s": accepted / elapsed, "errors": self.n - accepted}
+
+    async def ours_round(self, r: int) -> dict[str, float]:
+        return await self._run(self.ours, f"ours-{r}")
+
+    async def base_round(self, r: int) -> dict[str, float]:
+        return await self._run(self.base_proc, f"base-{r}")
