@@ -138,9 +138,13 @@ async def _store(deps: Deps, cmd: SubmitReferral, r: Referral, referral_id: str,
     now = deps.clock()
     deadlines = compute_deadlines(now, deps.calendar(r.la_code))
     hold = r.holding_instructions
+    year = now.astimezone(ZoneInfo(LONDON)).year
+    # The number is taken in its own short transaction: the counter row is locked for one
+    # statement, not for the whole store (which would serialise every submission). A store
+    # that then fails leaves a gap in the numbers; references stay unique and increasing.
     async with deps.engine.begin() as conn:
-        seq = await repo.next_sequence(conn, now.astimezone(ZoneInfo(LONDON)).year)
-        reference = format_reference(now.astimezone(ZoneInfo(LONDON)).year, seq)
+        reference = format_reference(year, await repo.next_sequence(conn, year))
+    async with deps.engine.begin() as conn:
         await repo.insert_referral(conn, {
             "id": referral_id, "reference": reference, "client_id": cmd.client_id,
             "client_reference": r.client_reference, "force": r.force, "la_code": r.la_code,
