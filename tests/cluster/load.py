@@ -1,0 +1,68 @@
+"""The load: N signed referrals posted over HTTP, spread across the intake replicas, each
+with its own Idempotency-Key so a retried post (connection lost mid-request) cannot
+create a second referral."""
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+import aiohttp
+
+from shared.crypto import load_signing_key
+from shared.httpsig import sign_request
+from tests.factories import referral
+
+PATH = "/v1/referrals"
+CLIENT = "dev-mash"
+
+
+def write_config(path: Path, *, off_day: int, reescalate_minutes: float) -> None:
+    """The `keys init` config, made for a load run: no per-client rate limit, email-only
+    routes (Teams webhooks are rate-limited to 4/s each, which would be the whole run), a
+    working week of one day that is neither today nor tomorrow (so every referral is out
+    of hours and raises a control-room alert) and re-escalation after seconds, not minutes."""
+    text = path.read_text()
+    text = re.sub(r', teams_webhook = "[^"]*"', "", text)
+    text = text.replace("[system]\n", "[system]\nrate_limit_per_minute = 1000000\n", 1)
+    text = text.replace('end = "17:00:00"\n', f'end = "17:00:00"\nweekdays = [{off_day}]\n', 1)
+    text += f"\n[escalation]\nalert_reescalate_minutes = {reescalate_minutes}\n"
+    path.write_text(text)
+
+
+async def _post(session: aiohttp.ClientSession, base: str, key, i: int) -> dict:
+    body = json.dumps(referral(client_reference=f"CLUSTER-{i:06d}")).encode()
+    for attempt in range(6):
+        headers = sign_request(method="POST", path=PATH, body=body, key_id=CLIENT, key=key)
+        headers.update({"Content-Type": "application/json", "Idempotency-Key": f"cluster-run-{i}"})
+        try:
+            async with session.post(base + PATH, data=body, headers=headers) as resp:
+                if resp.status == 202:
+                    return await resp.json()
+                text = await resp.text()
+                if resp.status < 500 and resp.status != 429:
+                    raise AssertionError(f"referral {i}: HTTP {resp.status} {text[:300]}")
+        except aiohttp.ClientError:
+            pass
+        await asyncio.sleep(0.2 * (attempt + 1))
+    raise AssertionError(f"referral {i}: not accepted after 6 attempts")
+
+
+async def submit(bases: list[str], keys_dir: Path, total: int, concurrency: int,
+                 on_accepted: Callable[[int], None]) -> list[dict]:
+    """Post `total` referrals with `concurrency` workers, worker k on intake replica k mod n."""
+    key = load_signing_key(keys_dir / f"{CLIENT}.ed25519")
+    todo = iter(range(total))
+    replies: list[dict] = []
+
+    async def worker(base: str, session: aiohttp.ClientSession) -> None:
+        for i in todo:
+            replies.append(await _post(session, base, key, i))
+            on_accepted(len(replies))
+
+    timeout = aiohttp.ClientTimeout(total=60)
+    async with aiohttp.ClientSession(timeout=timeout, connector=aiohttp.TCPConnector(limit=concurrency)) as session:
+        await asyncio.gather(*(worker(bases[k % len(bases)], session) for k in range(concurrency)))
+    return replies
