@@ -42,6 +42,11 @@ class OutboxRelay:
         self._task: asyncio.Task | None = None
         self._stopping = False
 
+    def broker_connected(self) -> bool:
+        """False while the (robust) connection is down and reconnecting."""
+        connected = getattr(self._publisher.connection, "connected", None)
+        return connected is None or connected.is_set()
+
     def notify(self) -> None:
         """Call after committing outbox rows: publish now rather than at the next poll."""
         self._wake.set()
@@ -101,7 +106,8 @@ class OutboxRelay:
         loop = asyncio.get_running_loop()
         while not self._stopping:
             try:
-                await self.drain()
+                if self.broker_connected():  # else claiming rows would only fail them all
+                    await self.drain()
                 backoff = self._poll
             except Exception as exc:
                 log.warning("outbox_relay_retry", error=type(exc).__name__, retry_in_s=backoff)

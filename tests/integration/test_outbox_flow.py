@@ -12,6 +12,7 @@ from types import SimpleNamespace
 from datetime import UTC, datetime
 
 import pytest
+import sqlalchemy as sa
 from prometheus_client import REGISTRY
 from nacl.signing import SigningKey
 
@@ -149,6 +150,33 @@ async def test_broker_drops_every_connection_mid_run_and_nothing_is_lost(world, 
     assert len(effects) == 300  # duplicates on the wire are possible; effects are not
     async with engine.connect() as c:
         assert (await backlog(c, intake_tables.outbox, now()))[0] == 0
+
+
+async def test_while_the_broker_is_down_the_relay_claims_nothing_then_catches_up(world, amqp_vhost, rabbitmqctl):
+    engine, effects = world.engine, world.effects
+    connected = world.publisher.connection.connected
+    # A short confirm timeout: a publish attempted while the broker is away fails fast.
+    relay = OutboxRelay(engine, intake_tables.outbox, world.publisher, batch_size=50,
+                                      poll_interval=0.2, publish_timeout=0.3)
+    relay.start()
+    # Keep the broker away: no permission to reconnect, then drop every connection.
+    await asyncio.to_thread(rabbitmqctl, "clear_permissions", "-p", amqp_vhost, "guest")
+    try:
+        await asyncio.to_thread(rabbitmqctl, "close_all_connections", "-p", amqp_vhost, "test: broker away")
+        await wait_for(lambda: not connected.is_set(), timeout=10)
+        ids = await enqueue_events(engine, 20)
+        relay.notify()
+        await asyncio.sleep(1.5)  # several polls
+        async with engine.connect() as c:
+            attempts = (await c.execute(sa.select(intake_tables.outbox.c.attempts))).scalars().all()
+        assert attempts == [0] * 20  # nothing claimed only to fail: no failed publishes counted
+    finally:
+        await asyncio.to_thread(rabbitmqctl, "set_permissions", "-p", amqp_vhost, "guest", ".*", ".*", ".*")
+    try:
+        await wait_for(lambda: len(set(effects)) == 20, timeout=60)
+    finally:
+        await relay.stop(flush=False)
+    assert sorted(set(effects)) == sorted(ids)
 
 
 async def test_the_trace_of_the_state_change_reaches_the_consumer(world):
