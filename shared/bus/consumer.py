@@ -11,6 +11,7 @@ Reasons are fixed codes and class names only, never bodies or exception messages
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import time
 from collections.abc import Awaitable, Callable, Collection, Mapping
@@ -47,6 +48,10 @@ def to_bus_message(incoming: AbstractIncomingMessage) -> BusMessage:
     )
 
 
+RETRY_BACKOFF_S = 0.5  # first redelivery after a handler error; doubles per attempt
+MAX_RETRY_BACKOFF_S = 10.0
+
+
 class Consumer:
     """Feeds messages from `spec.name` to `handler`, at most `prefetch` at a time."""
 
@@ -54,17 +59,22 @@ class Consumer:
         self, connection: AbstractRobustConnection, spec: QueueSpec, handler: Handler, *,
         publisher: Publisher, verify_keys: Mapping[str, VerifyKey] | None,
         allowed_producers: Collection[str] | None = None, prefetch: int = 16,
+        retry_backoff_s: float = RETRY_BACKOFF_S,
     ) -> None:
         self.connection, self.spec, self.handler, self.publisher = connection, spec, handler, publisher
         self.verify_keys, self.allowed_producers, self.prefetch = verify_keys, allowed_producers, prefetch
+        self.retry_backoff_s = retry_backoff_s
         self._channel: AbstractRobustChannel | None = None
         self._queue: AbstractQueue | None = None
         self._tag: str | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopping = False
+        self._stopped = asyncio.Event()
 
     async def start(self) -> None:
         """Open a channel and start consuming the (already declared) queue."""
+        self._stopping = False
+        self._stopped.clear()
         channel = self.connection.channel(publisher_confirms=False)
         await channel
         await channel.set_qos(prefetch_count=self.prefetch)
@@ -75,6 +85,7 @@ class Consumer:
     async def stop(self, timeout: float = 30) -> None:
         """Stop deliveries, let in-flight handlers finish (up to `timeout`), close."""
         self._stopping = True
+        self._stopped.set()
         if self._queue is not None and self._tag is not None:
             try:
                 await self._queue.cancel(self._tag)
@@ -125,6 +136,11 @@ class Consumer:
                         error=error, delivery_count=message.delivery_count)
             if message.delivery_count >= self.spec.delivery_limit - 1:
                 return await self._park(incoming, f"delivery_limit: {error}")
+            # Back off before handing it back: a database or broker blip of a few seconds
+            # must not use up the delivery limit in a burst of instant redeliveries.
+            delay = min(self.retry_backoff_s * 2 ** message.delivery_count, MAX_RETRY_BACKOFF_S)
+            with contextlib.suppress(TimeoutError):  # a stop cuts the wait short
+                await asyncio.wait_for(self._stopped.wait(), delay)
             await self._settle(incoming, ack=False)
             return "retry"
         await self._settle(incoming, ack=True)

@@ -146,7 +146,7 @@ async def test_always_failing_handler_is_parked_after_delivery_limit_attempts(co
 
     spec = await flaky_queue(connection, limit=3)
     handler = Recorder(fail)
-    consumer = await start_consumer(connection, publisher, spec, handler, verify_keys)
+    consumer = await start_consumer(connection, publisher, spec, handler, verify_keys, retry_backoff_s=0.05)
     try:
         message_id = new_id()
         await publisher.publish(bus.EVENTS, "flaky.one", b"{}", message_id=message_id)
@@ -164,13 +164,16 @@ async def test_always_failing_handler_is_parked_after_delivery_limit_attempts(co
 
 
 async def test_handler_failing_once_then_succeeding_is_processed(connection, publisher, verify_keys):
+    seen_at: list[float] = []
+
     async def fail_first(message, n):
+        seen_at.append(asyncio.get_running_loop().time())
         if n == 1:
             raise ConnectionError("transient")
 
     spec = await flaky_queue(connection)
     handler = Recorder(fail_first)
-    consumer = await start_consumer(connection, publisher, spec, handler, verify_keys)
+    consumer = await start_consumer(connection, publisher, spec, handler, verify_keys, retry_backoff_s=0.4)
     try:
         await publisher.publish(bus.EVENTS, "flaky.two", b"{}", message_id=new_id())
         await eventually(lambda: len(handler.seen) == 2)
@@ -178,6 +181,7 @@ async def test_handler_failing_once_then_succeeding_is_processed(connection, pub
     finally:
         await consumer.stop()
     assert handler.seen[0].message_id == handler.seen[1].message_id
+    assert seen_at[1] - seen_at[0] >= 0.4  # backed off before the redelivery, not an instant requeue
     assert await ready_count(connection, spec.name) == 0
     assert await ready_count(connection, spec.parking_queue) == 0
 

@@ -31,7 +31,7 @@ PARKED = EVENTS_SPEC.parking_queue
 
 async def consuming(connection, publisher, verify_keys, handler) -> bus.Consumer:
     consumer = bus.Consumer(connection, EVENTS_SPEC, handler, publisher=publisher, verify_keys=verify_keys,
-                            allowed_producers={"intake"})
+                            allowed_producers={"intake"}, retry_backoff_s=0.05)
     await consumer.start()
     return consumer
 
