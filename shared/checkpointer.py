@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 
 from aiohttp import web
 from sqlalchemy import Table
+from sqlalchemy.exc import IntegrityError
 
 from shared.audit import checkpoint
 from shared.logging import get_logger
@@ -28,8 +29,12 @@ Clock = Callable[[], datetime]
 async def checkpoint_now(app: web.Application, audit: Table, checkpoints: Table, clock: Clock) -> int | None:
     """Sign the current head now; the seq signed, or None if nothing new since the last one."""
     rt = app[RUNTIME]
-    async with rt.engine.begin() as conn:
-        return await checkpoint(conn, audit, checkpoints, signing_key=rt.signing_key, signer=rt.service, at=clock())
+    try:
+        async with rt.engine.begin() as conn:
+            return await checkpoint(conn, audit, checkpoints, signing_key=rt.signing_key, signer=rt.service,
+                                    at=clock())
+    except IntegrityError:  # another replica signed the same head at the same moment
+        return None
 
 
 def checkpointer_ctx(audit: Table, checkpoints: Table, *, clock: Clock = lambda: datetime.now(UTC),

@@ -1,6 +1,7 @@
 """Every service signs its audit head when it stops (and every few minutes while it runs)."""
 from __future__ import annotations
 
+import asyncio
 import importlib
 from datetime import UTC, datetime
 
@@ -43,3 +44,26 @@ async def test_a_stopping_service_signs_a_checkpoint_over_its_last_entry(service
         await engine.dispose()
     assert max(signed) >= seq
     assert verdict.ok and verdict.checkpoints >= 1
+
+
+async def test_two_replicas_signing_the_same_head_at_once_is_not_an_error(tmp_path, amqp_url, pg_url):
+    from services.escalation import bootstrap
+    from services.escalation.adapters import tables
+    from shared.checkpointer import checkpoint_now
+
+    config = keys.init(tmp_path)
+    settings = load_settings({"SAFEGUARD_CONFIG": str(config), "SAFEGUARD_DATA_DIR": str(tmp_path),
+                              "SAFEGUARD_AMQP_URL": amqp_url, "SAFEGUARD_DATABASE_URL": pg_url})
+    servers = [TestServer(bootstrap.create_app(settings)) for _ in range(2)]
+    for server in servers:
+        await server.start_server()
+    try:
+        async with servers[0].app[RUNTIME].engine.begin() as conn:
+            seq = await record(conn, tables.audit, actor="test", action="test.entry", at=datetime.now(UTC))
+        clock = lambda: datetime.now(UTC)  # noqa: E731
+        signed = await asyncio.gather(*(checkpoint_now(s.app, tables.audit, tables.audit_checkpoints, clock)
+                                        for s in servers))
+        assert sorted(signed, key=lambda v: v is not None) == [None, seq]  # one signs, the other yields
+    finally:
+        for server in servers:
+            await server.close()
