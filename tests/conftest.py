@@ -16,6 +16,7 @@ import tempfile
 import threading
 import time
 import uuid
+from pathlib import Path
 from collections.abc import AsyncIterator, Iterator
 from urllib.parse import quote
 
@@ -208,3 +209,14 @@ async def db_url(request, tmp_path) -> AsyncIterator[str]:
     else:
         async with fresh_pg_database() as url:
             yield url
+
+
+def deselect_unless_marked(config, items, directory: Path, marker: str) -> None:
+    """Leave out the tests under `directory` unless the run selects them with `-m MARKER`
+    (the long multi-process runs: `make test-cluster`, `make test-faults`)."""
+    if marker in (config.option.markexpr or ""):
+        return
+    mine = [item for item in items if directory in Path(item.path).parents]
+    if mine:
+        config.hook.pytest_deselected(items=mine)
+        items[:] = [item for item in items if item not in mine]

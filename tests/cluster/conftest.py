@@ -11,19 +11,14 @@ from pathlib import Path
 import pytest
 
 from tests.cluster.rabbit import RabbitCluster
-from tests.conftest import fresh_pg_database
+from tests.conftest import deselect_unless_marked, fresh_pg_database
 from tests.notifier.servers import SmtpSink
 
 HERE = Path(__file__).parent
 
 
 def pytest_collection_modifyitems(config, items):
-    if "cluster" in (config.option.markexpr or ""):
-        return
-    mine = [item for item in items if HERE in Path(item.path).parents]
-    if mine:
-        config.hook.pytest_deselected(items=mine)
-        items[:] = [item for item in items if item not in mine]
+    deselect_unless_marked(config, items, HERE, "cluster")
 
 
 @pytest.fixture
