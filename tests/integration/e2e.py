@@ -124,7 +124,7 @@ def captured_logs():
 
 
 @contextlib.asynccontextmanager
-async def running_system(tmp_path: Path, amqp_url: str, start: datetime):
+async def running_system(tmp_path: Path, amqp_url: str, start: datetime, db: str = "postgres"):
     teams, smtp = TeamsStub(), SmtpSink()
     await teams.start()
     smtp.start()
@@ -136,10 +136,11 @@ async def running_system(tmp_path: Path, amqp_url: str, start: datetime):
         logs = stack.enter_context(captured_logs())
         settings = {}
         for svc in SERVICES:
-            db = await stack.enter_async_context(fresh_pg_database())
-            settings[svc] = load_settings({
-                "SAFEGUARD_CONFIG": str(config), "SAFEGUARD_DATA_DIR": str(tmp_path),
-                "SAFEGUARD_AMQP_URL": amqp_url, "SAFEGUARD_DATABASE_URL": db, "SAFEGUARD_SMTP_URL": smtp.url})
+            env = {"SAFEGUARD_CONFIG": str(config), "SAFEGUARD_DATA_DIR": str(tmp_path),
+                   "SAFEGUARD_AMQP_URL": amqp_url, "SAFEGUARD_SMTP_URL": smtp.url}
+            if db == "postgres":  # else the embedded default: one SQLite file per service
+                env["SAFEGUARD_DATABASE_URL"] = await stack.enter_async_context(fresh_pg_database())
+            settings[svc] = load_settings(env)
         intake = TestClient(TestServer(intake_app(settings["intake"])))
         await intake.start_server()
         stack.push_async_callback(intake.close)
@@ -154,7 +155,8 @@ async def running_system(tmp_path: Path, amqp_url: str, start: datetime):
         connection = await bus.connect(amqp_url, name="test-e2e-tap")
         stack.push_async_callback(connection.close)
         system = System(intake, clock, smtp, teams, connection, tmp_path / "keys", logs,
-                        databases={svc: st.database_url for svc, st in settings.items()}, settings=settings,
+                        databases={svc: st.database_url_for(svc) for svc, st in settings.items()},
+                        settings=settings,
                         servers={"intake": intake.server, "escalation": escalation, "notifier": notifier})
         await _tap(connection, system.tapped)
         yield system

@@ -97,14 +97,15 @@ async def pages_text(system: System) -> dict[str, str]:
     return out
 
 
-async def test_in_hours_referral_notifies_the_team_and_the_referrer_and_leaks_nothing(tmp_path, amqp_url, capfd):
+@pytest.mark.parametrize("db", ["postgres", "sqlite"])
+async def test_in_hours_referral_notifies_the_team_and_the_referrer_and_leaks_nothing(tmp_path, amqp_url, capfd, db):
     wednesday = next_day(2, working_after=1)
     received, ack_by = at(wednesday, 10), at(wednesday + timedelta(days=1), 10)
     canary = new_canary()
     doc = canary_referral(canary)
     referrer_email = doc["contacts"]["referrer"]["email"]
     canaries = [canary, doc["contacts"]["referrer"]["phone"], postcode_of(canary)]
-    async with running_system(tmp_path, amqp_url, received) as system:
+    async with running_system(tmp_path, amqp_url, received, db=db) as system:
         resp = await system.submit(doc)
         reply = await resp.json()
         assert resp.status == 202, reply
