@@ -10,7 +10,6 @@ runtime flushes the outbox and closes.
 from __future__ import annotations
 
 import os
-import secrets
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from services.escalation.effects import Context
 from services.escalation.entrypoints import console, http, ops
 from services.escalation.entrypoints.amqp import make_consumer
 from services.escalation.scheduler import TimerService
+from shared.accesscodes import MIN_LENGTH, generated
 from shared.checkpointer import checkpointer_ctx
 from shared.config import ConfigError, Settings
 from shared.http import base_app
@@ -42,21 +42,12 @@ def console_tokens(settings: Settings, env: Mapping[str, str] | None = None) -> 
         tokens = {}
         for item in env[TOKENS_ENV].split(";"):
             force, sep, code = item.strip().partition("=")
-            if not sep or force not in forces or len(code) < 16:
+            if not sep or force not in forces or len(code) < MIN_LENGTH:
                 raise ConfigError(f"environment: {TOKENS_ENV}: expected 'force=code;...' with known forces "
                                   "and codes of at least 16 characters")
             tokens[force] = code
         return tokens
-    directory = Path(settings.data_dir) / "console"
-    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tokens = {}
-    for force in forces:
-        path = directory / f"{force}.token"
-        if not path.exists():
-            path.touch(mode=0o600)
-            path.write_text(secrets.token_urlsafe(24) + "\n", encoding="utf-8")
-        tokens[force] = path.read_text(encoding="utf-8").strip()
-    return tokens
+    return {force: generated(Path(settings.data_dir) / "console" / f"{force}.token") for force in forces}
 
 
 def escalation_ctx(ctx: Context, timer_options: Mapping | None):

@@ -13,10 +13,8 @@ from __future__ import annotations
 import asyncio
 import hmac
 import os
-import secrets
 from collections.abc import Mapping
 from datetime import UTC, datetime, time, timedelta
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from aiohttp import web
@@ -26,7 +24,8 @@ from services.escalation.domain.ladder import TIMER_KINDS
 from services.escalation.entrypoints.console import HEADERS, TEMPLATES, same_origin
 from services.escalation.entrypoints.http import HTTP_DEPS
 from shared.bus.topology import all_queues
-from shared.config import ConfigError, Settings
+from shared.accesscodes import access_code
+from shared.config import Settings
 from shared.http import problem
 from shared.logging import get_logger
 from shared.runtime import RUNTIME
@@ -41,17 +40,7 @@ REFRESH_S, BROKER_TIMEOUT_S = 15, 5.0
 
 def ops_token(settings: Settings, env: Mapping[str, str] | None = None) -> str:
     """The ops access code: `SAFEGUARD_OPS_TOKEN`, else `<data dir>/ops/dashboard.token` (0600)."""
-    env = os.environ if env is None else env
-    if code := env.get(TOKEN_ENV, "").strip():
-        if len(code) < 16:
-            raise ConfigError(f"environment: {TOKEN_ENV}: expected a code of at least 16 characters")
-        return code
-    path = Path(settings.data_dir) / "ops" / "dashboard.token"
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    if not path.exists():
-        path.touch(mode=0o600)
-        path.write_text(secrets.token_urlsafe(24) + "\n", encoding="utf-8")
-    return path.read_text(encoding="utf-8").strip()
+    return access_code(settings, os.environ if env is None else env, TOKEN_ENV, "ops/dashboard.token")
 
 
 def bars(items: list[tuple[str, int]], width: int = 300) -> list[dict]:

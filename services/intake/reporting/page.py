@@ -15,7 +15,6 @@ import contextlib
 import hashlib
 import hmac
 import os
-import secrets
 from collections.abc import Mapping
 from datetime import date, timedelta
 from pathlib import Path
@@ -29,7 +28,8 @@ from services.intake import queries
 from services.intake.domain.errors import Forbidden, IntakeError, SchemaInvalid
 from services.intake.entrypoints.http import DEPS, _date, guarded, problem_response
 from services.intake.reporting import export
-from shared.config import Client, ConfigError, Settings
+from shared import accesscodes
+from shared.config import Client, Settings
 from shared.http import problem
 from shared.svgchart import TABLE_TITLES, report_charts
 
@@ -46,17 +46,7 @@ HEADERS = {"Content-Security-Policy": "default-src 'none'; style-src 'self'; img
 
 def access_code(settings: Settings, env: Mapping[str, str] | None = None) -> str:
     """The ops report access code: `SAFEGUARD_REPORT_CODE`, else a generated file (0600)."""
-    env = os.environ if env is None else env
-    if env.get(CODE_ENV):
-        if len(env[CODE_ENV]) < 16:
-            raise ConfigError(f"environment: {CODE_ENV}: the code must be at least 16 characters")
-        return env[CODE_ENV]
-    path = Path(settings.data_dir) / "report" / "ops.token"
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    if not path.exists():
-        path.touch(mode=0o600)
-        path.write_text(secrets.token_urlsafe(24) + "\n", encoding="utf-8")
-    return path.read_text(encoding="utf-8").strip()
+    return accesscodes.access_code(settings, os.environ if env is None else env, CODE_ENV, "report/ops.token")
 
 
 def _session(code: str) -> str:
