@@ -8,12 +8,14 @@ outbox is flushed. Nothing connects at import time.
 """
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 
 from aiohttp import web
 
 from services.notifier.adapters import tables
 from services.notifier.adapters.channels.email import EmailChannel
+from services.notifier.adapters.channels.sms import NotifyConfig, SmsChannel
 from services.notifier.adapters.channels.teams import TeamsChannel
 from services.notifier.adapters.rendering import Renderer
 from services.notifier.domain.retry import RetryPolicy
@@ -35,7 +37,9 @@ def build_notifier(settings: Settings, runtime, policy: RetryPolicy) -> Notifier
     keys = settings.file.services[SERVICE]
     sealing_key = load_private_sealing_key(settings.resolve_path(keys.sealing_key_file)) if keys.sealing_key_file else None
     system = settings.file.system
-    channels = {"email": EmailChannel(settings.smtp_url), "teams": TeamsChannel()}
+    channels: dict = {"email": EmailChannel(settings.smtp_url), "teams": TeamsChannel()}
+    if (notify := NotifyConfig.from_env(os.environ)) is not None:
+        channels["sms"] = SmsChannel(notify)
     return Notifier(
         runtime.engine, settings, Renderer(public_base_url=system.public_base_url,
                                            console_base_url=system.console_base_url),

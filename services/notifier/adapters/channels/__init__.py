@@ -1,6 +1,6 @@
-"""Delivery channels: email (SMTP, aiosmtplib) and Microsoft Teams (Workflows webhook).
+"""Delivery channels: email (SMTP, aiosmtplib), Microsoft Teams (Workflows webhook) and,
+when configured, SMS through GOV.UK Notify (`sms.py`).
 
 Each channel sends one rendered message to one address and classifies the result as a
 `SendResult` (delivered / temporary / permanent / technical) with a fixed reason code.
-SMS through GOV.UK Notify is not built yet (see docs/notifier.md).
 """
