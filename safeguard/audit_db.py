@@ -1,8 +1,9 @@
-"""Open a service's audit chain from the command line (verify, trace, dlq audit entries).
+"""Open a service's tables from the command line (audit verify, trace, dlq, retention).
 
-Each service keeps its hash-chained audit (`shared.audit`) in the database its settings
-name. `service_audit` yields a connection in a transaction and the service's tables, or
-None when that database or table does not exist yet (no service has started there).
+Each service keeps its tables — the hash-chained audit (`shared.audit`), the outbox … — in
+the database its settings name. `service_table` / `service_audit` yield a connection in a
+transaction, or None when that database or table does not exist yet (no service has
+started there).
 """
 from __future__ import annotations
 
@@ -31,23 +32,28 @@ class ServiceAudit:
 
 
 @contextlib.asynccontextmanager
-async def service_audit(settings: Settings, service: str) -> AsyncIterator[ServiceAudit | None]:
+async def service_table(settings: Settings, service: str, table: Table) -> AsyncIterator[AsyncConnection | None]:
+    """A connection (in a transaction) to the database `service` is configured with, or
+    None when that database or `table` does not exist there yet."""
     url = settings.database_url_for(service)
     if url.startswith("sqlite") and not Path(url.split(":///", 1)[1]).exists():
         yield None
         return
-    md = MetaData()
-    table, checkpoints = audit_table(md, service), checkpoint_table(md, service)
-    head_table(md, service)
     engine = create_engine(url)
     try:
         async with engine.begin() as conn:
-            if not await conn.run_sync(lambda c: inspect(c).has_table(table.name)):
-                yield None
-            else:
-                yield ServiceAudit(conn, table, checkpoints)
+            yield conn if await conn.run_sync(lambda c: inspect(c).has_table(table.name)) else None
     finally:
         await engine.dispose()
+
+
+@contextlib.asynccontextmanager
+async def service_audit(settings: Settings, service: str) -> AsyncIterator[ServiceAudit | None]:
+    md = MetaData()
+    table, checkpoints = audit_table(md, service), checkpoint_table(md, service)
+    head_table(md, service)
+    async with service_table(settings, service, table) as conn:
+        yield None if conn is None else ServiceAudit(conn, table, checkpoints)
 
 
 def owner_of(queue: str) -> str:

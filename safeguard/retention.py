@@ -10,28 +10,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 from datetime import UTC, datetime
-from pathlib import Path
 
-from sqlalchemy import MetaData, inspect
+from sqlalchemy import MetaData
 
 from shared.config import SERVICES, Settings, load_settings
 
 
 async def _purge_outbox(settings: Settings, service: str, before: datetime) -> int | None:
-    from shared.storage import create_engine, outbox_table, purge_sent
+    from safeguard.audit_db import service_table
+    from shared.storage import outbox_table, purge_sent
 
-    url = settings.database_url_for(service)
-    if url.startswith("sqlite") and not Path(url.split(":///", 1)[1]).exists():
-        return None
     table = outbox_table(MetaData(), service)
-    engine = create_engine(url)
-    try:
-        async with engine.begin() as conn:
-            if not await conn.run_sync(lambda c: inspect(c).has_table(table.name)):
-                return None
-            return await purge_sent(conn, table, before)
-    finally:
-        await engine.dispose()
+    async with service_table(settings, service, table) as conn:
+        return None if conn is None else await purge_sent(conn, table, before)
 
 
 async def run(settings: Settings, now: datetime | None = None) -> tuple[list[str], dict[str, int | None]]:

@@ -12,7 +12,6 @@ import asyncio
 import json
 import sys
 from datetime import datetime
-from pathlib import Path
 from typing import Any, TextIO
 from zoneinfo import ZoneInfo
 
@@ -60,24 +59,15 @@ def step_of(service: str, action: str, outcome: str) -> str:
 async def _service_entries(settings: Settings, service: str, reference: str) -> list[dict[str, Any]] | None:
     """The service's audit entries about `reference`; None when it has no audit table yet."""
     import sqlalchemy as sa
-    from sqlalchemy import MetaData, inspect
 
-    from shared.audit import audit_table
-    from shared.storage import create_engine
+    from safeguard.audit_db import service_audit
 
-    url = settings.database_url_for(service)
-    if url.startswith("sqlite") and not Path(url.split(":///", 1)[1]).exists():
-        return None
-    table = audit_table(MetaData(), service)
-    engine = create_engine(url)
-    try:
-        async with engine.connect() as conn:
-            if not await conn.run_sync(lambda c: inspect(c).has_table(table.name)):
-                return None
-            rows = (await conn.execute(sa.select(table).where(table.c.reference == reference)
-                                       .order_by(table.c.seq))).all()
-    finally:
-        await engine.dispose()
+    async with service_audit(settings, service) as audit:
+        if audit is None:
+            return None
+        table = audit.table
+        rows = (await audit.conn.execute(sa.select(table).where(table.c.reference == reference)
+                                         .order_by(table.c.seq))).all()
     return [{"at": r.at.astimezone(LONDON).isoformat(), "service": service, "seq": r.seq,
              "step": step_of(service, r.action, r.outcome), "action": r.action, "outcome": r.outcome,
              "actor": r.actor, "detail": r.detail or {}} for r in rows]
