@@ -220,3 +220,11 @@ def deselect_unless_marked(config, items, directory: Path, marker: str) -> None:
     if mine:
         config.hook.pytest_deselected(items=mine)
         items[:] = [item for item in items if item not in mine]
+
+
+def mark_directory(items, directory: Path, *markers: str) -> None:
+    """Give every test under `directory` these markers (e.g. broker, database)."""
+    for item in items:
+        if directory in Path(item.path).parents:
+            for marker in markers:
+                item.add_marker(getattr(pytest.mark, marker))

@@ -19,14 +19,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.notifier.servers import free_port
+
 SBIN = Path(os.environ.get("SAFEGUARD_RABBITMQ_SBIN", "/usr/lib/rabbitmq/bin"))
 CONF = "disk_free_limit.absolute = 50MB\nlog.console = false\nlog.file.level = warning\n"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass

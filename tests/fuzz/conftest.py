@@ -7,17 +7,14 @@ from pathlib import Path
 import pytest
 
 from services.intake.bootstrap import create_app
+from tests.conftest import mark_directory
 from tests.escalation.conftest import esc  # noqa: F401  the escalation world (fixture)
 from tests.intake.conftest import Intake, make_settings
 from tests.notifier.conftest import world  # noqa: F401  the notifier world (fixture)
 
 
 def pytest_collection_modifyitems(config, items):
-    here = Path(__file__).parent
-    for item in items:
-        if here in Path(item.path).parents:
-            item.add_marker(pytest.mark.broker)
-            item.add_marker(pytest.mark.database)
+    mark_directory(items, Path(__file__).parent, "broker", "database")
 
 
 @pytest.fixture

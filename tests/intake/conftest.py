@@ -20,14 +20,11 @@ from shared.crypto import (
 )
 from shared.httpsig import sign_request
 from shared.runtime import RUNTIME
+from tests.conftest import mark_directory
 
 
 def pytest_collection_modifyitems(config, items):
-    here = Path(__file__).parent
-    for item in items:
-        if here in Path(item.path).parents:
-            item.add_marker(pytest.mark.broker)
-            item.add_marker(pytest.mark.database)
+    mark_directory(items, Path(__file__).parent, "broker", "database")
 
 
 OTHER_LA = "E88888888"
