@@ -27,6 +27,9 @@ from shared.messages import NotificationRequested
 log = get_logger(__name__)
 NOTIFICATIONS = Counter("safeguard_notifications_total", "Notification deliveries by channel and status",
                         ["channel", "status"])
+DEFERRED = Counter("safeguard_notifications_deferred_total",
+                   "Routine deliveries put back through a delay queue because the channel's pacing queue was long",
+                   ["channel"])
 NO_TARGET = "none"
 FALLBACK = "+fallback"
 
@@ -36,9 +39,12 @@ class Channel(Protocol):
 
     async def send(self, rendered: Rendered, address: str, message_id: str) -> SendResult: ...
 
+    def backlog_s(self, address: str) -> float: ...
+
 
 class Delivery:
-    """Mixed into the handler; expects engine, channels, policy, clock, notify, sending_lease, _locks."""
+    """Mixed into the handler; expects engine, channels, policy, clock, notify, sending_lease, defer_after_s,
+    _locks."""
 
     engine: Any
     channels: dict[str, Channel]
@@ -46,6 +52,7 @@ class Delivery:
     clock: Any
     notify: Any
     sending_lease: timedelta
+    defer_after_s: float
     _locks: dict[tuple[str, str], list[Any]]
 
     def _meta(self, req: NotificationRequested) -> dict[str, Any]:
@@ -59,6 +66,8 @@ class Delivery:
         entry[1] += 1
         try:
             async with entry[0]:  # duplicates in this process wait for the first, then find it done
+                if self._paced_out(req, target) and await self._defer(req, target, attempt):
+                    return
                 row = await self._claim(req, target, attempt)
                 if row is None:
                     return
@@ -70,6 +79,35 @@ class Delivery:
             entry[1] -= 1
             if entry[1] == 0:
                 self._locks.pop(key, None)
+
+    def _paced_out(self, req: NotificationRequested, target: Target) -> bool:
+        """A routine message whose channel would make it wait longer than `defer_after_s` for
+        a pacing slot (a burst of Teams cards: 4 a second per webhook). Waiting here would
+        hold one of the consumer's prefetch slots, so the emails queued behind it would wait
+        too. Urgent messages always wait here: they go ahead of the deferred ones."""
+        if req.priority == "urgent":
+            return False
+        backlog = getattr(self.channels[target.channel], "backlog_s", None)
+        return backlog is not None and backlog(target.address) > self.defer_after_s
+
+    async def _defer(self, req: NotificationRequested, target: Target, attempt: int) -> bool:
+        """Put this delivery back through the shortest delay queue without trying it: no
+        attempt is counted and its retry clock does not start. False if it must not wait
+        (a `sending` row: the at-least-once path) or must not send at all (then `_claim`
+        finds that too and skips it)."""
+        now = self.clock()
+        async with self.engine.begin() as conn:
+            row = await repo.ensure_delivery(conn, notification_id=req.notification_id, channel=target.key,
+                                             meta=self._meta(req), now=now)
+            if row.status == Status.SENDING or not may_attempt(row.status, row.attempts, attempt):
+                return False
+            delay = self.policy.delays_s[0]
+            await effects.retry_copy(conn, req, target.key, attempt, bus.retry_queue_name(delay), now, deferred=True)
+        DEFERRED.labels(channel=target.channel).inc()
+        log.info("notification_deferred", notification_id=req.notification_id, channel=target.key,
+                 attempt=attempt, delay_s=delay)
+        self._after_commit()
+        return True
 
     async def _claim(self, req: NotificationRequested, target: Target, attempt: int) -> Any:
         """Commit `sending` (one more attempt) before the send; None if this copy must not send.

@@ -57,11 +57,11 @@ class Notifier(Delivery):
                  *, policy: RetryPolicy, sealing_key: PrivateKey | None, sealing_key_id: str | None,
                  notify: Callable[[], None] = lambda: None,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-                 sending_lease: timedelta = timedelta(seconds=45)) -> None:
+                 sending_lease: timedelta = timedelta(seconds=45), defer_after_s: float = 2.0) -> None:
         self.engine, self.settings, self.renderer, self.channels = engine, settings, renderer, dict(channels)
         self.policy, self.sealing_key, self.sealing_key_id = policy, sealing_key, sealing_key_id
         self.notify, self.clock = notify, clock
-        self.sending_lease = sending_lease
+        self.sending_lease, self.defer_after_s = sending_lease, defer_after_s
         self._locks: dict[tuple[str, str], list[Any]] = {}
 
     # --- dispatch ----------------------------------------------------------------------

@@ -7,7 +7,9 @@ import json
 import uuid
 
 import pytest
+from prometheus_client import REGISTRY
 
+from services.notifier.bootstrap import NOTIFIER
 from shared.crypto import b64e, generate_sealing_key
 from tests.notifier.conftest import ACK_BY_TEXT, CANARY
 
@@ -222,3 +224,29 @@ async def test_bad_messages_are_parked_with_a_reason_not_retried(world):
             await asyncio.sleep(0.1)
     assert sorted(m.headers["x-parked-reason"] for m in parked) == ["producer_not_allowed_for_key", "schema_invalid"]
     assert world.smtp.mails == [] and uuid.UUID(parked[0].message_id)
+
+
+async def test_a_burst_of_cards_does_not_hold_the_emails_behind_teams_pacing(world):
+    """More routine requests than the consumer takes at once, each for email and Teams. The
+    webhook is paced (4 a second), so cards would keep every prefetch slot waiting and the
+    emails would trickle out at the cards' pace; instead a card whose slot is further off than
+    `defer_after_s` goes back through the shortest delay queue without an attempt."""
+    notifier = world.app[NOTIFIER]
+    notifier.defer_after_s = 0.5
+    deferred = REGISTRY.get_sample_value("safeguard_notifications_deferred_total", {"channel": "teams"}) or 0.0
+    await world.received()
+    n = 40  # the consumer's prefetch is 16
+    reqs = [world.request("receipt", "la:mash_team") for _ in range(n)]
+    for req in reqs:
+        await world.publish(req, "escalation")
+    async with asyncio.timeout(30):
+        while len(world.smtp.to(MASH_EMAIL)) < n:
+            await asyncio.sleep(0.05)
+    cards_when_emails_done = len(world.teams.posts[MASH_HOOK])
+    assert cards_when_emails_done < n / 2  # the emails did not wait for the cards
+    for req in reqs:
+        rows = await world.settled(req, count=2, timeout=60)
+        assert rows["teams"].status == "delivered" and rows["teams"].attempts == 1  # deferral is no attempt
+        assert rows["email"].status == "delivered" and rows["email"].attempts == 1
+    assert len(world.teams.posts[MASH_HOOK]) == n and len(world.smtp.to(MASH_EMAIL)) == n  # once each
+    assert REGISTRY.get_sample_value("safeguard_notifications_deferred_total", {"channel": "teams"}) > deferred

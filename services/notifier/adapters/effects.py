@@ -46,13 +46,17 @@ async def ops_alert(conn: AsyncConnection, req: NotificationRequested, channel: 
 
 
 async def retry_copy(conn: AsyncConnection, req: NotificationRequested, channel: str, attempt: int,
-                     queue: str, now: datetime) -> None:
+                     queue: str, now: datetime, *, deferred: bool = False) -> None:
     """The request again, for one delivery key and attempt, into delay queue `queue`
-    (default exchange; it dead-letters back to notifier.requests when its TTL expires)."""
+    (default exchange; it dead-letters back to notifier.requests when its TTL expires).
+    A retry copy's id is fixed by (notification, key, attempt); a deferred copy (the
+    channel's pacing queue was long, nothing was tried) gets a new one each time, since
+    one delivery may be deferred several times at the same attempt."""
     body = json.dumps({"channel": channel, "attempt": attempt,
                        "request": json.loads(req.model_dump_json())}).encode()
+    parts: tuple[object, ...] = ("defer", uuid.uuid4()) if deferred else ("retry",)
     await enqueue(conn, tables.outbox, OutgoingMessage(
-        "", queue, body, message_id("retry", req.notification_id, channel, attempt),
+        "", queue, body, message_id(*parts, req.notification_id, channel, attempt),
         correlation_id=req.notification_id[:64]), now)
 
 

@@ -73,6 +73,10 @@ class EmailChannel:
         msg.add_alternative(rendered.html, subtype="html")
         return msg
 
+    def backlog_s(self, to: str) -> float:
+        """How long an email asked for now would wait for its pacing slot (one pace for all)."""
+        return self.limiter.backlog_s("smtp")
+
     async def send(self, rendered: Rendered, to: str, message_id: str) -> SendResult:
         await self.limiter.acquire("smtp")
         c = self.config

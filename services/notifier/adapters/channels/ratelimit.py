@@ -1,4 +1,9 @@
-"""Per-key pacing: at most `rate` starts per second per key, and a pause after a 429."""
+"""Per-key pacing: at most `rate` starts per second per key, and a pause after a 429.
+
+Slots are handed out in order of arrival, `interval` apart. `backlog_s(key)` is how long a
+send asked for now would wait for its slot: the notifier defers a routine message through
+a delay queue rather than hold a consumer slot that long (see `Delivery._deliver`).
+"""
 from __future__ import annotations
 
 import asyncio
@@ -8,19 +13,33 @@ from collections import defaultdict
 class RateLimiter:
     def __init__(self, rate: float) -> None:
         self.interval = 1.0 / rate
-        self._next: dict[str, float] = defaultdict(float)
-        self._locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._next: dict[str, float] = defaultdict(float)  # the next free slot per key
+        self._hold: dict[str, float] = defaultdict(float)  # no start before this (Retry-After)
 
     async def acquire(self, key: str) -> None:
-        """Wait for this key's next slot (slots are `interval` apart)."""
-        async with self._locks[key]:
-            loop = asyncio.get_running_loop()
-            wait = self._next[key] - loop.time()
-            if wait > 0:
-                await asyncio.sleep(wait)
-            self._next[key] = max(self._next[key], loop.time()) + self.interval
+        """Take this key's next slot and wait for it. A pause that arrives meanwhile moves
+        the wait to a new slot after the pause, so starts stay `interval` apart."""
+        loop = asyncio.get_running_loop()
+        slot = self._book(key, loop.time())
+        while True:
+            if self._hold[key] > slot:
+                slot = self._book(key, loop.time())
+            wait = slot - loop.time()
+            if wait <= 0:
+                return
+            await asyncio.sleep(wait)
+
+    def _book(self, key: str, now: float) -> float:
+        slot = max(self._next[key], self._hold[key], now)
+        self._next[key] = slot + self.interval
+        return slot
+
+    def backlog_s(self, key: str) -> float:
+        """Seconds a send asked for now would wait for its slot."""
+        now = asyncio.get_running_loop().time()
+        return max(0.0, self._next[key] - now, self._hold[key] - now)
 
     def pause(self, key: str, seconds: float) -> None:
         """Hold this key back for `seconds` (a server said Retry-After)."""
         loop_time = asyncio.get_running_loop().time()
-        self._next[key] = max(self._next[key], loop_time + seconds)
+        self._hold[key] = max(self._hold[key], loop_time + seconds)

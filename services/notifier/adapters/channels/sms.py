@@ -90,6 +90,10 @@ class SmsChannel:
             self._session = aiohttp.ClientSession(timeout=self.timeout, raise_for_status=False)
         return self._session
 
+    def backlog_s(self, phone: str) -> float:
+        """How long a text asked for now would wait for its pacing slot (one pace per Notify key)."""
+        return self.limiter.backlog_s(self.config.service_id)
+
     async def send(self, rendered: Rendered, phone: str, message_id: str) -> SendResult:
         cfg = self.config
         body = {"phone_number": phone, "template_id": cfg.template_id,

@@ -55,6 +55,10 @@ class TeamsChannel:
             self._session = aiohttp.ClientSession(timeout=self.timeout, raise_for_status=False)
         return self._session
 
+    def backlog_s(self, url: str) -> float:
+        """How long a card for `url` asked for now would wait for its pacing slot."""
+        return self.limiter.backlog_s(url)
+
     async def send(self, rendered: Rendered, url: str, message_id: str) -> SendResult:
         if not valid_webhook(url):
             return SendResult.permanent("invalid_webhook_url")
