@@ -99,6 +99,14 @@ class EscalationTimings(_Model):
     alert_levels: tuple[str, ...] = ("control_room", "duty_inspector", "superintendent")
 
 
+class DeliveryPacing(_Model):
+    """Outbound pacing of the notifier (per process): starts per second on each channel."""
+    email_per_s: float = Field(default=20.0, gt=0, le=1000)  # to the one SMTP relay, every audience
+    teams_per_webhook_per_s: float = Field(default=4.0, gt=0, le=4)  # Microsoft's limit per webhook
+    sms_per_s: float = Field(default=10.0, gt=0, le=50)  # per GOV.UK Notify key (3,000 a minute)
+    defer_after_s: float = Field(default=2.0, ge=0, le=60)  # a routine send waiting longer is deferred
+
+
 class SystemConfig(_Model):
     public_base_url: str = "http://127.0.0.1:8080"
     console_base_url: str = "http://127.0.0.1:8081"
@@ -115,6 +123,7 @@ class FileConfig(_Model):
     forces: tuple[Force, ...] = Field(min_length=1)
     clients: tuple[Client, ...] = ()
     escalation: EscalationTimings = EscalationTimings()
+    delivery: DeliveryPacing = DeliveryPacing()
 
     @field_validator("clients")
     @classmethod

@@ -36,15 +36,16 @@ log = get_logger(__name__)
 def build_notifier(settings: Settings, runtime, policy: RetryPolicy) -> Notifier:
     keys = settings.file.services[SERVICE]
     sealing_key = load_private_sealing_key(settings.resolve_path(keys.sealing_key_file)) if keys.sealing_key_file else None
-    system = settings.file.system
-    channels: dict = {"email": EmailChannel(settings.smtp_url), "teams": TeamsChannel()}
+    system, pace = settings.file.system, settings.file.delivery
+    channels: dict = {"email": EmailChannel(settings.smtp_url, rate_per_s=pace.email_per_s),
+                      "teams": TeamsChannel(rate_per_s=pace.teams_per_webhook_per_s)}
     if (notify := NotifyConfig.from_env(os.environ)) is not None:
-        channels["sms"] = SmsChannel(notify)
+        channels["sms"] = SmsChannel(notify, rate_per_s=pace.sms_per_s)
     return Notifier(
         runtime.engine, settings, Renderer(public_base_url=system.public_base_url,
                                            console_base_url=system.console_base_url),
         channels, policy=policy, sealing_key=sealing_key, sealing_key_id=keys.sealing_key_id,
-        notify=runtime.relay.notify,
+        notify=runtime.relay.notify, defer_after_s=pace.defer_after_s,
     )
 
 

@@ -107,3 +107,33 @@ def test_missing_file_and_bad_toml(tmp_path):
 def test_bad_environment_variable_is_named(dev_config, var, value):
     with pytest.raises(ConfigError, match=f"environment: {var}"):
         load_settings(env_for(dev_config, **{var: value}))
+
+
+def test_delivery_pacing_defaults_and_overrides(dev_config):
+    assert load_settings(env_for(dev_config)).file.delivery.teams_per_webhook_per_s == 4.0
+    dev_config.write_text(dev_config.read_text() + "\n[delivery]\nemail_per_s = 50\ndefer_after_s = 0.5\n")
+    pace = load_settings(env_for(dev_config)).file.delivery
+    assert (pace.email_per_s, pace.defer_after_s, pace.sms_per_s) == (50.0, 0.5, 10.0)
+
+
+@pytest.mark.parametrize("line, key", [("teams_per_webhook_per_s = 10", "delivery.teams_per_webhook_per_s"),
+                                       ("email_per_s = 0", "delivery.email_per_s")])
+def test_delivery_pacing_out_of_range_is_named(dev_config, line, key):
+    dev_config.write_text(dev_config.read_text() + f"\n[delivery]\n{line}\n")
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        load_settings(env_for(dev_config))
+
+
+def test_the_notifier_paces_its_channels_as_configured(dev_config):
+    from types import SimpleNamespace
+
+    from services.notifier.bootstrap import build_notifier
+    from services.notifier.domain.retry import RetryPolicy
+
+    dev_config.write_text(dev_config.read_text() + "\n[delivery]\nemail_per_s = 50\nteams_per_webhook_per_s = 2\n"
+                                                   "defer_after_s = 0.5\n")
+    runtime = SimpleNamespace(engine=None, relay=SimpleNamespace(notify=lambda: None))
+    notifier = build_notifier(load_settings(env_for(dev_config)), runtime, RetryPolicy())
+    assert notifier.channels["email"].limiter.interval == pytest.approx(1 / 50)
+    assert notifier.channels["teams"].limiter.interval == pytest.approx(1 / 2)
+    assert notifier.defer_after_s == 0.5
