@@ -5,7 +5,9 @@
 """
 from __future__ import annotations
 
+import contextlib
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -21,10 +23,11 @@ from services.escalation.domain import alerts as alert_rules
 from services.escalation.domain.events import AlertEvent, AlertRaised
 from services.escalation.domain.ladder import ALERT_REESCALATE, TimerSpec
 from shared import bus
-from shared.audit import record
+from shared.audit import batched as audit_batched, record
 from shared.config import EscalationTimings, Settings
 from shared.messages import Holding, Message, NotificationRequested
 from shared.storage import OutgoingMessage, enqueue
+from shared.storage.outbox import batched as outbox_batched
 from shared.worktime import WorkingCalendar, WorkingHours
 
 ACTOR = "escalation"
@@ -48,6 +51,15 @@ class Context:
                 weekdays=frozenset(la.working_hours.weekdays), closures=frozenset(la.working_hours.closures))
             self._calendars[la_code] = WorkingCalendar(hours)
         return self._calendars[la_code]
+
+
+@contextlib.asynccontextmanager
+async def batched_writes(conn: AsyncConnection) -> AsyncIterator[None]:
+    """A transaction's outbox messages and audit entries, each kind written in one statement
+    at the end of the block: the messages first, then the audit entries, so that the audit
+    head's row lock is taken last and held only until the commit."""
+    async with audit_batched(conn, audit_table), outbox_batched(conn, outbox):
+        yield
 
 
 def new_id() -> str:

@@ -132,13 +132,16 @@ EVENT_HANDLERS = {
 
 # --- timers ----------------------------------------------------------------------
 
-async def fire_timer(conn: AsyncConnection, timer: Any, ctx: Context, now: datetime) -> str:
-    """Carry out one due timer; returns "fired", or "cancelled" when its clock has stopped."""
+async def fire_timer(conn: AsyncConnection, timer: Any, ctx: Context, now: datetime, *,
+                     referrals: dict[str, Any] | None = None) -> str:
+    """Carry out one due timer; returns "fired", or "cancelled" when its clock has stopped.
+    `referrals`: the batch's referral rows, read once by the caller (a reminder changes none)."""
     if timer.kind == ladder.ALERT_REESCALATE:
         return await _reescalate(conn, timer, ctx, now)
     if timer.kind not in ladder.TIMER_ACTIONS:
         raise UnknownTimerKind(timer.kind)
-    referral = await repo.get_referral(conn, timer.referral_id)
+    referral = (referrals.get(timer.referral_id) if referrals is not None
+                else await repo.get_referral(conn, timer.referral_id))
     if referral is None:
         raise MissingRecord("referral")
     stopped = referral.closed_at or (

@@ -27,10 +27,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.escalation import metrics
 from services.escalation.adapters import repository as repo
-from services.escalation.adapters import tables
-from services.escalation.effects import Context, audit
+from services.escalation.effects import Context, audit, batched_writes
 from services.escalation.handlers import fire_timer
-from shared.audit import batched
 from shared.logging import get_logger
 
 log = get_logger(__name__)
@@ -69,14 +67,14 @@ class TimerService:
     async def _fire_batch(self, now: datetime) -> tuple[int, bool]:
         ids: list[int] = []
         try:
-            async with self.engine.begin() as conn, batched(conn, tables.audit):
+            async with self.engine.begin() as conn, batched_writes(conn):
                 rows = await repo.claim_due(conn, now, self.batch_size)
                 ids = [r.id for r in rows]
+                referrals = await repo.get_referrals(conn, (r.referral_id for r in rows))
                 outcomes = []
                 for row in rows:
-                    outcome = await fire_timer(conn, row, self.ctx, now)
-                    await repo.finish_timer(conn, row.id, outcome, now)
-                    outcomes.append((row, outcome))
+                    outcomes.append((row, await fire_timer(conn, row, self.ctx, now, referrals=referrals)))
+                await repo.finish_timers(conn, ((row.id, outcome) for row, outcome in outcomes), now)
         except Exception as exc:
             if not ids:
                 raise  # the claim itself failed (database down): the next wake retries

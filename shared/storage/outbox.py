@@ -1,13 +1,17 @@
 """The transactional outbox: messages commit with the state change that causes them.
 
 `enqueue` runs in the caller's transaction, so a rolled-back change leaves no
-message behind. A relay then, in its own transaction, `claim_batch`es unsent
+message behind; inside `batched(conn, table)` a transaction's messages are written
+together, in order, in one statement at the end of the block. A relay then, in its own transaction, `claim_batch`es unsent
 rows (on PostgreSQL with `FOR UPDATE SKIP LOCKED`, so concurrent relays never
 take the same rows), publishes them with confirms and `mark_sent`s them, or
 `record_failure`s them and lets the next pass retry.
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -18,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from shared import tracing
 
 __all__ = [
-    "OutgoingMessage", "backlog", "claim_batch", "enqueue", "mark_sent", "purge_sent",
+    "OutgoingMessage", "backlog", "batched", "claim_batch", "enqueue", "mark_sent", "purge_sent",
     "record_failure",
 ]
 
@@ -36,17 +40,43 @@ class OutgoingMessage:
     headers: dict[str, Any] = field(default_factory=dict)
 
 
-async def enqueue(conn: AsyncConnection, table: Table, msg: OutgoingMessage, now: datetime) -> int:
-    """Add `msg` to the outbox inside the caller's transaction; returns the row id."""
+def _row(msg: OutgoingMessage, now: datetime) -> dict[str, Any]:
     headers = dict(msg.headers)
     if "traceparent" not in headers and (tp := tracing.current()):
         headers["traceparent"] = tracing.child_of(tp)  # the relay publishes later, elsewhere
-    result = await conn.execute(table.insert().values(
-        message_id=msg.message_id, exchange=msg.exchange, routing_key=msg.routing_key,
-        body=msg.body, headers=headers, correlation_id=msg.correlation_id,
-        created_at=now, attempts=0,
-    ))
+    return {"message_id": msg.message_id, "exchange": msg.exchange, "routing_key": msg.routing_key,
+            "body": msg.body, "headers": headers, "correlation_id": msg.correlation_id,
+            "created_at": now, "attempts": 0}
+
+
+_BATCH: contextvars.ContextVar[tuple[AsyncConnection, Table, list[dict[str, Any]]] | None] = \
+    contextvars.ContextVar("outbox_batch", default=None)
+
+
+async def enqueue(conn: AsyncConnection, table: Table, msg: OutgoingMessage, now: datetime) -> int | None:
+    """Add `msg` to the outbox inside the caller's transaction; returns the row id
+    (None inside `batched`, where the row is written at the end of the block)."""
+    batch = _BATCH.get()
+    if batch is not None and batch[0] is conn and batch[1] is table:
+        batch[2].append(_row(msg, now))
+        return None
+    result = await conn.execute(table.insert().values(**_row(msg, now)))
     return int(result.inserted_primary_key[0])
+
+
+@contextlib.asynccontextmanager
+async def batched(conn: AsyncConnection, table: Table) -> AsyncIterator[None]:
+    """Inside this block `enqueue(conn, table, ...)` collects its rows; the block's end
+    writes them in one multi-row insert (still in the caller's transaction, in order).
+    On an exception nothing is written; the caller's transaction rolls back anyway."""
+    rows: list[dict[str, Any]] = []
+    token = _BATCH.set((conn, table, rows))
+    try:
+        yield
+        if rows:
+            await conn.execute(table.insert(), rows)
+    finally:
+        _BATCH.reset(token)
 
 
 async def claim_batch(conn: AsyncConnection, table: Table, limit: int) -> list[Row[Any]]:

@@ -13,6 +13,7 @@ from services.intake.adapters.tables import outbox
 from shared.storage import (
     OutgoingMessage, backlog, claim_batch, enqueue, mark_sent, purge_sent, record_failure,
 )
+from shared.storage.outbox import batched
 
 from .conftest import T0
 
@@ -138,3 +139,24 @@ async def test_concurrent_relays_claim_disjoint_rows_on_postgres(pg_engine: Asyn
         await second.rollback()  # the second relay failed: its rows are free again
     async with pg_engine.begin() as conn:
         assert [r.id for r in await claim_batch(conn, outbox, 10)] == ids[3:]
+
+
+async def test_batched_messages_are_written_together_in_order_at_the_end(engine: AsyncEngine) -> None:
+    async with engine.begin() as conn:
+        async with batched(conn, outbox):
+            for i in range(5):
+                assert await enqueue(conn, outbox, msg(i, headers={"traceparent": f"00-{i}"}), T0) is None
+            assert await claim_batch(conn, outbox, 10) == []  # not written yet
+        rows = await claim_batch(conn, outbox, 10)
+    assert [r.message_id for r in rows] == [f"m-{i}" for i in range(5)]
+    assert [r.headers for r in rows] == [{"traceparent": f"00-{i}"} for i in range(5)]
+    assert rows == sorted(rows, key=lambda r: r.id) and all(r.body == msg(i).body for i, r in enumerate(rows))
+
+
+async def test_a_failing_batched_block_writes_nothing(engine: AsyncEngine) -> None:
+    with pytest.raises(RuntimeError):
+        async with engine.begin() as conn, batched(conn, outbox):
+            await enqueue(conn, outbox, msg(1), T0)
+            raise RuntimeError("the state change failed")
+    async with engine.begin() as conn:
+        assert await claim_batch(conn, outbox, 10) == []

@@ -24,6 +24,15 @@ async def get_referral(conn: AsyncConnection, referral_id: str, *, lock: bool = 
     return (await conn.execute(query)).first()
 
 
+async def get_referrals(conn: AsyncConnection, referral_ids: Iterable[str]) -> dict[str, Row[Any]]:
+    """Several referrals in one query (a batch of due timers), by id."""
+    ids = sorted(set(referral_ids))
+    if not ids:
+        return {}
+    rows = (await conn.execute(select(referrals).where(referrals.c.referral_id.in_(ids)))).all()
+    return {r.referral_id: r for r in rows}
+
+
 async def ensure_referral(conn: AsyncConnection, *, referral_id: str, reference: str, force: str,
                           la_code: str, now: datetime) -> Row[Any]:
     """The referral's row, locked; a placeholder (no receipt yet) if it is new."""
@@ -89,8 +98,17 @@ async def lock_timer(conn: AsyncConnection, timer_id: int) -> Row[Any] | None:
 
 
 async def finish_timer(conn: AsyncConnection, timer_id: int, status: str, now: datetime) -> None:
-    await conn.execute(update(timers).where(timers.c.id == timer_id)
-                       .values(status=status, fired_at=now if status == "fired" else None))
+    await finish_timers(conn, [(timer_id, status)], now)
+
+
+async def finish_timers(conn: AsyncConnection, outcomes: Iterable[tuple[int, str]], now: datetime) -> None:
+    """Mark fired / cancelled timers: one statement per outcome, not per timer."""
+    by_status: dict[str, list[int]] = {}
+    for timer_id, status in outcomes:
+        by_status.setdefault(status, []).append(timer_id)
+    for status, ids in by_status.items():
+        await conn.execute(update(timers).where(timers.c.id.in_(ids))
+                           .values(status=status, fired_at=now if status == "fired" else None))
 
 
 async def timer_failed(conn: AsyncConnection, timer_id: int, error: str, retry_at: datetime,

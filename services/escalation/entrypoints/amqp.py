@@ -13,12 +13,11 @@ from datetime import datetime
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.escalation.adapters.tables import audit, processed
-from services.escalation.effects import Context
+from services.escalation.adapters.tables import processed
+from services.escalation.effects import Context, batched_writes
 from services.escalation.handlers import EVENT_HANDLERS
 from services.escalation.scheduler import TimerService
 from shared import bus
-from shared.audit import batched
 from shared.logging import bound_contextvars, get_logger
 from shared.messages import ReferralEvent
 from shared.relay import OutboxRelay
@@ -49,7 +48,7 @@ def make_handler(engine: AsyncEngine, ctx: Context, timers: TimerService, relay:
         now = ctx.clock.now()
 
         async def effect(conn) -> None:
-            async with batched(conn, audit):  # a receipt writes several entries: one insert
+            async with batched_writes(conn):  # a receipt writes several entries and messages
                 await handler(conn, event, ctx, now)
 
         with bound_contextvars(reference=event.reference, message_id=message.message_id):
