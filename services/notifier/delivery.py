@@ -41,6 +41,8 @@ class Channel(Protocol):
 
     def backlog_s(self, address: str) -> float: ...
 
+    def defer(self, address: str) -> float: ...
+
 
 class Delivery:
     """Mixed into the handler; expects engine, channels, policy, clock, notify, sending_lease, defer_after_s,
@@ -91,8 +93,8 @@ class Delivery:
         return backlog is not None and backlog(target.address) > self.defer_after_s
 
     async def _defer(self, req: NotificationRequested, target: Target, attempt: int) -> bool:
-        """Put this delivery back through the shortest delay queue without trying it: no
-        attempt is counted and its retry clock does not start. False if it must not wait
+        """Put this delivery back through a delay queue without trying it (the shortest, or a
+        longer one far back in a big burst): no attempt is counted and its retry clock does not start. False if it must not wait
         (a `sending` row: the at-least-once path) or must not send at all (then `_claim`
         finds that too and skips it)."""
         now = self.clock()
@@ -101,7 +103,7 @@ class Delivery:
                                              meta=self._meta(req), now=now)
             if row.status == Status.SENDING or not may_attempt(row.status, row.attempts, attempt):
                 return False
-            delay = self.policy.delays_s[0]
+            delay = self.policy.deferral_delay(self.channels[target.channel].defer(target.address))
             await effects.retry_copy(conn, req, target.key, attempt, bus.retry_queue_name(delay), now, deferred=True)
         DEFERRED.labels(channel=target.channel).inc()
         log.info("notification_deferred", notification_id=req.notification_id, channel=target.key,

@@ -80,6 +80,11 @@ def test_backoff_grows_and_honours_retry_after():
     assert p.delay_for(1, retry_after_s=5000) == 120
 
 
+def test_a_deferred_message_comes_back_by_half_its_place_in_line():
+    p = RetryPolicy(delays_s=(5, 30, 120, 600))
+    assert [p.deferral_delay(s) for s in (0.5, 9.9, 10, 59, 60, 250, 10_000)] == [5, 5, 5, 5, 30, 120, 600]
+
+
 def test_backoff_gives_up_on_age_attempts_and_sooner_when_urgent():
     p = RetryPolicy(delays_s=(5, 30), max_attempts=3, max_age=timedelta(minutes=10), urgent_max_age=timedelta(seconds=20))
     assert p.next_delay(attempts=1, first_attempt_at=T0, now=T0) == 5

@@ -53,3 +53,15 @@ async def test_a_pause_holds_waiting_sends_and_they_stay_spaced_after_it():
     later = [t for _, t in log[1:]]
     assert all(t >= paused_at + 0.19 for t in later)
     assert later[-1] >= paused_at + 0.2 + 2 * 0.02 - 0.001  # three slots after the pause, not one
+
+
+async def test_deferred_sends_line_up_behind_the_booked_slots():
+    limiter = RateLimiter(rate=1.0)
+    tasks = await _started(limiter, "hook-a", 3, [])  # slots now, +1 s, +2 s
+    places = [limiter.defer("hook-a") for _ in range(3)]
+    assert [round(p) for p in places] == [4, 5, 6]  # after the booked slots, one interval apart
+    assert 2.9 < limiter.backlog_s("hook-a") <= 3.0  # a line estimate books no real slot
+    assert round(limiter.defer("hook-b")) == 1  # per key
+    for t in tasks:
+        t.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)

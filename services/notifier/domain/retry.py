@@ -33,6 +33,12 @@ class RetryPolicy:
             return base
         return next((d for d in self.delays_s if d >= retry_after_s), self.delays_s[-1])
 
+    def deferral_delay(self, place_s: float) -> int:
+        """Delay queue for a deferred message whose place in the channel's line is `place_s`
+        away: the longest delay that brings it back by half that time (early rather than late,
+        so that the channel is not left idle), and at least the shortest."""
+        return max((d for d in self.delays_s if d <= place_s / 2), default=self.delays_s[0])
+
     def next_delay(self, *, attempts: int, first_attempt_at: datetime, now: datetime,
                    urgent: bool = False, retry_after_s: float | None = None) -> int | None:
         """Seconds to wait before retrying, or None when the delivery must give up."""

@@ -77,6 +77,10 @@ class EmailChannel:
         """How long an email asked for now would wait for its pacing slot (one pace for all)."""
         return self.limiter.backlog_s("smtp")
 
+    def defer(self, to: str) -> float:
+        """A place in the line of deferred sends; seconds from now (see RateLimiter.defer)."""
+        return self.limiter.defer("smtp")
+
     async def send(self, rendered: Rendered, to: str, message_id: str) -> SendResult:
         await self.limiter.acquire("smtp")
         c = self.config

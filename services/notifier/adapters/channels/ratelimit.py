@@ -2,7 +2,9 @@
 
 Slots are handed out in order of arrival, `interval` apart. `backlog_s(key)` is how long a
 send asked for now would wait for its slot: the notifier defers a routine message through
-a delay queue rather than hold a consumer slot that long (see `Delivery._deliver`).
+a delay queue rather than hold a consumer slot that long (see `Delivery._deliver`), and
+`defer(key)` gives the deferred message a place in a line behind the booked slots, so that
+the notifier can choose a longer delay queue for a message far back in a big burst.
 """
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ class RateLimiter:
         self.interval = 1.0 / rate
         self._next: dict[str, float] = defaultdict(float)  # the next free slot per key
         self._hold: dict[str, float] = defaultdict(float)  # no start before this (Retry-After)
+        self._deferred: dict[str, float] = defaultdict(float)  # the last place given to a deferred send
 
     async def acquire(self, key: str) -> None:
         """Take this key's next slot and wait for it. A pause that arrives meanwhile moves
@@ -38,6 +41,15 @@ class RateLimiter:
         """Seconds a send asked for now would wait for its slot."""
         now = asyncio.get_running_loop().time()
         return max(0.0, self._next[key] - now, self._hold[key] - now)
+
+    def defer(self, key: str) -> float:
+        """A place in the line of deferred sends (after every booked slot and every earlier
+        deferral): how many seconds from now it is. An estimate, not a booking: the message
+        takes a real slot when it comes back."""
+        now = asyncio.get_running_loop().time()
+        place = max(self._deferred[key], self._next[key], self._hold[key], now) + self.interval
+        self._deferred[key] = place
+        return place - now
 
     def pause(self, key: str, seconds: float) -> None:
         """Hold this key back for `seconds` (a server said Retry-After)."""

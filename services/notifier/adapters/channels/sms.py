@@ -94,6 +94,10 @@ class SmsChannel:
         """How long a text asked for now would wait for its pacing slot (one pace per Notify key)."""
         return self.limiter.backlog_s(self.config.service_id)
 
+    def defer(self, phone: str) -> float:
+        """A place in the line of deferred sends; seconds from now (see RateLimiter.defer)."""
+        return self.limiter.defer(self.config.service_id)
+
     async def send(self, rendered: Rendered, phone: str, message_id: str) -> SendResult:
         cfg = self.config
         body = {"phone_number": phone, "template_id": cfg.template_id,

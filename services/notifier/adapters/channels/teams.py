@@ -59,6 +59,10 @@ class TeamsChannel:
         """How long a card for `url` asked for now would wait for its pacing slot."""
         return self.limiter.backlog_s(url)
 
+    def defer(self, url: str) -> float:
+        """A place in the line of deferred sends; seconds from now (see RateLimiter.defer)."""
+        return self.limiter.defer(url)
+
     async def send(self, rendered: Rendered, url: str, message_id: str) -> SendResult:
         if not valid_webhook(url):
             return SendResult.permanent("invalid_webhook_url")
