@@ -189,7 +189,7 @@ async def record(conn: AsyncConnection, table: Table, *, actor: str, action: str
         return None  # numbered when the batch is written
     rows: list[dict[str, Any]] = []
     seq, h = _chained(rows, *(await _lock_head(conn, table)), entry)
-    await conn.execute(sa.insert(table).values(**rows[0]))
+    await conn.execute(sa.insert(table), rows[0])
     head = _head(table)
     await conn.execute(sa.update(head).where(head.c.id == 1).values(seq=seq, hash=h))
     return seq

@@ -60,7 +60,7 @@ async def enqueue(conn: AsyncConnection, table: Table, msg: OutgoingMessage, now
     if batch is not None and batch[0] is conn and batch[1] is table:
         batch[2].append(_row(msg, now))
         return None
-    result = await conn.execute(table.insert().values(**_row(msg, now)))
+    result = await conn.execute(table.insert(), _row(msg, now))  # parameters apart: a cached statement
     return int(result.inserted_primary_key[0])
 
 

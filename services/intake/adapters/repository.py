@@ -40,7 +40,7 @@ async def next_sequence(conn: AsyncConnection, year: int) -> int:
 
 
 async def insert_referral(conn: AsyncConnection, values: dict[str, Any]) -> None:
-    await conn.execute(sa.insert(referrals).values(**values))
+    await conn.execute(sa.insert(referrals), values)
 
 
 async def get_referral(conn: AsyncConnection, reference: str, *, for_update: bool = False) -> Row | None:
@@ -76,12 +76,13 @@ async def save_idempotent(conn: AsyncConnection, client_id: str, key: str, body_
 
 async def claim_nonce(engine: AsyncEngine, client_id: str, nonce: str, now: datetime,
                       window: timedelta = timedelta(seconds=600)) -> bool:
-    """True the first time (client, nonce) is seen within the window, across replicas."""
+    """True the first time (client, nonce) is seen within the window, across replicas: one
+    upsert that inserts a new nonce or takes over an expired one, and touches a live one not."""
     async with engine.begin() as conn:
-        await conn.execute(sa.delete(nonces).where(
-            nonces.c.client_id == client_id, nonces.c.nonce == nonce, nonces.c.expires_at <= now))
         stmt = _insert(conn, nonces).values(client_id=client_id, nonce=nonce, expires_at=now + window)
-        stmt = stmt.on_conflict_do_nothing(index_elements=[nonces.c.client_id, nonces.c.nonce])
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[nonces.c.client_id, nonces.c.nonce], set_={"expires_at": stmt.excluded.expires_at},
+            where=nonces.c.expires_at <= now)
         return (await conn.execute(stmt)).rowcount == 1
 
 
