@@ -12,7 +12,7 @@ from tests.perf.harness import BENCHES, Sizes, run
 
 pytestmark = [pytest.mark.broker, pytest.mark.database]
 
-TINY = Sizes(intake_n=16, e2e_n=3, e2e_latency_n=5, e2e_rate=50.0, pending=500, due=20, lead_s=2.5, backlog_n=4)
+TINY = Sizes(intake_n=16, e2e_n=3, e2e_latency_n=5, e2e_rate=50.0, e2e_low_rate=20.0, pending=500, due=20, lead_s=2.5, backlog_n=4)
 NUMBER = r"[\d,.]+(?:e[-+]?\d+)?"
 
 
