@@ -94,9 +94,9 @@ class Delivery:
 
     async def _defer(self, req: NotificationRequested, target: Target, attempt: int) -> bool:
         """Put this delivery back through a delay queue without trying it (the shortest, or a
-        longer one far back in a big burst): no attempt is counted and its retry clock does not start. False if it must not wait
-        (a `sending` row: the at-least-once path) or must not send at all (then `_claim`
-        finds that too and skips it)."""
+        longer one far back in a big burst): no attempt is counted and its retry clock does
+        not start. False if it must not wait (a `sending` row: the at-least-once path) or
+        must not send at all (then `_claim` finds that too and skips it)."""
         now = self.clock()
         async with self.engine.begin() as conn:
             row = await repo.ensure_delivery(conn, notification_id=req.notification_id, channel=target.key,
