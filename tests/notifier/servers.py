@@ -29,6 +29,7 @@ class Mail:
     text: str
     html: str
     raw: str
+    peer: Any = None  # the client's (host, port): one per SMTP connection
 
 
 class _Handler:
@@ -49,7 +50,7 @@ class _Handler:
         with self.sink.lock:
             self.sink.mails.append(Mail(list(envelope.rcpt_tos), str(msg["Subject"]).strip(),
                                         text.get_content() if text else "", html.get_content() if html else "",
-                                        envelope.content.decode("utf-8", "replace")))
+                                        envelope.content.decode("utf-8", "replace"), session.peer))
         return "250 Message accepted"
 
 

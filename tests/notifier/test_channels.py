@@ -48,7 +48,9 @@ def test_smtp_url_parsing():
 
 
 async def test_email_delivered_with_text_html_and_stable_message_id(smtp, rendered):
-    result = await EmailChannel(smtp.url).send(rendered, "mash@x.example", "abc-1")
+    channel = EmailChannel(smtp.url)
+    result = await channel.send(rendered, "mash@x.example", "abc-1")
+    await channel.close()
     assert result.outcome == Outcome.DELIVERED
     [mail] = smtp.to("mash@x.example")
     assert mail.subject == rendered.subject and "SR-1" in mail.text and "<html" in mail.html
@@ -63,6 +65,33 @@ async def test_email_550_is_permanent_and_451_temporary(smtp, rendered):
     result = await channel.send(rendered, "busy@x.example", "m2")
     assert (result.outcome, result.reason) == (Outcome.TEMPORARY, "smtp_451")
     assert smtp.mails == []
+
+
+async def test_emails_share_one_connection_and_a_dropped_one_is_replaced(smtp, rendered):
+    channel = EmailChannel(smtp.url)
+    try:
+        for i in range(5):
+            assert (await channel.send(rendered, "mash@x.example", f"m{i}")).outcome == Outcome.DELIVERED
+        assert len({m.peer for m in smtp.mails}) == 1  # one handshake for five emails
+        smtp.stop()  # the server goes away (and with it the kept connection) and comes back
+        smtp.start()
+        assert (await channel.send(rendered, "mash@x.example", "m5")).outcome == Outcome.DELIVERED
+        assert len(smtp.mails) == 6 and len({m.peer for m in smtp.mails}) == 2
+    finally:
+        await channel.close()
+
+
+async def test_a_refused_message_does_not_leave_its_connection_kept(smtp, rendered):
+    smtp.rcpt_replies = {"gone": "550 5.1.1 Mailbox unavailable"}
+    channel = EmailChannel(smtp.url)
+    try:
+        assert (await channel.send(rendered, "gone@x.example", "m1")).outcome == Outcome.PERMANENT
+        assert channel._idle == []
+        assert (await channel.send(rendered, "mash@x.example", "m2")).outcome == Outcome.DELIVERED
+        assert len(channel._idle) == 1
+    finally:
+        await channel.close()
+    assert channel._idle == []
 
 
 async def test_email_server_down_is_temporary(rendered):

@@ -4,11 +4,18 @@
 when the server offers it) or `smtps://[user:pass@]host[:port]` (implicit TLS, port 465
 by default); optional `?from=address` sets the sender. Classification: 2xx delivered;
 4xx, connection refused/lost and timeouts temporary; 5xx (e.g. 550) permanent.
+
+Connections are kept and reused (at most `pool_size` idle, each for at most `idle_s`):
+one TLS handshake and login per connection, not per email. Only a connection whose last
+message went through is kept; a kept one the server has closed meanwhile is replaced once,
+at once, before the send counts as failed (if the server had in fact taken the message
+before it went away, that is a duplicate with the same Message-ID: the at-least-once window).
 """
 from __future__ import annotations
 
 import asyncio
 import ssl
+import time
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import formatdate
@@ -56,10 +63,12 @@ class EmailChannel:
     name = "email"
 
     def __init__(self, smtp_url: str, *, rate_per_s: float = 20.0, timeout_s: float = 15.0,
-                 tls_context: ssl.SSLContext | None = None) -> None:
+                 tls_context: ssl.SSLContext | None = None, pool_size: int = 4, idle_s: float = 30.0) -> None:
         self.config = SmtpConfig.from_url(smtp_url)
         self.timeout_s, self.tls_context = timeout_s, tls_context
         self.limiter = RateLimiter(rate_per_s)
+        self.pool_size, self.idle_s = pool_size, idle_s
+        self._idle: list[tuple[float, aiosmtplib.SMTP]] = []  # (returned at, connection), newest last
 
     def build(self, rendered: Rendered, to: str, message_id: str) -> EmailMessage:
         msg = EmailMessage()
@@ -81,15 +90,59 @@ class EmailChannel:
         """A place in the line of deferred sends; seconds from now (see RateLimiter.defer)."""
         return self.limiter.defer("smtp")
 
+    async def _connect(self) -> aiosmtplib.SMTP:
+        c = self.config
+        client = aiosmtplib.SMTP(hostname=c.host, port=c.port, use_tls=c.implicit_tls,
+                                 start_tls=None if not c.implicit_tls else False, username=c.username,
+                                 password=c.password, timeout=self.timeout_s, tls_context=self.tls_context)
+        await client.connect()
+        return client
+
+    def _take(self) -> aiosmtplib.SMTP | None:
+        """The newest kept connection that is still fresh (older ones are closed)."""
+        now = time.monotonic()
+        while self._idle:
+            since, client = self._idle.pop()
+            if now - since <= self.idle_s and client.is_connected:
+                return client
+            client.close()
+        return None
+
+    def _keep(self, client: aiosmtplib.SMTP) -> None:
+        if len(self._idle) < self.pool_size and client.is_connected:
+            self._idle.append((time.monotonic(), client))
+        else:
+            client.close()
+
+    async def _send(self, message: EmailMessage) -> dict:
+        kept = self._take()
+        if kept is not None:
+            try:
+                errors, _ = await kept.send_message(message)
+                self._keep(kept)
+                return errors
+            except (aiosmtplib.SMTPServerDisconnected, ConnectionError):
+                kept.close()  # the server dropped it while it was idle: try once on a new one
+            except aiosmtplib.SMTPResponseException as exc:
+                kept.close()
+                if exc.code != 421:  # 421: the server is closing this (idle) connection
+                    raise
+            except BaseException:
+                kept.close()
+                raise
+        client = await self._connect()
+        try:
+            errors, _ = await client.send_message(message)
+        except BaseException:
+            client.close()
+            raise
+        self._keep(client)
+        return errors
+
     async def send(self, rendered: Rendered, to: str, message_id: str) -> SendResult:
         await self.limiter.acquire("smtp")
-        c = self.config
         try:
-            errors, _ = await aiosmtplib.send(
-                self.build(rendered, to, message_id), hostname=c.host, port=c.port, use_tls=c.implicit_tls,
-                start_tls=None if not c.implicit_tls else False, username=c.username, password=c.password,
-                timeout=self.timeout_s, tls_context=self.tls_context,
-            )
+            errors = await self._send(self.build(rendered, to, message_id))
         except aiosmtplib.SMTPRecipientsRefused as exc:
             codes = [r.code for r in exc.recipients] or [550]
             return _code_result(max(codes) if all(cd >= 500 for cd in codes) else min(codes))
@@ -107,4 +160,9 @@ class EmailChannel:
         return SendResult.delivered()
 
     async def close(self) -> None:
-        return None
+        while self._idle:
+            _, client = self._idle.pop()
+            try:
+                await asyncio.wait_for(client.quit(), 2)
+            except Exception:  # already gone: nothing to say goodbye to
+                client.close()
