@@ -142,13 +142,19 @@ class TimerService:
             self._loop_task = None
 
     async def reschedule(self) -> None:
-        """Move the wake-up to the earliest pending timer (after new timers commit)."""
+        """Move the wake-up to the earliest pending timer (after a firing round)."""
         async with self.engine.connect() as conn:
             nxt = await repo.next_run_at(conn)
+        await self.timers_added([nxt] if nxt is not None else [])
+
+    async def timers_added(self, run_ats: list[datetime]) -> None:
+        """After a commit that added timers (`repo.noting_added`): wake for the earliest of
+        them if that is sooner than the wake-up already set; no query. Timers that other
+        replicas add wake those replicas; the safety poll covers the rest."""
         if self._counts_due():
             await self.refresh_gauges()
-        if nxt is not None:
-            delay = max(0.0, (nxt - self.ctx.clock.now()).total_seconds())
+        if run_ats:
+            delay = max(0.0, (min(run_ats) - self.ctx.clock.now()).total_seconds())
             self._wake_at(datetime.now(UTC) + timedelta(seconds=delay))
 
     async def refresh_gauges(self) -> None:

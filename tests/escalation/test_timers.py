@@ -2,14 +2,14 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from prometheus_client import REGISTRY
 from sqlalchemy import func, select
 
 from services.escalation.adapters.tables import audit, timers
-from services.escalation.clock import ManualClock
+from services.escalation.clock import ManualClock, SystemClock
 from tests.escalation.conftest import london, received
 
 pytestmark = [pytest.mark.broker, pytest.mark.database]
@@ -53,6 +53,23 @@ async def test_a_restart_reloads_pending_timers_and_fires_missed_ones_at_once_in
     assert len(fired_due) == 20 and fired_due == sorted(fired_due)
     pending = await esc.rows(select(timers).where(timers.c.status == "pending"))
     assert {r.kind for r in pending} == {"checks_reminder", "checks_breach"} and len(pending) == 15
+
+
+async def test_a_timer_that_an_event_adds_wakes_the_scheduler_by_itself(esc):
+    """No poll (its interval is an hour here) and no explicit fire: the consumer wakes the
+    scheduler for the earliest timer each event adds, after the commit."""
+    file = esc.settings.file
+    timings = file.escalation.model_copy(update={"alert_reescalate_minutes": 0.02})  # 1.2 s
+    esc.settings = esc.settings.model_copy(update={"file": file.model_copy(update={"escalation": timings})})
+    async with esc.app(SystemClock()):
+        ev = received(datetime.now(UTC), immediate_risk=True)  # an alert in or out of hours
+        await esc.wait_processed(await esc.publish(ev))
+        query = select(timers.c.status).where(timers.c.referral_id == ev.referral_id,
+                                              timers.c.kind == "alert_reescalate", timers.c.seq == 1)
+        assert [r.status for r in await esc.rows(query)] == ["pending"]
+        async with asyncio.timeout(10):
+            while [r.status for r in await esc.rows(query)] != ["fired"]:
+                await asyncio.sleep(0.1)
 
 
 def _failures(final: str) -> float:

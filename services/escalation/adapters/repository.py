@@ -1,7 +1,9 @@
 """Repository functions over escalation's tables. All run in the caller's transaction."""
 from __future__ import annotations
 
-from collections.abc import Iterable
+import contextlib
+import contextvars
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 from typing import Any
 
@@ -57,6 +59,21 @@ def timer_key(referral_id: str, kind: str, seq: int, alert_id: str | None = None
     return f"{alert_id or referral_id}:{kind}:{seq}"
 
 
+_ADDED: contextvars.ContextVar[list[datetime] | None] = contextvars.ContextVar("timers_added", default=None)
+
+
+@contextlib.contextmanager
+def noting_added() -> Iterator[list[datetime]]:
+    """Inside this block `add_timers` appends each added batch's earliest run_at to the list
+    it yields, so that the caller can wake the scheduler for it after the commit."""
+    added: list[datetime] = []
+    token = _ADDED.set(added)
+    try:
+        yield added
+    finally:
+        _ADDED.reset(token)
+
+
 async def add_timers(conn: AsyncConnection, referral_id: str, reference: str, specs: Iterable[TimerSpec],
                      now: datetime, alert_id: str | None = None) -> int:
     """Insert pending timers; a timer that already exists (same key) is left alone."""
@@ -67,6 +84,8 @@ async def add_timers(conn: AsyncConnection, referral_id: str, reference: str, sp
         return 0
     insert = _INSERTS[conn.dialect.name]
     result = await conn.execute(insert(timers).on_conflict_do_nothing(index_elements=[timers.c.timer_key]), rows)
+    if (added := _ADDED.get()) is not None:
+        added.append(min(r["run_at"] for r in rows))
     return int(result.rowcount or 0)
 
 

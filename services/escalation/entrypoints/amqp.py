@@ -13,6 +13,7 @@ from datetime import datetime
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services.escalation.adapters import repository as repo
 from services.escalation.adapters.tables import processed
 from services.escalation.effects import Context, batched_writes
 from services.escalation.handlers import EVENT_HANDLERS
@@ -51,13 +52,14 @@ def make_handler(engine: AsyncEngine, ctx: Context, timers: TimerService, relay:
             async with batched_writes(conn):  # a receipt writes several entries and messages
                 await handler(conn, event, ctx, now)
 
-        with bound_contextvars(reference=event.reference, message_id=message.message_id):
+        with bound_contextvars(reference=event.reference, message_id=message.message_id), \
+                repo.noting_added() as added:
             ran, _ = await process_once(engine, processed, CONSUMER, message.message_id, effect, now)
             log.info("event_applied" if ran else "event_duplicate", routing_key=message.routing_key)
         if ran:
             relay.notify()
             try:
-                await timers.reschedule()
+                await timers.timers_added(added)
             except Exception as exc:  # committed already; the safety poll catches up
                 log.warning("timer_reschedule_failed", error=type(exc).__name__)
 
