@@ -53,10 +53,16 @@ def parse_json(body: bytes) -> Any:
         raise MalformedJson("The body is not valid JSON") from None
 
 
+_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
+UNKNOWN_NAME = "(field name withheld)"
+
+
 def _loc(parts: tuple[Any, ...]) -> str:
+    """A field location for an error reply and the audit. A name the client sent that is not
+    a plain snake_case identifier (an unknown key such as a person's name) is withheld."""
     out = ""
     for p in parts:
-        out += f"[{p}]" if isinstance(p, int) else f".{str(p)[:64]}"
+        out += f"[{p}]" if isinstance(p, int) else f".{p if _NAME.fullmatch(str(p)) else UNKNOWN_NAME}"
     return out.lstrip(".") or "(body)"
 
 

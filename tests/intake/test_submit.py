@@ -69,6 +69,7 @@ async def _refuse(intake, case: str) -> None:
         doc = referral(age_band="42", content={**referral()["content"], "concerns": "SECRET-VALUE-xyz"},
                        extra_field="SECRET-VALUE-abc")
         doc["content"]["subject"]["date_of_birth"] = "SECRET-VALUE-dob"
+        doc["content"]["subject"]["Jane SECRET-VALUE-key"] = "x"  # a name sent as a key
         body = json.dumps(doc).encode()
     if callable(headers):
         resp = await intake.client.post("/v1/referrals", data=body, headers=headers(intake))
@@ -85,7 +86,8 @@ async def _refuse(intake, case: str) -> None:
     assert problem["reason"] == reason, case
     assert "SECRET-VALUE" not in text and "CTP checks pending" not in text
     if case == "schema":
-        assert {e["loc"] for e in problem["errors"]} >= {"age_band", "extra_field", "content.subject.date_of_birth"}
+        assert {e["loc"] for e in problem["errors"]} >= {"age_band", "extra_field", "content.subject.date_of_birth",
+                                                        "content.subject.(field name withheld)"}
         assert all(set(e) == {"loc", "type", "msg"} for e in problem["errors"])
     entry = (await intake.audit_rows())[-1]
     assert (entry.action, entry.outcome, entry.detail["reason"]) == ("referral.submit", "rejected", reason), case
