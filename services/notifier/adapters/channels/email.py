@@ -23,6 +23,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import aiosmtplib
 
+from services.notifier.adapters.channels.base import Paced
 from services.notifier.adapters.channels.ratelimit import RateLimiter
 from services.notifier.adapters.rendering import Rendered
 from services.notifier.domain.lifecycle import SendResult
@@ -59,7 +60,7 @@ def _code_result(code: int) -> SendResult:
     return SendResult.temporary("smtp_unexpected")
 
 
-class EmailChannel:
+class EmailChannel(Paced):
     name = "email"
 
     def __init__(self, smtp_url: str, *, rate_per_s: float = 20.0, timeout_s: float = 15.0,
@@ -82,13 +83,8 @@ class EmailChannel:
         msg.add_alternative(rendered.html, subtype="html")
         return msg
 
-    def backlog_s(self, to: str) -> float:
-        """How long an email asked for now would wait for its pacing slot (one pace for all)."""
-        return self.limiter.backlog_s("smtp")
-
-    def defer(self, to: str) -> float:
-        """A place in the line of deferred sends; seconds from now (see RateLimiter.defer)."""
-        return self.limiter.defer("smtp")
+    def pace_key(self, to: str) -> str:
+        return "smtp"  # one pace to the relay, whoever the email is for
 
     async def _connect(self) -> aiosmtplib.SMTP:
         c = self.config
@@ -140,7 +136,7 @@ class EmailChannel:
         return errors
 
     async def send(self, rendered: Rendered, to: str, message_id: str) -> SendResult:
-        await self.limiter.acquire("smtp")
+        await self.wait_turn(to)
         try:
             errors = await self._send(self.build(rendered, to, message_id))
         except aiosmtplib.SMTPRecipientsRefused as exc:

@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 
 import aiohttp
 
+from services.notifier.adapters.channels.base import HttpSession, Paced
 from services.notifier.adapters.channels.ratelimit import RateLimiter
 from services.notifier.adapters.rendering import Rendered
 from services.notifier.domain.lifecycle import SendResult
@@ -76,33 +77,22 @@ def notify_jwt(service_id: str, secret: str, now: float | None = None) -> str:
     return f"{header}.{claims}.{_b64(signature)}"
 
 
-class SmsChannel:
+class SmsChannel(Paced, HttpSession):
     name = "sms"
 
     def __init__(self, config: NotifyConfig, *, rate_per_s: float = 10.0, timeout_s: float = 15.0) -> None:
+        super().__init__(timeout_s)
         self.config = config
         self.limiter = RateLimiter(rate_per_s)  # Notify allows 3,000 a minute per key
-        self.timeout = aiohttp.ClientTimeout(total=timeout_s)
-        self._session: aiohttp.ClientSession | None = None
 
-    def _client(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=self.timeout, raise_for_status=False)
-        return self._session
-
-    def backlog_s(self, phone: str) -> float:
-        """How long a text asked for now would wait for its pacing slot (one pace per Notify key)."""
-        return self.limiter.backlog_s(self.config.service_id)
-
-    def defer(self, phone: str) -> float:
-        """A place in the line of deferred sends; seconds from now (see RateLimiter.defer)."""
-        return self.limiter.defer(self.config.service_id)
+    def pace_key(self, phone: str) -> str:
+        return self.config.service_id  # one pace per Notify key, whoever the text is for
 
     async def send(self, rendered: Rendered, phone: str, message_id: str) -> SendResult:
         cfg = self.config
         body = {"phone_number": phone, "template_id": cfg.template_id,
                 "personalisation": {"body": rendered.subject}, "reference": message_id}
-        await self.limiter.acquire(cfg.service_id)
+        await self.wait_turn(phone)
         try:
             async with self._client().post(
                 f"{cfg.base_url}/v2/notifications/sms", json=body, allow_redirects=False,
@@ -121,8 +111,3 @@ class SmsChannel:
         if status in (401, 403):
             return SendResult.technical(f"notify_{status}")
         return SendResult.permanent(f"notify_{status}")
-
-    async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None

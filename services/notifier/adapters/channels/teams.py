@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
+from services.notifier.adapters.channels.base import HttpSession, Paced
 from services.notifier.adapters.channels.ratelimit import RateLimiter
 from services.notifier.adapters.rendering import Rendered
 from services.notifier.domain.lifecycle import SendResult
@@ -42,31 +43,17 @@ def valid_webhook(url: str) -> bool:
         return False
 
 
-class TeamsChannel:
+class TeamsChannel(Paced, HttpSession):
     name = "teams"
 
     def __init__(self, *, rate_per_s: float = 4.0, timeout_s: float = 15.0) -> None:
-        self.limiter = RateLimiter(rate_per_s)
-        self.timeout = aiohttp.ClientTimeout(total=timeout_s)
-        self._session: aiohttp.ClientSession | None = None
-
-    def _client(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=self.timeout, raise_for_status=False)
-        return self._session
-
-    def backlog_s(self, url: str) -> float:
-        """How long a card for `url` asked for now would wait for its pacing slot."""
-        return self.limiter.backlog_s(url)
-
-    def defer(self, url: str) -> float:
-        """A place in the line of deferred sends; seconds from now (see RateLimiter.defer)."""
-        return self.limiter.defer(url)
+        super().__init__(timeout_s)
+        self.limiter = RateLimiter(rate_per_s)  # paced per webhook URL
 
     async def send(self, rendered: Rendered, url: str, message_id: str) -> SendResult:
         if not valid_webhook(url):
             return SendResult.permanent("invalid_webhook_url")
-        await self.limiter.acquire(url)
+        await self.wait_turn(url)
         try:
             async with self._client().post(
                 url, data=rendered.card_json.encode(), allow_redirects=False,
@@ -90,8 +77,3 @@ class TeamsChannel:
         if status in (408,) or status >= 500:
             return SendResult.temporary(f"http_{status}", parse_retry_after(retry_after, datetime.now(UTC)))
         return SendResult.permanent(f"http_{status}")
-
-    async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None

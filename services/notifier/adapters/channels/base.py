@@ -1,0 +1,46 @@
+"""What the channels share: pacing through one `RateLimiter` (a pace per `pace_key`), and
+for the HTTP channels one aiohttp session, opened on first use and closed at stop."""
+from __future__ import annotations
+
+import aiohttp
+
+from services.notifier.adapters.channels.ratelimit import RateLimiter
+
+
+class Paced:
+    """`limiter` paces the sends; `pace_key(address)` says which sends share a pace (by
+    default each address has its own: a Teams webhook)."""
+
+    limiter: RateLimiter
+
+    def pace_key(self, address: str) -> str:
+        return address
+
+    async def wait_turn(self, address: str) -> None:
+        await self.limiter.acquire(self.pace_key(address))
+
+    def backlog_s(self, address: str) -> float:
+        """How long a send to `address` asked for now would wait for its pacing slot."""
+        return self.limiter.backlog_s(self.pace_key(address))
+
+    def defer(self, address: str) -> float:
+        """A place in the line of deferred sends; seconds from now (see RateLimiter.defer)."""
+        return self.limiter.defer(self.pace_key(address))
+
+
+class HttpSession:
+    """One aiohttp session per channel."""
+
+    def __init__(self, timeout_s: float) -> None:
+        self.timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self._session: aiohttp.ClientSession | None = None
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=self.timeout, raise_for_status=False)
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
