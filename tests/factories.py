@@ -9,6 +9,8 @@ from __future__ import annotations
 import copy
 import itertools
 import secrets
+import uuid
+from datetime import datetime, timedelta
 from typing import Any
 
 BASE: dict[str, Any] = {
@@ -77,3 +79,13 @@ def referral(canary: str | None = None, phone: str | None = None, **overrides: A
 def postcode_of(canary: str) -> str:
     """The canary's postcode form (postcodes are at most 10 characters)."""
     return "ZQ" + canary[-6:].upper()
+
+
+def escalation_referrals(n: int, prefix: str, now: datetime) -> list[dict[str, Any]]:
+    """`n` rows for escalation's referral table, received at `now` in hours, holds on:
+    what timers in bulk (process tests, timer benchmarks) refer to."""
+    return [dict(referral_id=uuid.uuid4().hex, reference=f"SR-{prefix}-{i:05d}", force="dev-force",
+                 la_code="E99999999", received_at=now, out_of_hours=False, immediate_risk=False,
+                 acknowledge_by=now + timedelta(days=1), checks_due_by=now + timedelta(days=28),
+                 holding={"no_further_sharing": True, "no_family_contact": True}, created_at=now, updated_at=now)
+            for i in range(n)]

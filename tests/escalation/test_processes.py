@@ -10,7 +10,6 @@ import json
 import os
 import signal
 import sys
-import uuid
 from datetime import UTC, datetime, timedelta
 
 import aiohttp
@@ -24,6 +23,7 @@ from services.escalation.domain.ladder import CHECKS_REMINDER, TimerSpec
 from shared import bus
 from shared.storage import create_engine
 from shared.storage.migrate import upgrade
+from tests.factories import escalation_referrals
 from tests.intake.test_cli_client import free_port, wait_ready
 
 pytestmark = [pytest.mark.broker, pytest.mark.database, pytest.mark.slow]
@@ -35,11 +35,7 @@ FIRED = 'safeguard_escalation_timers_fired_total{kind="checks_reminder",outcome=
 async def load(engine, first_due: datetime) -> None:
     """REFERRALS referrals with TOTAL // REFERRALS timers each, added as the ladder adds them."""
     now = datetime.now(UTC)
-    refs = [dict(referral_id=uuid.uuid4().hex, reference=f"SR-PROC-{i:04d}", force="dev-force",
-                 la_code="E99999999", received_at=now, out_of_hours=False, immediate_risk=False,
-                 acknowledge_by=now + timedelta(days=1), checks_due_by=now + timedelta(days=28),
-                 holding={"no_further_sharing": True, "no_family_contact": True}, created_at=now, updated_at=now)
-            for i in range(REFERRALS)]
+    refs = escalation_referrals(REFERRALS, "PROC", now)
     async with engine.begin() as conn:
         await conn.execute(referrals.insert(), refs)
         for n, ref in enumerate(refs):

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import time
-import uuid
 from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
@@ -18,6 +17,7 @@ from services.escalation.adapters.tables import referrals, timers
 from shared.storage import create_engine
 from shared.storage.migrate import upgrade
 from tests.conftest import fresh_pg_database
+from tests.factories import escalation_referrals
 from tests.perf.common import quantile, service_env, setup_config, wait_until
 
 REFERRALS = 1000
@@ -54,11 +54,7 @@ class TimersBench:
         self.stack.push_async_callback(self.engine.dispose)
         await upgrade(self.engine, "escalation")
         now = datetime.now(UTC)
-        refs = [dict(referral_id=uuid.uuid4().hex, reference=f"SR-BENCH-{i:05d}", force="dev-force",
-                     la_code="E99999999", received_at=now, out_of_hours=False, immediate_risk=False,
-                     acknowledge_by=now + timedelta(days=1), checks_due_by=now + timedelta(days=28),
-                     holding={"no_further_sharing": True, "no_family_contact": True}, created_at=now, updated_at=now)
-                for i in range(REFERRALS)]
+        refs = escalation_referrals(REFERRALS, "BENCH", now)
         async with self.engine.begin() as conn:
             await conn.execute(referrals.insert(), refs)
             await self._insert(conn, "far:", self.pending, now + timedelta(days=2), spread=480, step=3600.0)

@@ -20,7 +20,6 @@ import resource
 import statistics
 import tempfile
 import time
-import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -35,6 +34,7 @@ from shared.config import load_settings
 from shared.storage import create_engine
 from shared.storage.migrate import upgrade
 from tests.conftest import fresh_pg_database
+from tests.factories import escalation_referrals
 
 REFERRALS = 1000
 
@@ -57,11 +57,7 @@ CROSS JOIN LATERAL (SELECT CASE WHEN g.i < CAST(:due AS integer)
 
 async def load(engine, pending: int, due: int, window: float, start: datetime) -> None:
     now = datetime.now(UTC)
-    refs = [dict(referral_id=uuid.uuid4().hex, reference=f"SR-BENCH-{i:05d}", force="dev-force",
-                 la_code="E99999999", received_at=now, out_of_hours=False, immediate_risk=False,
-                 acknowledge_by=now + timedelta(days=1), checks_due_by=now + timedelta(days=28),
-                 holding={"no_further_sharing": True, "no_family_contact": True}, created_at=now, updated_at=now)
-            for i in range(REFERRALS)]
+    refs = escalation_referrals(REFERRALS, "BENCH", now)
     async with engine.begin() as conn:
         await conn.execute(referrals.insert(), refs)
         await conn.execute(TIMERS_SQL, dict(now=now, pending=pending, refs=REFERRALS, due=max(due, 1),
