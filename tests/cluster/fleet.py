@@ -17,6 +17,7 @@ from pathlib import Path
 
 import aiohttp
 
+from tests import readiness
 from tests.cluster.rabbit import free_port
 
 
@@ -59,20 +60,10 @@ async def start(replica: Replica, env: dict[str, str]) -> None:
             stdout=out, stderr=asyncio.subprocess.STDOUT, stdin=asyncio.subprocess.DEVNULL)
 
 
-async def wait_ready(session: aiohttp.ClientSession, replica: Replica, timeout: float = 120) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        if replica.proc is not None and replica.proc.returncode is not None:
-            raise AssertionError(f"{replica.name} exited: {replica.log.read_text()[-2000:]}")
-        try:
-            async with session.get(f"{replica.base}/readyz") as resp:
-                if resp.status == 200:
-                    return
-        except aiohttp.ClientError:
-            pass
-        assert loop.time() < deadline, f"{replica.name} not ready within {timeout}s"
-        await asyncio.sleep(0.5)
+async def wait_ready(replica: Replica, timeout: float = 120) -> None:
+    await readiness.wait_ready(replica.base, alive=lambda: replica.proc is None or replica.proc.returncode is None,
+                               name=replica.name, timeout=timeout, interval=0.5,
+                               tail=lambda: replica.log.read_text()[-2000:])
 
 
 async def stop(replicas: list[Replica], grace: float = 30) -> dict[str, int | None]:

@@ -91,8 +91,7 @@ async def test_two_replicas_each_on_three_rabbitmq_nodes_lose_nothing_when_a_nod
             (tmp_path / r.name).mkdir()
             await fleet.start(r, {**env, "SAFEGUARD_DATA_DIR": str(tmp_path / r.name),
                                   "SAFEGUARD_DATABASE_URL": service_databases[r.service]})
-        async with aiohttp.ClientSession() as session:
-            await asyncio.gather(*(fleet.wait_ready(session, r) for r in replicas))
+        await asyncio.gather(*(fleet.wait_ready(r) for r in replicas))
         queues = await asyncio.to_thread(cluster.quorum_queues)
         names = {q["name"] for q in queues}
         assert {"escalation.events", "notifier.requests", topology.control_room_queue("dev-force").name} <= names, names
@@ -125,7 +124,7 @@ async def test_two_replicas_each_on_three_rabbitmq_nodes_lose_nothing_when_a_nod
         await asyncio.to_thread(cluster.restart, n3)
         after = await wait_all_online(cluster, 3)
         async with aiohttp.ClientSession() as session:
-            await asyncio.gather(*(fleet.wait_ready(session, r) for r in replicas))
+            await asyncio.gather(*(fleet.wait_ready(r) for r in replicas))
             outbox_failures = sum([await fleet.metric_total(session, r, "safeguard_outbox_failures_total")
                                    for r in replicas])
         fig["node_back_after_restart_s"] = round(time.monotonic() - restart_at, 1)

@@ -10,9 +10,9 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import aiohttp
 
 from tests.notifier.servers import free_port
+from tests.readiness import wait_ready
 
 
 @dataclass
@@ -38,20 +38,8 @@ class Service:
                 stdout=out, stderr=asyncio.subprocess.STDOUT, stdin=asyncio.subprocess.DEVNULL)
 
     async def wait_ready(self, timeout: float = 120) -> None:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
-            while True:
-                if self.proc is not None and self.proc.returncode is not None:
-                    raise AssertionError(f"{self.name} exited {self.proc.returncode}: {self.log_tail()}")
-                try:
-                    async with session.get(f"{self.base}/readyz") as resp:
-                        if resp.status == 200:
-                            return
-                except (aiohttp.ClientError, asyncio.TimeoutError):
-                    pass
-                assert loop.time() < deadline, f"{self.name} not ready within {timeout}s: {self.log_tail()}"
-                await asyncio.sleep(0.25)
+        await wait_ready(self.base, alive=lambda: self.proc is None or self.proc.returncode is None,
+                         name=self.name, timeout=timeout, tail=self.log_tail)
 
     async def kill9(self) -> int:
         assert self.proc is not None and self.proc.returncode is None, f"{self.name} is not running"

@@ -16,6 +16,7 @@ from aiohttp import web
 
 from shared.config import load_settings
 from tests.notifier.servers import free_port
+from tests.readiness import wait_ready
 
 
 class Proc:
@@ -49,7 +50,7 @@ class Proc:
         """Wait for `/readyz` to answer 200; return the monotonic time it did."""
         def alive() -> bool:
             return self.proc is not None and self.proc.returncode is None
-        return await wait_ready(self.url, alive, timeout)
+        return await wait_ready(self.url, alive=alive, name=self.url, timeout=timeout, interval=0.05)
 
     def rss_mib(self, field: str = "VmRSS") -> float:
         assert self.proc is not None
@@ -87,7 +88,8 @@ class InProc:
         await web.TCPSite(self.runner, "127.0.0.1", self.port).start()
 
     async def ready(self, timeout: float = 120.0) -> float:
-        return await wait_ready(self.url, lambda: self.runner is not None, timeout)
+        return await wait_ready(self.url, alive=lambda: self.runner is not None, name=self.url, timeout=timeout,
+                                interval=0.05)
 
     def rss_mib(self, field: str = "VmRSS") -> float:
         return rss_mib(os.getpid(), field)
@@ -96,22 +98,6 @@ class InProc:
         if self.runner is not None:
             await self.runner.cleanup()
             self.runner = None
-
-
-async def wait_ready(url: str, alive: Callable[[], bool], timeout: float) -> float:
-    """Poll `url/readyz` until 200; return the monotonic time it answered."""
-    deadline = time.monotonic() + timeout
-    async with aiohttp.ClientSession() as session:
-        while True:
-            assert alive(), f"{url} exited"
-            try:
-                async with session.get(f"{url}/readyz") as resp:
-                    if resp.status == 200:
-                        return time.monotonic()
-            except aiohttp.ClientError:
-                pass
-            assert time.monotonic() < deadline, f"{url} did not become ready"
-            await asyncio.sleep(0.05)
 
 
 def rss_mib(pid: int, field: str) -> float:
