@@ -145,11 +145,11 @@ class TimerService:
         """Move the wake-up to the earliest pending timer (after a firing round)."""
         async with self.engine.connect() as conn:
             nxt = await repo.next_run_at(conn)
-        await self.timers_added([nxt] if nxt is not None else [])
+        await self.wake_for([nxt] if nxt is not None else [])
 
-    async def timers_added(self, run_ats: list[datetime]) -> None:
-        """After a commit that added timers (`repo.noting_added`): wake for the earliest of
-        them if that is sooner than the wake-up already set; no query. Timers that other
+    async def wake_for(self, run_ats: list[datetime]) -> None:
+        """Wake for the earliest of `run_ats` if that is sooner than the wake-up already set
+        (after a commit that added timers, `repo.noting_added`: no query). Timers that other
         replicas add wake those replicas; the safety poll covers the rest."""
         if self._counts_due():
             await self.refresh_gauges()

@@ -59,7 +59,7 @@ def make_handler(engine: AsyncEngine, ctx: Context, timers: TimerService, relay:
         if ran:
             relay.notify()
             try:
-                await timers.timers_added(added)
+                await timers.wake_for(added)
             except Exception as exc:  # committed already; the safety poll catches up
                 log.warning("timer_reschedule_failed", error=type(exc).__name__)
 
