@@ -5,8 +5,11 @@ import asyncio
 import threading
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
+from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.pool import NullPool
 
+from shared.storage import db
 from shared.storage import create_engine, default_url, is_postgres, is_sqlite, ping
 
 
@@ -35,8 +38,92 @@ async def test_postgres_engine_pings(pg_url: str) -> None:
     engine = create_engine(pg_url)
     try:
         assert is_postgres(engine) and not is_sqlite(engine)
-        assert engine.pool._pre_ping  # stale pooled connections are replaced, not handed out
+        assert not engine.pool._pre_ping  # replaced by the cheaper checkout guard below
         assert await ping(engine)
+    finally:
+        await engine.dispose()
+
+
+async def _backend_pid(engine) -> int:
+    async with engine.connect() as conn:
+        return (await conn.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+
+
+async def _terminate(pg_url: str, pid: int) -> None:
+    admin = create_async_engine(pg_url, poolclass=NullPool)
+    try:
+        async with admin.connect() as conn:
+            assert (await conn.execute(text("SELECT pg_terminate_backend(:p)"), {"p": pid})).scalar_one()
+    finally:
+        await admin.dispose()
+
+
+def _pooled(engine) -> list:
+    """[the pool's connection record last checked in]: the connection waiting in the pool."""
+    last: list = [None]
+
+    @event.listens_for(engine.sync_engine, "checkin")
+    def _remember(_dbapi_connection, record) -> None:
+        last[0] = record
+    return last
+
+
+async def test_a_pooled_connection_the_server_closed_is_replaced_not_handed_out(pg_url: str) -> None:
+    engine = create_engine(pg_url, pool_size=1, max_overflow=0)
+    pooled = _pooled(engine)
+    try:
+        first = await _backend_pid(engine)
+        driver = pooled[0].dbapi_connection.driver_connection
+        await _terminate(pg_url, first)
+        for _ in range(100):  # asyncpg notices the server's goodbye on its next read
+            if driver.is_closed():
+                break
+            await asyncio.sleep(0.01)
+        assert driver.is_closed()
+        second = await _backend_pid(engine)  # no error: the guard replaced it on checkout
+        assert second != first
+    finally:
+        await engine.dispose()
+
+
+async def test_a_connection_idle_past_the_threshold_is_pinged_and_replaced_if_dead(pg_url, monkeypatch) -> None:
+    """A half-open connection (the server is gone but no goodbye arrived, as after a network
+    cut) passes the closed check; after IDLE_PING_S of idling, the ping catches it."""
+    engine = create_engine(pg_url, pool_size=1, max_overflow=0)
+    pooled = _pooled(engine)
+    try:
+        first = await _backend_pid(engine)
+        half_open = pooled[0].dbapi_connection.driver_connection
+        real_is_closed = type(half_open).is_closed
+        monkeypatch.setattr(type(half_open), "is_closed", lambda self: self is not half_open and real_is_closed(self))
+        await _terminate(pg_url, first)
+        monkeypatch.setattr(db, "IDLE_PING_S", 0.0)
+        second = await _backend_pid(engine)
+        assert second != first
+    finally:
+        await engine.dispose()
+
+
+async def test_a_busy_pooled_connection_is_not_pinged(pg_url, monkeypatch) -> None:
+    """Within IDLE_PING_S a pooled connection is handed out without a round trip."""
+    engine = create_engine(pg_url, pool_size=1, max_overflow=0)
+    pooled = _pooled(engine)
+    try:
+        await _backend_pid(engine)
+        pings: list[object] = []
+        adapted = pooled[0].dbapi_connection
+        real_ping = type(adapted).ping
+
+        def counted_ping(self) -> None:
+            pings.append(self)
+            real_ping(self)
+        monkeypatch.setattr(type(adapted), "ping", counted_ping)
+        for _ in range(3):
+            await _backend_pid(engine)
+        assert pings == []
+        monkeypatch.setattr(db, "IDLE_PING_S", 0.0)
+        await _backend_pid(engine)
+        assert pings == [adapted]
     finally:
         await engine.dispose()
 
