@@ -118,6 +118,21 @@ async def test_backlog_gauges_show_unsent_rows_and_their_age(world):
     assert REGISTRY.get_sample_value("safeguard_outbox_oldest_age_seconds", {"service": "intake"}) == 0
 
 
+async def test_drain_claims_until_a_batch_comes_back_short(world):
+    """120 rows in batches of 50: three claims (50, 50, 20), not a fourth that finds nothing."""
+    ids = await enqueue_events(world.engine, 120)
+    engine = create_engine(world.engine.url.render_as_string(hide_password=False))  # the relay's alone
+    transactions: list[int] = []
+    sa.event.listen(engine.sync_engine, "begin", lambda _conn: transactions.append(1))
+    try:
+        relay = OutboxRelay(engine, intake_tables.outbox, world.publisher, batch_size=50)
+        assert await relay.drain() == 120
+        assert len(transactions) == 3
+    finally:
+        await engine.dispose()
+    await wait_for(lambda: set(ids) <= set(world.effects))
+
+
 async def test_rolled_back_state_change_publishes_nothing(world):
     engine, relay, seen = world.engine, world.relay, world.seen
     with pytest.raises(RuntimeError):
