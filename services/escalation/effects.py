@@ -138,8 +138,7 @@ async def raise_alert(conn: AsyncConnection, ctx: Context, referral: Any, kind: 
     values = dict(alert_id=alert_id, referral_id=referral.referral_id, reference=referral.reference, kind=kind,
                   force=referral.force, la_code=referral.la_code, level_index=0, level=ctx.timings.alert_levels[0],
                   status="open", raised_at=now, last_raised_at=now)
-    await repo.insert_alert(conn, **values)
-    alert = await repo.get_alert(conn, alert_id)
+    alert = await repo.insert_alert(conn, **values)
     await publish_alert(conn, ctx, alert, now, referral.acknowledge_by)
     await emit(conn, alert_event(AlertRaised, alert, now), now)
     await schedule_reescalation(conn, ctx, alert, now)

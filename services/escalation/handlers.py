@@ -48,7 +48,7 @@ async def on_received(conn: AsyncConnection, ev: ReferralReceived, ctx: Context,
     if row.received_at is not None:  # the same referral again under another message id
         await audit(conn, "referral.received", ev.reference, now, outcome="duplicate")
         return
-    await repo.update_referral(
+    referral = await repo.update_referral(
         conn, ev.referral_id, now, reference=ev.reference, force=ev.force, la_code=ev.la_code,
         received_at=ev.received_at, out_of_hours=ev.out_of_hours, immediate_risk=ev.immediate_risk,
         acknowledge_by=ev.acknowledge_by, checks_due_by=ev.checks_due_by, holding=ev.holding.model_dump())
@@ -59,7 +59,6 @@ async def on_received(conn: AsyncConnection, ev: ReferralReceived, ctx: Context,
         "out_of_hours": ev.out_of_hours, "immediate_risk": ev.immediate_risk, "timers": len(plan.timers),
         "alerts": list(plan.alerts), "acknowledge_by": ev.acknowledge_by.isoformat(),
         "checks_due_by": ev.checks_due_by.isoformat()})
-    referral = await repo.get_referral(conn, ev.referral_id)
     for note in plan.notifications:
         await notify(conn, referral, note.template, note.audience, now, priority=note.priority,
                      contacts_sealed=ev.contacts_sealed if note.with_contacts else None)

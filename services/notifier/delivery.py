@@ -128,9 +128,10 @@ class Delivery:
                     return None
                 wait = (row.updated_at + self.sending_lease - now).total_seconds() if row.status == Status.SENDING else 0
                 if wait <= 0:
-                    if not await repo.transition(conn, row, Status.SENDING, now):
+                    claimed = await repo.transition(conn, row, Status.SENDING, now)
+                    if claimed is None:
                         continue  # someone else moved it meanwhile: look again
-                    return await repo.get_delivery(conn, req.notification_id, target.key)
+                    return claimed
             log.info("notification_in_flight_elsewhere", notification_id=req.notification_id, channel=target.key,
                      wait_s=round(wait, 1))
             await asyncio.sleep(min(wait, 5.0))
@@ -199,7 +200,7 @@ class Delivery:
                                              meta=self._meta(req), now=now)
             if is_final(row.status) or row.status == Status.SENDING:
                 return
-            if not await repo.transition(conn, row, status, now, reason=reason):
+            if await repo.transition(conn, row, status, now, reason=reason) is None:
                 return
             await effects.outcome_event(conn, req, key, status.value, reason, now)
             if status == Status.REFUSED:

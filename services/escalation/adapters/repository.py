@@ -37,20 +37,24 @@ async def get_referrals(conn: AsyncConnection, referral_ids: Iterable[str]) -> d
 
 async def ensure_referral(conn: AsyncConnection, *, referral_id: str, reference: str, force: str,
                           la_code: str, now: datetime) -> Row[Any]:
-    """The referral's row, locked; a placeholder (no receipt yet) if it is new."""
+    """The referral's row, locked; a placeholder (no receipt yet) if it is new. A new row comes
+    back from the insert itself (and is ours until commit); only an existing one is read again."""
     insert = _INSERTS[conn.dialect.name]
-    await conn.execute(insert(referrals).values(
+    created = (await conn.execute(insert(referrals).values(
         referral_id=referral_id, reference=reference, force=force, la_code=la_code,
         created_at=now, updated_at=now,
-    ).on_conflict_do_nothing(index_elements=[referrals.c.referral_id]))
-    row = await get_referral(conn, referral_id, lock=True)
+    ).on_conflict_do_nothing(index_elements=[referrals.c.referral_id]).returning(*referrals.c))).first()
+    row = created or await get_referral(conn, referral_id, lock=True)
     assert row is not None
     return row
 
 
-async def update_referral(conn: AsyncConnection, referral_id: str, now: datetime, **values: Any) -> None:
-    await conn.execute(update(referrals).where(referrals.c.referral_id == referral_id)
-                       .values(updated_at=now, **values))
+async def update_referral(conn: AsyncConnection, referral_id: str, now: datetime, **values: Any) -> Row[Any]:
+    """Set `values` (and updated_at); the updated row, from the same statement."""
+    row = (await conn.execute(update(referrals).where(referrals.c.referral_id == referral_id)
+                              .values(updated_at=now, **values).returning(*referrals.c))).first()
+    assert row is not None, "update_referral: no such referral"
+    return row
 
 
 # --- timers ----------------------------------------------------------------------
@@ -156,8 +160,9 @@ async def count_open_alerts(conn: AsyncConnection) -> dict[tuple[str, str, str],
 
 # --- alerts ----------------------------------------------------------------------
 
-async def insert_alert(conn: AsyncConnection, **values: Any) -> None:
-    await conn.execute(alerts.insert().values(**values))
+async def insert_alert(conn: AsyncConnection, **values: Any) -> Row[Any]:
+    """The new alert's row, as the insert returned it."""
+    return (await conn.execute(alerts.insert().values(**values).returning(*alerts.c))).one()
 
 
 async def get_alert(conn: AsyncConnection, alert_id: str, *, lock: bool = False) -> Row[Any] | None:

@@ -43,13 +43,14 @@ async def save_hold(conn: AsyncConnection, record: HoldRecord, reference: str, n
 
 async def ensure_delivery(conn: AsyncConnection, *, notification_id: str, channel: str, meta: dict[str, Any],
                           now: datetime, fallback_of: str | None = None) -> Row[Any]:
-    """The row for (notification, channel), created in state `created` if new."""
+    """The row for (notification, channel), created in state `created` if new (a new row comes
+    back from the insert itself; only an existing one is read again)."""
     stmt = _INSERTS[conn.dialect.name](deliveries).values(
         notification_id=notification_id, channel=channel, status=Status.CREATED.value, attempts=0,
         created_at=now, updated_at=now, fallback_of=fallback_of, **meta,
     ).on_conflict_do_nothing(index_elements=[deliveries.c.notification_id, deliveries.c.channel])
-    await conn.execute(stmt)
-    return await get_delivery(conn, notification_id, channel)
+    created = (await conn.execute(stmt.returning(*deliveries.c))).first()
+    return created or await get_delivery(conn, notification_id, channel)
 
 
 async def get_delivery(conn: AsyncConnection, notification_id: str, channel: str) -> Row[Any]:
@@ -70,10 +71,11 @@ async def list_deliveries(conn: AsyncConnection, notification_id: str) -> list[R
 
 
 async def transition(conn: AsyncConnection, row: Row[Any], new: Status, now: datetime, *,
-                     reason: str | None = None, next_attempt_at: datetime | None = None) -> bool:
+                     reason: str | None = None, next_attempt_at: datetime | None = None) -> Row[Any] | None:
     """Compare-and-set: move `row` to `new` only if nobody changed it since it was read.
 
-    Entering `sending` counts an attempt. False if another worker got there first.
+    Entering `sending` counts an attempt. The row as it is now, or None if another worker
+    got there first.
     """
     check_transition(Status(row.status), new)
     values: dict[str, Any] = {"status": new.value, "updated_at": now, "reason": reason,
@@ -83,7 +85,6 @@ async def transition(conn: AsyncConnection, row: Row[Any], new: Status, now: dat
         values["first_attempt_at"] = row.first_attempt_at or now
     if new == Status.DELIVERED:
         values["delivered_at"] = now
-    result = await conn.execute(update(deliveries).where(
+    return (await conn.execute(update(deliveries).where(
         deliveries.c.id == row.id, deliveries.c.status == row.status, deliveries.c.attempts == row.attempts,
-    ).values(**values))
-    return result.rowcount == 1
+    ).values(**values).returning(*deliveries.c))).first()
