@@ -4,6 +4,7 @@ for each. The services run in this process (`inprocess`): `make bench` runs them
 `safeguard serve` children, which costs an interpreter start-up each."""
 from __future__ import annotations
 
+import os
 import re
 
 import pytest
@@ -47,6 +48,12 @@ async def test_harness_small_run_writes_a_table_with_every_benchmark(tmp_path, v
         assert rounds == ours
     for label in ("intake: requests not accepted (non-202)", "e2e: submissions not accepted (non-202)"):
         assert _row(text, label)[1] == "0"
+    # CPU per referral: PostgreSQL and RabbitMQ are real processes here (the services run in this one).
+    for label in ("postgres", "rabbitmq", "all five"):
+        assert _row(text, f"CPU ms per referral at the low rate: {label}")[2] == "—"
+        _positive(_row(text, f"CPU ms per referral at the low rate: {label}")[1])
+    budget = f"≤ {os.cpu_count() * 1000 / TINY.e2e_rate:.0f} to sustain {TINY.e2e_rate:g}/s"  # the cores' share
+    assert _row(text, "CPU ms per referral at the low rate: all five")[4] == budget
     # The timers have targets, no baseline.
     ready = _row(text, "restart → ready s")
     assert _positive(ready[1]) < 120 and ready[2] == "—"

@@ -5,12 +5,16 @@ the notifier mailing an aiosmtpd sink and posting to a Teams stub. Throughput: N
 posted at concurrency 32, until the N-th MASH email lands in the sink. Latency: M
 out-of-hours referrals at a steady rate, from the POST to the alert on `control-room.dev-force`.
 Baseline: the bare three-hop relay (`baselines.Relay`) with bodies of the same size.
+CPU: milliseconds per referral of each service, PostgreSQL and RabbitMQ over the low-rate
+phase (`cpu`), until the last email of that phase is out (Teams cards paced at 4/s may still be
+going out then); their total against what the machine's cores allow per referral at `rate`.
 """
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import json
+import os
 import time
 import uuid
 
@@ -19,6 +23,7 @@ import aio_pika
 from shared import bus
 from tests.conftest import fresh_pg_database
 from tests.notifier.servers import SmtpSink, TeamsStub
+from tests.perf import cpu
 from tests.perf.baselines import HOPS, Relay
 from tests.perf.common import bodies, post_all, quantile, service_env, setup_config, signed, wait_until
 from tests.perf.procs import stop_all
@@ -39,6 +44,9 @@ class E2EBench:
 
     def __init__(self, env, n: int, latency_n: int, rate: float, low_rate: float) -> None:
         self.env, self.n, self.latency_n, self.rate, self.low_rate = env, n, latency_n, rate, low_rate
+        budget = (os.cpu_count() or 1) * 1000 / rate
+        self.rows = self.rows + [(f"cpu_{c}", f"CPU ms per referral at the low rate: {c}", "") for c in cpu.COMPONENTS] + [
+            ("cpu_total", "CPU ms per referral at the low rate: all five", f"≤ {budget:.0f} to sustain {rate:g}/s")]
         self.stack = contextlib.AsyncExitStack()
         self.alerts: dict[str, float] = {}
 
@@ -80,10 +88,12 @@ class E2EBench:
         self.alerts.setdefault(json.loads(message.body)["reference"], time.monotonic())
 
     async def _quiet(self) -> None:
-        """Wait until the notifier has sent everything (no new mail for 1 s)."""
+        """Wait until the notifier has sent everything: no new email or Teams card for longer than
+        the shortest delay queue (a Teams card paced out waits there), so that each phase starts
+        with nothing left over from the one before."""
         last, since = -1, time.monotonic()
-        while time.monotonic() - since < 1.0:
-            count = len(self.smtp.mails)
+        while time.monotonic() - since < bus.RETRY_DELAYS_S[0] + 1.0:
+            count = len(self.smtp.mails) + sum(len(posts) for posts in self.teams.posts.values())
             if count != last:
                 last, since = count, time.monotonic()
             await asyncio.sleep(0.1)
@@ -99,10 +109,14 @@ class E2EBench:
         per_s = accepted / (done - start)
         await self._quiet()
         lat, errors = await self._alert_latency(f"lat-{r}", self.rate)
+        pids = {name: proc.pid for name, proc in zip(("intake", "escalation", "notifier"), self.procs)}
+        before = cpu.snapshot(pids)
         low, low_errors = await self._alert_latency(f"low-{r}", self.low_rate)
+        spent = cpu.per_item_ms(before, cpu.snapshot(pids), self.latency_n)
         errors += low_errors + len(statuses) - accepted
         return {"per_s": per_s, "alert_p50_ms": quantile(lat, 0.5), "alert_p99_ms": quantile(lat, 0.99),
-                "alert_low_p50_ms": quantile(low, 0.5), "alert_low_p99_ms": quantile(low, 0.99), "errors": errors}
+                "alert_low_p50_ms": quantile(low, 0.5), "alert_low_p99_ms": quantile(low, 0.99), "errors": errors,
+                **{f"cpu_{name}": ms for name, ms in spent.items()}}
 
     async def _alert_latency(self, tag: str, rate: float) -> tuple[list[float], int]:
         """Out-of-hours referrals posted at `rate`: ms from each POST to its control-room alert."""

@@ -91,7 +91,8 @@ async def run_bench(bench, rounds: int) -> dict:
     rows = []
     for key, label, target in bench.rows:
         o = median([x[key] for x in ours])
-        b = median([x[key] for x in base]) if base else None
+        measured = [x[key] for x in base if x.get(key) is not None]
+        b = median(measured) if measured else None
         rows.append({"metric": label, "ours": o, "base": b, "ratio": (o / b) if b else None, "target": target,
                      "rounds": [x[key] for x in ours]})
     return {"name": bench.name, "title": bench.title, "rows": rows}

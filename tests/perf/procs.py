@@ -52,6 +52,10 @@ class Proc:
             return self.proc is not None and self.proc.returncode is None
         return await wait_ready(self.url, alive=alive, name=self.url, timeout=timeout, interval=0.05)
 
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc is not None else None
+
     def rss_mib(self, field: str = "VmRSS") -> float:
         assert self.proc is not None
         return rss_mib(self.proc.pid, field)
@@ -90,6 +94,8 @@ class InProc:
     async def ready(self, timeout: float = 120.0) -> float:
         return await wait_ready(self.url, alive=lambda: self.runner is not None, name=self.url, timeout=timeout,
                                 interval=0.05)
+
+    pid = None  # no process of its own
 
     def rss_mib(self, field: str = "VmRSS") -> float:
         return rss_mib(os.getpid(), field)
