@@ -6,8 +6,8 @@ posted at concurrency 32, until the N-th MASH email lands in the sink. Latency: 
 out-of-hours referrals at a steady rate, from the POST to the alert on `control-room.dev-force`.
 Baseline: the bare three-hop relay (`baselines.Relay`) with bodies of the same size.
 CPU: milliseconds per referral of each service, PostgreSQL and RabbitMQ over the low-rate
-phase (`cpu`), until the last email of that phase is out (Teams cards paced at 4/s may still be
-going out then); their total against what the machine's cores allow per referral at `rate`.
+phase (`cpu`), until its last email and Teams card are out (`_quiet`); their total against
+what the machine's cores allow per referral at `rate`.
 """
 from __future__ import annotations
 

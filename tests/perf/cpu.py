@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 COMPONENTS = ("intake", "escalation", "notifier", "postgres", "rabbitmq")
-_TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+_TICK = os.sysconf("SC_CLK_TCK")
 
 
 def _stat(pid: int) -> tuple[str, list[str]]:
