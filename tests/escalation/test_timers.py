@@ -62,7 +62,10 @@ async def test_a_timer_that_an_event_adds_wakes_the_scheduler_by_itself(esc):
     timings = file.escalation.model_copy(update={"alert_reescalate_minutes": 0.02})  # 1.2 s
     esc.settings = esc.settings.model_copy(update={"file": file.model_copy(update={"escalation": timings})})
     async with esc.app(SystemClock()):
-        ev = received(datetime.now(UTC), immediate_risk=True)  # an alert in or out of hours
+        # Out of hours, so that the immediate-safety concern raises a control-room alert (in
+        # hours it is a strategy-discussion request, with no alert to re-escalate) whatever
+        # the time of day the suite runs at.
+        ev = received(datetime.now(UTC), immediate_risk=True).model_copy(update={"out_of_hours": True})
         await esc.wait_processed(await esc.publish(ev))
         query = select(timers.c.status).where(timers.c.referral_id == ev.referral_id,
                                               timers.c.kind == "alert_reescalate", timers.c.seq == 1)
