@@ -10,22 +10,21 @@ runtime flushes the outbox and closes.
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 
 from aiohttp import web
 
 from services.escalation.adapters import tables
 from services.escalation.clock import Clock, SystemClock
-from services.escalation.effects import Context
+from services.escalation.context import Context
 from services.escalation.entrypoints import console, http, ops
 from services.escalation.entrypoints.amqp import make_consumer
-from services.escalation.scheduler import TimerService
+from services.escalation.entrypoints.timers import TimerService
 from shared.accesscodes import MIN_LENGTH, generated
 from shared.checkpointer import checkpointer_ctx
 from shared.config import ConfigError, Settings
 from shared.http import base_app
-from shared.httpsig import NonceCache
 from shared.runtime import RUNTIME, runtime_ctx
 
 SERVICE = "escalation"
@@ -50,7 +49,8 @@ def console_tokens(settings: Settings, env: Mapping[str, str] | None = None) -> 
     return {force: generated(Path(settings.data_dir) / "console" / f"{force}.token") for force in forces}
 
 
-def escalation_ctx(ctx: Context, timer_options: Mapping | None):
+def escalation_ctx(ctx: Context,
+                   timer_options: Mapping | None) -> Callable[[web.Application], AsyncIterator[None]]:
     async def run(app: web.Application) -> AsyncIterator[None]:
         rt = app[RUNTIME]
         timers = TimerService(rt.engine, ctx, on_commit=rt.relay.notify, **dict(timer_options or {}))
@@ -69,7 +69,7 @@ def create_app(settings: Settings, clock: Clock | None = None, *, tokens: Mappin
                timer_options: Mapping | None = None) -> web.Application:
     app = base_app(SERVICE, client_max_size=settings.file.system.max_body_bytes)
     ctx = Context(settings, clock or SystemClock())
-    app[http.HTTP_DEPS] = http.HttpDeps(ctx=ctx, nonces=NonceCache())
+    app[http.CONTEXT] = ctx
     http.add_routes(app)
     console.add_routes(app, dict(tokens) if tokens is not None else console_tokens(settings))
     ops.add_routes(app, ops.ops_token(settings))

@@ -1,4 +1,5 @@
-"""Plain async handlers: one per referral event, one per timer firing, one per command.
+"""Plain async handlers: one per referral event, one per timer firing, one per command,
+and the two alert steps they share (raise an alert, schedule its re-escalation).
 
 Each runs inside the caller's transaction (`process_once` for bus events, the fire
 loop's batch for timers), so its state change, outbox rows and audit entries commit
@@ -11,35 +12,29 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.escalation import metrics
 from services.escalation.adapters import repository as repo
+from services.escalation.adapters.effects import alert_event, audit, emit, new_id, notify, publish_alert
+from services.escalation.context import Context
+from services.escalation.domain import alerts as alert_rules
 from services.escalation.domain import ladder
-from services.escalation.domain.events import DEADLINE_EVENTS, AlertAcknowledged, AlertEscalated
-from services.escalation.effects import (
-    Context, alert_event, audit, emit, notify, publish_alert, raise_alert, schedule_reescalation,
-)
+from services.escalation.domain.events import DEADLINE_EVENTS, AlertAcknowledged, AlertEscalated, AlertRaised
+from services.escalation.domain.timers import MissingRecord, UnknownTimerKind
 from shared.messages import (
     ChecksCompleted, FeedbackReleased, ReferralAcknowledged, ReferralClosed, ReferralDecided, ReferralEvent,
     ReferralReceived,
 )
 
 
-class UnknownTimerKind(Exception):
-    """A timer row this version cannot fire (retried, then marked failed)."""
-
-
-class MissingRecord(Exception):
-    """A timer refers to a referral or alert that does not exist."""
-
-
-async def _ensure(conn: AsyncConnection, ev: ReferralEvent, now: datetime):
+async def _ensure(conn: AsyncConnection, ev: ReferralEvent, now: datetime) -> Row[Any]:
     return await repo.ensure_referral(conn, referral_id=ev.referral_id, reference=ev.reference,
                                       force=ev.force, la_code=ev.la_code, now=now)
 
 
-def _early(row: Any) -> dict:
+def _early(row: Row[Any]) -> dict:
     return {"before_receipt": True} if row.received_at is None else {}
 
 
@@ -119,20 +114,10 @@ async def on_closed(conn: AsyncConnection, ev: ReferralClosed, ctx: Context, now
     await audit(conn, "referral.closed", ev.reference, now, detail={"cancelled": cancelled, **_early(row)})
 
 
-EVENT_HANDLERS = {
-    ReferralReceived.routing_key: (ReferralReceived, on_received),
-    ReferralAcknowledged.routing_key: (ReferralAcknowledged, on_acknowledged),
-    ReferralDecided.routing_key: (ReferralDecided, on_decided),
-    ChecksCompleted.routing_key: (ChecksCompleted, on_checks_completed),
-    FeedbackReleased.routing_key: (FeedbackReleased, on_feedback_released),
-    ReferralClosed.routing_key: (ReferralClosed, on_closed),
-}
-
-
 # --- timers ----------------------------------------------------------------------
 
-async def fire_timer(conn: AsyncConnection, timer: Any, ctx: Context, now: datetime, *,
-                     referrals: dict[str, Any] | None = None) -> str:
+async def fire_timer(conn: AsyncConnection, timer: Row[Any], ctx: Context, now: datetime, *,
+                     referrals: dict[str, Row[Any]] | None = None) -> str:
     """Carry out one due timer; returns "fired", or "cancelled" when its clock has stopped.
     `referrals`: the batch's referral rows, read once by the caller (a reminder changes none)."""
     if timer.kind == ladder.ALERT_REESCALATE:
@@ -163,7 +148,7 @@ async def fire_timer(conn: AsyncConnection, timer: Any, ctx: Context, now: datet
     return "fired"
 
 
-async def _reescalate(conn: AsyncConnection, timer: Any, ctx: Context, now: datetime) -> str:
+async def _reescalate(conn: AsyncConnection, timer: Row[Any], ctx: Context, now: datetime) -> str:
     alert = await repo.get_alert(conn, timer.alert_id or "", lock=True)
     if alert is None:
         raise MissingRecord("alert")
@@ -174,7 +159,8 @@ async def _reescalate(conn: AsyncConnection, timer: Any, ctx: Context, now: date
     await repo.update_alert(conn, alert.alert_id, level_index=index, level=levels[index], last_raised_at=now)
     alert = await repo.get_alert(conn, alert.alert_id)
     referral = await repo.get_referral(conn, alert.referral_id)
-    await publish_alert(conn, ctx, alert, now, referral.acknowledge_by if referral else None)
+    await publish_alert(conn, ctx.settings.file.system.console_base_url, alert, now,
+                        referral.acknowledge_by if referral else None)
     await emit(conn, alert_event(AlertEscalated, alert, now), now)
     force = ctx.settings.force(alert.force)
     if referral is not None and force is not None and alert.level in force.contacts:
@@ -186,9 +172,39 @@ async def _reescalate(conn: AsyncConnection, timer: Any, ctx: Context, now: date
     return "fired"
 
 
+# --- alerts ----------------------------------------------------------------------
+
+async def raise_alert(conn: AsyncConnection, ctx: Context, referral: Row[Any], kind: str,
+                      now: datetime) -> str | None:
+    """Open a control-room alert at the first level; None if the force has no queue."""
+    if ctx.settings.force(referral.force) is None:
+        await audit(conn, "alert.raised", referral.reference, now, outcome="unknown_force", detail={"kind": kind})
+        return None
+    alert_id = new_id()
+    values = dict(alert_id=alert_id, referral_id=referral.referral_id, reference=referral.reference, kind=kind,
+                  force=referral.force, la_code=referral.la_code, level_index=0, level=ctx.timings.alert_levels[0],
+                  status="open", raised_at=now, last_raised_at=now)
+    alert = await repo.insert_alert(conn, **values)
+    await publish_alert(conn, ctx.settings.file.system.console_base_url, alert, now, referral.acknowledge_by)
+    await emit(conn, alert_event(AlertRaised, alert, now), now)
+    await schedule_reescalation(conn, ctx, alert, now)
+    await audit(conn, "alert.raised", referral.reference, now,
+                detail={"alert_id": alert_id, "kind": kind, "level": alert.level})
+    metrics.ALERTS_RAISED.labels(kind=kind).inc()
+    return alert_id
+
+
+async def schedule_reescalation(conn: AsyncConnection, ctx: Context, alert: Row[Any], now: datetime) -> None:
+    up = alert_rules.next_level(ctx.timings.alert_levels, alert.level_index)
+    if up is not None:
+        due = alert_rules.reescalate_at(now, ctx.timings.alert_reescalate_minutes)
+        await repo.add_timers(conn, alert.referral_id, alert.reference,
+                              [ladder.TimerSpec(ladder.ALERT_REESCALATE, up, due)], now, alert_id=alert.alert_id)
+
+
 # --- commands --------------------------------------------------------------------
 
-async def acknowledge_alert(conn: AsyncConnection, alert_id: str, actor: str, now: datetime) -> Any:
+async def acknowledge_alert(conn: AsyncConnection, alert_id: str, actor: str, now: datetime) -> Row[Any] | None:
     """Stop an alert's re-escalation. Idempotent: a second call changes nothing.
     Timers are locked before the alert (the fire loop's order), so the two never deadlock."""
     alert = await repo.get_alert(conn, alert_id)

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from safeguard import cli, trace
 from services.escalation import handlers as esc_handlers
 from services.escalation.clock import ManualClock
-from services.escalation.effects import Context
+from services.escalation.context import Context
 from services.intake.adapters import tables
 from services.notifier.domain.retry import RetryPolicy
 from services.notifier.handlers import Notifier

@@ -28,8 +28,8 @@ from sqlalchemy import func, select, text
 from safeguard import keys
 from services.escalation.adapters.tables import referrals, timers
 from services.escalation.clock import SystemClock
-from services.escalation.effects import Context
-from services.escalation.scheduler import TimerService
+from services.escalation.context import Context
+from services.escalation.entrypoints.timers import TimerService
 from shared.config import load_settings
 from shared.storage import create_engine
 from shared.storage.migrate import upgrade

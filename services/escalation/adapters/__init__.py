@@ -1,1 +1,2 @@
-"""What connects the escalation service to the outside world: its database tables."""
+"""What connects the escalation service to the outside world: its tables and repository,
+the outbox and audit writers, the ops dashboard's queries and the migrations."""

@@ -22,7 +22,7 @@ from aiohttp import web
 from services.escalation import handlers, metrics
 from services.escalation.adapters import repository as repo
 from services.escalation.domain.alerts import KIND_LABELS, console_order
-from services.escalation.entrypoints.http import HTTP_DEPS
+from services.escalation.entrypoints.http import CONTEXT
 from shared.http import problem
 from shared.runtime import RUNTIME
 
@@ -42,7 +42,7 @@ HEADERS = {
 
 def _force(request: web.Request) -> str | None:
     slug = request.query.get("force", "")
-    return slug if request.app[HTTP_DEPS].ctx.settings.force(slug) else None
+    return slug if request.app[CONTEXT].settings.force(slug) else None
 
 
 def _signed_in(request: web.Request, force: str) -> bool:
@@ -61,7 +61,7 @@ def same_origin(request: web.Request) -> bool:
 
 
 async def open_alerts_view(request: web.Request, force: str) -> dict:
-    rt, ctx = request.app[RUNTIME], request.app[HTTP_DEPS].ctx
+    rt, ctx = request.app[RUNTIME], request.app[CONTEXT]
     async with rt.engine.connect() as conn:
         rows = await repo.open_alerts(conn, force=force)
     items = sorted(({**row._mapping} for row in rows), key=console_order)
@@ -86,7 +86,7 @@ async def console_page(request: web.Request) -> web.StreamResponse:
     force = _force(request)
     if force is None:
         return _page("unknown.html", 404)
-    name = request.app[HTTP_DEPS].ctx.settings.force(force).name
+    name = request.app[CONTEXT].settings.force(force).name
     if not _signed_in(request, force):
         return _page("signin.html", force=force, force_name=name, error=None)
     return _page("console.html", force=force, force_name=name, view=await open_alerts_view(request, force))
@@ -98,10 +98,10 @@ async def sign_in(request: web.Request) -> web.StreamResponse:
     expected = request.app[CONSOLE_TOKENS].get(force)
     if not same_origin(request):
         return problem(403, detail="cross-site request refused")
-    if request.app[HTTP_DEPS].ctx.settings.force(force) is None:
+    if request.app[CONTEXT].settings.force(force) is None:
         return _page("unknown.html", 404)
     if not expected or not hmac.compare_digest(code.encode(), expected.encode()):
-        name = request.app[HTTP_DEPS].ctx.settings.force(force).name
+        name = request.app[CONTEXT].settings.force(force).name
         return _page("signin.html", 401, force=force, force_name=name, error="The access code is not right.")
     response = web.Response(status=303, headers={"Location": f"/console?force={force}", **HEADERS})
     response.set_cookie(COOKIE, f"{force}:{code}", httponly=True, samesite="Strict", path="/console",
@@ -136,7 +136,7 @@ async def events(request: web.Request) -> web.StreamResponse:
 async def acknowledge(request: web.Request) -> web.StreamResponse:
     if not same_origin(request):
         return problem(403, detail="cross-site request refused")
-    rt, ctx = request.app[RUNTIME], request.app[HTTP_DEPS].ctx
+    rt, ctx = request.app[RUNTIME], request.app[CONTEXT]
     alert_id = request.match_info["alert_id"]
     async with rt.engine.begin() as conn:
         alert = await repo.get_alert(conn, alert_id)

@@ -7,33 +7,26 @@ The control-room console lives in `console.py`.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import Any
 
 from aiohttp import web
+from nacl.signing import VerifyKey
+from sqlalchemy import Row
 
 from services.escalation import handlers, metrics
 from services.escalation.adapters import repository as repo
-from services.escalation.effects import Context, audit
+from services.escalation.adapters.effects import audit
+from services.escalation.context import Context
 from shared.crypto import verify_key_from_b64
 from shared.http import problem
-from shared.httpsig import NonceCache, SignatureRejected, verify_request
-from shared.logging import get_logger
+from shared.httpsig import SignatureRejected, verify_request
 from shared.runtime import RUNTIME
 
-log = get_logger(__name__)
 ACK_PATH = "/v1/alerts/{alert_id}/acknowledgement"
+CONTEXT = web.AppKey("escalation_context", Context)
 
 
-@dataclass
-class HttpDeps:
-    ctx: Context
-    nonces: NonceCache
-
-
-HTTP_DEPS = web.AppKey("escalation_http", HttpDeps)
-
-
-def alert_json(alert) -> dict:
+def alert_json(alert: Row[Any]) -> dict:
     return {
         "alert_id": alert.alert_id, "kind": alert.kind, "level": alert.level, "status": alert.status,
         "reference": alert.reference, "force": alert.force, "la_code": alert.la_code,
@@ -44,25 +37,25 @@ def alert_json(alert) -> dict:
 
 
 async def _audit_rejection(request: web.Request, action: str, outcome: str, client_id: str | None) -> None:
-    rt, ctx = request.app[RUNTIME], request.app[HTTP_DEPS].ctx
+    rt, ctx = request.app[RUNTIME], request.app[CONTEXT]
     async with rt.engine.begin() as conn:
         await audit(conn, action, None, ctx.clock.now(), actor=(client_id or "unknown")[:100], outcome=outcome,
                     detail={"path": "alert_acknowledgement"})
 
 
 async def acknowledge(request: web.Request) -> web.StreamResponse:
-    rt, deps = request.app[RUNTIME], request.app[HTTP_DEPS]
-    settings = deps.ctx.settings
+    rt, ctx = request.app[RUNTIME], request.app[CONTEXT]
+    settings = ctx.settings
     body = await request.read()
 
-    def resolve(key_id: str):
+    def resolve(key_id: str) -> VerifyKey | None:
         client = settings.client(key_id)
         return verify_key_from_b64(client.verify_key) if client else None
 
     try:
         key_id = verify_request(method=request.method, path=request.rel_url.raw_path,
                                 query=request.rel_url.raw_query_string, headers=request.headers,
-                                body=body or None, resolve_key=resolve, nonces=deps.nonces)
+                                body=body or None, resolve_key=resolve, nonces=ctx.nonces)
     except SignatureRejected as exc:
         await _audit_rejection(request, "signature_rejected", exc.reason, exc.key_id)
         return problem(401, detail=f"signature rejected: {exc.reason}")
@@ -72,7 +65,7 @@ async def acknowledge(request: web.Request) -> web.StreamResponse:
         await _audit_rejection(request, "alert.acknowledge", "forbidden_role", client.id)
         return problem(403, detail="role control_room required")
     alert_id = request.match_info["alert_id"]
-    now = deps.ctx.clock.now()
+    now = ctx.clock.now()
     async with rt.engine.begin() as conn:
         alert = await repo.get_alert(conn, alert_id)
         if alert is None:

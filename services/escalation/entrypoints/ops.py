@@ -22,7 +22,7 @@ from aiohttp import web
 from services.escalation.adapters import ops_queries as q
 from services.escalation.domain.ladder import TIMER_KINDS
 from services.escalation.entrypoints.console import HEADERS, TEMPLATES, same_origin
-from services.escalation.entrypoints.http import HTTP_DEPS
+from services.escalation.entrypoints.http import CONTEXT
 from shared.bus.topology import all_queues
 from shared.accesscodes import access_code
 from shared.config import Settings
@@ -66,7 +66,7 @@ async def _queues(app: web.Application, names: list[str]) -> dict[str, q.QueueCo
 
 
 async def dashboard_view(app: web.Application) -> dict:
-    ctx = app[HTTP_DEPS].ctx
+    ctx = app[CONTEXT]
     settings, now = ctx.settings, ctx.clock.now()
     end_of_day = datetime.combine(now.astimezone(LONDON).date() + timedelta(days=1), time(), LONDON).astimezone(UTC)
     forces = [f.slug for f in settings.file.forces]

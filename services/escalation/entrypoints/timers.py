@@ -1,12 +1,13 @@
-"""Durable timers: the rows are the truth; APScheduler only wakes the service.
+"""The entrypoint that fires escalation's durable timers: the rows are the truth;
+APScheduler only wakes the service.
 
 `fire_due(now)` claims due rows (`FOR UPDATE SKIP LOCKED` on PostgreSQL, so several
 replicas each fire a step exactly once; SQLite has one writer) in small batches, in
 due order, and in ONE transaction per batch marks them fired and writes their outbox
 rows and audit entries. If a batch raises, it is rolled back and its rows are fired
 one by one, so only the failing row is held back: its attempts go up, it is retried
-with back-off and after `max_attempts` marked `failed` (a metric and an audit
-entry) — never dropped.
+with back-off (`domain.timers.retry_at`) and after `max_attempts` marked `failed`
+(a metric and an audit entry) — never dropped.
 
 APScheduler 3 (`AsyncIOScheduler`) holds one "wake" job at the earliest pending
 `run_at` and a periodic safety poll; both only poke the process's single fire loop
@@ -19,20 +20,23 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
+from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.escalation import metrics
 from services.escalation.adapters import repository as repo
-from services.escalation.effects import Context, audit, batched_writes
+from services.escalation.adapters.effects import audit, batched_writes
+from services.escalation.context import Context
+from services.escalation.domain.timers import retry_at
 from services.escalation.handlers import fire_timer
 from shared.logging import get_logger
 
 log = get_logger(__name__)
-MAX_RETRY_S = 3600.0
 
 
 class TimerService:
@@ -108,15 +112,14 @@ class TimerService:
                 return
             attempts = row.attempts + 1
             give_up = attempts >= self.max_attempts
-            retry_at = now + timedelta(seconds=min(self.retry_base_s * 2 ** (attempts - 1), MAX_RETRY_S))
-            await repo.timer_failed(conn, timer_id, error, retry_at, give_up)
+            await repo.timer_failed(conn, timer_id, error, retry_at(now, attempts, self.retry_base_s), give_up)
             await audit(conn, "timer.failed" if give_up else "timer.retry", row.reference, now,
                         outcome="failed" if give_up else "retry",
                         detail={"timer_id": timer_id, "kind": row.kind, "attempts": attempts, "error": error})
         metrics.TIMER_FAILURES.labels(kind=row.kind[:40], final=str(give_up).lower()).inc()
         log.warning("timer_failed", timer_id=timer_id, kind=row.kind, attempts=attempts, final=give_up, error=error)
 
-    def _observe(self, row, outcome: str, now: datetime) -> None:
+    def _observe(self, row: Row[Any], outcome: str, now: datetime) -> None:
         metrics.TIMERS_FIRED.labels(kind=row.kind, outcome=outcome).inc()
         if outcome == "fired":
             metrics.TIMER_LATENESS.observe(max(0.0, (now - row.due_at).total_seconds()))
