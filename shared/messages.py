@@ -1,6 +1,8 @@
 """Message schemas on the bus: the contract between the three services.
 
-Events are named in the past tense; each model knows its routing key. Bodies carry
+Events are named in the past tense; each model knows its routing key and the one service
+that produces it (`producer`), which is what consumers' dispatch tables
+(`shared/bus/dispatch.py`) and the AsyncAPI document read. Bodies carry
 ids, codes and times — never names, narrative or contact details. The only content
 that travels is *sealed* (the contact section, which only the notifier and the
 recipient teams can open).
@@ -28,7 +30,8 @@ AlertKind = Literal["out_of_hours_concern", "immediate_safety", "deadline_breach
 
 class Message(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-    routing_key: ClassVar[str]
+    routing_key: ClassVar[str]  # a key ending in "." is a prefix (e.g. the retry queues)
+    producer: ClassVar[str]  # the one service that publishes it
 
     def to_bytes(self) -> bytes:
         return self.model_dump_json().encode()
@@ -45,6 +48,7 @@ class Holding(BaseModel):
 
 
 class ReferralEvent(Message):
+    producer: ClassVar[str] = "intake"
     referral_id: Id
     reference: Reference
     force: OrgCode
@@ -95,6 +99,7 @@ class NotificationRequested(Message):
     """escalation → notifier: send one message to one audience."""
 
     routing_key: ClassVar[str] = "notification.requested"
+    producer: ClassVar[str] = "escalation"
     notification_id: Id
     referral_id: Id
     reference: Reference
@@ -110,6 +115,7 @@ class NotificationRequested(Message):
 
 
 class NotificationOutcome(Message):
+    producer: ClassVar[str] = "notifier"
     notification_id: Id
     reference: Reference
     channel: Code
@@ -129,7 +135,8 @@ class NotificationFailed(NotificationOutcome):
 class ControlRoomAlert(Message):
     """The body of a message on `control-room.<force>` (DESIGN §3.5)."""
 
-    routing_key: ClassVar[str] = "control-room"  # the real key is control-room.<force>
+    routing_key: ClassVar[str] = "control-room."  # the real key is control-room.<force>
+    producer: ClassVar[str] = "escalation"
     alert_id: Id
     kind: AlertKind
     level: Code
@@ -141,10 +148,78 @@ class ControlRoomAlert(Message):
     summary: str
 
 
-EVENT_TYPES: dict[str, type[Message]] = {
+class RetryCopy(Message):
+    """notifier → itself through a `notifier.retry.<s>s` delay queue: one channel's retry
+    (or a deferred first attempt) of a request."""
+
+    routing_key: ClassVar[str] = "notifier.retry."  # notifier.retry.<s>s
+    producer: ClassVar[str] = "notifier"
+    channel: str
+    attempt: int
+    request: NotificationRequested
+
+
+class DeadlineEvent(Message):
+    """escalation: a clock's reminder or breach fired (ids, codes and times only)."""
+
+    producer: ClassVar[str] = "escalation"
+    timer_id: int
+    referral_id: str
+    reference: str
+    la_code: str
+    force: str
+    kind: str  # ack_reminder, ack_breach, ...
+    clock: str  # acknowledge_by | checks_due_by
+    due_at: datetime
+    deadline: datetime | None
+    at: datetime
+
+
+class DeadlineReminder(DeadlineEvent):
+    routing_key: ClassVar[str] = "deadline.reminder"
+
+
+class DeadlineBreached(DeadlineEvent):
+    routing_key: ClassVar[str] = "deadline.breached"
+
+
+class AlertEvent(Message):
+    """escalation: a control-room alert's lifecycle."""
+
+    producer: ClassVar[str] = "escalation"
+    alert_id: str
+    referral_id: str
+    reference: str
+    force: str
+    la_code: str
+    kind: AlertKind
+    level: str
+    at: datetime
+
+
+class AlertRaised(AlertEvent):
+    routing_key: ClassVar[str] = "alert.raised"
+
+
+class AlertEscalated(AlertEvent):
+    routing_key: ClassVar[str] = "alert.escalated"
+
+
+class AlertAcknowledged(AlertEvent):
+    routing_key: ClassVar[str] = "alert.acknowledged"
+    acknowledged_by: str
+
+
+DEADLINE_EVENTS: dict[str, type[DeadlineEvent]] = {
+    DeadlineReminder.routing_key: DeadlineReminder, DeadlineBreached.routing_key: DeadlineBreached,
+}
+# Every message on the bus, by routing key (or routing-key prefix): the one table of who
+# produces what, read by the consumers' dispatch tables and the AsyncAPI generator.
+CATALOGUE: dict[str, type[Message]] = {
     m.routing_key: m
     for m in (
         ReferralReceived, ReferralAcknowledged, ReferralDecided, ChecksCompleted, FeedbackReleased,
-        ReferralClosed, NotificationRequested, NotificationSent, NotificationFailed,
+        ReferralClosed, NotificationRequested, NotificationSent, NotificationFailed, DeadlineReminder,
+        DeadlineBreached, AlertRaised, AlertEscalated, AlertAcknowledged, ControlRoomAlert, RetryCopy,
     )
 }
