@@ -21,11 +21,10 @@ from services.escalation.adapters.effects import alert_event, audit, emit, new_i
 from services.escalation.context import Context
 from services.escalation.domain import alerts as alert_rules
 from services.escalation.domain import ladder
-from services.escalation.domain.events import DEADLINE_EVENTS, AlertAcknowledged, AlertEscalated, AlertRaised
 from services.escalation.domain.timers import MissingRecord, UnknownTimerKind
 from shared.messages import (
-    ChecksCompleted, FeedbackReleased, ReferralAcknowledged, ReferralClosed, ReferralDecided, ReferralEvent,
-    ReferralReceived,
+    DEADLINE_EVENTS, AlertAcknowledged, AlertEscalated, AlertRaised, ChecksCompleted, FeedbackReleased,
+    ReferralAcknowledged, ReferralClosed, ReferralDecided, ReferralEvent, ReferralReceived,
 )
 
 

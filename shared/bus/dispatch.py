@@ -11,7 +11,11 @@ generated from the same catalogue). For each delivery the dispatcher
    otherwise parked `producer_not_allowed_for_key`;
 3. requires a message id when the table processes each message once (`require_id`);
 4. validates the body against the model — parked `schema_invalid` when it does not fit;
-5. calls the handler with the parsed message and the delivery (for its message id).
+5. hands back the handler and the parsed message (`parse`), or calls the handler with the
+   parsed message and the delivery (`__call__`, for tables of `(message, delivery)` handlers).
+A table whose effects must run once per message id wraps its handlers in its own
+`process_once` transaction (escalation); the notifier's per-delivery state rows make
+that unnecessary there.
 
 Adding a message type = a model in shared/messages.py (with its `routing_key` and
 `producer`) and one line in the consuming service's table.
@@ -21,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from pydantic import ValidationError
 
@@ -29,6 +33,7 @@ from shared.bus.message import BusMessage, Reject
 from shared.messages import CATALOGUE, Message
 
 Handle = Callable[[Any, BusMessage], Awaitable[None]]
+H = TypeVar("H")
 
 
 def model_for(routing_key: str, catalogue: Mapping[str, type[Message]] = CATALOGUE) -> type[Message] | None:
@@ -45,20 +50,21 @@ def has_naive_times(message: Message) -> bool:
 
 
 @dataclass(frozen=True)
-class Route:
+class Route(Generic[H]):
     model: type[Message]
-    handle: Handle
+    handle: H
 
 
-class Dispatcher:
-    """The table of one consuming queue; call it with each delivery (a `bus.Handler`)."""
+class Dispatcher(Generic[H]):
+    """The table of one consuming queue: model → handler, checked against the catalogue."""
 
-    def __init__(self, handlers: Mapping[type[Message], Handle], *, unknown: str,
+    def __init__(self, handlers: Mapping[type[Message], H], *, unknown: str,
                  require_id: bool = False, aware_times: bool = False) -> None:
         missing = [m.__name__ for m in handlers if CATALOGUE.get(m.routing_key) is not m]
         if missing:
             raise ValueError(f"not in shared.messages.CATALOGUE: {', '.join(missing)}")
         self.routes = {m.routing_key: Route(m, h) for m, h in handlers.items()}
+        self._models = {k: r.model for k, r in self.routes.items()}
         self.unknown, self.require_id, self.aware_times = unknown, require_id, aware_times
 
     @property
@@ -66,11 +72,12 @@ class Dispatcher:
         """Every producer this queue accepts (the consumer's signature check)."""
         return frozenset(r.model.producer for r in self.routes.values())
 
-    def route(self, routing_key: str) -> Route | None:
-        model = model_for(routing_key, {k: r.model for k, r in self.routes.items()})
+    def route(self, routing_key: str) -> Route[H] | None:
+        model = model_for(routing_key, self._models)
         return self.routes[model.routing_key] if model is not None else None
 
-    def parse(self, message: BusMessage) -> tuple[Route, Message]:
+    def parse(self, message: BusMessage) -> tuple[H, Any]:
+        """The handler for this delivery and its validated body; `bus.Reject` when it does not fit."""
         route = self.route(message.routing_key)
         if route is None:
             raise Reject(self.unknown)
@@ -84,8 +91,8 @@ class Dispatcher:
             raise Reject("schema_invalid") from None
         if self.aware_times and has_naive_times(parsed):
             raise Reject("schema_invalid")
-        return route, parsed
+        return route.handle, parsed
 
-    async def __call__(self, message: BusMessage) -> None:
-        route, parsed = self.parse(message)
-        await route.handle(parsed, message)
+    async def __call__(self: Dispatcher[Handle], message: BusMessage) -> None:
+        handle, parsed = self.parse(message)
+        await handle(parsed, message)

@@ -59,7 +59,7 @@ async def test_escalation_events_parks_every_bad_message(esc, reliability):
                                      event(FeedbackReleased, first, at, family_contact_lifted=False,
                                            audiences=("referrer",)), event(ReferralClosed, first, at))]
     keys = {s: load_signing_key(esc.keys_dir / f"service-{s}.ed25519") for s in ("intake", "escalation", "notifier")}
-    allowed, extra = frozenset({"intake"}), escalation_extra(keys, set(DISPATCH))
+    allowed, extra = frozenset({"intake"}), escalation_extra(keys, set(DISPATCH.routes))
     cases = stratified(lambda kind: service_message(valid, keys, allowed=allowed, extra=extra, kind=kind),
                        service_kinds(keys, allowed, extra), PER_KIND)
     async with esc.app():

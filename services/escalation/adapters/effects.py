@@ -14,10 +14,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from services.escalation.adapters.tables import audit as audit_table
 from services.escalation.adapters.tables import outbox
 from services.escalation.domain import alerts as alert_rules
-from services.escalation.domain.events import AlertEvent
 from shared import bus
 from shared.audit import batched as audit_batched, record
-from shared.messages import Holding, Message, NotificationRequested
+from shared.messages import AlertEvent, Holding, Message, NotificationRequested
 from shared.storage import OutgoingMessage, enqueue
 from shared.storage.outbox import batched as outbox_batched
 

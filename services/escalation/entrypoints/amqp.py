@@ -1,20 +1,19 @@
 """The consumer of `escalation.events`: referral lifecycle events from intake.
 
-`DISPATCH` is the one table of what the queue carries: routing key -> (message model,
-producers allowed to sign it, handler). The consumer admits a message signed by any
-producer the table names (checked in `shared.bus`); today every key is intake's.
-Each message is validated against its model (a bad body is parked with reason
-`schema_invalid`, an unknown routing key with `unknown_event`), then applied once by
-message id with `process_once`: the effect, its outbox rows and audit entries commit
-with the processed-id claim. After a commit the outbox relay and the timer wake-up
-are nudged.
+`DISPATCH` is the queue's table (`shared.bus.dispatch`): message model -> handler; the
+routing key and the one producer allowed to sign each model come from
+`shared.messages.CATALOGUE`. A message with an unknown routing key is parked with reason
+`unknown_event`, one without an id `missing_message_id`, a bad body `schema_invalid`.
+Each is then applied once by message id with `process_once`: the effect, its outbox rows
+and audit entries commit with the processed-id claim. After a commit the outbox relay
+and the timer wake-up are nudged.
 """
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from datetime import datetime
+from typing import Any
 
-from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.escalation import handlers
@@ -24,10 +23,10 @@ from services.escalation.adapters.tables import processed
 from services.escalation.context import Context
 from services.escalation.entrypoints.timers import TimerService
 from shared import bus
+from shared.bus.dispatch import Dispatcher
 from shared.logging import bound_contextvars, get_logger
 from shared.messages import (
-    ChecksCompleted, FeedbackReleased, ReferralAcknowledged, ReferralClosed, ReferralDecided, ReferralEvent,
-    ReferralReceived,
+    ChecksCompleted, FeedbackReleased, ReferralAcknowledged, ReferralClosed, ReferralDecided, ReferralReceived,
 )
 from shared.relay import OutboxRelay
 from shared.runtime import Runtime
@@ -35,38 +34,21 @@ from shared.storage import process_once
 
 log = get_logger(__name__)
 CONSUMER = "escalation.events"
-INTAKE = frozenset({"intake"})
-EventHandler = Callable[..., Awaitable[None]]  # (conn, event of the model, ctx, now)
+EventHandler = Callable[[AsyncConnection, Any, Context, datetime], Awaitable[None]]
 
-DISPATCH: dict[str, tuple[type[ReferralEvent], frozenset[str], EventHandler]] = {
-    ReferralReceived.routing_key: (ReferralReceived, INTAKE, handlers.on_received),
-    ReferralAcknowledged.routing_key: (ReferralAcknowledged, INTAKE, handlers.on_acknowledged),
-    ReferralDecided.routing_key: (ReferralDecided, INTAKE, handlers.on_decided),
-    ChecksCompleted.routing_key: (ChecksCompleted, INTAKE, handlers.on_checks_completed),
-    FeedbackReleased.routing_key: (FeedbackReleased, INTAKE, handlers.on_feedback_released),
-    ReferralClosed.routing_key: (ReferralClosed, INTAKE, handlers.on_closed),
-}
-PRODUCERS = frozenset[str]().union(*(producers for _, producers, _ in DISPATCH.values()))
-
-
-def _naive_times(ev: ReferralEvent) -> bool:
-    return any(isinstance(v, datetime) and v.utcoffset() is None for v in ev.__dict__.values())
+DISPATCH: Dispatcher[EventHandler] = Dispatcher({
+    ReferralReceived: handlers.on_received,
+    ReferralAcknowledged: handlers.on_acknowledged,
+    ReferralDecided: handlers.on_decided,
+    ChecksCompleted: handlers.on_checks_completed,
+    FeedbackReleased: handlers.on_feedback_released,
+    ReferralClosed: handlers.on_closed,
+}, unknown="unknown_event", require_id=True, aware_times=True)
 
 
 def make_handler(engine: AsyncEngine, ctx: Context, timers: TimerService, relay: OutboxRelay) -> bus.Handler:
     async def handle(message: bus.BusMessage) -> None:
-        route = DISPATCH.get(message.routing_key)
-        if route is None:
-            raise bus.Reject("unknown_event")
-        if not message.message_id:
-            raise bus.Reject("missing_message_id")
-        model, _, handler = route
-        try:
-            event = model.model_validate_json(message.body)
-        except ValidationError:
-            raise bus.Reject("schema_invalid") from None
-        if _naive_times(event):
-            raise bus.Reject("schema_invalid")
+        handler, event = DISPATCH.parse(message)
         now = ctx.clock.now()
 
         async def effect(conn: AsyncConnection) -> None:
@@ -91,5 +73,5 @@ def make_consumer(runtime: Runtime, ctx: Context, timers: TimerService) -> bus.C
     return bus.Consumer(
         runtime.connection, bus.queue_spec(bus.ESCALATION_EVENTS),
         make_handler(runtime.engine, ctx, timers, runtime.relay),
-        publisher=runtime.publisher, verify_keys=runtime.verify_keys, allowed_producers=PRODUCERS,
+        publisher=runtime.publisher, verify_keys=runtime.verify_keys, allowed_producers=DISPATCH.producers,
     )
