@@ -11,7 +11,7 @@ from datetime import timedelta
 import aio_pika
 
 from services.escalation.handlers import EVENT_HANDLERS
-from services.notifier.handlers import PRODUCERS
+from services.notifier.entrypoints.amqp import PRODUCERS
 from shared import bus
 from shared.crypto import load_signing_key
 from shared.messages import ChecksCompleted, FeedbackReleased, ReferralAcknowledged, ReferralClosed, ReferralDecided

@@ -1,15 +1,19 @@
-"""What a delivery outcome writes, in the caller's transaction: the event and the ops
-alert through the outbox, the retry copy through the outbox to a delay queue, the audit
-entry. Bodies hold ids, codes and times only (no address, no content)."""
+"""Everything the notifier writes besides its state rows, in the caller's transaction: a
+delivery outcome's event and ops alert through the outbox, a retry copy through the
+outbox to a delay queue (and `RetryCopy`, its body as read back), and the audit entries
+of deliveries and of the hold record. Bodies hold ids, codes and times only (no address,
+no content)."""
 from __future__ import annotations
 
 import json
 import uuid
 from datetime import datetime
 
+from pydantic import BaseModel, ConfigDict
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.notifier.adapters import tables
+from services.notifier.domain.guard import HoldRecord
 from shared import bus
 from shared.audit import record as audit_record
 from shared.messages import NotificationFailed, NotificationRequested, NotificationSent
@@ -45,6 +49,14 @@ async def ops_alert(conn: AsyncConnection, req: NotificationRequested, channel: 
         correlation_id=req.notification_id[:64]), now)
 
 
+class RetryCopy(BaseModel):
+    """The body of a retry or fallback copy (`notifier.retry.<s>s`), as `retry_copy` writes it."""
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    channel: str
+    attempt: int
+    request: NotificationRequested
+
+
 async def retry_copy(conn: AsyncConnection, req: NotificationRequested, channel: str, attempt: int,
                      queue: str, now: datetime, *, deferred: bool = False) -> None:
     """The request again, for one delivery key and attempt, into delay queue `queue`
@@ -65,3 +77,15 @@ async def audit(conn: AsyncConnection, req: NotificationRequested, action: str, 
     await audit_record(conn, tables.audit, actor=ACTOR, action=action, reference=req.reference, outcome=outcome,
                        detail={"notification_id": req.notification_id, "template": req.template,
                                "audience": req.audience, **detail}, at=now)
+
+
+async def hold_recorded(conn: AsyncConnection, record: HoldRecord, reference: str, now: datetime) -> None:
+    await audit_record(conn, tables.audit, actor=ACTOR, action="hold_recorded", reference=reference, at=now,
+                       detail={"no_further_sharing": record.no_further_sharing,
+                               "no_family_contact": record.no_family_contact})
+
+
+async def hold_updated(conn: AsyncConnection, record: HoldRecord, reference: str, now: datetime) -> None:
+    await audit_record(conn, tables.audit, actor=ACTOR, action="hold_updated", reference=reference, at=now,
+                       detail={"no_family_contact": record.no_family_contact,
+                               "guardians_released": record.guardians_released})
