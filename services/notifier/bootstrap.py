@@ -32,7 +32,7 @@ from shared.config import Settings
 from shared.crypto import load_private_sealing_key
 from shared.http import base_app
 from shared.logging import get_logger
-from shared.messages import FeedbackReleased, NotificationRequested, ReferralReceived
+from shared.messages import ReferralReceived
 from shared.runtime import RUNTIME, Runtime, runtime_ctx
 
 SERVICE = "notifier"
@@ -42,8 +42,8 @@ log = get_logger(__name__)
 @dataclass
 class Notifier(Context):
     """The running notifier: its Context (built from the Context's fields, tuned in place)
-    and the Delivery it composes, with the handlers bound to both. `handle` is what the
-    consumer calls (`entrypoints/amqp.py:dispatch`)."""
+    and the Delivery it composes. `handle` is what the consumer calls
+    (`entrypoints/amqp.py:dispatch`); `on_received` records a hold without a broker."""
     delivery: Delivery = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -55,12 +55,6 @@ class Notifier(Context):
 
     async def on_received(self, ev: ReferralReceived) -> None:
         await handlers.on_received(ev, self)
-
-    async def on_feedback_released(self, ev: FeedbackReleased) -> None:
-        await handlers.on_feedback_released(ev, self)
-
-    async def on_request(self, req: NotificationRequested, *, attempt: int = 0, only: str | None = None) -> None:
-        await handlers.on_request(req, self, self.delivery, attempt=attempt, only=only)
 
 
 NOTIFIER = web.AppKey("notifier", Notifier)
