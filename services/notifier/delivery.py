@@ -116,7 +116,8 @@ class Delivery:
                     log.info("notification_skipped", notification_id=req.notification_id, channel=target.key,
                              status=row.status, attempt=attempt)
                     return None
-                wait = (row.updated_at + self.ctx.sending_lease - now).total_seconds() if row.status == Status.SENDING else 0
+                lease_left = row.updated_at + self.ctx.sending_lease - now
+                wait = lease_left.total_seconds() if row.status == Status.SENDING else 0
                 if wait <= 0:
                     claimed = await repo.transition(conn, row, Status.SENDING, now)
                     if claimed is None:
@@ -133,7 +134,7 @@ class Delivery:
         async with self.ctx.engine.begin() as conn:
             if result.outcome == Outcome.TEMPORARY:
                 delay = self.ctx.policy.next_delay(attempts=row.attempts, first_attempt_at=row.first_attempt_at,
-                                               now=now, urgent=urgent, retry_after_s=result.retry_after_s)
+                                                   now=now, urgent=urgent, retry_after_s=result.retry_after_s)
                 if delay is not None:
                     await repo.transition(conn, row, Status.TEMPORARY_FAILURE, now, reason=result.reason,
                                           next_attempt_at=now + timedelta(seconds=delay))
@@ -161,8 +162,8 @@ class Delivery:
                  status=status.value, reason=reason)
         self.ctx.notify()
 
-    async def _fallback(self, conn: AsyncConnection, req: NotificationRequested, target: Target, available: set[str],
-                        now: datetime) -> str | None:
+    async def _fallback(self, conn: AsyncConnection, req: NotificationRequested, target: Target,
+                        available: set[str], now: datetime) -> str | None:
         """Urgent: a final failure on one channel moves the message to the other one
         (Teams → email, email → Teams) unless that one already delivered or is still trying."""
         if target.key.endswith(FALLBACK) or "." in target.key:
@@ -182,7 +183,7 @@ class Delivery:
         return key
 
     async def finish(self, req: NotificationRequested, key: str, channel: str, status: Status,
-                      reason: str | None) -> None:
+                     reason: str | None) -> None:
         """A final state reached without calling a channel (refused, technical, no channel)."""
         now = self.ctx.clock()
         async with self.ctx.engine.begin() as conn:
