@@ -10,76 +10,66 @@ lease has run out (that process died mid-send, or it has finished by then).
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 
-from prometheus_client import Counter
+from sqlalchemy import Row
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.notifier.adapters import effects, repository as repo
 from services.notifier.adapters.rendering import Rendered
+from services.notifier.context import Context
 from services.notifier.domain import recipients
 from services.notifier.domain.lifecycle import FINAL_STATUS, Outcome, SendResult, Status, is_final, may_attempt
-from services.notifier.domain.recipients import Target
+from services.notifier.domain.recipients import FALLBACK, Target
+from services.notifier.metrics import DEFERRED, NOTIFICATIONS
 from shared import bus
 from shared.logging import get_logger, sensitive_scope
 from shared.messages import NotificationRequested
 
 log = get_logger(__name__)
-NOTIFICATIONS = Counter("safeguard_notifications_total", "Notification deliveries by channel and status",
-                        ["channel", "status"])
-DEFERRED = Counter("safeguard_notifications_deferred_total",
-                   "Routine deliveries put back through a delay queue because the channel's pacing queue was long",
-                   ["channel"])
-NO_TARGET = "none"
-FALLBACK = "+fallback"
 
 
-class Channel(Protocol):
-    name: str
+def _meta(req: NotificationRequested) -> dict[str, Any]:
+    return {"referral_id": req.referral_id[:64], "reference": req.reference[:40], "template": req.template[:40],
+            "audience": req.audience[:60], "priority": req.priority}
 
-    async def send(self, rendered: Rendered, address: str, message_id: str) -> SendResult: ...
 
-    def backlog_s(self, address: str) -> float: ...
-
-    def defer(self, address: str) -> float: ...
+@dataclass
+class _Lock:
+    """One delivery's lock in this process, and how many copies hold or wait for it."""
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    users: int = 0
 
 
 class Delivery:
-    """Mixed into the handler; expects engine, channels, policy, clock, notify, sending_lease, defer_after_s,
-    _locks."""
+    """Sends with the Context's channels and records in its database; it reads the Context's
+    settings (policy, lease, `defer_after_s`) at each use. Holds the per-delivery locks."""
 
-    engine: Any
-    channels: dict[str, Channel]
-    policy: Any
-    clock: Any
-    notify: Any
-    sending_lease: timedelta
-    defer_after_s: float
-    _locks: dict[tuple[str, str], list[Any]]
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self._locks: dict[tuple[str, str], _Lock] = {}
 
-    def _meta(self, req: NotificationRequested) -> dict[str, Any]:
-        return {"referral_id": req.referral_id[:64], "reference": req.reference[:40], "template": req.template[:40],
-                "audience": req.audience[:60], "priority": req.priority}
-
-    async def _deliver(self, req: NotificationRequested, target: Target, attempt: int, rendered: Rendered,
-                       available: set[str]) -> None:
+    async def deliver(self, req: NotificationRequested, target: Target, attempt: int, rendered: Rendered,
+                      available: set[str]) -> None:
         key = (req.notification_id, target.key)
-        entry = self._locks.setdefault(key, [asyncio.Lock(), 0])
-        entry[1] += 1
+        entry = self._locks.setdefault(key, _Lock())
+        entry.users += 1
         try:
-            async with entry[0]:  # duplicates in this process wait for the first, then find it done
+            async with entry.lock:  # duplicates in this process wait for the first, then find it done
                 if self._paced_out(req, target) and await self._defer(req, target, attempt):
                     return
                 row = await self._claim(req, target, attempt)
                 if row is None:
                     return
                 with sensitive_scope([target.address]):
-                    result = await self.channels[target.channel].send(
+                    result = await self.ctx.channels[target.channel].send(
                         rendered, target.address, effects.message_id("send", req.notification_id, target.key))
                 await self._record(req, target, row, result, available)
         finally:
-            entry[1] -= 1
-            if entry[1] == 0:
+            entry.users -= 1
+            if entry.users == 0:
                 self._locks.pop(key, None)
 
     def _paced_out(self, req: NotificationRequested, target: Target) -> bool:
@@ -89,44 +79,45 @@ class Delivery:
         too. Urgent messages always wait here: they go ahead of the deferred ones."""
         if req.priority == "urgent":
             return False
-        backlog = getattr(self.channels[target.channel], "backlog_s", None)
-        return backlog is not None and backlog(target.address) > self.defer_after_s
+        backlog = getattr(self.ctx.channels[target.channel], "backlog_s", None)
+        return backlog is not None and backlog(target.address) > self.ctx.defer_after_s
 
     async def _defer(self, req: NotificationRequested, target: Target, attempt: int) -> bool:
         """Put this delivery back through a delay queue without trying it (the shortest, or a
         longer one far back in a big burst): no attempt is counted and its retry clock does
         not start. False if it must not wait (a `sending` row: the at-least-once path) or
         must not send at all (then `_claim` finds that too and skips it)."""
-        now = self.clock()
-        async with self.engine.begin() as conn:
+        now = self.ctx.clock()
+        async with self.ctx.engine.begin() as conn:
             row = await repo.ensure_delivery(conn, notification_id=req.notification_id, channel=target.key,
-                                             meta=self._meta(req), now=now)
+                                             meta=_meta(req), now=now)
             if row.status == Status.SENDING or not may_attempt(row.status, row.attempts, attempt):
                 return False
-            delay = self.policy.deferral_delay(self.channels[target.channel].defer(target.address))
+            delay = self.ctx.policy.deferral_delay(self.ctx.channels[target.channel].defer(target.address))
             await effects.retry_copy(conn, req, target.key, attempt, bus.retry_queue_name(delay), now, deferred=True)
         DEFERRED.labels(channel=target.channel).inc()
         log.info("notification_deferred", notification_id=req.notification_id, channel=target.key,
                  attempt=attempt, delay_s=delay)
-        self._after_commit()
+        self.ctx.notify()
         return True
 
-    async def _claim(self, req: NotificationRequested, target: Target, attempt: int) -> Any:
+    async def _claim(self, req: NotificationRequested, target: Target, attempt: int) -> Row[Any] | None:
         """Commit `sending` (one more attempt) before the send; None if this copy must not send.
 
         A row left in `sending` by another process is either still being sent there or
         that process died mid-send: wait until its lease has run out, then take it over.
         """
         while True:
-            now = self.clock()
-            async with self.engine.begin() as conn:
+            now = self.ctx.clock()
+            async with self.ctx.engine.begin() as conn:
                 row = await repo.ensure_delivery(conn, notification_id=req.notification_id, channel=target.key,
-                                                 meta=self._meta(req), now=now)
+                                                 meta=_meta(req), now=now)
                 if not may_attempt(row.status, row.attempts, attempt):
                     log.info("notification_skipped", notification_id=req.notification_id, channel=target.key,
                              status=row.status, attempt=attempt)
                     return None
-                wait = (row.updated_at + self.sending_lease - now).total_seconds() if row.status == Status.SENDING else 0
+                lease_left = row.updated_at + self.ctx.sending_lease - now
+                wait = lease_left.total_seconds() if row.status == Status.SENDING else 0
                 if wait <= 0:
                     claimed = await repo.transition(conn, row, Status.SENDING, now)
                     if claimed is None:
@@ -136,14 +127,14 @@ class Delivery:
                      wait_s=round(wait, 1))
             await asyncio.sleep(min(wait, 5.0))
 
-    async def _record(self, req: NotificationRequested, target: Target, row: Any, result: SendResult,
+    async def _record(self, req: NotificationRequested, target: Target, row: Row[Any], result: SendResult,
                       available: set[str]) -> None:
-        now = self.clock()
+        now = self.ctx.clock()
         urgent = req.priority == "urgent"
-        async with self.engine.begin() as conn:
+        async with self.ctx.engine.begin() as conn:
             if result.outcome == Outcome.TEMPORARY:
-                delay = self.policy.next_delay(attempts=row.attempts, first_attempt_at=row.first_attempt_at,
-                                               now=now, urgent=urgent, retry_after_s=result.retry_after_s)
+                delay = self.ctx.policy.next_delay(attempts=row.attempts, first_attempt_at=row.first_attempt_at,
+                                                   now=now, urgent=urgent, retry_after_s=result.retry_after_s)
                 if delay is not None:
                     await repo.transition(conn, row, Status.TEMPORARY_FAILURE, now, reason=result.reason,
                                           next_attempt_at=now + timedelta(seconds=delay))
@@ -152,7 +143,7 @@ class Delivery:
                     NOTIFICATIONS.labels(channel=target.channel, status="temporary-failure").inc()
                     log.info("notification_retry_scheduled", notification_id=req.notification_id,
                              channel=target.key, reason=result.reason, delay_s=delay, attempts=row.attempts)
-                    return self._after_commit()
+                    return self.ctx.notify()
                 status, reason = Status.PERMANENT_FAILURE, f"gave_up:{result.reason}"
             else:
                 status, reason = FINAL_STATUS[result.outcome], result.reason
@@ -169,10 +160,10 @@ class Delivery:
         NOTIFICATIONS.labels(channel=target.channel, status=status.value).inc()
         log.info("notification_outcome", notification_id=req.notification_id, channel=target.key,
                  status=status.value, reason=reason)
-        self._after_commit()
+        self.ctx.notify()
 
-    async def _fallback(self, conn: Any, req: NotificationRequested, target: Target, available: set[str],
-                        now: datetime) -> str | None:
+    async def _fallback(self, conn: AsyncConnection, req: NotificationRequested, target: Target,
+                        available: set[str], now: datetime) -> str | None:
         """Urgent: a final failure on one channel moves the message to the other one
         (Teams → email, email → Teams) unless that one already delivered or is still trying."""
         if target.key.endswith(FALLBACK) or "." in target.key:
@@ -186,18 +177,18 @@ class Delivery:
             return None
         key = other + FALLBACK
         row = await repo.ensure_delivery(conn, notification_id=req.notification_id, channel=key,
-                                         meta=self._meta(req), now=now)
+                                         meta=_meta(req), now=now)
         if row.status == Status.CREATED and row.attempts == 0:
-            await effects.retry_copy(conn, req, key, 0, bus.retry_queue_name(self.policy.delays_s[0]), now)
+            await effects.retry_copy(conn, req, key, 0, bus.retry_queue_name(self.ctx.policy.delays_s[0]), now)
         return key
 
-    async def _finish(self, req: NotificationRequested, key: str, channel: str, status: Status,
-                      reason: str | None) -> None:
+    async def finish(self, req: NotificationRequested, key: str, channel: str, status: Status,
+                     reason: str | None) -> None:
         """A final state reached without calling a channel (refused, technical, no channel)."""
-        now = self.clock()
-        async with self.engine.begin() as conn:
+        now = self.ctx.clock()
+        async with self.ctx.engine.begin() as conn:
             row = await repo.ensure_delivery(conn, notification_id=req.notification_id, channel=key,
-                                             meta=self._meta(req), now=now)
+                                             meta=_meta(req), now=now)
             if is_final(row.status) or row.status == Status.SENDING:
                 return
             if await repo.transition(conn, row, status, now, reason=reason) is None:
@@ -211,7 +202,4 @@ class Delivery:
         NOTIFICATIONS.labels(channel=channel, status=status.value).inc()
         log.info("notification_outcome", notification_id=req.notification_id, channel=key, status=status.value,
                  reason=reason)
-        self._after_commit()
-
-    def _after_commit(self) -> None:
-        self.notify()
+        self.ctx.notify()

@@ -10,8 +10,8 @@ from datetime import timedelta
 
 import aio_pika
 
-from services.escalation.entrypoints.amqp import DISPATCH
-from services.notifier.handlers import PRODUCERS
+from services.escalation.entrypoints.amqp import DISPATCH as ESCALATION_DISPATCH
+from services.notifier.entrypoints.amqp import DISPATCH as NOTIFIER_DISPATCH
 from shared import bus
 from shared.crypto import load_signing_key
 from shared.messages import ChecksCompleted, FeedbackReleased, ReferralAcknowledged, ReferralClosed, ReferralDecided
@@ -59,7 +59,7 @@ async def test_escalation_events_parks_every_bad_message(esc, reliability):
                                      event(FeedbackReleased, first, at, family_contact_lifted=False,
                                            audiences=("referrer",)), event(ReferralClosed, first, at))]
     keys = {s: load_signing_key(esc.keys_dir / f"service-{s}.ed25519") for s in ("intake", "escalation", "notifier")}
-    allowed, extra = frozenset({"intake"}), escalation_extra(keys, set(DISPATCH.routes))
+    allowed, extra = frozenset({"intake"}), escalation_extra(keys, set(ESCALATION_DISPATCH.routes))
     cases = stratified(lambda kind: service_message(valid, keys, allowed=allowed, extra=extra, kind=kind),
                        service_kinds(keys, allowed, extra), PER_KIND)
     async with esc.app():
@@ -78,7 +78,8 @@ async def test_notifier_requests_parks_every_bad_message(world, tmp_path, reliab
                                 la_code="E99999999", at=request.requested_at, family_contact_lifted=False,
                                 audiences=("referrer",))
     valid = [("escalation", request), ("intake", feedback)]
-    allowed, extra = frozenset({"escalation", "intake", "notifier"}), notifier_extra(keys, PRODUCERS)
+    producers = {key: route.model.producer for key, route in NOTIFIER_DISPATCH.routes.items()}
+    allowed, extra = frozenset({"escalation", "intake", "notifier"}), notifier_extra(keys, producers)
     cases = stratified(lambda kind: service_message(valid, keys, allowed=allowed, extra=extra, kind=kind),
                        service_kinds(keys, allowed, extra), PER_KIND)
     async with world.connection.channel() as channel:

@@ -16,8 +16,8 @@ from services.escalation import handlers as esc_handlers
 from services.escalation.clock import ManualClock
 from services.escalation.context import Context
 from services.intake.adapters import tables
+from services.notifier.bootstrap import Notifier
 from services.notifier.domain.retry import RetryPolicy
-from services.notifier.handlers import Notifier
 from shared.messages import ReferralAcknowledged, ReferralReceived
 from shared.storage.migrate import upgrade
 from tests.factories import new_canary, referral

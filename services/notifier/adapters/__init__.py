@@ -1,1 +1,2 @@
-"""What connects the notifier service to the outside world: its database tables."""
+"""What connects the notifier to the outside world: its tables and repository, the outbox
+and audit writes (effects), rendering, and the delivery channels."""

@@ -1,6 +1,8 @@
-"""What a delivery outcome writes, in the caller's transaction: the event and the ops
-alert through the outbox, the retry copy through the outbox to a delay queue, the audit
-entry. Bodies hold ids, codes and times only (no address, no content)."""
+"""Everything the notifier writes besides its state rows, in the caller's transaction: a
+delivery outcome's event and ops alert through the outbox, a retry copy through the
+outbox to a delay queue (its body a `shared.messages.RetryCopy`), and the audit entries
+of deliveries and of the hold record. Bodies hold ids, codes and times only (no address,
+no content)."""
 from __future__ import annotations
 
 import json
@@ -10,9 +12,10 @@ from datetime import datetime
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.notifier.adapters import tables
+from services.notifier.domain.guard import HoldRecord
 from shared import bus
 from shared.audit import record as audit_record
-from shared.messages import NotificationFailed, NotificationRequested, NotificationSent
+from shared.messages import NotificationFailed, NotificationRequested, NotificationSent, RetryCopy
 from shared.storage import OutgoingMessage, enqueue
 
 ACTOR = "notifier"
@@ -52,8 +55,7 @@ async def retry_copy(conn: AsyncConnection, req: NotificationRequested, channel:
     A retry copy's id is fixed by (notification, key, attempt); a deferred copy (the
     channel's pacing queue was long, nothing was tried) gets a new one each time, since
     one delivery may be deferred several times at the same attempt."""
-    body = json.dumps({"channel": channel, "attempt": attempt,
-                       "request": json.loads(req.model_dump_json())}).encode()
+    body = RetryCopy(channel=channel, attempt=attempt, request=req).to_bytes()
     parts: tuple[object, ...] = ("defer", uuid.uuid4()) if deferred else ("retry",)
     await enqueue(conn, tables.outbox, OutgoingMessage(
         "", queue, body, message_id(*parts, req.notification_id, channel, attempt),
@@ -65,3 +67,15 @@ async def audit(conn: AsyncConnection, req: NotificationRequested, action: str, 
     await audit_record(conn, tables.audit, actor=ACTOR, action=action, reference=req.reference, outcome=outcome,
                        detail={"notification_id": req.notification_id, "template": req.template,
                                "audience": req.audience, **detail}, at=now)
+
+
+async def hold_recorded(conn: AsyncConnection, record: HoldRecord, reference: str, now: datetime) -> None:
+    await audit_record(conn, tables.audit, actor=ACTOR, action="hold_recorded", reference=reference, at=now,
+                       detail={"no_further_sharing": record.no_further_sharing,
+                               "no_family_contact": record.no_family_contact})
+
+
+async def hold_updated(conn: AsyncConnection, record: HoldRecord, reference: str, now: datetime) -> None:
+    await audit_record(conn, tables.audit, actor=ACTOR, action="hold_updated", reference=reference, at=now,
+                       detail={"no_family_contact": record.no_family_contact,
+                               "guardians_released": record.guardians_released})

@@ -5,7 +5,9 @@
 - `referrer` / `guardians`: only from the opened contact section of the request
   (`{"referrer": {"email", "phone"}, "guardians": [{"email", "phone"}, ...]}`), by email.
 Delivery keys are unique per notification: `email`, `teams`, and `email.2`… for a second
-guardian. Addresses never leave this module except to the channel that sends.
+guardian; `email+fallback` / `teams+fallback` for an urgent message moved to the other
+channel; `none` when the notification ends before any channel (refused, unresolvable).
+Addresses never leave this module except to the channel that sends.
 """
 from __future__ import annotations
 
@@ -16,6 +18,8 @@ from typing import Any
 from shared.config import Route
 
 CHANNEL_ORDER = ("teams", "email", "sms")
+NO_TARGET = "none"
+FALLBACK = "+fallback"
 
 
 class ResolutionError(Exception):
@@ -43,10 +47,6 @@ def audience_kind(audience: str) -> str:
     if audience in ("referrer", "guardians"):
         return audience
     raise ResolutionError("technical", "unknown_audience")
-
-
-def needs_contacts(audience: str) -> bool:
-    return audience in ("referrer", "guardians")
 
 
 def route_targets(route: Route | None, enabled: Collection[str]) -> list[Target]:

@@ -1,22 +1,61 @@
-"""The notifier's AMQP entrypoint: consume `notifier.requests` with the handler.
+"""The notifier's AMQP entrypoint: consume `notifier.requests` and dispatch each message.
 
-Allowed producers on the queue: escalation (requests), intake (hold events) and the
-notifier itself (its retry and fallback copies returning from the delay queues); the
-handler then checks each routing key's own producer. Delay queues other than the
-production `RETRY_DELAYS_S` (shorter ones, for tests) are declared here on start.
+`DISPATCH` is the queue's table (`shared.bus.dispatch`): message model -> handler, the
+routing keys and their one producer each from `shared.messages.CATALOGUE`: intake's hold
+events, escalation's requests and the notifier's own retry and fallback copies
+(`notifier.retry.<s>s`, returning from the delay queues). The consumer lets through the
+producers the table names; `dispatch` checks each routing key's own producer, validates
+the body and calls the handler. Delay queues other than the production `RETRY_DELAYS_S`
+(shorter ones, for tests) are declared here on start.
 """
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 
 from aio_pika.abc import AbstractRobustConnection
 
+from services.notifier import handlers
+from services.notifier.context import Context
+from services.notifier.delivery import Delivery
 from shared import bus
+from shared.bus.dispatch import Dispatcher
 from shared.bus.topology import retry_queue_arguments
+from shared.messages import FeedbackReleased, NotificationRequested, ReferralReceived, RetryCopy
+from shared.runtime import Runtime
 
-ALLOWED_PRODUCERS = frozenset({"escalation", "intake", "notifier"})
+
+async def _received(ev: ReferralReceived, ctx: Context, _delivery: Delivery) -> None:
+    await handlers.on_received(ev, ctx)
 
 
+async def _feedback_released(ev: FeedbackReleased, ctx: Context, _delivery: Delivery) -> None:
+    await handlers.on_feedback_released(ev, ctx)
+
+
+async def _requested(req: NotificationRequested, ctx: Context, delivery: Delivery) -> None:
+    await handlers.on_request(req, ctx, delivery, attempt=0, only=None)
+
+
+async def _retried(copy: RetryCopy, ctx: Context, delivery: Delivery) -> None:
+    await handlers.on_request(copy.request, ctx, delivery, attempt=copy.attempt, only=copy.channel)
+
+
+NotifierHandler = Callable[..., Awaitable[None]]  # (message of the model, ctx, delivery)
+DISPATCH: Dispatcher[NotifierHandler] = Dispatcher({
+    ReferralReceived: _received,
+    FeedbackReleased: _feedback_released,
+    NotificationRequested: _requested,
+    RetryCopy: _retried,
+}, unknown="unexpected_routing_key")
+
+
+async def dispatch(msg: bus.BusMessage, ctx: Context, delivery: Delivery) -> None:
+    """Routing key → its producer, its model, its handler."""
+    handler, parsed = DISPATCH.parse(msg)
+    await handler(parsed, ctx, delivery)
+
+
+# --- the consumer ----------------------------------------------------------------------
 async def declare_retry_queues(connection: AbstractRobustConnection, delays_s: Iterable[int]) -> None:
     extra = [d for d in delays_s if d not in bus.RETRY_DELAYS_S]
     if not extra:
@@ -27,8 +66,8 @@ async def declare_retry_queues(connection: AbstractRobustConnection, delays_s: I
                                         arguments=retry_queue_arguments(delay))
 
 
-def request_consumer(runtime, handler, *, prefetch: int = 16) -> bus.Consumer:
+def request_consumer(runtime: Runtime, handler: bus.Handler, *, prefetch: int = 16) -> bus.Consumer:
     return bus.Consumer(
         runtime.connection, bus.queue_spec(bus.NOTIFIER_REQUESTS), handler, publisher=runtime.publisher,
-        verify_keys=runtime.verify_keys, allowed_producers=ALLOWED_PRODUCERS, prefetch=prefetch,
+        verify_keys=runtime.verify_keys, allowed_producers=DISPATCH.producers, prefetch=prefetch,
     )

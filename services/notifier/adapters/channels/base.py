@@ -1,10 +1,27 @@
-"""What the channels share: pacing through one `RateLimiter` (a pace per `pace_key`), and
-for the HTTP channels one aiohttp session, opened on first use and closed at stop."""
+"""What the channels share: the `Channel` interface delivery calls, pacing through one
+`RateLimiter` (a pace per `pace_key`), and for the HTTP channels one aiohttp session,
+opened on first use and closed at stop."""
 from __future__ import annotations
+
+from typing import Protocol
 
 import aiohttp
 
 from services.notifier.adapters.channels.ratelimit import RateLimiter
+from services.notifier.adapters.rendering import Rendered
+from services.notifier.domain.lifecycle import SendResult
+
+
+class Channel(Protocol):
+    name: str
+
+    async def send(self, rendered: Rendered, address: str, message_id: str) -> SendResult: ...
+
+    def backlog_s(self, address: str) -> float: ...
+
+    def defer(self, address: str) -> float: ...
+
+    async def close(self) -> None: ...
 
 
 class Paced:
