@@ -3,20 +3,15 @@
 A handler takes a command and the `Context`, and returns a result or raises an
 `IntakeError`. Accepted work commits in one transaction with its audit entry and
 its outbox event; the entrypoint audits rejections (`effects.audit_rejection`).
-Lifecycle actions are one table, `ACTIONS`; a repeated action returns the recorded
-result and publishes nothing.
+`act` runs every lifecycle action from its row in `domain.actions.ACTIONS`; a repeated
+action returns the recorded result and publishes nothing.
 """
 from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
-
-from pydantic import BaseModel
 
 from services.intake import metrics
 from services.intake.adapters import repository as repo
@@ -24,17 +19,13 @@ from services.intake.adapters.effects import publish, record, seal_json
 from services.intake.context import Context
 from services.intake.domain import lifecycle as rules
 from services.intake.domain.access import authorise
-from services.intake.domain.commands import (
-    Action, ChecksBody, DecisionBody, LifecycleCommand, SubmitReferral, Submitted,
-)
+from services.intake.domain.actions import ACTIONS, facts
+from services.intake.domain.commands import LifecycleCommand, SubmitReferral, Submitted
 from services.intake.domain.errors import Conflict, Forbidden, NotFound
 from services.intake.domain.parsing import check_idempotency_key, parse_json, strings_of, validate
 from services.intake.domain.referral import Referral
 from shared.logging import get_logger, sensitive_scope
-from shared.messages import (
-    ChecksCompleted, FeedbackReleased, Holding, Message, ReferralAcknowledged, ReferralClosed, ReferralDecided,
-    ReferralReceived,
-)
+from shared.messages import Holding, ReferralReceived
 from shared.worktime import LONDON, compute_deadlines
 
 log = get_logger(__name__)
@@ -81,7 +72,7 @@ async def _replay(ctx: Context, cmd: SubmitReferral, row: Any, body_sha: str) ->
     """The stored reply to an Idempotency-Key already used with the same body (audited)."""
     if row.body_sha256 != body_sha:
         raise Conflict("This Idempotency-Key was used with a different body", reason="idempotency_conflict")
-    result = Submitted(dict(row.response), replayed=True)
+    result = Submitted(dict(row.response))
     async with ctx.engine.begin() as conn:
         await record(conn, actor=cmd.client_id, action="referral.submit", reference=result.reply["reference"],
                      outcome="replayed", detail={"via": cmd.via}, at=ctx.clock())
@@ -132,48 +123,6 @@ async def _store(ctx: Context, cmd: SubmitReferral, r: Referral, referral_id: st
     return reply
 
 
-@dataclass(frozen=True)
-class LifecycleAction:
-    """One lifecycle action of staff systems."""
-
-    who: Mapping[str, str]  # a permitted role -> the referral field its organisation must match
-    rule: Callable[[rules.State, LifecycleCommand, datetime], rules.Change]
-    event: type[Message]
-    event_fields: tuple[str, ...]  # from `_facts`, beside the referral's ids, organisations and time
-    by: str  # the column naming the client that did it
-    reply_fields: tuple[str, ...]  # from `_facts`, after reference, status and action
-    body: type[BaseModel] | None = None  # the JSON body the action takes (None: none or `{}`)
-    sealed_note: str | None = None  # the column the command's sensitive note is sealed into
-
-
-ACTIONS: dict[Action, LifecycleAction] = {
-    "acknowledgement": LifecycleAction(
-        {"social_care": "la_code"}, lambda s, _c, now: rules.acknowledge(s, now), ReferralAcknowledged,
-        ("client_id",), "acknowledged_by", ("acknowledged_at",)),
-    "decision": LifecycleAction(
-        {"social_care": "la_code"}, lambda s, c, now: rules.decide(s, c.pathway or "", now), ReferralDecided,
-        ("pathway",), "decided_by", ("pathway", "decided_at"), DecisionBody, "rationale_sealed"),
-    "checks": LifecycleAction(
-        {"prevent": "force"}, lambda s, c, now: rules.complete_checks(s, c.outcome or "", now), ChecksCompleted,
-        ("outcome",), "checks_by", ("outcome", "checks_at"), ChecksBody, "checks_notes_sealed"),
-    "feedback": LifecycleAction(
-        {"prevent": "force"}, lambda s, _c, now: rules.release_feedback(s, now), FeedbackReleased,
-        ("family_contact_lifted", "audiences"), "feedback_by", ("family_contact_lifted", "audiences", "feedback_at")),
-    "close": LifecycleAction(
-        {"social_care": "la_code", "prevent": "force"}, lambda s, _c, now: rules.close(s, now), ReferralClosed,
-        (), "closed_by", ("closed_at",)),
-}
-
-
-def _facts(row: dict[str, Any], client_id: str) -> dict[str, Any]:
-    """What an action's event and reply may name, from the referral row after the action."""
-    lifted = row["family_contact_lifted"]
-    times = ("acknowledged_at", "decided_at", "checks_at", "feedback_at", "closed_at")
-    return {"client_id": client_id, "pathway": row["pathway"], "outcome": row["checks_outcome"],
-            "family_contact_lifted": lifted, "audiences": list(rules.feedback_audiences(lifted)),
-            **{t: row[t].isoformat() if row[t] is not None else None for t in times}}
-
-
 async def act(cmd: LifecycleCommand, ctx: Context) -> dict[str, Any]:
     action = ACTIONS[cmd.action]
     client = ctx.settings.client(cmd.client_id)
@@ -193,13 +142,13 @@ async def act(cmd: LifecycleCommand, ctx: Context) -> dict[str, Any]:
                                                        ctx.team_keys(row["la_code"], row["force"]))
             await repo.update_referral(conn, row["id"], values)
             row |= values
-        facts = _facts(row, cmd.client_id)
+        known = facts(row, cmd.client_id)
         if change.new:
             event = action.event(referral_id=row["id"], reference=row["reference"], force=row["force"],
-                                 la_code=row["la_code"], at=now, **{f: facts[f] for f in action.event_fields})
+                                 la_code=row["la_code"], at=now, **{f: known[f] for f in action.event_fields})
             await publish(conn, event, correlation_id=cmd.correlation_id, at=now)
         reply = {"reference": row["reference"], "status": row["status"], "action": cmd.action,
-                 **{f: facts[f] for f in action.reply_fields}}
+                 **{f: known[f] for f in action.reply_fields}}
         detail = {k: reply[k] for k in ("pathway", "outcome", "family_contact_lifted") if k in reply}
         await record(conn, actor=cmd.client_id, action=f"referral.{cmd.action}", reference=cmd.reference,
                      outcome="ok" if change.new else "repeated", detail=detail or None, at=now)

@@ -21,8 +21,7 @@ class SubmitReferral:
 
 @dataclass(frozen=True)
 class Submitted:
-    reply: dict[str, Any]
-    replayed: bool = False
+    reply: dict[str, Any]  # the 202 reply (a replayed submission gets the stored one)
 
 
 Action = Literal["acknowledgement", "decision", "checks", "feedback", "close"]

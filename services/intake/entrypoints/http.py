@@ -18,6 +18,7 @@ from services.intake import handlers
 from services.intake.adapters import queries
 from services.intake.adapters.effects import audit_rejection
 from services.intake.context import Context
+from services.intake.domain.actions import ACTIONS
 from services.intake.domain.commands import Action, EmptyBody, LifecycleCommand, SubmitReferral
 from services.intake.domain.errors import Forbidden, IntakeError, NotFound, TooLarge, UnsupportedMediaType
 from services.intake.domain.lifecycle import is_reference
@@ -144,6 +145,6 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/v1/referrals", submit)
     app.router.add_get("/v1/referrals/{reference}", get_referral)
     app.router.add_get("/v1/referrals/{reference}/sealed", get_sealed)
-    for action, spec in handlers.ACTIONS.items():
+    for action, spec in ACTIONS.items():
         app.router.add_post(f"/v1/referrals/{{reference}}/{action}", lifecycle_view(action, spec.body))
     app.router.add_get("/v1/stats", get_stats)
