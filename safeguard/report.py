@@ -22,10 +22,10 @@ async def report_command(settings: Settings, start: date, end: date, *, fmt: str
                          out: TextIO | None = None, err: TextIO | None = None) -> int:
     from sqlalchemy import inspect
 
+    from services.intake.adapters.queries import report
     from services.intake.adapters.tables import referrals
-    from services.intake.deps import Deps
-    from services.intake.queries import report
-    from services.intake.reporting import export
+    from services.intake.context import Context
+    from services.intake.entrypoints import export
     from shared.storage import create_engine
 
     out, err = out or sys.stdout, err or sys.stderr
@@ -43,7 +43,7 @@ async def report_command(settings: Settings, start: date, end: date, *, fmt: str
         if not ready:
             print("safeguard report: intake's database has no referrals table yet", file=err)
             return 1
-        doc = await report(Deps(settings=settings, engine=engine), "cli", start, end, via="cli")
+        doc = await report(Context(settings=settings, engine=engine), "cli", start, end, via="cli")
     finally:
         await engine.dispose()
     out.write(export.to_csv(doc) if fmt == "csv" else export.to_json(doc) + "\n")

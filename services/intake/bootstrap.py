@@ -1,7 +1,7 @@
 """Wires the intake service: settings in, an aiohttp application out.
 
 Start-up order (aiohttp cleanup contexts): the runtime (database migrated, broker,
-publisher, outbox relay), then intake's own dependencies, then the submissions
+publisher, outbox relay), then intake's `Context`, then the submissions
 consumer and the audit checkpointer. On SIGTERM the runtime's stop hooks stop
 consuming first, then the relay flushes the outbox and the connections close.
 """
@@ -14,9 +14,8 @@ from aiohttp import web
 
 from services.intake.adapters import repository, tables
 from services.intake.auth import Authenticator, RateLimiter
-from services.intake.deps import Deps
-from services.intake.entrypoints import amqp, http, openapi
-from services.intake.reporting import page as report_page
+from services.intake.context import Context
+from services.intake.entrypoints import amqp, http, openapi, report
 from shared import checkpointer
 from shared.config import Settings
 from shared.http import base_app
@@ -30,28 +29,28 @@ log = get_logger(__name__)
 def create_app(settings: Settings) -> web.Application:
     app = base_app(SERVICE, client_max_size=settings.file.system.max_body_bytes)
     app.cleanup_ctx.append(runtime_ctx(SERVICE, settings, tables.outbox))
-    app.cleanup_ctx.append(_deps_ctx(settings))
+    app.cleanup_ctx.append(_context_ctx(settings))
     app.cleanup_ctx.append(_consumer_ctx)
     app.cleanup_ctx.append(checkpointer.checkpointer_ctx(tables.audit, tables.audit_checkpoints, also=_purge_nonces))
     http.add_routes(app)
     openapi.add_route(app)
-    report_page.add_routes(app, settings)
+    report.add_routes(app, settings)
     return app
 
 
-def _deps_ctx(settings: Settings):
+def _context_ctx(settings: Settings):
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         rt = app[RUNTIME]
-        app[http.DEPS] = Deps(settings=settings, engine=rt.engine, notify=rt.relay.notify,
-                              auth=Authenticator(settings, rt.engine),
-                              limiter=RateLimiter(settings.file.system.rate_limit_per_minute))
+        app[http.CONTEXT] = Context(settings=settings, engine=rt.engine, notify=rt.relay.notify,
+                                    auth=Authenticator(settings, rt.engine),
+                                    limiter=RateLimiter(settings.file.system.rate_limit_per_minute))
         yield
     return ctx
 
 
 async def _consumer_ctx(app: web.Application) -> AsyncIterator[None]:
     rt = app[RUNTIME]
-    consumer = amqp.submissions_consumer(app[http.DEPS], rt.connection, rt.publisher)
+    consumer = amqp.submissions_consumer(app[http.CONTEXT], rt.connection, rt.publisher)
     await consumer.start()
     stopped = asyncio.Event()
 
@@ -66,8 +65,8 @@ async def _consumer_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def checkpoint_now(app: web.Application) -> int | None:
-    return await checkpointer.checkpoint_now(app, tables.audit, tables.audit_checkpoints, app[http.DEPS].clock)
+    return await checkpointer.checkpoint_now(app, tables.audit, tables.audit_checkpoints, app[http.CONTEXT].clock)
 
 
 async def _purge_nonces(app: web.Application) -> None:
-    await repository.purge_nonces(app[RUNTIME].engine, app[http.DEPS].clock())
+    await repository.purge_nonces(app[RUNTIME].engine, app[http.CONTEXT].clock())

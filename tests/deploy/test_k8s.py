@@ -213,7 +213,7 @@ def test_env_is_known_ordered_and_loads(built, deployments, secrets_example, svc
     assert settings.amqp_url.startswith("amqp://")
     assert ("SAFEGUARD_SMTP_URL" in seen) == (svc == "notifier"), "only the notifier sends mail"
     if svc == "intake":  # every replica must accept the same report page code
-        from services.intake.reporting.page import access_code
+        from services.intake.entrypoints.report import access_code
 
         assert access_code(settings, seen) == "REPORT-PAGE-CODE-AT-LEAST-16-CHARS"
     if svc == "escalation":  # every replica must accept the same console and dashboard codes

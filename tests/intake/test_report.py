@@ -18,7 +18,7 @@ import pytest
 
 from safeguard import cli
 from safeguard import report as report_cli
-from services.intake.reporting.page import CODE_ENV, COOKIE, REPORT_CODE, access_code
+from services.intake.entrypoints.report import CODE_ENV, COOKIE, REPORT_CODE, access_code
 from shared.config import ConfigError
 from tests import synthetic
 from tests.factories import new_canary

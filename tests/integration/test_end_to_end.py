@@ -16,7 +16,7 @@ import pytest
 import sqlalchemy as sa
 
 from services.escalation.entrypoints.ops import ops_token
-from services.intake.reporting.page import access_code
+from services.intake.entrypoints.report import access_code
 from shared.storage import create_engine
 from tests.factories import canary_phone, new_canary, postcode_of, referral
 from tests.integration.e2e import System, running_system, until

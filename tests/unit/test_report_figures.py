@@ -5,8 +5,9 @@ from datetime import UTC, date, datetime, timedelta
 from types import SimpleNamespace
 from xml.etree import ElementTree
 
-from services.intake.reporting import export, figures
-from shared.svgchart import bar_chart, report_charts
+from services.intake.domain import figures
+from services.intake.entrypoints import export
+from services.intake.entrypoints.svgchart import bar_chart, report_charts
 
 
 def test_counts_from_one_to_threshold_minus_one_are_suppressed():
@@ -56,7 +57,7 @@ def test_charts_are_well_formed_svg_with_escaped_labels_and_suppressed_marks():
 
 
 def test_the_page_shows_suppressed_counts_and_rates_as_such():
-    from services.intake.reporting import page
+    from services.intake.entrypoints import report as page
 
     at = datetime(2026, 3, 2, 10, tzinfo=UTC)
     rows = [_row(at, acknowledged_at=at + timedelta(hours=1), out_of_hours=i < 2) for i in range(6)]

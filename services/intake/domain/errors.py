@@ -1,13 +1,15 @@
-"""Domain errors of intake. Each carries an HTTP status, a stable problem slug and an
-audit `reason` code; none ever carries a value taken from a request body."""
+"""Domain errors of intake. Each carries an HTTP status, a stable problem type and title,
+and an audit `reason` code; none ever carries a value taken from a request body.
+`problem()` is the RFC 9457 problem document both entrypoints answer with (HTTP and AMQP)."""
 from __future__ import annotations
 
 from typing import Any
 
+PROBLEM_BASE = "/problems/"  # as shared.http's problem documents
+
 
 class IntakeError(Exception):
-    status = 400
-    slug: str | None = None
+    status, slug, title = 400, "bad-request", "Bad request"
     reason = "bad_request"
 
     def __init__(self, detail: str | None = None, *, reason: str | None = None,
@@ -19,41 +21,56 @@ class IntakeError(Exception):
         self.extensions = extensions
         self.headers: dict[str, str] = {}
 
+    def problem(self) -> dict[str, Any]:
+        """The problem document: type, title, status, detail (if any), reason, extensions."""
+        doc: dict[str, Any] = {"type": PROBLEM_BASE + self.slug, "title": self.title, "status": self.status}
+        if self.detail:
+            doc["detail"] = self.detail
+        return doc | {"reason": self.reason, **self.extensions}
+
 
 class MalformedJson(IntakeError):
-    status, reason = 400, "malformed_json"
+    reason = "malformed_json"
 
 
 class Unauthenticated(IntakeError):
-    status, reason = 401, "unauthenticated"
+    status, slug, title = 401, "unauthenticated", "Missing or invalid request signature"
+    reason = "unauthenticated"
 
 
 class Forbidden(IntakeError):
-    status, reason = 403, "forbidden"
+    status, slug, title = 403, "forbidden", "Not allowed for this client"
+    reason = "forbidden"
 
 
 class NotFound(IntakeError):
-    status, reason = 404, "not_found"
+    status, slug, title = 404, "not-found", "Not found"
+    reason = "not_found"
 
 
 class Conflict(IntakeError):
-    status, reason = 409, "conflict"
+    status, slug, title = 409, "conflict", "Conflict"
+    reason = "conflict"
 
 
 class Gone(IntakeError):
-    status, reason = 410, "shredded"
+    status, slug, title = 410, "gone", "Gone"
+    reason = "shredded"
 
 
 class TooLarge(IntakeError):
-    status, reason = 413, "body_too_large"
+    status, slug, title = 413, "payload-too-large", "Request body too large"
+    reason = "body_too_large"
 
 
 class UnsupportedMediaType(IntakeError):
-    status, reason = 415, "unsupported_media_type"
+    status, slug, title = 415, "unsupported-media-type", "Unsupported media type"
+    reason = "unsupported_media_type"
 
 
 class SchemaInvalid(IntakeError):
-    status, reason = 422, "schema_invalid"
+    status, slug, title = 422, "validation-failed", "The request body failed validation"
+    reason = "schema_invalid"
 
     def __init__(self, errors: list[dict[str, Any]], detail: str | None = None, **kw: Any) -> None:
         super().__init__(detail or "The request body failed validation; see errors", errors=errors, **kw)
@@ -61,7 +78,8 @@ class SchemaInvalid(IntakeError):
 
 
 class RateLimited(IntakeError):
-    status, reason = 429, "rate_limited"
+    status, slug, title = 429, "rate-limited", "Too many requests"
+    reason = "rate_limited"
 
     def __init__(self, retry_after: int, **kw: Any) -> None:
         super().__init__("Too many requests for this client", **kw)

@@ -17,7 +17,6 @@ from services.intake.domain.errors import Conflict
 
 # At most 20 characters: the width of the reference columns (longer ones are never issued).
 REFERENCE = re.compile(r"^PRV-(\d{4})-(\d{6,11})$")
-STATUSES = ("received", "acknowledged", "decided", "closed")
 
 
 def format_reference(year: int, sequence: int) -> str:

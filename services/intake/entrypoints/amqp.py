@@ -17,17 +17,18 @@ import uuid
 
 from services.intake import handlers
 from services.intake.adapters import repository as repo
+from services.intake.adapters.effects import audit_rejection
 from services.intake.auth import SUBMISSION_MAX_AGE_S, MAX_SKEW_S
-from services.intake.deps import Deps, audit_rejection
+from services.intake.context import Context
+from services.intake.domain.commands import SubmitReferral
 from services.intake.domain.errors import IntakeError, TooLarge
-from services.intake.entrypoints.http import problem_doc
 from shared import bus
 from shared.logging import bound_contextvars, get_logger
 
 log = get_logger(__name__)
 
 
-async def _reply(deps: Deps, publisher: bus.Publisher, message: bus.BusMessage, doc: dict) -> None:
+async def _reply(publisher: bus.Publisher, message: bus.BusMessage, doc: dict) -> None:
     reply_to = message.reply_to
     if not reply_to:
         return
@@ -38,33 +39,36 @@ async def _reply(deps: Deps, publisher: bus.Publisher, message: bus.BusMessage, 
         log.warning("submission_reply_failed", error=type(exc).__name__)
 
 
-def make_handler(deps: Deps, publisher: bus.Publisher):
+def make_handler(ctx: Context, publisher: bus.Publisher):
+    auth = ctx.auth
+    assert auth is not None  # bootstrap wires it
+
     async def handle(message: bus.BusMessage) -> None:
         corr = message.correlation_id or message.message_id or str(uuid.uuid4())
         with bound_contextvars(correlation_id=corr[:64], message_id=message.message_id):
             actor = None
             try:
-                if len(message.body) > deps.settings.file.system.max_body_bytes:
+                if len(message.body) > ctx.settings.file.system.max_body_bytes:
                     raise TooLarge("The body is over the limit")
-                actor, nonce = deps.auth.verify_submission(message.headers, message.body)
+                actor, nonce = auth.verify_submission(message.headers, message.body)
                 key = f"amqp:{message.message_id}" if message.message_id else None
                 if key:
-                    async with deps.engine.connect() as conn:
+                    async with ctx.engine.connect() as conn:
                         stored = await repo.get_idempotent(conn, actor, key[:200])
                     if stored is not None:  # a redelivery of a message already accepted
-                        return await _reply(deps, publisher, message, dict(stored.response))
-                await deps.auth.claim(actor, nonce, time.time(), SUBMISSION_MAX_AGE_S + MAX_SKEW_S)
-                done = await handlers.submit_referral(handlers.SubmitReferral(
-                    actor, message.body, key[:200] if key else None, corr[:64], "amqp"), deps)
+                        return await _reply(publisher, message, dict(stored.response))
+                await auth.claim(actor, nonce, time.time(), SUBMISSION_MAX_AGE_S + MAX_SKEW_S)
+                done = await handlers.submit_referral(SubmitReferral(
+                    actor, message.body, key[:200] if key else None, corr[:64], "amqp"), ctx)
             except IntakeError as err:
-                await audit_rejection(deps, actor=actor or err.actor, action="referral.submit", reference=None,
+                await audit_rejection(ctx, actor=actor or err.actor, action="referral.submit", reference=None,
                                       err=err, via="amqp")
-                await _reply(deps, publisher, message, problem_doc(err))
+                await _reply(publisher, message, err.problem())
                 raise bus.Reject(err.reason) from None
-            await _reply(deps, publisher, message, done.reply)
+            await _reply(publisher, message, done.reply)
     return handle
 
 
-def submissions_consumer(deps: Deps, connection, publisher: bus.Publisher) -> bus.Consumer:
-    return bus.Consumer(connection, bus.queue_spec(bus.INTAKE_SUBMISSIONS), make_handler(deps, publisher),
+def submissions_consumer(ctx: Context, connection, publisher: bus.Publisher) -> bus.Consumer:
+    return bus.Consumer(connection, bus.queue_spec(bus.INTAKE_SUBMISSIONS), make_handler(ctx, publisher),
                               publisher=publisher, verify_keys=None, prefetch=16)

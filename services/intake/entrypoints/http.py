@@ -7,40 +7,39 @@ import json
 import re
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import date, timedelta
+from datetime import date
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from aiohttp import web
+from pydantic import BaseModel
 
-from services.intake import actions, handlers, queries
-from services.intake.deps import Deps, audit_rejection
-from services.intake.domain.errors import (
-    Forbidden, IntakeError, NotFound, SchemaInvalid, TooLarge, UnsupportedMediaType,
-)
+from services.intake import handlers
+from services.intake.adapters import queries
+from services.intake.adapters.effects import audit_rejection
+from services.intake.context import Context
+from services.intake.domain.actions import ACTIONS
+from services.intake.domain.commands import Action, EmptyBody, LifecycleCommand, SubmitReferral
+from services.intake.domain.errors import Forbidden, IntakeError, NotFound, TooLarge, UnsupportedMediaType
 from services.intake.domain.lifecycle import is_reference
+from services.intake.domain.parsing import parse_json, period, validate
 from shared.config import Client
-from shared.http import problem
+from shared.http import PROBLEM_CONTENT_TYPE
 from shared.logging import bound_contextvars, get_logger
 
-DEPS = web.AppKey("intake_deps", Deps)
+CONTEXT = web.AppKey("intake_context", Context)
 log = get_logger(__name__)
 _CORRELATION = re.compile(r"[A-Za-z0-9._-]{1,64}")
-View = Callable[[web.Request, Deps, Client, bytes, str], Awaitable[web.StreamResponse]]
-
-
-def problem_doc(err: IntakeError) -> dict[str, Any]:
-    """The problem document of `err` (the AMQP path replies with the same JSON)."""
-    return json.loads(problem_response(err).text or "{}")
+View = Callable[[web.Request, Context, Client, bytes, str], Awaitable[web.StreamResponse]]
 
 
 def problem_response(err: IntakeError) -> web.Response:
-    return problem(err.status, detail=err.detail, headers=err.headers or None, reason=err.reason,
-                   **err.extensions)
+    return web.Response(status=err.status, text=json.dumps(err.problem()), content_type=PROBLEM_CONTENT_TYPE,
+                        headers=err.headers or None)
 
 
-async def _read_body(request: web.Request, deps: Deps) -> bytes:
-    limit = deps.settings.file.system.max_body_bytes
+async def _read_body(request: web.Request, ctx: Context) -> bytes:
+    limit = ctx.settings.file.system.max_body_bytes
     if (request.content_length or 0) > limit:
         raise TooLarge(f"The body is over {limit} bytes")
     try:
@@ -53,7 +52,8 @@ def guarded(action: str) -> Callable[[View], Callable[[web.Request], Awaitable[w
     """Size limit → signature → rate limit → view; audit and render every refusal."""
     def wrap(view: View):
         async def handler(request: web.Request) -> web.StreamResponse:
-            deps = request.app[DEPS]
+            ctx = request.app[CONTEXT]
+            assert ctx.auth is not None and ctx.limiter is not None  # bootstrap wires both
             wanted = request.headers.get("X-Correlation-Id", "")
             corr = wanted if _CORRELATION.fullmatch(wanted) else str(uuid.uuid4())
             given = request.match_info.get("reference")
@@ -61,17 +61,17 @@ def guarded(action: str) -> Callable[[View], Callable[[web.Request], Awaitable[w
             with bound_contextvars(correlation_id=corr, reference=ref):
                 actor: str | None = None
                 try:
-                    body = await _read_body(request, deps)
-                    client = await deps.auth.verify_http(
+                    body = await _read_body(request, ctx)
+                    client = await ctx.auth.verify_http(
                         method=request.method, path=request.rel_url.raw_path,
                         query=request.rel_url.raw_query_string, headers=request.headers, body=body or None)
                     actor = client.id
-                    deps.limiter.take(client.id)
-                    response = await view(request, deps, client, body, corr)
+                    ctx.limiter.take(client.id)
+                    response = await view(request, ctx, client, body, corr)
                 except IntakeError as err:
                     log.info("request_refused", action=action, status=err.status, reason=err.reason,
                              client_id=actor or err.actor)
-                    await audit_rejection(deps, actor=actor or err.actor, action=action, reference=ref,
+                    await audit_rejection(ctx, actor=actor or err.actor, action=action, reference=ref,
                                           err=err, via="http")
                     response = problem_response(err)
                 response.headers["X-Correlation-Id"] = corr
@@ -85,7 +85,7 @@ def _json_body(request: web.Request, body: bytes, *, optional: bool = False) -> 
         return {}
     if request.content_type != "application/json":
         raise UnsupportedMediaType("Send application/json")
-    return handlers.parse_json(body)
+    return parse_json(body)
 
 
 def _reference(request: web.Request) -> str:
@@ -95,71 +95,56 @@ def _reference(request: web.Request) -> str:
     return ref
 
 
+def today(ctx: Context) -> date:
+    """Today in London, by the context's clock (the default end of a reporting period)."""
+    return ctx.clock().astimezone(ZoneInfo("Europe/London")).date()
+
+
 @guarded("referral.submit")
-async def submit(request: web.Request, deps: Deps, client: Client, body: bytes, corr: str) -> web.Response:
+async def submit(request: web.Request, ctx: Context, client: Client, body: bytes, corr: str) -> web.Response:
     if client.role != "referrer":
         raise Forbidden("Only referrer clients may submit referrals", reason="wrong_role")
     if request.content_type != "application/json":
         raise UnsupportedMediaType("Send application/json")
-    done = await handlers.submit_referral(handlers.SubmitReferral(
-        client.id, body, request.headers.get("Idempotency-Key"), corr, "http"), deps)
+    done = await handlers.submit_referral(SubmitReferral(
+        client.id, body, request.headers.get("Idempotency-Key"), corr, "http"), ctx)
     return web.json_response(done.reply, status=202)
 
 
-def lifecycle_view(action: actions.Action, model: type | None):
+def lifecycle_view(action: Action, model: type[BaseModel] | None):
     @guarded(f"referral.{action}")
-    async def view(request: web.Request, deps: Deps, client: Client, body: bytes, corr: str) -> web.Response:
+    async def view(request: web.Request, ctx: Context, client: Client, body: bytes, corr: str) -> web.Response:
         data = _json_body(request, body, optional=model is None)
-        parsed = handlers.validate(model or actions.EmptyBody, data)
-        cmd = actions.LifecycleCommand(
+        parsed = validate(model or EmptyBody, data)
+        cmd = LifecycleCommand(
             action, client.id, _reference(request), pathway=getattr(parsed, "pathway", None),
             outcome=getattr(parsed, "outcome", None),
             sensitive_note=getattr(parsed, "rationale", None) or getattr(parsed, "notes", None),
             correlation_id=corr)
-        return web.json_response(await actions.act(cmd, deps))
+        return web.json_response(await handlers.act(cmd, ctx))
     return view
 
 
 @guarded("referral.read")
-async def get_referral(request: web.Request, deps: Deps, client: Client, _b: bytes, _c: str) -> web.Response:
-    return web.json_response(await queries.get_referral(deps, client.id, _reference(request)))
+async def get_referral(request: web.Request, ctx: Context, client: Client, _b: bytes, _c: str) -> web.Response:
+    return web.json_response(await queries.get_referral(ctx, client.id, _reference(request)))
 
 
 @guarded("referral.sealed_read")
-async def get_sealed(request: web.Request, deps: Deps, client: Client, _b: bytes, _c: str) -> web.Response:
-    return web.json_response(await queries.get_sealed(deps, client.id, _reference(request)))
-
-
-def _date(request: web.Request, name: str, default: date) -> date:
-    text = request.query.get(name)
-    if text is None:
-        return default
-    try:
-        value = date.fromisoformat(text)
-    except ValueError:
-        raise SchemaInvalid([{"loc": name, "type": "date_parsing", "msg": "Expected a date YYYY-MM-DD"}]) from None
-    if not 1900 <= value.year <= 9998:  # the range arithmetic must not overflow date (a 500, found by fuzzing)
-        raise SchemaInvalid([{"loc": name, "type": "date_range", "msg": "Expected a year from 1900 to 9998"}])
-    return value
+async def get_sealed(request: web.Request, ctx: Context, client: Client, _b: bytes, _c: str) -> web.Response:
+    return web.json_response(await queries.get_sealed(ctx, client.id, _reference(request)))
 
 
 @guarded("stats.read")
-async def get_stats(request: web.Request, deps: Deps, client: Client, _b: bytes, _c: str) -> web.Response:
-    today = deps.clock().astimezone(ZoneInfo("Europe/London")).date()
-    end = _date(request, "to", today)
-    start = _date(request, "from", end - timedelta(days=27))
-    if start > end or (end - start).days > 3660:
-        raise SchemaInvalid([{"loc": "from", "type": "range", "msg": "from must be on or before to"}])
-    return web.json_response(await queries.stats(deps, client.id, start, end))
+async def get_stats(request: web.Request, ctx: Context, client: Client, _b: bytes, _c: str) -> web.Response:
+    start, end = period(request.query, today(ctx), days_back=27)
+    return web.json_response(await queries.stats(ctx, client.id, start, end))
 
 
 def add_routes(app: web.Application) -> None:
     app.router.add_post("/v1/referrals", submit)
     app.router.add_get("/v1/referrals/{reference}", get_referral)
     app.router.add_get("/v1/referrals/{reference}/sealed", get_sealed)
-    app.router.add_post("/v1/referrals/{reference}/acknowledgement", lifecycle_view("acknowledgement", None))
-    app.router.add_post("/v1/referrals/{reference}/decision", lifecycle_view("decision", actions.DecisionBody))
-    app.router.add_post("/v1/referrals/{reference}/checks", lifecycle_view("checks", actions.ChecksBody))
-    app.router.add_post("/v1/referrals/{reference}/feedback", lifecycle_view("feedback", None))
-    app.router.add_post("/v1/referrals/{reference}/close", lifecycle_view("close", None))
+    for action, spec in ACTIONS.items():
+        app.router.add_post(f"/v1/referrals/{{reference}}/{action}", lifecycle_view(action, spec.body))
     app.router.add_get("/v1/stats", get_stats)

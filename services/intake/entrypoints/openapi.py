@@ -7,7 +7,7 @@ from aiohttp import web
 from pydantic import BaseModel, Field
 from pydantic.json_schema import models_json_schema
 
-from services.intake.actions import ChecksBody, DecisionBody
+from services.intake.domain.commands import ChecksBody, DecisionBody
 from services.intake.domain.referral import Referral
 
 REF = "#/components/schemas/{model}"

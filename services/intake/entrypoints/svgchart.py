@@ -1,9 +1,8 @@
 """Small server-side SVG charts (no JavaScript, no network): horizontal bars and a line.
 
-`report_charts(report)` draws the performance report's charts from its JSON document
-(intake's `GET /v1/report`), so any page — intake's /report or an ops dashboard that
-fetched the JSON — renders the same charts without importing intake. A suppressed
-value (`null`) is drawn as no bar with the label "<threshold" (official-statistics style).
+`report_charts(report)` draws the /report page's charts from the report's JSON document
+(the same as `GET /v1/report`). A suppressed value (`null`) is drawn as no bar with the
+label "<threshold" (official-statistics style).
 Every chart is `role="img"` with a title and description for screen readers.
 """
 from __future__ import annotations

@@ -16,22 +16,25 @@ import hashlib
 import hmac
 import os
 from collections.abc import Mapping
-from datetime import date, timedelta
+from datetime import date
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, urlencode
-from zoneinfo import ZoneInfo
 
 import jinja2
 from aiohttp import web
 
-from services.intake import queries
-from services.intake.domain.errors import Forbidden, IntakeError, SchemaInvalid
-from services.intake.entrypoints.http import DEPS, _date, guarded, problem_response
-from services.intake.reporting import export
+from services.intake.adapters import queries
+from services.intake.context import Context
+from services.intake.domain.access import performance_scope
+from services.intake.domain.errors import Forbidden, IntakeError
+from services.intake.domain.parsing import period
+from services.intake.entrypoints import export
+from services.intake.entrypoints.http import CONTEXT, guarded, problem_response, today
+from services.intake.entrypoints.svgchart import TABLE_TITLES, report_charts
 from shared import accesscodes
 from shared.config import Client, Settings
 from shared.http import problem
-from shared.svgchart import TABLE_TITLES, report_charts
 
 CODE_ENV = "SAFEGUARD_REPORT_CODE"
 COOKIE = "sg_report"
@@ -58,12 +61,7 @@ def _signed_in(request: web.Request) -> bool:
 
 
 def _range(request: web.Request) -> tuple[date, date]:
-    today = request.app[DEPS].clock().astimezone(ZoneInfo("Europe/London")).date()
-    end = _date(request, "to", today)
-    start = _date(request, "from", end - timedelta(days=364))
-    if start > end or (end - start).days > 3660:
-        raise SchemaInvalid([{"loc": "from", "type": "range", "msg": "from must be on or before to"}])
-    return start, end
+    return period(request.query, today(request.app[CONTEXT]), days_back=364)
 
 
 def _page(template: str, status: int = 200, **values) -> web.Response:
@@ -72,15 +70,15 @@ def _page(template: str, status: int = 200, **values) -> web.Response:
 
 
 @guarded("report.read")
-async def report_json(request: web.Request, deps, client: Client, _b: bytes, _c: str) -> web.Response:
+async def report_json(request: web.Request, ctx: Context, client: Client, _b: bytes, _c: str) -> web.Response:
     start, end = _range(request)
-    org = queries.performance_scope(deps, client.id)
-    return web.json_response(await queries.report(deps, client.id, start, end, org=org))
+    org = performance_scope(ctx.settings.client(client.id))
+    return web.json_response(await queries.report(ctx, client.id, start, end, org=org))
 
 
-async def _browser_report(request: web.Request) -> dict:
+async def _browser_report(request: web.Request) -> dict[str, Any]:
     start, end = _range(request)
-    return await queries.report(request.app[DEPS], ACTOR, start, end, via="page")
+    return await queries.report(request.app[CONTEXT], ACTOR, start, end, via="page")
 
 
 async def report_page(request: web.Request) -> web.Response:

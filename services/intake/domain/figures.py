@@ -1,5 +1,6 @@
-"""Performance data (DESIGN §1.7): tables and measures from referral metadata rows, with
-small numbers suppressed as official statistics do. Pure: rows in, a JSON-ready dict out.
+"""Performance data (DESIGN §1.7) from referral metadata rows. Pure: rows in, a JSON-ready
+dict out. `stats` is the plain counts of `GET /v1/stats`; `build` the report's tables and
+measures, with small numbers suppressed as official statistics do.
 
 Suppression: a count from 1 to `threshold - 1` becomes `count: null, suppressed: true`
 (shown as "<5"); a rate is suppressed when its numerator or denominator is; a median
@@ -47,6 +48,25 @@ def on_time(rows: Sequence[Any], now: datetime) -> tuple[int, int, int, int]:
     ack_hits = sum(1 for r in ack_due if r.acknowledged_at is not None and r.acknowledged_at <= r.acknowledge_by)
     chk_hits = sum(1 for r in chk_due if r.checks_at is not None and r.checks_at <= r.checks_due_by)
     return len(ack_due), ack_hits, len(chk_due), chk_hits
+
+
+def stats(rows: Sequence[Any], start: date, end: date, now: datetime) -> dict[str, Any]:
+    """Plain counts and on-time rates, no suppression."""
+    ack_due, ack_hits, chk_due, chk_hits = on_time(rows, now)
+    count = lambda values: dict(sorted(Counter(v for v in values if v is not None).items()))  # noqa: E731
+    share = lambda hits, due: round(hits / due, 4) if due else None  # noqa: E731
+    return {
+        "from": start.isoformat(), "to": end.isoformat(), "total": len(rows),
+        "by_status": count(r.status for r in rows),
+        "by_pathway": count(r.pathway for r in rows),
+        "by_checks_outcome": count(r.checks_outcome for r in rows),
+        "by_age_band": count(r.age_band for r in rows),
+        "by_concern_type": count(c for r in rows for c in r.concern_types),
+        "immediate_risk": sum(1 for r in rows if r.immediate_risk),
+        "out_of_hours": sum(1 for r in rows if r.out_of_hours),
+        "acknowledged_on_time": {"due": ack_due, "on_time": ack_hits, "rate": share(ack_hits, ack_due)},
+        "checks_on_time": {"due": chk_due, "on_time": chk_hits, "rate": share(chk_hits, chk_due)},
+    }
 
 
 def months(start: date, end: date) -> list[str]:

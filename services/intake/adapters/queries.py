@@ -2,20 +2,23 @@
 teams only), and performance statistics (no personal data). Every read is audited."""
 from __future__ import annotations
 
-from collections import Counter
+from collections.abc import Callable
 from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from services.intake.actions import authorise
+from sqlalchemy.engine import Row
+
 from services.intake.adapters import repository as repo
-from services.intake.deps import Deps, record
-from services.intake.domain.errors import Forbidden, Gone, NotFound
-from services.intake.reporting import figures
+from services.intake.adapters.effects import record
+from services.intake.context import Context
+from services.intake.domain import figures
+from services.intake.domain.access import performance_scope, recipient_team, staff_of
+from services.intake.domain.errors import Gone, NotFound
+from shared.config import Client
 from shared.worktime import LONDON
 
 _LONDON = ZoneInfo(LONDON)
-STAFF = ("referrer", "social_care", "prevent", "control_room")
 
 
 def _iso(v: datetime | None) -> str | None:
@@ -46,32 +49,22 @@ def summary(row: Any) -> dict[str, Any]:
     }
 
 
-def _staff_of(client: Any, row: Any) -> None:
-    if client is None or client.role not in STAFF:
-        raise Forbidden("This client's role may not read referrals", reason="wrong_role")
-    if client.organisation not in (row.la_code, row.force):
-        raise Forbidden("This referral is not for this client's organisation", reason="wrong_organisation")
-
-
-def _recipient_team(client: Any, row: Any) -> None:
-    authorise(client, row, {"social_care": "la_code", "prevent": "force"})
-
-
-async def _read(deps: Deps, client_id: str, reference: str, check, action: str, build) -> dict[str, Any]:
-    client = deps.settings.client(client_id)
-    async with deps.engine.begin() as conn:
+async def _read(ctx: Context, client_id: str, reference: str, check: Callable[[Client | None, Row], None],
+                action: str, build: Callable[[Row], dict[str, Any]]) -> dict[str, Any]:
+    client = ctx.settings.client(client_id)
+    async with ctx.engine.begin() as conn:
         row = await repo.get_referral(conn, reference)
         if row is None:
             raise NotFound("No such referral")
         check(client, row)
         reply = build(row)
-        await record(conn, actor=client_id, action=action, reference=reference, at=deps.clock())
+        await record(conn, actor=client_id, action=action, reference=reference, at=ctx.clock())
     return reply
 
 
-async def get_referral(deps: Deps, client_id: str, reference: str) -> dict[str, Any]:
+async def get_referral(ctx: Context, client_id: str, reference: str) -> dict[str, Any]:
     """Any staff role of the LA or the force: status and timeline, never content."""
-    return await _read(deps, client_id, reference, _staff_of, "referral.read", summary)
+    return await _read(ctx, client_id, reference, staff_of, "referral.read", summary)
 
 
 def _sealed(row: Any) -> dict[str, Any]:
@@ -81,58 +74,34 @@ def _sealed(row: Any) -> dict[str, Any]:
             "content_sealed": row.content_sealed, "contacts_sealed": row.contacts_sealed}
 
 
-async def get_sealed(deps: Deps, client_id: str, reference: str) -> dict[str, Any]:
+async def get_sealed(ctx: Context, client_id: str, reference: str) -> dict[str, Any]:
     """Recipient teams only (social care of the LA, CTP Prevent of the force)."""
-    return await _read(deps, client_id, reference, _recipient_team, "referral.sealed_read", _sealed)
+    return await _read(ctx, client_id, reference, recipient_team, "referral.sealed_read", _sealed)
 
 
-def _rate(hits: int, due: int) -> float | None:
-    return round(hits / due, 4) if due else None
-
-
-def performance_scope(deps: Deps, client_id: str) -> str | None:
-    """The organisation a client's performance reads are limited to (None: all, for ops)."""
-    client = deps.settings.client(client_id)
-    if client is None:
-        raise Forbidden(reason="wrong_role")
-    return None if client.role == "ops" else client.organisation
-
-
-async def _performance_rows(deps: Deps, actor: str, org: str | None, start: date, end: date,
+async def _performance_rows(ctx: Context, actor: str, org: str | None, start: date, end: date,
                             action: str, via: str | None = None) -> tuple[list[Any], datetime]:
     lo = datetime.combine(start, datetime.min.time(), _LONDON)
     hi = datetime.combine(end + timedelta(days=1), datetime.min.time(), _LONDON)
-    now = deps.clock()
+    now = ctx.clock()
     detail = {"from": start.isoformat(), "to": end.isoformat(), **({"via": via} if via else {})}
-    async with deps.engine.begin() as conn:
+    async with ctx.engine.begin() as conn:
         rows = await repo.stats_rows(conn, lo, hi, org)
         await record(conn, actor=actor, action=action, detail=detail, at=now)
     return rows, now
 
 
-async def stats(deps: Deps, client_id: str, start: date, end: date) -> dict[str, Any]:
+async def stats(ctx: Context, client_id: str, start: date, end: date) -> dict[str, Any]:
     """Counts for [start, end] (London dates). ops sees all; staff see their organisation."""
-    rows, now = await _performance_rows(deps, client_id, performance_scope(deps, client_id), start, end, "stats.read")
-    ack_due, ack_hits, chk_due, chk_hits = figures.on_time(rows, now)
-    count = lambda values: dict(sorted(Counter(v for v in values if v is not None).items()))  # noqa: E731
-    return {
-        "from": start.isoformat(), "to": end.isoformat(), "total": len(rows),
-        "by_status": count(r.status for r in rows),
-        "by_pathway": count(r.pathway for r in rows),
-        "by_checks_outcome": count(r.checks_outcome for r in rows),
-        "by_age_band": count(r.age_band for r in rows),
-        "by_concern_type": count(c for r in rows for c in r.concern_types),
-        "immediate_risk": sum(1 for r in rows if r.immediate_risk),
-        "out_of_hours": sum(1 for r in rows if r.out_of_hours),
-        "acknowledged_on_time": {"due": ack_due, "on_time": ack_hits, "rate": _rate(ack_hits, ack_due)},
-        "checks_on_time": {"due": chk_due, "on_time": chk_hits, "rate": _rate(chk_hits, chk_due)},
-    }
+    org = performance_scope(ctx.settings.client(client_id))
+    rows, now = await _performance_rows(ctx, client_id, org, start, end, "stats.read")
+    return figures.stats(rows, start, end, now)
 
 
-async def report(deps: Deps, actor: str, start: date, end: date, *, org: str | None = None,
+async def report(ctx: Context, actor: str, start: date, end: date, *, org: str | None = None,
                  via: str = "http") -> dict[str, Any]:
     """The performance data report (small numbers suppressed) over the same rows as `stats`.
     `org` limits it to one organisation (None: all); callers decide who may see what."""
-    rows, now = await _performance_rows(deps, actor, org, start, end, "report.read", via)
-    threshold = deps.settings.file.system.small_number_threshold
+    rows, now = await _performance_rows(ctx, actor, org, start, end, "report.read", via)
+    threshold = ctx.settings.file.system.small_number_threshold
     return figures.build(rows, start, end, now, threshold, scope=org or "all")

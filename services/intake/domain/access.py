@@ -1,0 +1,42 @@
+"""Who may do what to a referral (pure): a client's role, and its organisation against the
+referral's local authority (`la_code`) or police force (`force`)."""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from services.intake.domain.errors import Forbidden
+from shared.config import Client
+
+STAFF = ("referrer", "social_care", "prevent", "control_room")
+RECIPIENT_TEAMS = {"social_care": "la_code", "prevent": "force"}
+
+
+def authorise(client: Client | None, row: Any, roles: Mapping[str, str]) -> Client:
+    """`roles` maps a permitted role to the referral field its organisation must match."""
+    if client is None or client.role not in roles:
+        raise Forbidden("This client's role may not do this", reason="wrong_role", actor=client and client.id)
+    if client.organisation != getattr(row, roles[client.role]):
+        raise Forbidden("This referral is not for this client's organisation", reason="wrong_organisation",
+                        actor=client.id)
+    return client
+
+
+def staff_of(client: Client | None, row: Any) -> None:
+    """Any staff role of the referral's local authority or force (status and timeline reads)."""
+    if client is None or client.role not in STAFF:
+        raise Forbidden("This client's role may not read referrals", reason="wrong_role")
+    if client.organisation not in (row.la_code, row.force):
+        raise Forbidden("This referral is not for this client's organisation", reason="wrong_organisation")
+
+
+def recipient_team(client: Client | None, row: Any) -> None:
+    """Social care of the referral's local authority or CTP Prevent of its force (sealed reads)."""
+    authorise(client, row, RECIPIENT_TEAMS)
+
+
+def performance_scope(client: Client | None) -> str | None:
+    """The organisation a client's performance reads are limited to (None: all, for ops)."""
+    if client is None:
+        raise Forbidden(reason="wrong_role")
+    return None if client.role == "ops" else client.organisation

@@ -1,0 +1,67 @@
+"""The lifecycle actions of staff systems as one table (pure): for each action, who may
+take it, which rule of `domain.lifecycle` applies it, which event it publishes, which
+columns it writes besides the rule's, and what its reply says. `handlers.act` runs them
+all the same way; `entrypoints.http` routes `POST /v1/referrals/{reference}/<action>`."""
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel
+
+from services.intake.domain import lifecycle as rules
+from services.intake.domain.access import RECIPIENT_TEAMS
+from services.intake.domain.commands import Action, ChecksBody, DecisionBody, LifecycleCommand
+from shared.messages import (
+    ChecksCompleted, FeedbackReleased, Message, ReferralAcknowledged, ReferralClosed, ReferralDecided,
+)
+
+
+@dataclass(frozen=True)
+class LifecycleAction:
+    who: Mapping[str, str]  # a permitted role -> the referral field its organisation must match
+    rule: Callable[[rules.State, LifecycleCommand, datetime], rules.Change]
+    event: type[Message]
+    event_fields: tuple[str, ...]  # from `facts`, beside the referral's ids, organisations and time
+    by: str  # the column naming the client that took the action
+    reply_fields: tuple[str, ...]  # from `facts`, after reference, status and action
+    body: type[BaseModel] | None = None  # the JSON body it takes (None: no body, or `{}`)
+    sealed_note: str | None = None  # the column the command's sensitive note is sealed into
+
+
+SOCIAL_CARE = {"social_care": "la_code"}
+PREVENT = {"prevent": "force"}
+
+ACTIONS: dict[Action, LifecycleAction] = {
+    "acknowledgement": LifecycleAction(
+        who=SOCIAL_CARE, rule=lambda s, _cmd, now: rules.acknowledge(s, now),
+        event=ReferralAcknowledged, event_fields=("client_id",),
+        by="acknowledged_by", reply_fields=("acknowledged_at",)),
+    "decision": LifecycleAction(
+        who=SOCIAL_CARE, rule=lambda s, cmd, now: rules.decide(s, cmd.pathway or "", now),
+        event=ReferralDecided, event_fields=("pathway",),
+        by="decided_by", reply_fields=("pathway", "decided_at"), body=DecisionBody, sealed_note="rationale_sealed"),
+    "checks": LifecycleAction(
+        who=PREVENT, rule=lambda s, cmd, now: rules.complete_checks(s, cmd.outcome or "", now),
+        event=ChecksCompleted, event_fields=("outcome",),
+        by="checks_by", reply_fields=("outcome", "checks_at"), body=ChecksBody, sealed_note="checks_notes_sealed"),
+    "feedback": LifecycleAction(
+        who=PREVENT, rule=lambda s, _cmd, now: rules.release_feedback(s, now),
+        event=FeedbackReleased, event_fields=("family_contact_lifted", "audiences"),
+        by="feedback_by", reply_fields=("family_contact_lifted", "audiences", "feedback_at")),
+    "close": LifecycleAction(
+        who=RECIPIENT_TEAMS, rule=lambda s, _cmd, now: rules.close(s, now),
+        event=ReferralClosed, event_fields=(),
+        by="closed_by", reply_fields=("closed_at",)),
+}
+
+
+def facts(row: Mapping[str, Any], client_id: str) -> dict[str, Any]:
+    """What an action's event and reply may name, from the referral row after the action."""
+    lifted = row["family_contact_lifted"]
+    times = ("acknowledged_at", "decided_at", "checks_at", "feedback_at", "closed_at")
+    return {"client_id": client_id, "pathway": row["pathway"], "outcome": row["checks_outcome"],
+            "family_contact_lifted": lifted, "audiences": list(rules.feedback_audiences(lifted)),
+            **{t: row[t].isoformat() if row[t] is not None else None for t in times}}

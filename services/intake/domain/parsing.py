@@ -1,0 +1,84 @@
+"""Parsing and validating what clients send (pure). Error replies name field locations and
+say what was wrong, never the value: a location the client made up (an unknown key such as
+a person's name) is withheld too."""
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from datetime import date, timedelta
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from services.intake.domain.errors import MalformedJson, SchemaInvalid
+
+M = TypeVar("M", bound=BaseModel)
+_KEY = re.compile(r"[\x21-\x7e]{1,200}")
+_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
+UNKNOWN_NAME = "(field name withheld)"
+
+
+def parse_json(body: bytes) -> Any:
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise MalformedJson("The body is not valid JSON") from None
+
+
+def check_idempotency_key(key: str | None) -> None:
+    if key is not None and not _KEY.fullmatch(key):
+        raise MalformedJson("Idempotency-Key must be 1-200 visible ASCII characters", reason="bad_idempotency_key")
+
+
+def _loc(parts: tuple[Any, ...]) -> str:
+    """A field location for an error reply and the audit. A name the client sent that is not
+    a plain snake_case identifier (an unknown key such as a person's name) is withheld."""
+    out = ""
+    for p in parts:
+        out += f"[{p}]" if isinstance(p, int) else f".{p if _NAME.fullmatch(str(p)) else UNKNOWN_NAME}"
+    return out.lstrip(".") or "(body)"
+
+
+def validate(model: type[M], data: Any) -> M:
+    """Validate; on failure list field locations and messages, never the values."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        errors = [{"loc": _loc(e["loc"]), "type": e["type"], "msg": e["msg"]}
+                  for e in exc.errors(include_input=False, include_url=False, include_context=False)[:50]]
+        raise SchemaInvalid(errors) from None
+
+
+def strings_of(value: Any) -> list[str]:
+    """Every string inside a JSON-like value (to scrub them from any log line)."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in strings_of(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in strings_of(v)]
+    return []
+
+
+def query_date(query: Mapping[str, str], name: str, default: date) -> date:
+    text = query.get(name)
+    if text is None:
+        return default
+    try:
+        value = date.fromisoformat(text)
+    except ValueError:
+        raise SchemaInvalid([{"loc": name, "type": "date_parsing", "msg": "Expected a date YYYY-MM-DD"}]) from None
+    if not 1900 <= value.year <= 9998:  # the range arithmetic must not overflow date (a 500, found by fuzzing)
+        raise SchemaInvalid([{"loc": name, "type": "date_range", "msg": "Expected a year from 1900 to 9998"}])
+    return value
+
+
+def period(query: Mapping[str, str], today: date, days_back: int) -> tuple[date, date]:
+    """The `from`/`to` dates of a query: `to` defaults to today, `from` to `days_back` days before
+    `to`; at most ten years."""
+    end = query_date(query, "to", today)
+    start = query_date(query, "from", end - timedelta(days=days_back))
+    if start > end or (end - start).days > 3660:
+        raise SchemaInvalid([{"loc": "from", "type": "range", "msg": "from must be on or before to"}])
+    return start, end
