@@ -5,7 +5,7 @@
 `shared.messages` and the envelope headers from `shared.bus.message`, so the document
 follows the code. `docs/asyncapi.yaml` is its output, regenerated with
 
-    python -m shared.asyncapi > docs/asyncapi.yaml
+    python -m safeguard.asyncapi > docs/asyncapi.yaml
 
 and tests/ops/test_asyncapi.py fails when the two drift apart.
 
@@ -27,28 +27,20 @@ import yaml
 from pydantic.json_schema import models_json_schema
 
 from shared import messages as message_models
+from shared.bus.dispatch import model_for
 from shared.bus.message import FORGED_REASONS, PRODUCER_HEADER, SIGNATURE_HEADER
 from shared.bus.topology import (
     ALERTS, DEAD_LETTER, EVENTS, EXCHANGES, NOTIFIER_REQUESTS, RETRY_DELAYS_S, SUBMISSIONS, QueueSpec, all_queues,
     control_room_routing_key, queue_arguments, retry_queue_arguments, retry_queue_name,
 )
 from shared.config import SERVICES
+from shared.messages import CATALOGUE, ControlRoomAlert, RetryCopy
 
 BINDING_VERSION = "0.3.0"
 SCHEMA_REF = "#/components/schemas/{model}"
 PLACEHOLDER_FORCE = "{force}"
 PARKING_ARGUMENTS = {"x-queue-type": "quorum"}  # as declared by topology.declare_queue
 
-# Who publishes what: the longest matching routing-key prefix wins.
-PRODUCERS: dict[str, str] = {
-    "referral.": "intake",
-    "deadline.": "escalation",
-    "alert.": "escalation",
-    "notification.requested": "escalation",
-    "control-room.": "escalation",
-    "notification.sent": "notifier",
-    "notification.failed": "notifier",
-}
 # Who consumes which work queue (control-room queues: the force control rooms' systems).
 CONSUMERS: dict[str, str] = {
     "intake.submissions": "intake",
@@ -58,13 +50,10 @@ CONSUMERS: dict[str, str] = {
     "ops.events": "operators",
 }
 CONTROL_ROOM_CONSUMER = "control_room"
-# Events a service publishes whose model is not in shared/messages.py yet.
-SERVICE_OWNED_EVENTS: dict[str, tuple[str, str]] = {
-    "deadline.reminder": ("DeadlineReminder", "services/escalation/domain/events.py"),
-    "deadline.breached": ("DeadlineBreached", "services/escalation/domain/events.py"),
-    "alert.raised": ("AlertRaised", "services/escalation/domain/events.py"),
-    "alert.escalated": ("AlertEscalated", "services/escalation/domain/events.py"),
-    "alert.acknowledged": ("AlertAcknowledged", "services/escalation/domain/events.py"),
+# Catalogue keys that are prefixes: the address each stands for (published outside safeguard.events).
+PREFIX_ADDRESSES: dict[str, str] = {
+    ControlRoomAlert.routing_key: "control-room.<force>",
+    RetryCopy.routing_key: "notifier.retry.<s>s",
 }
 ACTORS: dict[str, str] = {
     "intake": "the intake service (public ingress, transactional outbox)",
@@ -97,9 +86,9 @@ def topic_matches(binding_key: str, routing_key: str) -> bool:
 
 
 def producer_of(routing_key: str) -> str | None:
-    best = max((p for p in PRODUCERS if routing_key == p or (p.endswith(".") and routing_key.startswith(p))),
-               key=len, default=None)
-    return PRODUCERS[best] if best else None
+    """Who publishes a routing key: the producer of its model in shared.messages.CATALOGUE."""
+    model = model_for(routing_key)
+    return model.producer if model else None
 
 
 def channel_id(*parts: str) -> str:
@@ -112,13 +101,8 @@ def _parameters(address: str) -> dict[str, Any]:
 
 
 def event_models() -> list[type[message_models.Message]]:
-    """Every concrete bus message in shared/messages.py (a `Message` with a routing key)."""
-    found = []
-    for _, obj in vars(message_models).items():
-        if (inspect.isclass(obj) and issubclass(obj, message_models.Message) and obj is not message_models.Message
-                and isinstance(getattr(obj, "routing_key", None), str)):
-            found.append(obj)
-    return found
+    """Every bus message: the models of shared.messages.CATALOGUE (the dispatch tables' source)."""
+    return list(CATALOGUE.values())
 
 
 def _exchange_binding(exchange: str) -> dict[str, Any]:
@@ -259,27 +243,17 @@ def build_document(forces: Sequence[str] = (PLACEHOLDER_FORCE,)) -> dict[str, An
             **(extra or {}),
         }
 
-    # Messages: the shared models, the service-owned events, submissions, parked copies.
+    # Messages: the catalogue's models, submissions, parked copies.
     by_key: dict[tuple[str, str], list[str]] = {}  # (exchange, routing key) -> message names
     for model in models:
         own_doc = (inspect.cleandoc(model.__doc__).splitlines() or [""])[0] if model.__doc__ else ""
-        producer = producer_of(control_room_routing_key("x") if model is message_models.ControlRoomAlert
-                               else model.routing_key)
-        summary = own_doc or f"`{model.routing_key}`" + (f", published by {producer}" if producer else "")
-        if model is message_models.ControlRoomAlert:
-            add_message(model.__name__, "control-room.<force>", summary,
-                        {"$ref": SCHEMA_REF.format(model=model.__name__)}, "SignedHeaders")
+        summary = own_doc or f"`{model.routing_key}`, published by {model.producer}"
+        payload = {"$ref": SCHEMA_REF.format(model=model.__name__)}
+        if model.routing_key in PREFIX_ADDRESSES:  # not on safeguard.events: its own channels below
+            add_message(model.__name__, PREFIX_ADDRESSES[model.routing_key], summary, payload, "SignedHeaders")
             continue
-        add_message(model.__name__, model.routing_key, summary,
-                    {"$ref": SCHEMA_REF.format(model=model.__name__)}, "SignedHeaders")
+        add_message(model.__name__, model.routing_key, summary, payload, "SignedHeaders")
         by_key.setdefault((EVENTS, model.routing_key), []).append(model.__name__)
-    for key, (name, owner) in SERVICE_OWNED_EVENTS.items():
-        if (EVENTS, key) in by_key or name in doc.messages:
-            continue  # moved into shared/messages.py: the model above describes it
-        add_message(name, key, f"{key} event (schema still defined in {owner})",
-                    {"type": "object", "description": f"ids, codes and times only; see {owner}"},
-                    "SignedHeaders", {"x-schema-owner": owner})
-        by_key.setdefault((EVENTS, key), []).append(name)
     add_message("Submission", "referral", "A referral published by a MASH system (DESIGN §3.4, §4)",
                 {"type": "object", "description": "the same referral JSON as `POST /v1/referrals` "
                  "(services/intake/domain/referral.py); content is sealed by intake on receipt"},
@@ -309,7 +283,6 @@ def build_document(forces: Sequence[str] = (PLACEHOLDER_FORCE,)) -> dict[str, An
 
     # Queue channels: work queues with their parking queues, then the retry queues.
     specs: list[QueueSpec] = all_queues(forces)
-    messages_for: dict[str, list[str]] = {}
     for spec in specs:
         names = [n for (e, k), ns in by_key.items() if e == spec.exchange
                  and any(topic_matches(b, k) for b in spec.routing_keys) for n in ns]
@@ -317,7 +290,6 @@ def build_document(forces: Sequence[str] = (PLACEHOLDER_FORCE,)) -> dict[str, An
             names = ["Submission"]
         elif spec.name.startswith("control-room."):
             names = ["ControlRoomAlert"]
-        messages_for[spec.name] = names
         cid = channel_id("queue", spec.name)
         doc.channel(cid, spec.name,
                     f"Work queue (quorum, x-delivery-limit {spec.delivery_limit}); bound to `{spec.exchange}` "
@@ -346,7 +318,7 @@ def build_document(forces: Sequence[str] = (PLACEHOLDER_FORCE,)) -> dict[str, An
         cid = channel_id("queue", name)
         doc.channel(cid, name, f"Notification back-off: waits {delay} s, then is dead-lettered through the "
                     f"default exchange back to `{NOTIFIER_REQUESTS}`",
-                    _queue_binding(name, retry_queue_arguments(delay), []), messages_for.get(NOTIFIER_REQUESTS, []))
+                    _queue_binding(name, retry_queue_arguments(delay), []), [RetryCopy.__name__])
         doc.operation("notifier", "send", cid, f"notifier schedules a retry in {delay} s")
 
     document: dict[str, Any] = {
@@ -356,7 +328,7 @@ def build_document(forces: Sequence[str] = (PLACEHOLDER_FORCE,)) -> dict[str, An
             "version": "1.0.0",
             "description": (
                 "Every exchange, queue and message between intake, escalation and notifier "
-                "(DESIGN §2, §3.4, §3.5, §6). Generated by `python -m shared.asyncapi > docs/asyncapi.yaml` "
+                "(DESIGN §2, §3.4, §3.5, §6). Generated by `python -m safeguard.asyncapi > docs/asyncapi.yaml` "
                 "from shared/bus/topology.py and shared/messages.py: do not edit by hand. Every message "
                 "is persistent JSON, published with confirms and `mandatory`; bodies carry ids, codes and "
                 "times only, never content."
@@ -380,7 +352,7 @@ def build_document(forces: Sequence[str] = (PLACEHOLDER_FORCE,)) -> dict[str, An
 
 
 def render(document: dict[str, Any]) -> str:
-    header = "# Generated by `python -m shared.asyncapi > docs/asyncapi.yaml` — do not edit by hand.\n"
+    header = "# Generated by `python -m safeguard.asyncapi > docs/asyncapi.yaml` — do not edit by hand.\n"
     return header + yaml.safe_dump(document, sort_keys=False, allow_unicode=True, width=100)
 
 
