@@ -87,8 +87,9 @@ class ChecksCompleted(ReferralEvent):
 
 class FeedbackReleased(ReferralEvent):
     routing_key: ClassVar[str] = "referral.feedback_released"
-    family_contact_lifted: bool
+    family_contact_lifted: bool  # this release lifted the family-contact hold
     audiences: tuple[Literal["social_care", "referrer", "guardians"], ...]
+    contacts_sealed: dict[str, Any] | None = None  # sealed envelope; the notifier opens it
 
 
 class ReferralClosed(ReferralEvent):

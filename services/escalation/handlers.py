@@ -93,12 +93,19 @@ async def on_checks_completed(conn: AsyncConnection, ev: ChecksCompleted, ctx: C
 
 async def on_feedback_released(conn: AsyncConnection, ev: FeedbackReleased, ctx: Context, now: datetime) -> None:
     row = await _ensure(conn, ev, now)
+    if row.feedback_released_at is not None:  # the same release again under another message id
+        await audit(conn, "referral.feedback_released", ev.reference, now, outcome="duplicate")
+        return
     values: dict[str, Any] = {"feedback_released_at": ev.at}
     if ev.family_contact_lifted and row.holding is not None:
         values["holding"] = {**row.holding, "no_family_contact": False}
-    await repo.update_referral(conn, ev.referral_id, now, **values)
+    referral = await repo.update_referral(conn, ev.referral_id, now, **values)
+    notes = ladder.plan_feedback()
     await audit(conn, "referral.feedback_released", ev.reference, now,
-                detail={"family_contact_lifted": ev.family_contact_lifted, **_early(row)})
+                detail={"family_contact_lifted": ev.family_contact_lifted, "notifications": len(notes), **_early(row)})
+    for note in notes:
+        await notify(conn, referral, note.template, note.audience, now, priority=note.priority,
+                     contacts_sealed=ev.contacts_sealed if note.with_contacts else None)
 
 
 async def on_closed(conn: AsyncConnection, ev: ReferralClosed, ctx: Context, now: datetime) -> None:

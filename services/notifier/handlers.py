@@ -23,6 +23,10 @@ from services.notifier.domain.recipients import FALLBACK, NO_TARGET, ResolutionE
 from shared.messages import FeedbackReleased, NotificationRequested, ReferralReceived
 
 
+class HoldRecordBehind(Exception):
+    """A guardians' feedback request reached the notifier before intake's release event."""
+
+
 async def on_received(ev: ReferralReceived, ctx: Context) -> None:
     now = ctx.clock()
     rec = HoldRecord.on_received(ev.referral_id, no_further_sharing=ev.holding.no_further_sharing,
@@ -45,9 +49,10 @@ async def on_feedback_released(ev: FeedbackReleased, ctx: Context) -> None:
 
 
 async def on_request(req: NotificationRequested, ctx: Context, delivery: Delivery, *,
-                     attempt: int, only: str | None) -> None:
+                     attempt: int, only: str | None, may_wait: bool = False) -> None:
     """`attempt` 0 and `only` None for the request itself; a retry or fallback copy names
-    its attempt and its one delivery key."""
+    its attempt and its one delivery key. `may_wait`: a refusal the guard says may be
+    premature is handed back to the queue instead of made final."""
     async with ctx.engine.connect() as conn:
         record = await repo.load_hold(conn, req.referral_id)
         done = await repo.find_delivery(conn, req.notification_id, NO_TARGET)
@@ -56,6 +61,8 @@ async def on_request(req: NotificationRequested, ctx: Context, delivery: Deliver
     verdict = decide(audience=req.audience, template=req.template, record=record,
                      request_no_family_contact=req.holding.no_family_contact,
                      request_no_further_sharing=req.holding.no_further_sharing)
+    if verdict.wait and may_wait:
+        raise HoldRecordBehind  # not acked: tried again after the consumer's back-off
     if not verdict.allowed:
         return await delivery.finish(req, only or NO_TARGET, NO_TARGET, Status.REFUSED, verdict.reason)
     try:

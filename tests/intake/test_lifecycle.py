@@ -58,6 +58,8 @@ async def test_the_whole_lifecycle(intake):
     fb_event = events[4][1]
     assert (fb_event["family_contact_lifted"], fb_event["audiences"]) == (True, ["social_care", "referrer", "guardians"])
     assert events[1][1]["client_id"] == "dev-social-care"
+    assert fb_event["contacts_sealed"]["ciphertext"]  # the sealed contact section, for the notifier
+
     async with intake.engine.connect() as c:
         row = (await c.execute(tables.referrals.select().where(tables.referrals.c.reference == ref))).one()
     assert row.rationale_sealed["ciphertext"] and row.checks_notes_sealed["ciphertext"]
@@ -87,3 +89,16 @@ async def test_the_whole_lifecycle(intake):
     assert (await intake.call("GET", "/v1/stats", "other-social-care", query="from=2025-01-01")).status == 200
     assert (await (await intake.call("GET", "/v1/stats", "other-social-care", query="from=2025-01-01")).json())["total"] == 0
     assert (await intake.call("GET", "/v1/stats", "dev-ops", query="from=yesterday")).status == 422
+
+
+async def test_feedback_that_keeps_the_family_contact_hold(intake):
+    ref = (await (await intake.submit(referral())).json())["reference"]
+    base = f"/v1/referrals/{ref}"
+    assert (await intake.call("POST", f"{base}/checks", "dev-prevent", {"outcome": "not_suitable"})).status == 200
+    resp = await intake.call("POST", f"{base}/feedback", "dev-prevent", {"family_contact": "sometimes"})
+    assert resp.status == 422  # not lift or keep: refused, nothing released
+    resp = await intake.call("POST", f"{base}/feedback", "dev-prevent", {"family_contact": "keep"})
+    body = await resp.json()
+    assert (resp.status, body["family_contact_lifted"], body["audiences"]) == (200, False, ["social_care", "referrer"])
+    status = await (await intake.call("GET", base, "dev-prevent")).json()
+    assert status["holding"]["no_family_contact"] is True  # the hold stays on

@@ -62,6 +62,16 @@ class System:
         return await self.intake.post("/v1/referrals", data=body,
                                       headers={**headers, "Content-Type": "application/json"})
 
+    async def act(self, client_id: str, reference: str, action: str, doc: dict | None = None) -> Any:
+        """A staff system's signed lifecycle action (`dev-prevent`, `dev-social-care`)."""
+        path = f"/v1/referrals/{reference}/{action}"
+        body = b"" if doc is None else json.dumps(doc).encode()
+        headers = sign_request(method="POST", path=path, body=body, key_id=client_id,
+                               key=load_signing_key(self.keys_dir / f"{client_id}.ed25519"))
+        if doc is not None:
+            headers["Content-Type"] = "application/json"
+        return await self.intake.post(path, data=body, headers=headers)
+
     def tapped_keys(self) -> list[str]:
         return [m.routing_key or "" for m in self.tapped]
 

@@ -39,6 +39,13 @@ def test_guardians_allowed_only_after_a_release_that_lifted_the_hold_for_them():
     assert not verdict(record=no_guardians).allowed
 
 
+def test_a_refusal_waits_only_when_the_record_may_be_behind_the_request():
+    assert verdict().wait  # no release seen yet, the request says the hold is off
+    assert not verdict(nfc=True).wait and not verdict(template="receipt").wait and not verdict(record=None).wait
+    kept = HELD.on_feedback_released(family_contact_lifted=False, audiences=("social_care", "referrer"))
+    assert not verdict(record=kept).allowed and not verdict(record=kept).wait  # a release kept the hold: final
+
+
 def test_release_before_receipt_assumes_every_hold():
     rec = HoldRecord.unknown_then_released("r1", family_contact_lifted=False, audiences=("referrer",))
     assert rec.no_family_contact and rec.no_further_sharing and rec.feedback_released

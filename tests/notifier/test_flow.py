@@ -78,6 +78,21 @@ async def test_no_guardian_message_while_the_hold_is_on_then_exactly_one_after_r
     assert (await world.settled(early))["none"].status == "refused"
 
 
+async def test_a_guardians_feedback_request_that_overtakes_the_release_waits_for_it(world):
+    """escalation's request and intake's release travel separately: a request that arrives
+    first is handed back to the queue, not refused, and is delivered once the release lands."""
+    await world.received(nfc=True)
+    contacts = world.sealed_contacts({"guardians": [{"email": "parent@home.example"}]})
+    req = world.request("feedback", "guardians", nfc=False, contacts=contacts)
+    await world.publish(req, "escalation")
+    await asyncio.sleep(0.3)  # handled once already: handed back, nothing final
+    await world.refresh(req.notification_id)
+    assert world._rows.get(req.notification_id, []) == []
+    await world.released(lifted=True)
+    assert (await world.settled(req, count=1))["email"].status == "delivered"
+    assert len(world.smtp.to("parent@home.example")) == 1
+
+
 async def test_release_that_does_not_lift_the_hold_still_refuses_guardians(world):
     await world.received(nfc=True)
     await world.released(lifted=False, audiences=("social_care", "referrer"))

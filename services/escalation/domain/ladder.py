@@ -59,6 +59,14 @@ TIMER_ACTIONS: dict[str, tuple[str, tuple[str, ...], str]] = {
 CLOCK_OF = {**{k: "acknowledge_by" for k in ACK_KINDS}, **{k: "checks_due_by" for k in CHECKS_KINDS}}
 
 
+def plan_feedback() -> list[Notify]:
+    """A CTP feedback release (DESIGN §4): feedback to the LA MASH team, the referrer and
+    the guardians. The guardians' request carries the referral's holds: while the
+    family-contact hold is on, the notifier's guard refuses it and audits the refusal."""
+    return [Notify("feedback", "la:mash_team"), Notify("feedback", "referrer", with_contacts=True),
+            Notify("feedback", "guardians", with_contacts=True)]
+
+
 def ack_timers(ev: ReferralReceived, calendar: WorkingCalendar, t: EscalationTimings) -> list[TimerSpec]:
     reminders = ack_reminder_times(ev.received_at, calendar, t.ack_reminder_fractions,
                                    timedelta(hours=t.ack_reminder_before_hours))

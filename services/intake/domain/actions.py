@@ -13,7 +13,7 @@ from pydantic import BaseModel
 
 from services.intake.domain import lifecycle as rules
 from services.intake.domain.access import RECIPIENT_TEAMS
-from services.intake.domain.commands import Action, ChecksBody, DecisionBody, LifecycleCommand
+from services.intake.domain.commands import Action, ChecksBody, DecisionBody, FeedbackBody, LifecycleCommand
 from shared.messages import (
     ChecksCompleted, FeedbackReleased, Message, ReferralAcknowledged, ReferralClosed, ReferralDecided,
 )
@@ -48,9 +48,9 @@ ACTIONS: dict[Action, LifecycleAction] = {
         event=ChecksCompleted, event_fields=("outcome",),
         by="checks_by", reply_fields=("outcome", "checks_at"), body=ChecksBody, sealed_note="checks_notes_sealed"),
     "feedback": LifecycleAction(
-        who=PREVENT, rule=lambda s, _cmd, now: rules.release_feedback(s, now),
-        event=FeedbackReleased, event_fields=("family_contact_lifted", "audiences"),
-        by="feedback_by", reply_fields=("family_contact_lifted", "audiences", "feedback_at")),
+        who=PREVENT, rule=lambda s, cmd, now: rules.release_feedback(s, now, cmd.family_contact),
+        event=FeedbackReleased, event_fields=("family_contact_lifted", "audiences", "contacts_sealed"),
+        by="feedback_by", reply_fields=("family_contact_lifted", "audiences", "feedback_at"), body=FeedbackBody),
     "close": LifecycleAction(
         who=RECIPIENT_TEAMS, rule=lambda s, _cmd, now: rules.close(s, now),
         event=ReferralClosed, event_fields=(),
@@ -60,8 +60,10 @@ ACTIONS: dict[Action, LifecycleAction] = {
 
 def facts(row: Mapping[str, Any], client_id: str) -> dict[str, Any]:
     """What an action's event and reply may name, from the referral row after the action."""
-    lifted = row["family_contact_lifted"]
     times = ("acknowledged_at", "decided_at", "checks_at", "feedback_at", "closed_at")
+    contacts = None if row["shredded_at"] is not None else row["contacts_sealed"]
     return {"client_id": client_id, "pathway": row["pathway"], "outcome": row["checks_outcome"],
-            "family_contact_lifted": lifted, "audiences": list(rules.feedback_audiences(lifted)),
+            "family_contact_lifted": row["family_contact_lifted"],
+            "audiences": list(rules.feedback_audiences(row["family_contact_hold"])),
+            "contacts_sealed": contacts,  # sealed: the notifier opens it for the referrer and guardians
             **{t: row[t].isoformat() if row[t] is not None else None for t in times}}

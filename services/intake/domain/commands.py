@@ -25,6 +25,7 @@ class Submitted:
 
 
 Action = Literal["acknowledgement", "decision", "checks", "feedback", "close"]
+FamilyContact = Literal["lift", "keep"]
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,7 @@ class LifecycleCommand:
     pathway: str | None = None
     outcome: str | None = None
     sensitive_note: str | None = None  # rationale or CTP notes: sealed, never stored in clear
+    family_contact: FamilyContact = "lift"  # feedback: lift the family-contact hold, or keep it
     correlation_id: str | None = None
 
 
@@ -48,6 +50,12 @@ class ChecksBody(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
     outcome: ChecksOutcome
     notes: str | None = Field(default=None, max_length=10000)
+
+
+class FeedbackBody(BaseModel):
+    """Optional: without a body (or with `{}`) a release lifts the family-contact hold."""
+    model_config = ConfigDict(extra="forbid")
+    family_contact: FamilyContact = "lift"
 
 
 class EmptyBody(BaseModel):

@@ -81,19 +81,22 @@ def complete_checks(s: State, outcome: str, now: datetime) -> Change:
     return Change(True, {"checks_outcome": outcome, "checks_at": now})
 
 
-def release_feedback(s: State, now: datetime) -> Change:
+def release_feedback(s: State, now: datetime, family_contact: str = "lift") -> Change:
+    """`family_contact` "lift" lifts the family-contact hold with the release; "keep"
+    releases feedback to social care and the referrer only and leaves the hold on."""
     if s.feedback_at is not None:
         return _SAME
     _open(s, "releasing feedback")
     if s.checks_outcome is None:
         raise Conflict("CTP checks must be completed before feedback", reason="checks_pending")
-    return Change(True, {"feedback_at": now, "family_contact_hold": False,
-                         "family_contact_lifted": s.family_contact_hold})
+    lifts = s.family_contact_hold and family_contact == "lift"
+    return Change(True, {"feedback_at": now, "family_contact_hold": s.family_contact_hold and not lifts,
+                         "family_contact_lifted": lifts})
 
 
-def feedback_audiences(lifted: bool) -> tuple[str, ...]:
-    """Guardians hear only when this release lifted the family-contact hold."""
-    return ("social_care", "referrer", "guardians") if lifted else ("social_care", "referrer")
+def feedback_audiences(family_contact_hold: bool) -> tuple[str, ...]:
+    """Guardians hear only once the family-contact hold is off (lifted now or before, or never set)."""
+    return ("social_care", "referrer") if family_contact_hold else ("social_care", "referrer", "guardians")
 
 
 def close(s: State, now: datetime) -> Change:

@@ -114,13 +114,14 @@ async def submit(request: web.Request, ctx: Context, client: Client, body: bytes
 def lifecycle_view(action: Action, model: type[BaseModel] | None):
     @guarded(f"referral.{action}")
     async def view(request: web.Request, ctx: Context, client: Client, body: bytes, corr: str) -> web.Response:
-        data = _json_body(request, body, optional=model is None)
+        optional = model is None or not any(f.is_required() for f in model.model_fields.values())
+        data = _json_body(request, body, optional=optional)
         parsed = validate(model or EmptyBody, data)
         cmd = LifecycleCommand(
             action, client.id, _reference(request), pathway=getattr(parsed, "pathway", None),
             outcome=getattr(parsed, "outcome", None),
             sensitive_note=getattr(parsed, "rationale", None) or getattr(parsed, "notes", None),
-            correlation_id=corr)
+            family_contact=getattr(parsed, "family_contact", "lift"), correlation_id=corr)
         return web.json_response(await handlers.act(cmd, ctx))
     return view
 

@@ -7,7 +7,7 @@ from aiohttp import web
 from pydantic import BaseModel, Field
 from pydantic.json_schema import models_json_schema
 
-from services.intake.domain.commands import ChecksBody, DecisionBody
+from services.intake.domain.commands import ChecksBody, DecisionBody, FeedbackBody
 from services.intake.domain.referral import Referral
 
 REF = "#/components/schemas/{model}"
@@ -34,7 +34,7 @@ class Problem(BaseModel):
 
 def _schemas() -> dict[str, Any]:
     _, top = models_json_schema(
-        [(m, "validation") for m in (Referral, DecisionBody, ChecksBody, Accepted, Problem)], ref_template=REF)
+        [(m, "validation") for m in (Referral, DecisionBody, ChecksBody, FeedbackBody, Accepted, Problem)], ref_template=REF)
     return top["$defs"]
 
 
@@ -60,12 +60,12 @@ REF_PARAM = {"name": "reference", "in": "path", "required": True,
 COMMON = (400, 401, 403, 404, 409, 413, 415, 422, 429)
 
 
-def _action(summary: str, body: str | None) -> dict[str, Any]:
+def _action(summary: str, body: str | None, *, body_required: bool = True) -> dict[str, Any]:
     op: dict[str, Any] = {"summary": summary, "parameters": [REF_PARAM], "security": [{"httpsig": []}],
                           "responses": {"200": _json("The action's result (a repeat returns the same)"),
                                         **_problems(*COMMON)}}
     if body:
-        op["requestBody"] = {"required": True, "content": {"application/json": {"schema": _ref(body)}}}
+        op["requestBody"] = {"required": body_required, "content": {"application/json": {"schema": _ref(body)}}}
     return {"post": op}
 
 
@@ -98,7 +98,9 @@ def spec() -> dict[str, Any]:
             "/v1/referrals/{reference}/acknowledgement": _action("Acknowledge (social_care)", None),
             "/v1/referrals/{reference}/decision": _action("Decide the pathway (social_care)", "DecisionBody"),
             "/v1/referrals/{reference}/checks": _action("Record the CTP checks outcome (prevent)", "ChecksBody"),
-            "/v1/referrals/{reference}/feedback": _action("Release feedback (prevent)", None),
+            "/v1/referrals/{reference}/feedback": _action(
+                "Release feedback (prevent); body optional: `family_contact` lift (default) or keep",
+                "FeedbackBody", body_required=False),
             "/v1/referrals/{reference}/close": _action("Close (social_care or prevent)", None),
             "/v1/stats": {"get": {
                 "summary": "Performance data (no personal data)", "security": [{"httpsig": []}],

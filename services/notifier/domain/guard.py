@@ -9,6 +9,10 @@ can only make things stricter, never looser. Rules:
   family-contact hold and released feedback to guardians, the template is `feedback`,
   and the request itself does not still claim the hold. No record at all = refused
   (fail closed), whoever asks.
+  A guardians' `feedback` request that no longer claims the hold while the record has
+  not yet seen any feedback release is refused with `wait`: intake's release event and
+  escalation's request travel separately, so the request can overtake the event; the
+  handler hands it back to the queue a few times before it makes the refusal final.
 - `no_further_sharing` (record OR request): messages carry the reference and times only.
 """
 from __future__ import annotations
@@ -53,6 +57,7 @@ class Verdict:
     allowed: bool
     minimal: bool  # reference and times only
     reason: str | None = None
+    wait: bool = False  # the record may be behind the request: worth trying again shortly
 
 
 def decide(*, audience: str, template: str, request_no_family_contact: bool,
@@ -67,5 +72,7 @@ def decide(*, audience: str, template: str, request_no_family_contact: bool,
             and not request_no_family_contact
         )
         if not allowed:
-            return Verdict(False, minimal, REFUSED_REASON)
+            behind = (record is not None and template == "feedback" and not record.feedback_released
+                      and not request_no_family_contact)
+            return Verdict(False, minimal, REFUSED_REASON, wait=behind)
     return Verdict(True, minimal)

@@ -24,23 +24,28 @@ from shared.messages import FeedbackReleased, NotificationRequested, ReferralRec
 from shared.runtime import Runtime
 
 
-async def _received(ev: ReferralReceived, ctx: Context, _delivery: Delivery) -> None:
+# A guardians' feedback request that overtook intake's release event is handed back this
+# many times (the consumer's back-off: 1 + 2 + 4 s by default) before its refusal is final.
+HOLD_WAITS = 3
+
+
+async def _received(ev: ReferralReceived, ctx: Context, _delivery: Delivery, _msg: bus.BusMessage) -> None:
     await handlers.on_received(ev, ctx)
 
 
-async def _feedback_released(ev: FeedbackReleased, ctx: Context, _delivery: Delivery) -> None:
+async def _feedback_released(ev: FeedbackReleased, ctx: Context, _delivery: Delivery, _msg: bus.BusMessage) -> None:
     await handlers.on_feedback_released(ev, ctx)
 
 
-async def _requested(req: NotificationRequested, ctx: Context, delivery: Delivery) -> None:
-    await handlers.on_request(req, ctx, delivery, attempt=0, only=None)
+async def _requested(req: NotificationRequested, ctx: Context, delivery: Delivery, msg: bus.BusMessage) -> None:
+    await handlers.on_request(req, ctx, delivery, attempt=0, only=None, may_wait=msg.delivery_count < HOLD_WAITS)
 
 
-async def _retried(copy: RetryCopy, ctx: Context, delivery: Delivery) -> None:
+async def _retried(copy: RetryCopy, ctx: Context, delivery: Delivery, _msg: bus.BusMessage) -> None:
     await handlers.on_request(copy.request, ctx, delivery, attempt=copy.attempt, only=copy.channel)
 
 
-NotifierHandler = Callable[..., Awaitable[None]]  # (message of the model, ctx, delivery)
+NotifierHandler = Callable[..., Awaitable[None]]  # (message of the model, ctx, delivery, the delivery's bus message)
 DISPATCH: Dispatcher[NotifierHandler] = Dispatcher({
     ReferralReceived: _received,
     FeedbackReleased: _feedback_released,
@@ -52,7 +57,7 @@ DISPATCH: Dispatcher[NotifierHandler] = Dispatcher({
 async def dispatch(msg: bus.BusMessage, ctx: Context, delivery: Delivery) -> None:
     """Routing key → its producer, its model, its handler."""
     handler, parsed = DISPATCH.parse(msg)
-    await handler(parsed, ctx, delivery)
+    await handler(parsed, ctx, delivery, msg)
 
 
 # --- the consumer ----------------------------------------------------------------------
