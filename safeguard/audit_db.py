@@ -16,10 +16,11 @@ from pathlib import Path
 from sqlalchemy import MetaData, Table, inspect
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from shared.audit import audit_table, checkpoint_table, head_table, record
+from shared.audit import record
 from shared.bus.topology import ESCALATION_EVENTS, INTAKE_SUBMISSIONS, NOTIFIER_REQUESTS
 from shared.config import Settings
 from shared.storage import create_engine
+from shared.storage.tables import common_tables
 
 QUEUE_OWNERS = {INTAKE_SUBMISSIONS: "intake", ESCALATION_EVENTS: "escalation", NOTIFIER_REQUESTS: "notifier"}
 
@@ -49,11 +50,9 @@ async def service_table(settings: Settings, service: str, table: Table) -> Async
 
 @contextlib.asynccontextmanager
 async def service_audit(settings: Settings, service: str) -> AsyncIterator[ServiceAudit | None]:
-    md = MetaData()
-    table, checkpoints = audit_table(md, service), checkpoint_table(md, service)
-    head_table(md, service)
-    async with service_table(settings, service, table) as conn:
-        yield None if conn is None else ServiceAudit(conn, table, checkpoints)
+    tables = common_tables(MetaData(), service)
+    async with service_table(settings, service, tables.audit) as conn:
+        yield None if conn is None else ServiceAudit(conn, tables.audit, tables.audit_checkpoints)
 
 
 def owner_of(queue: str) -> str:

@@ -1,8 +1,9 @@
 """Append-only, hash-chained audit log with signed checkpoints (DESIGN §5).
 
-Each service has three tables: `<svc>_audit` (the entries), `<svc>_audit_head`
-(one row: the last seq and hash) and `<svc>_audit_checkpoint` (Ed25519-signed
-heads). `h_i = SHA-256(h_{i-1} || canonical(entry_i))`, `h_0` = 32 zero bytes.
+Each service has three tables (defined in `shared.storage.tables`): `<svc>_audit`
+(the entries), `<svc>_audit_head` (one row: the last seq and hash) and
+`<svc>_audit_checkpoint` (Ed25519-signed heads).
+`h_i = SHA-256(h_{i-1} || canonical(entry_i))`, `h_0` = 32 zero bytes.
 
 `record()` runs inside the caller's transaction, so an entry commits with the
 change it describes (`batched()` groups a transaction's entries into one insert). It first updates the head row: that write lock serialises
@@ -24,48 +25,13 @@ from typing import Any
 
 import sqlalchemy as sa
 from nacl.signing import SigningKey, VerifyKey
-from sqlalchemy import JSON, Column, MetaData, String, Table
+from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared.crypto import CryptoError, b64d, b64e, sign, verify
-from shared.storage.tables import ID_TYPE, UtcDateTime
+from shared.storage.tables import ID_TYPE
 
 GENESIS = "0" * 64
-
-
-def audit_table(metadata: MetaData, prefix: str) -> Table:
-    return Table(
-        f"{prefix}_audit", metadata,
-        Column("seq", ID_TYPE, primary_key=True, autoincrement=False),
-        Column("at", UtcDateTime(), nullable=False),
-        Column("actor", String(100), nullable=False),
-        Column("action", String(100), nullable=False),
-        Column("reference", String(40), nullable=True, index=True),
-        Column("outcome", String(60), nullable=False),
-        Column("detail", JSON, nullable=True),
-        Column("prev_hash", String(64), nullable=False),
-        Column("hash", String(64), nullable=False),
-    )
-
-
-def head_table(metadata: MetaData, prefix: str) -> Table:
-    return Table(
-        f"{prefix}_audit_head", metadata,
-        Column("id", ID_TYPE, primary_key=True, autoincrement=False),
-        Column("seq", ID_TYPE, nullable=False),
-        Column("hash", String(64), nullable=False),
-    )
-
-
-def checkpoint_table(metadata: MetaData, prefix: str) -> Table:
-    return Table(
-        f"{prefix}_audit_checkpoint", metadata,
-        Column("seq", ID_TYPE, primary_key=True, autoincrement=False),
-        Column("at", UtcDateTime(), nullable=False),
-        Column("hash", String(64), nullable=False),
-        Column("signer", String(100), nullable=False),
-        Column("signature", String(100), nullable=False),
-    )
 
 
 def create_audit_tables(op: Any, prefix: str) -> None:

@@ -1,14 +1,17 @@
-"""The tables every service has: its transactional outbox and its processed ids.
+"""The tables every service has: its transactional outbox, its processed ids and its
+audit chain (`<svc>_audit`, `<svc>_audit_head`, `<svc>_audit_checkpoint`; see `shared.audit`).
 
 Table names carry the service's name as a prefix (`intake_outbox`, …) because
-several services may share one PostgreSQL database. `create_common_tables` is
-the *frozen* schema of each service's revision 0001: change these tables only
-through new revisions, and keep the definitions below in step with them.
+several services may share one PostgreSQL database; `common_tables` defines them
+all in a service's `MetaData`. `create_common_tables` is the *frozen* schema of each
+service's revision 0001 (and `shared.audit.create_audit_tables` that of the audit
+revision): change these tables only through new revisions, and keep the definitions
+below in step with them.
 """
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy import (
@@ -17,8 +20,8 @@ from sqlalchemy import (
 )
 
 __all__ = [
-    "ID_TYPE", "UtcDateTime", "create_common_tables", "drop_common_tables", "outbox_table",
-    "processed_table",
+    "ID_TYPE", "CommonTables", "UtcDateTime", "audit_table", "checkpoint_table", "common_tables",
+    "create_common_tables", "drop_common_tables", "head_table", "outbox_table", "processed_table",
 ]
 
 # BIGINT on PostgreSQL; INTEGER on SQLite, where only "INTEGER PRIMARY KEY" autoincrements.
@@ -79,6 +82,58 @@ def processed_table(metadata: MetaData, prefix: str) -> Table:
         Column("processed_at", UtcDateTime(), nullable=False),
         PrimaryKeyConstraint("consumer", "message_id", name=f"pk_{name}"),
     )
+
+
+def audit_table(metadata: MetaData, prefix: str) -> Table:
+    return Table(
+        f"{prefix}_audit", metadata,
+        Column("seq", ID_TYPE, primary_key=True, autoincrement=False),
+        Column("at", UtcDateTime(), nullable=False),
+        Column("actor", String(100), nullable=False),
+        Column("action", String(100), nullable=False),
+        Column("reference", String(40), nullable=True, index=True),
+        Column("outcome", String(60), nullable=False),
+        Column("detail", JSON, nullable=True),
+        Column("prev_hash", String(64), nullable=False),
+        Column("hash", String(64), nullable=False),
+    )
+
+
+def head_table(metadata: MetaData, prefix: str) -> Table:
+    return Table(
+        f"{prefix}_audit_head", metadata,
+        Column("id", ID_TYPE, primary_key=True, autoincrement=False),
+        Column("seq", ID_TYPE, nullable=False),
+        Column("hash", String(64), nullable=False),
+    )
+
+
+def checkpoint_table(metadata: MetaData, prefix: str) -> Table:
+    return Table(
+        f"{prefix}_audit_checkpoint", metadata,
+        Column("seq", ID_TYPE, primary_key=True, autoincrement=False),
+        Column("at", UtcDateTime(), nullable=False),
+        Column("hash", String(64), nullable=False),
+        Column("signer", String(100), nullable=False),
+        Column("signature", String(100), nullable=False),
+    )
+
+
+class CommonTables(NamedTuple):
+    """The tables every service has, all in the service's one `MetaData`."""
+
+    outbox: Table
+    processed: Table
+    audit: Table
+    audit_head: Table
+    audit_checkpoints: Table
+
+
+def common_tables(metadata: MetaData, prefix: str) -> CommonTables:
+    """The outbox, the processed ids and the audit chain (entries, head, signed checkpoints)."""
+    return CommonTables(outbox_table(metadata, prefix), processed_table(metadata, prefix),
+                        audit_table(metadata, prefix), head_table(metadata, prefix),
+                        checkpoint_table(metadata, prefix))
 
 
 def create_common_tables(op: Any, prefix: str) -> None:

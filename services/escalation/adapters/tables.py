@@ -3,18 +3,13 @@ from __future__ import annotations
 
 from sqlalchemy import JSON, Boolean, Column, Index, Integer, MetaData, String, Table, UniqueConstraint
 
-from shared.audit import audit_table, checkpoint_table, head_table
-from shared.storage.tables import ID_TYPE, UtcDateTime, outbox_table, processed_table
+from shared.storage.tables import ID_TYPE, UtcDateTime, common_tables
 
 SERVICE = "escalation"
 
 metadata = MetaData()
 
-outbox = outbox_table(metadata, SERVICE)
-processed = processed_table(metadata, SERVICE)
-audit = audit_table(metadata, SERVICE)
-audit_head = head_table(metadata, SERVICE)
-audit_checkpoints = checkpoint_table(metadata, SERVICE)
+outbox, processed, audit, audit_head, audit_checkpoints = common_tables(metadata, SERVICE)
 
 # Revision 0003. Escalation's view of each referral: metadata and clock states only.
 # A row may exist before its receipt (an early or unknown-reference event): then

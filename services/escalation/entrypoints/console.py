@@ -16,13 +16,13 @@ import json
 from datetime import datetime
 from pathlib import Path
 
-import jinja2
 from aiohttp import web
 
 from services.escalation import handlers, metrics
 from services.escalation.adapters import repository as repo
 from services.escalation.domain.alerts import KIND_LABELS, console_order
 from services.escalation.entrypoints.http import CONTEXT
+from shared import pages
 from shared.http import problem
 from shared.runtime import RUNTIME
 
@@ -32,7 +32,7 @@ CONSOLE_TOKENS = web.AppKey("console_tokens", dict)
 CLOSING = web.AppKey("console_closing", asyncio.Event)
 SSE_POLL_S = 1.0
 HEARTBEAT_S = 15.0
-TEMPLATES = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True)
+TEMPLATES = pages.templates(HERE / "templates")
 HEADERS = {
     "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; "
                                "frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
@@ -164,4 +164,5 @@ def add_routes(app: web.Application, tokens: dict[str, str]) -> None:
     app.router.add_post("/console/session", sign_in)
     app.router.add_get("/console/events", events)
     app.router.add_post("/console/alerts/{alert_id}/acknowledgement", acknowledge)
+    app.router.add_get("/console/static/console.css", pages.stylesheet(HERE / "templates" / "console.css"))
     app.router.add_static("/console/static", HERE / "static", append_version=False)

@@ -3,18 +3,13 @@ from __future__ import annotations
 
 from sqlalchemy import JSON, Boolean, Column, Date, Integer, MetaData, PrimaryKeyConstraint, String, Table
 
-from shared.audit import audit_table, checkpoint_table, head_table
-from shared.storage.tables import UtcDateTime, outbox_table, processed_table
+from shared.storage.tables import UtcDateTime, common_tables
 
 SERVICE = "intake"
 
 metadata = MetaData()
 
-outbox = outbox_table(metadata, SERVICE)
-processed = processed_table(metadata, SERVICE)
-audit = audit_table(metadata, SERVICE)
-audit_head = head_table(metadata, SERVICE)
-audit_checkpoints = checkpoint_table(metadata, SERVICE)
+outbox, processed, audit, audit_head, audit_checkpoints = common_tables(metadata, SERVICE)
 
 # --- revision 0003: referrals, reference counters, idempotency keys, request nonces ---
 

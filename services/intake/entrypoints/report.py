@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode
 
-import jinja2
 from aiohttp import web
 
 from services.intake.adapters import queries
@@ -32,7 +31,7 @@ from services.intake.domain.parsing import period
 from services.intake.entrypoints import export
 from services.intake.entrypoints.http import CONTEXT, guarded, problem_response, today
 from services.intake.entrypoints.svgchart import TABLE_TITLES, report_charts
-from shared import accesscodes
+from shared import accesscodes, pages
 from shared.config import Client, Settings
 from shared.http import problem
 
@@ -41,7 +40,7 @@ COOKIE = "sg_report"
 ACTOR = "report-page"
 REPORT_CODE = web.AppKey("report_code", str)
 HERE = Path(__file__).parent
-_env = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True)
+_env = pages.templates(HERE / "templates")
 HEADERS = {"Content-Security-Policy": "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
                                       "frame-ancestors 'none'; base-uri 'none'",
            "Cache-Control": "no-store", "X-Content-Type-Options": "nosniff", "Referrer-Policy": "same-origin"}
@@ -135,14 +134,11 @@ async def sign_in(request: web.Request) -> web.Response:
     return response
 
 
-async def stylesheet(_request: web.Request) -> web.FileResponse:
-    return web.FileResponse(HERE / "templates" / "report.css", headers={"Cache-Control": "max-age=3600"})
-
-
 def add_routes(app: web.Application, settings: Settings, code: str | None = None) -> None:
     app[REPORT_CODE] = code or access_code(settings)
     app.router.add_get("/v1/report", report_json)
     app.router.add_get("/report", report_page)
     app.router.add_get("/report/report.csv", report_csv)
     app.router.add_post("/report/session", sign_in)
-    app.router.add_get("/report/report.css", stylesheet)
+    app.router.add_get("/report/report.css",
+                       pages.stylesheet(HERE / "templates" / "report.css", {"Cache-Control": "max-age=3600"}))
