@@ -75,7 +75,7 @@ def _cmd_deadlines(args: argparse.Namespace) -> int:
 
 
 def _cmd_sink(args: argparse.Namespace) -> int:
-    from services.notifier.entrypoints.sink import run_sink
+    from safeguard.sink import run_sink
 
     try:
         asyncio.run(run_sink(args.host, args.smtp_port, args.http_port))
