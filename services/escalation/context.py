@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from services.escalation.clock import Clock
+from shared.clock import Clock
 from shared.config import EscalationTimings, Settings
 from shared.httpsig import NonceCache
 from shared.worktime import WorkingCalendar, WorkingHours

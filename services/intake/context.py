@@ -5,20 +5,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
 from nacl.public import PublicKey
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.intake.auth import Authenticator, RateLimiter
 from services.intake.domain.errors import SchemaInvalid
+from shared.clock import Clock, utcnow
 from shared.config import Settings
 from shared.crypto import public_key_from_b64
 from shared.worktime import WorkingCalendar, WorkingHours
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass
@@ -26,7 +22,7 @@ class Context:
     settings: Settings
     engine: AsyncEngine
     notify: Callable[[], None] = lambda: None
-    clock: Callable[[], datetime] = utcnow
+    clock: Clock = utcnow
     # None where nothing is authenticated (the `safeguard report` CLI reads the database directly).
     auth: Authenticator | None = None
     limiter: RateLimiter | None = None
