@@ -82,7 +82,7 @@ async def _replay(ctx: Context, cmd: SubmitReferral, row: Any, body_sha: str) ->
 async def _store(ctx: Context, cmd: SubmitReferral, r: Referral, referral_id: str,
                  content: dict, contacts: dict, body_sha: str) -> dict[str, Any]:
     now = ctx.clock()
-    deadlines = compute_deadlines(now, ctx.calendar(r.la_code))
+    deadlines = compute_deadlines(now, ctx.settings.calendar(r.la_code))
     hold = r.holding_instructions
     year = now.astimezone(LONDON).year
     # The number is taken in its own short transaction: the counter row is locked for one
