@@ -54,28 +54,26 @@ def _cmd_up(args: argparse.Namespace) -> int:
 
 
 def _cmd_deadlines(args: argparse.Namespace) -> int:
-    from shared.worktime import WorkingCalendar, WorkingHours, compute_deadlines, parse_instant
+    from shared.worktime import WorkingCalendar, compute_deadlines, parse_instant
 
-    hours = WorkingHours()
+    calendar = WorkingCalendar()
     if args.la:
         settings = load_settings()
-        la = settings.local_authority(args.la)
-        if la is None:
+        if settings.local_authority(args.la) is None:
             print(f"safeguard deadlines: unknown local authority {args.la}", file=sys.stderr)
             return 2
-        wh = la.working_hours
-        hours = WorkingHours(start=wh.start, end=wh.end, weekdays=frozenset(wh.weekdays), closures=frozenset(wh.closures))
+        calendar = settings.calendar(args.la)
     try:
         received = parse_instant(args.received_at)
     except ValueError as exc:
         print(f"safeguard deadlines: {exc}", file=sys.stderr)
         return 2
-    print(json.dumps(compute_deadlines(received, WorkingCalendar(hours)).as_json(), indent=2))
+    print(json.dumps(compute_deadlines(received, calendar).as_json(), indent=2))
     return 0
 
 
 def _cmd_sink(args: argparse.Namespace) -> int:
-    from services.notifier.entrypoints.sink import run_sink
+    from safeguard.sink import run_sink
 
     try:
         asyncio.run(run_sink(args.host, args.smtp_port, args.http_port))

@@ -1,7 +1,7 @@
 """`safeguard dlq list|replay|purge` — operate the parking queues (docs/operations.md).
 
-The work is in `shared.dlq` (how messages are read without ever being lost, what a
-replay refuses, the audit lines). This module parses arguments, reads the settings
+The work is in `safeguard.parking` (how messages are read without ever being lost, what
+a replay refuses, the audit lines). This module parses arguments, reads the settings
 like the services do (`SAFEGUARD_AMQP_URL`, `SAFEGUARD_CONFIG`), connects and prints.
 The `*_command` coroutines take the settings and output streams so tests run them
 in-process; `register(subparsers)` wires them into `safeguard`'s parser.
@@ -18,7 +18,7 @@ from typing import TextIO
 
 from nacl.signing import VerifyKey
 
-from shared import dlq
+from safeguard import parking
 from shared.config import Settings, load_settings
 
 CONNECTION_NAME = "safeguard-dlq"
@@ -63,9 +63,9 @@ async def _connect(settings: Settings, err: TextIO):
 
 def _queues(settings: Settings, queue: str | None, err: TextIO) -> list[str] | None:
     try:
-        return dlq.parking_queues(_forces(settings), queue)
-    except dlq.UnknownQueue:
-        known = ", ".join(dlq.parking_queues(_forces(settings)))
+        return parking.parking_queues(_forces(settings), queue)
+    except parking.UnknownQueue:
+        known = ", ".join(parking.parking_queues(_forces(settings)))
         print(f"safeguard dlq: unknown queue {queue!r}; parking queues: {known}", file=err)
         return None
 
@@ -80,7 +80,7 @@ async def list_command(settings: Settings, *, queue: str | None = None, as_json:
     if connection is None:
         return 1
     try:
-        parked, missing = await dlq.list_parked(connection, queues)
+        parked, missing = await parking.list_parked(connection, queues)
     finally:
         await connection.close()
     now = datetime.now(UTC)
@@ -116,10 +116,10 @@ async def replay_command(settings: Settings, *, message_id: str | None = None, q
     connection = await _connect(settings, err)
     if connection is None:
         return 1
-    who = actor or dlq.actor()
+    who = actor or parking.actor()
     try:
-        results = await dlq.replay(connection, queues, verify_keys=service_verify_keys(settings),
-                                   message_id=message_id, force=force, who=who)
+        results = await parking.replay(connection, queues, verify_keys=service_verify_keys(settings),
+                                       message_id=message_id, force=force, who=who)
     finally:
         await connection.close()
     audited = await _audit(settings, [
@@ -161,10 +161,10 @@ async def purge_command(settings: Settings, *, queue: str, yes: bool = False, ac
     connection = await _connect(settings, err)
     if connection is None:
         return 1
-    who = actor or dlq.actor()
+    who = actor or parking.actor()
     try:
-        count = await dlq.purge(connection, name, who=who)
-    except dlq.QueueMissing:
+        count = await parking.purge(connection, name, who=who)
+    except parking.QueueMissing:
         print(f"safeguard dlq purge: {name} is not declared on the broker", file=err)
         return 1
     finally:

@@ -1,4 +1,6 @@
-"""`safeguard keys init`: a working development set-up (DESIGN §3.1).
+"""`safeguard keys init`: a working development set-up (DESIGN §3.1), and the look-ups of
+an organisation and its key files that `keys rotate` (rotation.py) and `keys rewrap`
+(rewrap.py) share.
 
 Writes `DIR/safeguard.toml` and one private key file per client, organisation and
 service under `DIR/keys/` (base64 of the 32-byte seed/key, one line, mode 0600).
@@ -8,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from shared.config import FileConfig, LocalAuthority, Organisation
 from shared.crypto import b64e, generate_sealing_key, generate_signing_key, write_private_key
 
 DEV_LA = ("E99999999", "Dev Borough")
@@ -100,3 +103,16 @@ def init(directory: Path, force: bool = False) -> Path:
     text = render_config(keys)
     config.write_text(text + "\n", encoding="utf-8")
     return config
+
+
+def find_org(fc: FileConfig, code: str) -> Organisation | None:
+    """The local authority with ONS code `code` or the force with slug `code`."""
+    la: LocalAuthority | None = next((la for la in fc.local_authorities if la.code == code), None)
+    return la or next((f for f in fc.forces if f.slug == code), None)
+
+
+def key_file(config_path: Path, org: str, key_id: str) -> Path:
+    """Where a team's private key lives: `keys/<key_id>.x25519` (`keys/<org>.x25519` from `keys init`)."""
+    keys = config_path.parent / "keys"
+    own = keys / f"{key_id}.x25519"
+    return own if own.exists() or key_id != f"{org}-1" else keys / f"{org}.x25519"

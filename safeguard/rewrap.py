@@ -18,7 +18,7 @@ from typing import Any
 import sqlalchemy as sa
 from nacl.public import PrivateKey, PublicKey
 
-from safeguard.rotation import find_org, key_file
+from safeguard.keys import find_org, key_file
 from services.intake.adapters import repository as repo
 from services.intake.adapters import tables
 from shared import audit

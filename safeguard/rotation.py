@@ -20,23 +20,11 @@ import tempfile
 import tomllib
 from pathlib import Path
 
-from shared.config import ConfigError, FileConfig, LocalAuthority, Organisation, SealingKey, load_settings
+from safeguard.keys import find_org, key_file
+from shared.config import ConfigError, FileConfig, SealingKey, load_settings
 from shared.crypto import b64e, generate_sealing_key, write_private_key
 
 _ARRAY = re.compile(r"sealing_keys\s*=\s*\[[^\]]*\]", re.S)
-
-
-def find_org(fc: FileConfig, code: str) -> Organisation | None:
-    """The local authority with ONS code `code` or the force with slug `code`."""
-    la: LocalAuthority | None = next((la for la in fc.local_authorities if la.code == code), None)
-    return la or next((f for f in fc.forces if f.slug == code), None)
-
-
-def key_file(config_path: Path, org: str, key_id: str) -> Path:
-    """Where a team's private key lives: `keys/<key_id>.x25519` (`keys/<org>.x25519` from `keys init`)."""
-    keys = config_path.parent / "keys"
-    own = keys / f"{key_id}.x25519"
-    return own if own.exists() or key_id != f"{org}-1" else keys / f"{org}.x25519"
 
 
 def _next_id(org: str, keys: tuple[SealingKey, ...]) -> str:

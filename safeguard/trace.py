@@ -13,11 +13,9 @@ import json
 import sys
 from datetime import datetime
 from typing import Any, TextIO
-from zoneinfo import ZoneInfo
 
+from shared.clock import LONDON
 from shared.config import SERVICES, Settings, load_settings
-
-LONDON = ZoneInfo("Europe/London")
 
 # (service, audit action) → the step a reader looks for
 STEPS: dict[tuple[str, str], str] = {

@@ -10,20 +10,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import UTC, datetime
 
 from aiohttp import web
 from sqlalchemy import Table
 from sqlalchemy.exc import IntegrityError
 
 from shared.audit import checkpoint
+from shared.clock import Clock, utcnow
 from shared.logging import get_logger
 from shared.runtime import RUNTIME
 
 log = get_logger(__name__)
 CHECKPOINT_EVERY_S = 300.0
-
-Clock = Callable[[], datetime]
 
 
 async def checkpoint_now(app: web.Application, audit: Table, checkpoints: Table, clock: Clock) -> int | None:
@@ -37,7 +35,7 @@ async def checkpoint_now(app: web.Application, audit: Table, checkpoints: Table,
         return None
 
 
-def checkpointer_ctx(audit: Table, checkpoints: Table, *, clock: Clock = lambda: datetime.now(UTC),
+def checkpointer_ctx(audit: Table, checkpoints: Table, *, clock: Clock = utcnow,
                      every_s: float = CHECKPOINT_EVERY_S,
                      also: Callable[[web.Application], Awaitable[None]] | None = None):
     async def ctx(app: web.Application) -> AsyncIterator[None]:

@@ -11,10 +11,13 @@ import os
 import tomllib
 from collections.abc import Mapping
 from datetime import date, time
+from functools import cache
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from shared.worktime import WorkingCalendar, WorkingHours
 
 Role = Literal["referrer", "social_care", "prevent", "control_room", "ops"]
 SERVICES = ("intake", "escalation", "notifier")
@@ -164,6 +167,20 @@ class Settings(_Model):
 
     def client(self, client_id: str) -> Client | None:
         return next((c for c in self.file.clients if c.id == client_id), None)
+
+    def calendar(self, la_code: str) -> WorkingCalendar:
+        """The working-day calendar of local authority `la_code`: its `working_hours` (the
+        default ones for an unknown code) and the bank holidays of England and Wales."""
+        la = self.local_authority(la_code)
+        wh = la.working_hours if la is not None else WorkingHoursConfig()
+        return _calendar(WorkingHours(start=wh.start, end=wh.end, weekdays=frozenset(wh.weekdays),
+                                      closures=frozenset(wh.closures)))
+
+
+@cache
+def _calendar(hours: WorkingHours) -> WorkingCalendar:
+    """One calendar per distinct working hours, so each loads a year's bank holidays once."""
+    return WorkingCalendar(hours)
 
 
 def _format_errors(path: Path, err: ValidationError) -> str:

@@ -16,7 +16,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import holidays
 
-LONDON = "Europe/London"
+from shared.clock import LONDON
+
 _ZERO = timedelta(0)
 _MAX_SCAN_DAYS = 366 * 5  # no sane calendar goes this long without a working day
 
@@ -44,7 +45,7 @@ class WorkingHours:
     end: time = time(17)
     weekdays: frozenset[int] = frozenset({0, 1, 2, 3, 4})
     closures: frozenset[date] = field(default_factory=frozenset)
-    tz: str = LONDON
+    tz: str = LONDON.key
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "weekdays", frozenset(self.weekdays))
@@ -169,12 +170,11 @@ class Deadlines:
 
     def as_json(self) -> dict[str, str | bool]:
         """JSON-ready dict; times as ISO 8601 with offset in Europe/London."""
-        london = ZoneInfo(LONDON)
         return {
-            "received_at": self.received_at.astimezone(london).isoformat(),
+            "received_at": self.received_at.astimezone(LONDON).isoformat(),
             "out_of_hours": self.out_of_hours,
-            "acknowledge_by": self.acknowledge_by.astimezone(london).isoformat(),
-            "checks_due_by": self.checks_due_by.astimezone(london).isoformat(),
+            "acknowledge_by": self.acknowledge_by.astimezone(LONDON).isoformat(),
+            "checks_due_by": self.checks_due_by.astimezone(LONDON).isoformat(),
         }
 
 
@@ -207,7 +207,7 @@ def parse_instant(text: str) -> datetime:
             f"{text!r} is not an ISO 8601 date-time (e.g. 2026-11-02T14:00:00+00:00)"
         ) from None
     if parsed.tzinfo is None:
-        return _localise(parsed.date(), parsed.time(), ZoneInfo(LONDON))
+        return _localise(parsed.date(), parsed.time(), LONDON)
     return parsed.astimezone(UTC)
 
 
@@ -243,7 +243,7 @@ def ack_breach_steps(
 
 
 def checks_reminder_times(
-    received_at: datetime, days: Iterable[int] = (21, 27), *, tz: str = LONDON
+    received_at: datetime, days: Iterable[int] = (21, 27), *, tz: str = LONDON.key
 ) -> list[datetime]:
     """Checks reminders: the receipt's wall-clock time on each of `days` after receipt."""
     _require_aware(received_at, "received_at")

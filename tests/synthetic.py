@@ -21,16 +21,15 @@ import random
 import uuid
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from nacl.public import PrivateKey
 
 from services.intake.adapters.tables import referrals
 from services.intake.domain.lifecycle import format_reference
+from shared.clock import LONDON
 from shared.crypto import seal
 from shared.worktime import WorkingCalendar, compute_deadlines
 
-LONDON = ZoneInfo("Europe/London")
 AGE_BANDS = {"0-10": 0.09, "11-15": 0.70, "16-17": 0.21}
 CONCERNS = {"mixed_unclear_unstable": 0.37, "extreme_right_wing": 0.22, "islamist": 0.12, "school_massacre": 0.09,
             "incel": 0.05, "conflicted": 0.03, "other": 0.12}

@@ -1,6 +1,6 @@
 """Wires the escalation service: settings in, an aiohttp application out.
 
-`create_app(settings, clock=None)` builds the app; nothing connects until it starts.
+`create_app(settings, clock=utcnow)` builds the app; nothing connects until it starts.
 Start-up (cleanup contexts, in order): the shared runtime (database migrated, broker,
 publisher, outbox relay), then escalation's own parts: the timer service (fires
 missed timers at once) and the consumer of `escalation.events`. Their stop hooks
@@ -16,13 +16,13 @@ from pathlib import Path
 from aiohttp import web
 
 from services.escalation.adapters import tables
-from services.escalation.clock import Clock, SystemClock
 from services.escalation.context import Context
 from services.escalation.entrypoints import console, http, ops
 from services.escalation.entrypoints.amqp import make_consumer
 from services.escalation.entrypoints.timers import TimerService
 from shared.accesscodes import MIN_LENGTH, generated
 from shared.checkpointer import checkpointer_ctx
+from shared.clock import Clock, utcnow
 from shared.config import ConfigError, Settings
 from shared.http import base_app
 from shared.runtime import RUNTIME, runtime_ctx
@@ -65,15 +65,15 @@ def escalation_ctx(ctx: Context,
     return run
 
 
-def create_app(settings: Settings, clock: Clock | None = None, *, tokens: Mapping[str, str] | None = None,
+def create_app(settings: Settings, clock: Clock = utcnow, *, tokens: Mapping[str, str] | None = None,
                timer_options: Mapping | None = None) -> web.Application:
     app = base_app(SERVICE, client_max_size=settings.file.system.max_body_bytes)
-    ctx = Context(settings, clock or SystemClock())
+    ctx = Context(settings, clock)
     app[http.CONTEXT] = ctx
     http.add_routes(app)
     console.add_routes(app, dict(tokens) if tokens is not None else console_tokens(settings))
     ops.add_routes(app, ops.ops_token(settings))
     app.cleanup_ctx.append(runtime_ctx(SERVICE, settings, tables.outbox))
     app.cleanup_ctx.append(escalation_ctx(ctx, timer_options))
-    app.cleanup_ctx.append(checkpointer_ctx(tables.audit, tables.audit_checkpoints, clock=ctx.clock.now))
+    app.cleanup_ctx.append(checkpointer_ctx(tables.audit, tables.audit_checkpoints, clock=ctx.clock))
     return app

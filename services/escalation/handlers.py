@@ -46,7 +46,7 @@ async def on_received(conn: AsyncConnection, ev: ReferralReceived, ctx: Context,
         conn, ev.referral_id, now, reference=ev.reference, force=ev.force, la_code=ev.la_code,
         received_at=ev.received_at, out_of_hours=ev.out_of_hours, immediate_risk=ev.immediate_risk,
         acknowledge_by=ev.acknowledge_by, checks_due_by=ev.checks_due_by, holding=ev.holding.model_dump())
-    plan = ladder.plan_receipt(ev, ctx.calendar(ev.la_code), ctx.timings,
+    plan = ladder.plan_receipt(ev, ctx.settings.calendar(ev.la_code), ctx.timings,
                                acknowledged=row.acknowledged_at is not None,
                                checks_done=row.checks_completed_at is not None, closed=row.closed_at is not None)
     await audit(conn, "referral.received", ev.reference, now, detail={

@@ -1,24 +1,19 @@
 """What the handlers need, wired once by bootstrap: settings, the database, the relay's
-wake-up, the clock, the authenticator and the rate limiter, and the sealing keys and
-working-day calendars the settings name."""
+wake-up, the clock, the authenticator and the rate limiter, and the sealing keys the settings
+name."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass
 
 from nacl.public import PublicKey
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.intake.auth import Authenticator, RateLimiter
 from services.intake.domain.errors import SchemaInvalid
+from shared.clock import Clock, utcnow
 from shared.config import Settings
 from shared.crypto import public_key_from_b64
-from shared.worktime import WorkingCalendar, WorkingHours
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass
@@ -26,22 +21,10 @@ class Context:
     settings: Settings
     engine: AsyncEngine
     notify: Callable[[], None] = lambda: None
-    clock: Callable[[], datetime] = utcnow
+    clock: Clock = utcnow
     # None where nothing is authenticated (the `safeguard report` CLI reads the database directly).
     auth: Authenticator | None = None
     limiter: RateLimiter | None = None
-    _calendars: dict[str, WorkingCalendar] = field(default_factory=dict)
-
-    def calendar(self, la_code: str) -> WorkingCalendar:
-        if la_code not in self._calendars:
-            la = self.settings.local_authority(la_code)
-            hours = WorkingHours()
-            if la is not None:
-                wh = la.working_hours
-                hours = WorkingHours(start=wh.start, end=wh.end, weekdays=frozenset(wh.weekdays),
-                                     closures=frozenset(wh.closures))
-            self._calendars[la_code] = WorkingCalendar(hours)
-        return self._calendars[la_code]
 
     def team_keys(self, la_code: str, force: str) -> dict[str, PublicKey]:
         """Active sealing keys of the recipient teams: the LA's and the force's."""

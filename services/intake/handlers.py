@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import uuid
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from services.intake import metrics
 from services.intake.adapters import repository as repo
@@ -24,9 +23,10 @@ from services.intake.domain.commands import LifecycleCommand, SubmitReferral, Su
 from services.intake.domain.errors import Conflict, Forbidden, NotFound
 from services.intake.domain.parsing import check_idempotency_key, parse_json, strings_of, validate
 from services.intake.domain.referral import Referral
+from shared.clock import LONDON
 from shared.logging import get_logger, sensitive_scope
 from shared.messages import Holding, ReferralReceived
-from shared.worktime import LONDON, compute_deadlines
+from shared.worktime import compute_deadlines
 
 log = get_logger(__name__)
 
@@ -82,9 +82,9 @@ async def _replay(ctx: Context, cmd: SubmitReferral, row: Any, body_sha: str) ->
 async def _store(ctx: Context, cmd: SubmitReferral, r: Referral, referral_id: str,
                  content: dict, contacts: dict, body_sha: str) -> dict[str, Any]:
     now = ctx.clock()
-    deadlines = compute_deadlines(now, ctx.calendar(r.la_code))
+    deadlines = compute_deadlines(now, ctx.settings.calendar(r.la_code))
     hold = r.holding_instructions
-    year = now.astimezone(ZoneInfo(LONDON)).year
+    year = now.astimezone(LONDON).year
     # The number is taken in its own short transaction: the counter row is locked for one
     # statement, not for the whole store (which would serialise every submission). A store
     # that then fails leaves a gap in the numbers; references stay unique and increasing.

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import KW_ONLY, dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from nacl.public import PrivateKey
@@ -17,13 +17,10 @@ from services.notifier.adapters.channels.base import Channel
 from services.notifier.adapters.rendering import Renderer
 from services.notifier.domain.recipients import ResolutionError
 from services.notifier.domain.retry import RetryPolicy
+from shared.clock import Clock, utcnow
 from shared.config import Route, Settings
 from shared.crypto import CryptoError, open_sealed
 from shared.messages import NotificationRequested
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 def _nothing() -> None:
@@ -41,7 +38,7 @@ class Context:
     sealing_key: PrivateKey | None
     sealing_key_id: str | None
     notify: Callable[[], None] = _nothing  # the outbox relay's wake-up, after each commit
-    clock: Callable[[], datetime] = utcnow
+    clock: Clock = utcnow
     sending_lease: timedelta = timedelta(seconds=45)  # a `sending` row older than this is taken over
     defer_after_s: float = 2.0  # a routine send waiting longer for its pacing slot is deferred
 

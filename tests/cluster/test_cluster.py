@@ -16,7 +16,6 @@ import os
 import shutil
 import time
 from datetime import datetime
-from zoneinfo import ZoneInfo
 
 import aiohttp
 import pytest
@@ -24,6 +23,7 @@ from sqlalchemy.exc import DBAPIError
 
 from safeguard import keys
 from shared.bus import topology
+from shared.clock import LONDON
 from tests.cluster import fleet, load
 from tests.cluster.probe import Counts, Probe, drain_queue, message_ids
 
@@ -78,7 +78,7 @@ async def test_two_replicas_each_on_three_rabbitmq_nodes_lose_nothing_when_a_nod
         tmp_path, rabbit_cluster, service_databases, smtp_sink):
     cluster, (n1, n2, n3) = rabbit_cluster, rabbit_cluster.nodes
     config = keys.init(tmp_path / "config")
-    off_day = (datetime.now(ZoneInfo("Europe/London")).weekday() + 3) % 7  # neither today nor tomorrow
+    off_day = (datetime.now(LONDON).weekday() + 3) % 7  # neither today nor tomorrow
     load.write_config(config, off_day=off_day, reescalate_minutes=REESCALATE_MINUTES)
     placement = {"intake": (n1, n2), "escalation": (n2, n3), "notifier": (n3, n1)}
     replicas = [fleet.Replica(svc, f"{svc}-{'ab'[k]}", node.name, node.url, tmp_path / f"{svc}-{'ab'[k]}.log")

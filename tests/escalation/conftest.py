@@ -13,7 +13,6 @@ import json
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from zoneinfo import ZoneInfo
 
 import pytest
 from aiohttp.test_utils import TestServer
@@ -21,15 +20,14 @@ from nacl.signing import SigningKey
 
 from safeguard import keys
 from services.escalation.bootstrap import TIMERS, create_app
-from services.escalation.clock import ManualClock
 from shared import bus
+from shared.clock import LONDON, ManualClock
 from shared.config import load_settings
 from shared.crypto import load_signing_key
 from shared.messages import Holding, Message, ReferralReceived
 from shared.storage import create_engine
 from shared.worktime import WorkingCalendar, compute_deadlines
 
-LONDON = ZoneInfo("Europe/London")
 TOKEN = "console-code-for-dev-force-0001"
 OTHER = "other-force"
 

@@ -11,8 +11,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import select
 
 from services.escalation.adapters.tables import alerts, audit, referrals, timers
-from services.escalation.clock import ManualClock
 from shared import bus
+from shared.clock import ManualClock
 from shared.crypto import load_signing_key
 from shared.messages import ChecksCompleted, ReferralAcknowledged
 from tests.escalation.conftest import event, london, received
@@ -103,8 +103,8 @@ async def test_a_timer_whose_referral_is_gone_is_retried_then_failed_and_shows_o
         async with esc.engine.begin() as conn:
             await conn.execute(timers.insert().values(
                 timer_key="orphan:ack_breach:1", referral_id="gone", reference="SR-GONE", kind="ack_breach", seq=1,
-                due_at=esc.clock.now(), run_at=esc.clock.now(), status="pending", attempts=0,
-                created_at=esc.clock.now()))
+                due_at=esc.clock(), run_at=esc.clock(), status="pending", attempts=0,
+                created_at=esc.clock()))
         assert await esc.fire(server) == 0
         [row] = await esc.rows(select(timers).where(timers.c.timer_key == "orphan:ack_breach:1"))
         assert (row.status, row.attempts, row.last_error) == ("pending", 1, "MissingRecord")

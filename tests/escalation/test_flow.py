@@ -11,7 +11,7 @@ from prometheus_client import REGISTRY
 from sqlalchemy import select
 
 from services.escalation.adapters.tables import alerts, audit, referrals, timers
-from services.escalation.clock import ManualClock
+from shared.clock import ManualClock
 from shared.messages import ChecksCompleted, ControlRoomAlert, ReferralAcknowledged, ReferralClosed
 from tests.escalation.conftest import event, london, received
 
@@ -39,7 +39,7 @@ async def test_saturday_referral_alerts_the_control_room_within_a_second_and_wai
         assert due[("ack_breach", 1)] == london(2026, 11, 9, 17)
         assert due[("ack_head_of_service", 1)] == london(2026, 11, 10, 10)
         assert due[("checks_breach", 1)] == london(2026, 12, 5, 10)
-        assert due[("alert_reescalate", 1)] == esc.clock.now() + timedelta(minutes=10)
+        assert due[("alert_reescalate", 1)] == esc.clock() + timedelta(minutes=10)
         notes = await esc.notes()
         assert sorted((n["template"], n["audience"]) for n in notes) == [
             ("receipt", "la:mash_team"), ("referral_acknowledgement", "referrer")]

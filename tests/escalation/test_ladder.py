@@ -2,14 +2,13 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from zoneinfo import ZoneInfo
 
 from services.escalation.domain import alerts, ladder
+from shared.clock import LONDON
 from shared.config import EscalationTimings
 from shared.messages import Holding, ReferralReceived
 from shared.worktime import WorkingCalendar, compute_deadlines
 
-LONDON = ZoneInfo("Europe/London")
 CAL = WorkingCalendar()
 T = EscalationTimings()
 

@@ -9,7 +9,7 @@ from prometheus_client import REGISTRY
 from sqlalchemy import func, select
 
 from services.escalation.adapters.tables import audit, timers
-from services.escalation.clock import ManualClock, SystemClock
+from shared.clock import ManualClock, utcnow
 from tests.escalation.conftest import london, received
 
 pytestmark = [pytest.mark.broker, pytest.mark.database]
@@ -61,7 +61,7 @@ async def test_a_timer_that_an_event_adds_wakes_the_scheduler_by_itself(esc):
     file = esc.settings.file
     timings = file.escalation.model_copy(update={"alert_reescalate_minutes": 0.02})  # 1.2 s
     esc.settings = esc.settings.model_copy(update={"file": file.model_copy(update={"escalation": timings})})
-    async with esc.app(SystemClock()):
+    async with esc.app(utcnow):
         # Out of hours, so that the immediate-safety concern raises a control-room alert (in
         # hours it is a strategy-discussion request, with no alert to re-escalate) whatever
         # the time of day the suite runs at.
@@ -89,13 +89,13 @@ async def test_a_failing_timer_is_retried_with_back_off_then_marked_failed_never
             await conn.execute(timers.insert().values(
                 timer_key="bad:1", referral_id=ev.referral_id, reference=ev.reference, kind="from_a_newer_version",
                 seq=1, due_at=london(2026, 11, 2, 9, 31), run_at=london(2026, 11, 2, 9, 31), status="pending",
-                attempts=0, created_at=esc.clock.now()))
+                attempts=0, created_at=esc.clock()))
         before = _failures("true")
         esc.clock.set(london(2026, 11, 2, 13, 30))  # the 50 % reminder is due too, in the same batch
         assert await esc.fire(server) == 1
         [bad] = await esc.rows(select(timers).where(timers.c.timer_key == "bad:1"))
         assert (bad.status, bad.attempts, bad.last_error) == ("pending", 1, "UnknownTimerKind")
-        assert bad.run_at == esc.clock.now() + timedelta(seconds=60)
+        assert bad.run_at == esc.clock() + timedelta(seconds=60)
         [good] = await esc.rows(select(timers).where(timers.c.referral_id == ev.referral_id,
                                                      timers.c.kind == "ack_reminder", timers.c.seq == 1))
         assert good.status == "fired"

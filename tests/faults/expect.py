@@ -11,8 +11,8 @@ from __future__ import annotations
 import re
 from datetime import datetime
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
+from shared.clock import LONDON
 from tests.faults.checker import Expected
 from tests.faults.load import Sent
 from tests.faults.observe import Seen
@@ -26,7 +26,7 @@ EMAILS = {"mash-team@dev-borough.example": 0, "referrer@dev-force.example": 0,
 def write_config(path: Path) -> None:
     """`keys init`'s config for a load run: no rate limit, email-only routes (Teams webhooks
     are rate-limited to 4/s), every referral out of hours, re-escalation after seconds."""
-    off_day = (datetime.now(ZoneInfo("Europe/London")).weekday() + 3) % 7
+    off_day = (datetime.now(LONDON).weekday() + 3) % 7
     text = re.sub(r', teams_webhook = "[^"]*"', "", path.read_text())
     text = text.replace("[system]\n", "[system]\nrate_limit_per_minute = 1000000\n", 1)
     text = text.replace('end = "17:00:00"\n', f'end = "17:00:00"\nweekdays = [{off_day}]\n', 1)

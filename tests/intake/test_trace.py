@@ -13,11 +13,11 @@ import sqlalchemy as sa
 
 from safeguard import cli, trace
 from services.escalation import handlers as esc_handlers
-from services.escalation.clock import ManualClock
 from services.escalation.context import Context
 from services.intake.adapters import tables
 from services.notifier.bootstrap import Notifier
 from services.notifier.domain.retry import RetryPolicy
+from shared.clock import ManualClock
 from shared.messages import ReferralAcknowledged, ReferralReceived
 from shared.storage.migrate import upgrade
 from tests.factories import new_canary, referral
@@ -47,7 +47,7 @@ async def test_trace_follows_a_referral_across_the_services(intake, monkeypatch,
     clock = ManualClock(received.at + timedelta(seconds=2))
     ctx = Context(intake.settings, clock)
     async with intake.engine.begin() as conn:
-        await esc_handlers.on_received(conn, received, ctx, clock.now())
+        await esc_handlers.on_received(conn, received, ctx, clock())
     notifier = Notifier(intake.engine, intake.settings, None, {}, policy=RetryPolicy(), sealing_key=None,
                         sealing_key_id=None, clock=lambda: received.at + timedelta(seconds=3))
     await notifier.on_received(received)

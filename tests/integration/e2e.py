@@ -25,11 +25,11 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from safeguard import keys
 from services.escalation.bootstrap import create_app as escalation_app
-from services.escalation.clock import ManualClock
 from services.intake.bootstrap import create_app as intake_app
 from services.intake.entrypoints.http import CONTEXT
 from services.notifier.bootstrap import create_app as notifier_app
 from shared import bus
+from shared.clock import ManualClock
 from shared.config import load_settings
 from shared.crypto import load_signing_key
 from shared.httpsig import sign_request
@@ -154,7 +154,7 @@ async def running_system(tmp_path: Path, amqp_url: str, start: datetime, db: str
         intake = TestClient(TestServer(intake_app(settings["intake"])))
         await intake.start_server()
         stack.push_async_callback(intake.close)
-        intake.server.app[CONTEXT].clock = clock.now
+        intake.server.app[CONTEXT].clock = clock
         escalation = TestServer(escalation_app(settings["escalation"], clock, tokens={"dev-force": CONSOLE_TOKEN},
                                                timer_options={"poll_interval_s": 3600}))
         await escalation.start_server()

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 from datetime import date, datetime, timedelta
-from zoneinfo import ZoneInfo
 
 import aiohttp
 import holidays
@@ -17,12 +16,12 @@ import sqlalchemy as sa
 
 from services.escalation.entrypoints.ops import ops_token
 from services.intake.entrypoints.report import access_code
+from shared.clock import LONDON
 from shared.storage import create_engine
 from tests.factories import canary_phone, new_canary, postcode_of, referral
 from tests.integration.e2e import System, running_system, until
 
 pytestmark = [pytest.mark.broker, pytest.mark.database]
-LONDON = ZoneInfo("Europe/London")
 MASH_EMAIL, MASH_HOOK = "mash-team@dev-borough.example", "mash-team.dev-borough"
 BANK_HOLIDAYS = holidays.country_holidays("GB", subdiv="ENG", years=range(date.today().year, date.today().year + 2))
 

@@ -8,7 +8,7 @@ from email.message import EmailMessage
 import aiohttp
 import aiosmtplib
 
-from services.notifier.entrypoints.sink import run_sink
+from safeguard.sink import run_sink
 from tests.notifier.servers import free_port
 
 

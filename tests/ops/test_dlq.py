@@ -13,9 +13,10 @@ import pytest
 import sqlalchemy as sa
 from structlog.testing import capture_logs
 
+from safeguard import parking
 from safeguard.audit_db import service_audit
 from safeguard.dlq import format_age, list_command, purge_command, replay_command
-from shared import bus, dlq
+from shared import bus
 from shared.audit import verify_chain
 from shared.storage import create_engine
 from shared.storage.migrate import upgrade
@@ -158,7 +159,7 @@ async def test_list_of_an_unknown_queue_fails_and_lists_the_known_ones(settings,
 async def test_list_reports_undeclared_parking_queues(settings, connection):
     rc, doc, err = await run_list(settings)  # nothing declared in this fresh vhost
     assert rc == 0 and doc["messages"] == []
-    assert set(doc["missing_queues"]) == set(dlq.parking_queues(["dev-force"]))
+    assert set(doc["missing_queues"]) == set(parking.parking_queues(["dev-force"]))
     assert "not declared" in err
 
 
@@ -192,7 +193,7 @@ async def test_replay_after_fixing_the_handler_is_consumed_and_leaves_the_parkin
         message_id, "referral.received", "intake", BODY)
     assert seen.delivery_count == 0  # the old attempts do not count against the new delivery limit
     assert seen.headers["traceparent"].startswith("00-" + "a" * 32)
-    assert seen.headers[dlq.REPLAY_COUNT_HEADER] == 1
+    assert seen.headers[parking.REPLAY_COUNT_HEADER] == 1
     assert not any(h.startswith("x-parked") or h.startswith("x-original") for h in seen.headers)
     assert await ready_count(connection, PARKED) == 0
     assert await ready_count(connection, bus.ESCALATION_EVENTS) == 0
@@ -321,9 +322,9 @@ async def test_safeguard_dlq_list_subprocess(connection, publisher, verify_keys,
 
 
 def test_parking_queue_names_and_ages():
-    assert dlq.parking_queues(["f1"], "escalation.events") == ["escalation.events.parked"]
-    assert dlq.parking_queues(["f1"], "control-room.f1.parked") == ["control-room.f1.parked"]
-    assert "control-room.f1.parked" in dlq.parking_queues(["f1"])
-    with pytest.raises(dlq.UnknownQueue):
-        dlq.parking_queues(["f1"], "control-room.f2")
+    assert parking.parking_queues(["f1"], "escalation.events") == ["escalation.events.parked"]
+    assert parking.parking_queues(["f1"], "control-room.f1.parked") == ["control-room.f1.parked"]
+    assert "control-room.f1.parked" in parking.parking_queues(["f1"])
+    with pytest.raises(parking.UnknownQueue):
+        parking.parking_queues(["f1"], "control-room.f2")
     assert [format_age(s) for s in (None, 5, 65, 3700, 90000)] == ["?", "5s", "1m05s", "1h01m", "1d01h"]

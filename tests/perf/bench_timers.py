@@ -27,9 +27,9 @@ from sqlalchemy import func, select, text
 
 from safeguard import keys
 from services.escalation.adapters.tables import referrals, timers
-from services.escalation.clock import SystemClock
 from services.escalation.context import Context
 from services.escalation.entrypoints.timers import TimerService
+from shared.clock import utcnow
 from shared.config import load_settings
 from shared.storage import create_engine
 from shared.storage.migrate import upgrade
@@ -87,7 +87,7 @@ async def main(pending: int, due: int, window: float) -> dict:
                 load_s = time.monotonic() - t0
                 rss_before = rss_mib()
                 load_avg, cpu0 = os.getloadavg()[0], time.process_time()
-                service = TimerService(engine, Context(settings, SystemClock()), batch_size=50, poll_interval_s=5)
+                service = TimerService(engine, Context(settings, utcnow), batch_size=50, poll_interval_s=5)
                 service.start()
                 await service.reschedule()
                 deadline = time.monotonic() + (start - datetime.now(UTC)).total_seconds() + window + 60

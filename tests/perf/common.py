@@ -11,11 +11,11 @@ import time
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import aiohttp
 
 from safeguard import keys
+from shared.clock import LONDON
 from shared.crypto import load_signing_key
 from shared.httpsig import sign_request
 from tests.factories import referral
@@ -31,7 +31,7 @@ def setup_config(directory: Path, *, teams_base: str | None = None, out_of_hours
     if teams_base:
         text = text.replace(keys.TEAMS_SINK, teams_base)
     if out_of_hours:
-        h = (datetime.now(ZoneInfo("Europe/London")) + timedelta(hours=6)).hour
+        h = (datetime.now(LONDON) + timedelta(hours=6)).hour
         end = "23:59:00" if h == 23 else f"{h + 1:02d}:00:00"
         text = text.replace('start = "09:00:00"\nend = "17:00:00"', f'start = "{h:02d}:00:00"\nend = "{end}"')
     path.write_text(text)

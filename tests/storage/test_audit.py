@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta
-from zoneinfo import ZoneInfo
 
 import pytest
 import sqlalchemy as sa
@@ -12,6 +11,7 @@ from nacl.signing import SigningKey
 
 from services.intake.adapters.tables import audit, audit_checkpoints, audit_head
 from shared.audit import batched, checkpoint, record, verify_chain
+from shared.clock import LONDON
 from shared.crypto import b64e
 from shared.storage import create_engine
 from shared.storage.migrate import upgrade
@@ -57,7 +57,7 @@ async def test_an_untouched_chain_verifies_with_checkpoints(engine):
 
 async def test_local_time_is_hashed_as_stored(engine):
     async with engine.begin() as c:
-        await record(c, audit, actor="a", action="x", at=datetime(2026, 7, 1, 10, tzinfo=ZoneInfo("Europe/London")))
+        await record(c, audit, actor="a", action="x", at=datetime(2026, 7, 1, 10, tzinfo=LONDON))
     assert (await verdict(engine)).ok
 
 

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from shared.clock import LONDON
 from shared.worktime import (
     Deadlines,
     WorkingCalendar,
@@ -21,7 +22,6 @@ from shared.worktime import (
     parse_instant,
 )
 
-LONDON = ZoneInfo("Europe/London")
 CAL = WorkingCalendar()
 H = timedelta(hours=1)
 BANK_HOLIDAYS = holidays.country_holidays("GB", subdiv="ENG", years=range(2024, 2034))

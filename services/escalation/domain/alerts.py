@@ -8,8 +8,8 @@ only — never names or narrative.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from zoneinfo import ZoneInfo
 
+from shared.clock import LONDON
 from shared.messages import ControlRoomAlert
 
 KIND_LABELS = {
@@ -19,7 +19,6 @@ KIND_LABELS = {
 }
 # Console order: the most urgent kind first.
 KIND_URGENCY = {"immediate_safety": 0, "deadline_breach": 1, "out_of_hours_concern": 2}
-_LONDON = ZoneInfo("Europe/London")
 
 
 def next_level(levels: tuple[str, ...], index: int) -> int | None:
@@ -36,7 +35,7 @@ def acknowledge_url(console_base_url: str, alert_id: str) -> str:
 
 
 def _london(at: datetime) -> str:
-    return at.astimezone(_LONDON).strftime("%a %d %b %Y %H:%M")
+    return at.astimezone(LONDON).strftime("%a %d %b %Y %H:%M")
 
 
 def summary(kind: str, reference: str, la_code: str, raised_at: datetime,

@@ -49,7 +49,7 @@ DISPATCH: Dispatcher[EventHandler] = Dispatcher({
 def make_handler(engine: AsyncEngine, ctx: Context, timers: TimerService, relay: OutboxRelay) -> bus.Handler:
     async def handle(message: bus.BusMessage) -> None:
         handler, event = DISPATCH.parse(message)
-        now = ctx.clock.now()
+        now = ctx.clock()
 
         async def effect(conn: AsyncConnection) -> None:
             async with batched_writes(conn):  # a receipt writes several entries and messages

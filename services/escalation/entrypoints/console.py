@@ -65,7 +65,7 @@ async def open_alerts_view(request: web.Request, force: str) -> dict:
     async with rt.engine.connect() as conn:
         rows = await repo.open_alerts(conn, force=force)
     items = sorted(({**row._mapping} for row in rows), key=console_order)
-    return {"now": ctx.clock.now().isoformat(), "alerts": [{
+    return {"now": ctx.clock().isoformat(), "alerts": [{
         "alert_id": a["alert_id"], "kind": a["kind"], "kind_label": KIND_LABELS.get(a["kind"], a["kind"]),
         "level": a["level"], "level_index": a["level_index"], "reference": a["reference"],
         "la_code": a["la_code"], "raised_at": a["raised_at"].isoformat(),
@@ -143,7 +143,7 @@ async def acknowledge(request: web.Request) -> web.StreamResponse:
         if alert is None or not _signed_in(request, alert.force):
             return problem(403 if alert else 404)
         was_open = alert.status == "open"
-        await handlers.acknowledge_alert(conn, alert_id, f"console:{alert.force}", ctx.clock.now())
+        await handlers.acknowledge_alert(conn, alert_id, f"console:{alert.force}", ctx.clock())
     if was_open:
         metrics.ALERTS_ACKNOWLEDGED.labels(via="console").inc()
         rt.relay.notify()

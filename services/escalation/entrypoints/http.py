@@ -39,7 +39,7 @@ def alert_json(alert: Row[Any]) -> dict:
 async def _audit_rejection(request: web.Request, action: str, outcome: str, client_id: str | None) -> None:
     rt, ctx = request.app[RUNTIME], request.app[CONTEXT]
     async with rt.engine.begin() as conn:
-        await audit(conn, action, None, ctx.clock.now(), actor=(client_id or "unknown")[:100], outcome=outcome,
+        await audit(conn, action, None, ctx.clock(), actor=(client_id or "unknown")[:100], outcome=outcome,
                     detail={"path": "alert_acknowledgement"})
 
 
@@ -65,7 +65,7 @@ async def acknowledge(request: web.Request) -> web.StreamResponse:
         await _audit_rejection(request, "alert.acknowledge", "forbidden_role", client.id)
         return problem(403, detail="role control_room required")
     alert_id = request.match_info["alert_id"]
-    now = ctx.clock.now()
+    now = ctx.clock()
     async with rt.engine.begin() as conn:
         alert = await repo.get_alert(conn, alert_id)
         if alert is None:

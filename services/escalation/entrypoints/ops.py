@@ -15,7 +15,6 @@ import hmac
 import os
 from collections.abc import Mapping
 from datetime import UTC, datetime, time, timedelta
-from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
@@ -23,8 +22,9 @@ from services.escalation.adapters import ops_queries as q
 from services.escalation.domain.ladder import TIMER_KINDS
 from services.escalation.entrypoints.console import HEADERS, TEMPLATES, same_origin
 from services.escalation.entrypoints.http import CONTEXT
-from shared.bus.topology import all_queues
 from shared.accesscodes import access_code
+from shared.bus.topology import all_queues
+from shared.clock import LONDON
 from shared.config import Settings
 from shared.http import problem
 from shared.logging import get_logger
@@ -34,7 +34,6 @@ log = get_logger(__name__)
 COOKIE = "sg_ops"
 TOKEN_ENV = "SAFEGUARD_OPS_TOKEN"
 OPS_TOKEN = web.AppKey("ops_token", str)
-LONDON = ZoneInfo("Europe/London")
 REFRESH_S, BROKER_TIMEOUT_S = 15, 5.0
 
 
@@ -67,7 +66,7 @@ async def _queues(app: web.Application, names: list[str]) -> dict[str, q.QueueCo
 
 async def dashboard_view(app: web.Application) -> dict:
     ctx = app[CONTEXT]
-    settings, now = ctx.settings, ctx.clock.now()
+    settings, now = ctx.settings, ctx.clock()
     end_of_day = datetime.combine(now.astimezone(LONDON).date() + timedelta(days=1), time(), LONDON).astimezone(UTC)
     forces = [f.slug for f in settings.file.forces]
     specs = all_queues(forces)

@@ -61,7 +61,7 @@ class TimerService:
         async with self._lock:
             total = 0
             while True:
-                fired, more = await self._fire_batch(now or self.ctx.clock.now())
+                fired, more = await self._fire_batch(now or self.ctx.clock())
                 total += fired
                 if fired:
                     self.on_commit()
@@ -157,7 +157,7 @@ class TimerService:
         if self._counts_due():
             await self.refresh_gauges()
         if run_ats:
-            delay = max(0.0, (min(run_ats) - self.ctx.clock.now()).total_seconds())
+            delay = max(0.0, (min(run_ats) - self.ctx.clock()).total_seconds())
             self._wake_at(datetime.now(UTC) + timedelta(seconds=delay))
 
     async def refresh_gauges(self) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import date, datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from sqlalchemy.engine import Row
 
@@ -15,14 +14,12 @@ from services.intake.context import Context
 from services.intake.domain import figures
 from services.intake.domain.access import performance_scope, recipient_team, staff_of
 from services.intake.domain.errors import Gone, NotFound
+from shared.clock import LONDON
 from shared.config import Client
-from shared.worktime import LONDON
-
-_LONDON = ZoneInfo(LONDON)
 
 
 def _iso(v: datetime | None) -> str | None:
-    return v.astimezone(_LONDON).isoformat() if v is not None else None
+    return v.astimezone(LONDON).isoformat() if v is not None else None
 
 
 def timeline(row: Any) -> list[dict[str, Any]]:
@@ -81,8 +78,8 @@ async def get_sealed(ctx: Context, client_id: str, reference: str) -> dict[str, 
 
 async def _performance_rows(ctx: Context, actor: str, org: str | None, start: date, end: date,
                             action: str, via: str | None = None) -> tuple[list[Any], datetime]:
-    lo = datetime.combine(start, datetime.min.time(), _LONDON)
-    hi = datetime.combine(end + timedelta(days=1), datetime.min.time(), _LONDON)
+    lo = datetime.combine(start, datetime.min.time(), LONDON)
+    hi = datetime.combine(end + timedelta(days=1), datetime.min.time(), LONDON)
     now = ctx.clock()
     detail = {"from": start.isoformat(), "to": end.isoformat(), **({"via": via} if via else {})}
     async with ctx.engine.begin() as conn:

@@ -13,12 +13,11 @@ from collections.abc import Iterable, Sequence
 from datetime import date, datetime
 from statistics import median
 from typing import Any, get_args
-from zoneinfo import ZoneInfo
 
 from services.intake.domain.referral import ConcernType
+from shared.clock import LONDON
 from shared.messages import AgeBand, ChecksOutcome, Pathway
 
-LONDON = ZoneInfo("Europe/London")
 CATEGORIES: dict[str, tuple[str, ...]] = {
     "by_age_band": get_args(AgeBand), "by_concern_type": get_args(ConcernType),
     "by_pathway": get_args(Pathway), "by_checks_outcome": get_args(ChecksOutcome),

@@ -9,7 +9,6 @@ import uuid
 from collections.abc import Awaitable, Callable
 from datetime import date
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from aiohttp import web
 from pydantic import BaseModel
@@ -23,6 +22,7 @@ from services.intake.domain.commands import Action, EmptyBody, LifecycleCommand,
 from services.intake.domain.errors import Forbidden, IntakeError, NotFound, TooLarge, UnsupportedMediaType
 from services.intake.domain.lifecycle import is_reference
 from services.intake.domain.parsing import parse_json, period, validate
+from shared.clock import LONDON
 from shared.config import Client
 from shared.http import PROBLEM_CONTENT_TYPE
 from shared.logging import bound_contextvars, get_logger
@@ -97,7 +97,7 @@ def _reference(request: web.Request) -> str:
 
 def today(ctx: Context) -> date:
     """Today in London, by the context's clock (the default end of a reporting period)."""
-    return ctx.clock().astimezone(ZoneInfo("Europe/London")).date()
+    return ctx.clock().astimezone(LONDON).date()
 
 
 @guarded("referral.submit")

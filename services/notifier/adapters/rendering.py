@@ -14,11 +14,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from urllib.parse import quote
-from zoneinfo import ZoneInfo
 
 import jinja2
 
-LONDON = ZoneInfo("Europe/London")
+from shared.clock import LONDON
+
 CARD_LIMIT_BYTES = 20 * 1024
 TIME_LABELS = {
     "received_at": "Received", "acknowledge_by": "Acknowledge by", "checks_due_by": "CTP checks due by",

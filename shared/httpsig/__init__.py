@@ -18,7 +18,7 @@ from typing import Protocol
 import nacl.exceptions
 from nacl.signing import SigningKey, VerifyKey
 
-from shared.sfv import Params, Token, serialize_item, parse_dictionary, serialize_signature_params
+from shared.httpsig.sfv import Params, Token, parse_dictionary, serialize_item, serialize_signature_params
 
 REASONS = frozenset({
     "missing_signature", "malformed_signature", "unknown_keyid", "bad_signature",
