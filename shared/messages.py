@@ -170,7 +170,7 @@ class DeadlineEvent(Message):
     la_code: str
     force: str
     kind: str  # ack_reminder, ack_breach, ...
-    clock: str  # acknowledge_by | checks_due_by
+    clock: str  # acknowledge_by | decide_by | checks_due_by
     due_at: datetime
     deadline: datetime | None
     at: datetime

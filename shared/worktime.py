@@ -161,12 +161,17 @@ class WorkingCalendar:
 
 @dataclass(frozen=True)
 class Deadlines:
-    """The two statutory clocks for one referral (instants stored in UTC)."""
+    """The statutory clocks for one referral (instants stored in UTC). Decide-by is
+    acknowledge-by: one working day to acknowledge *and* decide (DESIGN §4)."""
 
     received_at: datetime
     out_of_hours: bool
     acknowledge_by: datetime
     checks_due_by: datetime
+
+    @property
+    def decide_by(self) -> datetime:
+        return self.acknowledge_by
 
     def as_json(self) -> dict[str, str | bool]:
         """JSON-ready dict; times as ISO 8601 with offset in Europe/London."""
@@ -174,6 +179,7 @@ class Deadlines:
             "received_at": self.received_at.astimezone(LONDON).isoformat(),
             "out_of_hours": self.out_of_hours,
             "acknowledge_by": self.acknowledge_by.astimezone(LONDON).isoformat(),
+            "decide_by": self.decide_by.astimezone(LONDON).isoformat(),
             "checks_due_by": self.checks_due_by.astimezone(LONDON).isoformat(),
         }
 

@@ -47,7 +47,7 @@ async def on_received(conn: AsyncConnection, ev: ReferralReceived, ctx: Context,
         received_at=ev.received_at, out_of_hours=ev.out_of_hours, immediate_risk=ev.immediate_risk,
         acknowledge_by=ev.acknowledge_by, checks_due_by=ev.checks_due_by, holding=ev.holding.model_dump())
     plan = ladder.plan_receipt(ev, ctx.settings.calendar(ev.la_code), ctx.timings,
-                               acknowledged=row.acknowledged_at is not None,
+                               acknowledged=row.acknowledged_at is not None, decided=row.decided_at is not None,
                                checks_done=row.checks_completed_at is not None, closed=row.closed_at is not None)
     await audit(conn, "referral.received", ev.reference, now, detail={
         "out_of_hours": ev.out_of_hours, "immediate_risk": ev.immediate_risk, "timers": len(plan.timers),
@@ -75,8 +75,15 @@ async def on_acknowledged(conn: AsyncConnection, ev: ReferralAcknowledged, ctx: 
 
 async def on_decided(conn: AsyncConnection, ev: ReferralDecided, ctx: Context, now: datetime) -> None:
     row = await _ensure(conn, ev, now)
+    if row.decided_at is not None:
+        await audit(conn, "clock.stopped", ev.reference, now, outcome="duplicate", detail={"clock": "decide_by"})
+        return
+    cancelled = await repo.cancel_timers(conn, ev.referral_id, ladder.DECIDE_KINDS)
     await repo.update_referral(conn, ev.referral_id, now, decided_at=ev.at, pathway=ev.pathway)
+    metrics.count_deadline_met("decide_by", row.acknowledge_by, ev.at)
     await audit(conn, "referral.decided", ev.reference, now, detail={"pathway": ev.pathway, **_early(row)})
+    await audit(conn, "clock.stopped", ev.reference, now,
+                detail={"clock": "decide_by", "cancelled": cancelled, **_early(row)})
 
 
 async def on_checks_completed(conn: AsyncConnection, ev: ChecksCompleted, ctx: Context, now: datetime) -> None:
@@ -135,7 +142,8 @@ async def fire_timer(conn: AsyncConnection, timer: Row[Any], ctx: Context, now: 
     if referral is None:
         raise MissingRecord("referral")
     stopped = referral.closed_at or (
-        referral.acknowledged_at if timer.kind in ladder.ACK_KINDS else referral.checks_completed_at)
+        referral.acknowledged_at if timer.kind in ladder.ACK_KINDS
+        else referral.decided_at if timer.kind in ladder.DECIDE_KINDS else referral.checks_completed_at)
     if stopped is not None:
         return "cancelled"
     template, audiences, routing_key = ladder.TIMER_ACTIONS[timer.kind]
@@ -143,12 +151,12 @@ async def fire_timer(conn: AsyncConnection, timer: Row[Any], ctx: Context, now: 
     for audience in audiences:
         await notify(conn, referral, template, audience, now, priority=priority)
     clock = ladder.CLOCK_OF[timer.kind]
-    if routing_key == "deadline.breached" and timer.kind in (ladder.ACK_BREACH, ladder.CHECKS_BREACH):
+    if timer.kind in ladder.BREACH_KINDS:
         metrics.DEADLINES.labels(clock=clock, outcome="breached").inc()
     await emit(conn, DEADLINE_EVENTS[routing_key](
         timer_id=timer.id, referral_id=referral.referral_id, reference=referral.reference,
         la_code=referral.la_code, force=referral.force, kind=timer.kind, clock=clock, due_at=timer.due_at,
-        deadline=getattr(referral, clock), at=now), now)
+        deadline=getattr(referral, ladder.DEADLINE_COLUMN[clock]), at=now), now)
     await audit(conn, routing_key, referral.reference, now,
                 detail={"kind": timer.kind, "seq": timer.seq, "timer_id": timer.id, "due_at": timer.due_at.isoformat()})
     return "fired"

@@ -14,7 +14,7 @@ from services.escalation.adapters.tables import alerts, audit, referrals, timers
 from shared import bus
 from shared.clock import ManualClock
 from shared.crypto import load_signing_key
-from shared.messages import ChecksCompleted, ReferralAcknowledged
+from shared.messages import ChecksCompleted, ReferralAcknowledged, ReferralDecided
 from tests.escalation.conftest import event, london, received
 
 pytestmark = [pytest.mark.broker, pytest.mark.database]
@@ -73,6 +73,7 @@ async def test_repeated_clock_stops_are_audited_as_duplicates_and_an_unknown_for
         first, second = london(2026, 11, 9, 9), london(2026, 11, 9, 11)
         for at in (first, second):  # the same stop under two message ids (e.g. a resubmission)
             for stop in (event(ReferralAcknowledged, ev, at, client_id="dev-social-care"),
+                         event(ReferralDecided, ev, at, pathway="early_help"),
                          event(ChecksCompleted, ev, at, outcome="suitable_for_prevent")):
                 await esc.wait_processed(await esc.publish(stop))
         [row] = await esc.rows(select(referrals).where(referrals.c.referral_id == ev.referral_id))
@@ -80,8 +81,9 @@ async def test_repeated_clock_stops_are_audited_as_duplicates_and_an_unknown_for
         assert row.checks_outcome == "suitable_for_prevent"
         stops = [(r.outcome, r.detail["clock"]) for r in await esc.rows(
             select(audit).where(audit.c.action == "clock.stopped").order_by(audit.c.seq))]
-        assert stops == [("ok", "acknowledge_by"), ("ok", "checks_due_by"),
-                         ("duplicate", "acknowledge_by"), ("duplicate", "checks_due_by")]
+        assert stops == [("ok", "acknowledge_by"), ("ok", "decide_by"), ("ok", "checks_due_by"),
+                         ("duplicate", "acknowledge_by"), ("duplicate", "decide_by"), ("duplicate", "checks_due_by")]
+        assert row.pathway == "early_help" and row.decided_at == first
         assert {r.status for r in await esc.rows(select(timers).where(timers.c.kind != "alert_reescalate"))} == {
             "cancelled"}
 

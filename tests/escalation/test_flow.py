@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from services.escalation.adapters.tables import alerts, audit, referrals, timers
 from shared.clock import ManualClock
-from shared.messages import ChecksCompleted, ControlRoomAlert, ReferralAcknowledged, ReferralClosed
+from shared.messages import ChecksCompleted, ControlRoomAlert, ReferralAcknowledged, ReferralClosed, ReferralDecided
 from tests.escalation.conftest import event, london, received
 
 pytestmark = [pytest.mark.broker, pytest.mark.database]
@@ -75,8 +75,10 @@ def deadlines(clock: str, outcome: str) -> float:
 
 
 async def test_advancing_the_clock_fires_each_step_once_and_acknowledgement_cancels_the_rest(esc):
+    """The acknowledge and decide clocks run side by side: acknowledging stops one, deciding the other."""
     esc.clock = ManualClock(london(2026, 11, 2, 14))
-    before = {(c, o): deadlines(c, o) for c in ("acknowledge_by", "checks_due_by") for o in ("met", "breached")}
+    clocks = ("acknowledge_by", "decide_by", "checks_due_by")
+    before = {(c, o): deadlines(c, o) for c in clocks for o in ("met", "breached")}
     async with esc.app() as server:
         ev = received(london(2026, 11, 2, 14))  # Monday 14:00, in hours
         late = received(london(2026, 11, 2, 14))
@@ -92,20 +94,27 @@ async def test_advancing_the_clock_fires_each_step_once_and_acknowledgement_canc
             [(r.reference, "ack_reminder", "la:mash_team") for r in (ev, late)])
         await esc.wait_processed(await esc.publish(event(ReferralAcknowledged, ev, london(2026, 11, 3, 11),
                                                          client_id="dev-social-care")))
+        await esc.wait_processed(await esc.publish(event(ReferralDecided, ev, london(2026, 11, 3, 11, 30),
+                                                         pathway="section_17")))
         esc.clock.set(london(2026, 11, 3, 15, 30))  # past the breach and head-of-service steps
-        assert await esc.fire(server) == 3  # only `late`: reminder 2, breach, head of service
+        assert await esc.fire(server) == 6  # only `late`: each clock's reminder, breach, head of service
         notes = await esc.notes()
         assert {n["reference"] for n in notes} == {late.reference}
         assert sorted((n["template"], n["audience"], n["priority"]) for n in notes) == [
             ("ack_breach", "la:team_manager", "urgent"), ("ack_breach_escalated", "la:head_of_service", "urgent"),
-            ("ack_reminder", "la:mash_team", "normal")]
+            ("ack_reminder", "la:mash_team", "normal"), ("decide_breach", "la:team_manager", "urgent"),
+            ("decide_breach_escalated", "la:head_of_service", "urgent"), ("decide_reminder", "la:mash_team", "normal")]
+        assert all(n["times"]["decide_by"] == n["times"]["acknowledge_by"] for n in notes)
         ops = await esc.take_json("ops.events", timeout=2)
-        assert sorted(k for k, _ in ops) == ["deadline.breached", "deadline.breached", "deadline.reminder",
-                                             "deadline.reminder", "deadline.reminder"]
+        assert sorted(k for k, _ in ops) == ["deadline.breached"] * 4 + ["deadline.reminder"] * 4
+        assert sorted(b["clock"] for k, b in ops if k == "deadline.breached") == [
+            "acknowledge_by", "acknowledge_by", "decide_by", "decide_by"]
         states = {(r.kind, r.seq): r.status for r in await esc.rows(
             select(timers).where(timers.c.referral_id == ev.referral_id))}
         assert states == {("ack_reminder", 1): "fired", ("ack_reminder", 2): "cancelled",
                           ("ack_breach", 1): "cancelled", ("ack_head_of_service", 1): "cancelled",
+                          ("decide_reminder", 1): "cancelled", ("decide_breach", 1): "cancelled",
+                          ("decide_head_of_service", 1): "cancelled",
                           ("checks_reminder", 1): "pending", ("checks_reminder", 2): "pending",
                           ("checks_breach", 1): "pending"}
         esc.clock.set(london(2026, 11, 23, 14))  # day 21
@@ -119,6 +128,7 @@ async def test_advancing_the_clock_fires_each_step_once_and_acknowledgement_canc
         assert left == []
         counted = {k: deadlines(*k) - v for k, v in before.items()}
         assert counted == {("acknowledge_by", "met"): 1, ("acknowledge_by", "breached"): 1,
+                           ("decide_by", "met"): 1, ("decide_by", "breached"): 1,
                            ("checks_due_by", "met"): 1, ("checks_due_by", "breached"): 0}
 
 
@@ -139,7 +149,8 @@ async def test_duplicates_out_of_order_malformed_and_unknown_references(esc):
         assert row.received_at is None and row.acknowledged_at == london(2026, 11, 7, 12)
         await esc.wait_processed(await esc.publish(early))
         kinds = {r.kind for r in await esc.rows(select(timers).where(timers.c.referral_id == early.referral_id))}
-        assert kinds == {"checks_reminder", "checks_breach", "alert_reescalate"}  # no acknowledge clock
+        assert kinds == {"checks_reminder", "checks_breach", "alert_reescalate", "decide_reminder", "decide_breach",
+                         "decide_head_of_service"}  # no acknowledge clock; the decide clock still runs
 
         ghost = received(london(2026, 11, 7, 12))  # never received here
         await esc.wait_processed(await esc.publish(event(ReferralClosed, ghost, london(2026, 11, 7, 13))))

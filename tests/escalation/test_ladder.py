@@ -38,8 +38,11 @@ def test_in_hours_receipt_notifies_mash_and_referrer_and_schedules_the_whole_lad
     assert timers(plan) == [
         ("ack_reminder", 1, london(2026, 11, 3, 10)),  # 50 %: 4 working hours
         ("ack_reminder", 2, london(2026, 11, 3, 13)),  # 1 working hour before Tue 14:00
+        ("decide_reminder", 1, london(2026, 11, 3, 13)),  # decide-by = acknowledge-by: its own clock
         ("ack_breach", 1, london(2026, 11, 3, 14)),  # team manager
+        ("decide_breach", 1, london(2026, 11, 3, 14)),
         ("ack_head_of_service", 1, london(2026, 11, 3, 15)),  # +1 working hour
+        ("decide_head_of_service", 1, london(2026, 11, 3, 15)),
         ("checks_reminder", 1, london(2026, 11, 23, 14)),  # day 21
         ("checks_reminder", 2, london(2026, 11, 29, 14)),  # day 27
         ("checks_breach", 1, london(2026, 11, 30, 14)),  # day 28
@@ -52,7 +55,7 @@ def test_out_of_hours_saturday_raises_a_concern_and_the_clock_follows_working_ti
     plan = ladder.plan_receipt(ev, CAL, T)
     assert plan.alerts == ["out_of_hours_concern"]
     assert [n.audience for n in plan.notifications] == ["la:mash_team", "referrer"]
-    assert timers(plan)[:4] == [
+    assert [x for x in timers(plan) if x[0] in ladder.ACK_KINDS] == [
         ("ack_reminder", 1, london(2026, 11, 9, 13)), ("ack_reminder", 2, london(2026, 11, 9, 16)),
         ("ack_breach", 1, london(2026, 11, 9, 17)), ("ack_head_of_service", 1, london(2026, 11, 10, 10))]
 
@@ -75,9 +78,11 @@ def test_immediate_risk_out_of_hours_alerts_the_control_room_and_the_emergency_d
 def test_events_before_the_receipt_stop_their_clocks_before_they_start():
     ev = received(london(2026, 11, 2, 14))
     kinds = {t.kind for t in ladder.plan_receipt(ev, CAL, T, acknowledged=True).timers}
+    assert kinds == {"checks_reminder", "checks_breach", *ladder.DECIDE_KINDS}
+    kinds = {t.kind for t in ladder.plan_receipt(ev, CAL, T, acknowledged=True, decided=True).timers}
     assert kinds == {"checks_reminder", "checks_breach"}
     kinds = {t.kind for t in ladder.plan_receipt(ev, CAL, T, checks_done=True).timers}
-    assert kinds == set(ladder.ACK_KINDS)
+    assert kinds == {*ladder.ACK_KINDS, *ladder.DECIDE_KINDS}
     assert ladder.plan_receipt(ev, CAL, T, closed=True) == ladder.Plan()
 
 
@@ -85,7 +90,8 @@ def test_configured_timings_change_the_ladder():
     t = EscalationTimings(ack_reminder_fractions=(0.25, 0.5), ack_reminder_before_hours=2,
                           ack_head_of_service_after_hours=3, checks_reminder_days=(14,))
     plan = ladder.plan_receipt(received(london(2026, 11, 2, 9)), CAL, t)
-    assert timers(plan)[:5] == [
+    assert [x for x in timers(plan) if x[0] == "decide_reminder"] == [("decide_reminder", 1, london(2026, 11, 2, 15))]
+    assert [x for x in timers(plan) if x[0] in ladder.ACK_KINDS] == [
         ("ack_reminder", 1, london(2026, 11, 2, 11)), ("ack_reminder", 2, london(2026, 11, 2, 13)),
         ("ack_reminder", 3, london(2026, 11, 2, 15)), ("ack_breach", 1, london(2026, 11, 2, 17)),
         ("ack_head_of_service", 1, london(2026, 11, 3, 12))]

@@ -86,6 +86,7 @@ async def test_the_whole_lifecycle(intake):
     assert (stats["total"], stats["by_status"], stats["by_pathway"]) == (2, {"closed": 2}, {"section_47": 1})
     assert stats["by_age_band"] == {"11-15": 2} and stats["by_concern_type"] == {"mixed_unclear_unstable": 2}
     assert stats["acknowledged_on_time"] == {"due": 1, "on_time": 1, "rate": 1.0}
+    assert stats["decided_on_time"] == {"due": 1, "on_time": 1, "rate": 1.0}  # decided at once: within the day
     assert (await intake.call("GET", "/v1/stats", "other-social-care", query="from=2025-01-01")).status == 200
     assert (await (await intake.call("GET", "/v1/stats", "other-social-care", query="from=2025-01-01")).json())["total"] == 0
     assert (await intake.call("GET", "/v1/stats", "dev-ops", query="from=yesterday")).status == 422

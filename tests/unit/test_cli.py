@@ -17,6 +17,7 @@ def test_deadlines_prints_the_contract_json():
         "received_at": "2026-12-24T15:00:00+00:00",
         "out_of_hours": False,
         "acknowledge_by": "2026-12-29T15:00:00+00:00",
+        "decide_by": "2026-12-29T15:00:00+00:00",
         "checks_due_by": "2027-01-21T15:00:00+00:00",
     }
 

@@ -6,8 +6,11 @@ looks them up in its own table. The two services never import each other, so thi
 """
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 
+from services.escalation.adapters.effects import referral_times
 from services.escalation.domain import ladder
 from services.notifier.adapters.rendering import Renderer
 from services.notifier.domain.recipients import audience_kind
@@ -33,7 +36,8 @@ def test_the_notifier_renders_what_escalation_requests(template, audience):
     kind = audience_kind(audience)
     assert renderer.supports(template, kind), f"notifier has no {template}.{kind} template"
     ev = received(london(2026, 11, 2, 14))
-    times = {"received_at": ev.received_at, "acknowledge_by": ev.acknowledge_by, "checks_due_by": ev.checks_due_by}
+    times = referral_times(SimpleNamespace(received_at=ev.received_at, acknowledge_by=ev.acknowledge_by,
+                                           checks_due_by=ev.checks_due_by))  # as escalation sends them
     out = renderer.render(template=template, kind=kind, reference=ev.reference, times=times,
                           urgent=template in ("immediate_safety", "alert_escalated"))
     assert ev.reference in out.subject

@@ -22,7 +22,7 @@ def test_counts_from_one_to_threshold_minus_one_are_suppressed():
 
 def _row(received: datetime, **kw):
     base = dict(received_at=received, status="received", pathway=None, checks_outcome=None, age_band="11-15",
-                concern_types=["incel"], acknowledged_at=None, acknowledge_by=received + timedelta(days=1),
+                concern_types=["incel"], acknowledged_at=None, decided_at=None, acknowledge_by=received + timedelta(days=1),
                 checks_at=None, checks_due_by=received + timedelta(days=28), immediate_risk=False,
                 out_of_hours=False)
     return SimpleNamespace(**{**base, **kw})
@@ -68,3 +68,16 @@ def test_the_page_shows_suppressed_counts_and_rates_as_such():
     assert "<dt>Received out of hours</dt><dd>suppressed (a count under 5)</dd>" in html
     assert "<dt>Referrals</dt><dd>6</dd>" in html and '<th scope="row">0-10</th><td class="num">0</td>' in html
     assert [r["percent"] for r in export.rows(doc) if r["category"] == "out_of_hours_share"] == ["[c]"]
+
+
+def test_decided_within_one_working_day_counts_decisions_against_acknowledge_by():
+    t0 = datetime(2026, 3, 2, 10, tzinfo=UTC)
+    rows = [_row(t0, decided_at=t0 + timedelta(hours=2)),       # on time
+            _row(t0, decided_at=t0 + timedelta(days=2)),        # late
+            _row(t0),                                           # past decide-by, no decision: late
+            _row(t0 + timedelta(days=9))]                       # not yet due: not counted
+    now = t0 + timedelta(days=9, hours=1)
+    assert figures.decided_on_time(rows, now) == (3, 1)
+    assert figures.stats(rows, t0.date(), now.date(), now)["decided_on_time"] == {"due": 3, "on_time": 1, "rate": 0.3333}
+    assert figures.build(rows, t0.date(), now.date(), now, threshold=1)["measures"][
+        "decided_within_one_working_day"]["numerator"] == 1

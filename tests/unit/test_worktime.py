@@ -197,9 +197,10 @@ def test_as_json_shape():
         "received_at": "2026-12-24T15:00:00+00:00",
         "out_of_hours": False,
         "acknowledge_by": "2026-12-29T15:00:00+00:00",
+        "decide_by": "2026-12-29T15:00:00+00:00",
         "checks_due_by": "2027-01-21T15:00:00+00:00",
     }
-    assert list(payload) == ["received_at", "out_of_hours", "acknowledge_by", "checks_due_by"]
+    assert list(payload) == ["received_at", "out_of_hours", "acknowledge_by", "decide_by", "checks_due_by"]
     assert json.loads(json.dumps(payload)) == payload
 
 
@@ -211,6 +212,7 @@ def test_as_json_uses_summer_offset_whatever_the_input_zone():
         "received_at": "2026-07-01T17:00:00+01:00",
         "out_of_hours": True,
         "acknowledge_by": "2026-07-02T17:00:00+01:00",
+        "decide_by": "2026-07-02T17:00:00+01:00",
         "checks_due_by": "2026-07-29T17:00:00+01:00",
     }
 

@@ -57,7 +57,10 @@ def _holding(referral: Row[Any]) -> Holding:
 
 def referral_times(referral: Row[Any]) -> dict[str, datetime]:
     names = ("received_at", "acknowledge_by", "checks_due_by")
-    return {n: getattr(referral, n) for n in names if getattr(referral, n) is not None}
+    times = {n: getattr(referral, n) for n in names if getattr(referral, n) is not None}
+    if "acknowledge_by" in times:
+        times["decide_by"] = times["acknowledge_by"]  # one working day to acknowledge and decide
+    return times
 
 
 async def notify(conn: AsyncConnection, referral: Row[Any], template: str, audience: str, now: datetime, *,

@@ -17,11 +17,14 @@ from shared.worktime import WorkingCalendar, ack_breach_steps, ack_reminder_time
 
 # Timer kinds, grouped by the clock that owns them (what cancels them).
 ACK_REMINDER, ACK_BREACH, ACK_HEAD_OF_SERVICE = "ack_reminder", "ack_breach", "ack_head_of_service"
+DECIDE_REMINDER, DECIDE_BREACH, DECIDE_HEAD_OF_SERVICE = "decide_reminder", "decide_breach", "decide_head_of_service"
 CHECKS_REMINDER, CHECKS_BREACH = "checks_reminder", "checks_breach"
 ALERT_REESCALATE = "alert_reescalate"
 ACK_KINDS = (ACK_REMINDER, ACK_BREACH, ACK_HEAD_OF_SERVICE)
+DECIDE_KINDS = (DECIDE_REMINDER, DECIDE_BREACH, DECIDE_HEAD_OF_SERVICE)
 CHECKS_KINDS = (CHECKS_REMINDER, CHECKS_BREACH)
-TIMER_KINDS = (*ACK_KINDS, *CHECKS_KINDS, ALERT_REESCALATE)
+TIMER_KINDS = (*ACK_KINDS, *DECIDE_KINDS, *CHECKS_KINDS, ALERT_REESCALATE)
+BREACH_KINDS = (ACK_BREACH, DECIDE_BREACH, CHECKS_BREACH)  # the moment a clock is missed (metrics)
 
 
 @dataclass(frozen=True)
@@ -53,10 +56,16 @@ TIMER_ACTIONS: dict[str, tuple[str, tuple[str, ...], str]] = {
     ACK_REMINDER: ("ack_reminder", ("la:mash_team",), "deadline.reminder"),
     ACK_BREACH: ("ack_breach", ("la:team_manager",), "deadline.breached"),
     ACK_HEAD_OF_SERVICE: ("ack_breach_escalated", ("la:head_of_service",), "deadline.breached"),
+    DECIDE_REMINDER: ("decide_reminder", ("la:mash_team",), "deadline.reminder"),
+    DECIDE_BREACH: ("decide_breach", ("la:team_manager",), "deadline.breached"),
+    DECIDE_HEAD_OF_SERVICE: ("decide_breach_escalated", ("la:head_of_service",), "deadline.breached"),
     CHECKS_REMINDER: ("checks_reminder", ("force:ctp_prevent",), "deadline.reminder"),
     CHECKS_BREACH: ("checks_breach", ("force:ctp_prevent_lead", "la:team_manager"), "deadline.breached"),
 }
-CLOCK_OF = {**{k: "acknowledge_by" for k in ACK_KINDS}, **{k: "checks_due_by" for k in CHECKS_KINDS}}
+CLOCK_OF = {**{k: "acknowledge_by" for k in ACK_KINDS}, **{k: "decide_by" for k in DECIDE_KINDS},
+            **{k: "checks_due_by" for k in CHECKS_KINDS}}
+# Where each clock's deadline is stored: decide-by is acknowledge-by (DESIGN §4).
+DEADLINE_COLUMN = {"acknowledge_by": "acknowledge_by", "decide_by": "acknowledge_by", "checks_due_by": "checks_due_by"}
 
 
 def plan_feedback() -> list[Notify]:
@@ -75,6 +84,15 @@ def ack_timers(ev: ReferralReceived, calendar: WorkingCalendar, t: EscalationTim
     return out + [TimerSpec(ACK_BREACH, 1, breach), TimerSpec(ACK_HEAD_OF_SERVICE, 1, head)]
 
 
+def decide_timers(ev: ReferralReceived, calendar: WorkingCalendar, t: EscalationTimings) -> list[TimerSpec]:
+    """The decide clock: one reminder a working hour before decide-by (the acknowledge
+    reminders already went at half time), then the same breach steps as acknowledge-by."""
+    reminders = ack_reminder_times(ev.received_at, calendar, (), timedelta(hours=t.ack_reminder_before_hours))
+    out = [TimerSpec(DECIDE_REMINDER, i + 1, at) for i, at in enumerate(r for r in reminders if r < ev.acknowledge_by)]
+    breach, head = ack_breach_steps(ev.acknowledge_by, calendar, timedelta(hours=t.ack_head_of_service_after_hours))
+    return out + [TimerSpec(DECIDE_BREACH, 1, breach), TimerSpec(DECIDE_HEAD_OF_SERVICE, 1, head)]
+
+
 def checks_timers(ev: ReferralReceived, calendar: WorkingCalendar, t: EscalationTimings) -> list[TimerSpec]:
     reminders = checks_reminder_times(ev.received_at, t.checks_reminder_days, tz=calendar.hours.tz)
     out = [TimerSpec(CHECKS_REMINDER, i + 1, at) for i, at in enumerate(r for r in reminders if r < ev.checks_due_by)]
@@ -83,7 +101,7 @@ def checks_timers(ev: ReferralReceived, calendar: WorkingCalendar, t: Escalation
 
 def plan_receipt(
     ev: ReferralReceived, calendar: WorkingCalendar, timings: EscalationTimings, *,
-    acknowledged: bool = False, checks_done: bool = False, closed: bool = False,
+    acknowledged: bool = False, decided: bool = False, checks_done: bool = False, closed: bool = False,
 ) -> Plan:
     """Timers and immediate actions for a receipt. Flags say what already happened
     (events that arrived before the receipt): their clocks are not started."""
@@ -100,5 +118,6 @@ def plan_receipt(
     elif ev.out_of_hours:
         alerts.append("out_of_hours_concern")
     timers = [] if acknowledged else ack_timers(ev, calendar, timings)
+    timers += [] if decided else decide_timers(ev, calendar, timings)
     timers += [] if checks_done else checks_timers(ev, calendar, timings)
     return Plan(notes, alerts, sorted(timers, key=lambda s: (s.due_at, s.kind)))

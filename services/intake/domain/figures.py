@@ -42,16 +42,26 @@ def rate(hits: int, due: int, threshold: int) -> dict[str, Any]:
 
 def on_time(rows: Sequence[Any], now: datetime) -> tuple[int, int, int, int]:
     """(acknowledgements due, on time, checks due, on time): a clock counts once it is done or past."""
-    ack_due = [r for r in rows if r.acknowledged_at is not None or r.acknowledge_by <= now]
-    chk_due = [r for r in rows if r.checks_at is not None or r.checks_due_by <= now]
-    ack_hits = sum(1 for r in ack_due if r.acknowledged_at is not None and r.acknowledged_at <= r.acknowledge_by)
-    chk_hits = sum(1 for r in chk_due if r.checks_at is not None and r.checks_at <= r.checks_due_by)
-    return len(ack_due), ack_hits, len(chk_due), chk_hits
+    ack_due, ack_hits = clock(rows, now, "acknowledged_at", "acknowledge_by")
+    chk_due, chk_hits = clock(rows, now, "checks_at", "checks_due_by")
+    return ack_due, ack_hits, chk_due, chk_hits
+
+
+def clock(rows: Sequence[Any], now: datetime, done: str, deadline: str) -> tuple[int, int]:
+    """(due, on time) of one clock: a referral counts once the clock is stopped or past."""
+    due = [r for r in rows if getattr(r, done) is not None or getattr(r, deadline) <= now]
+    return len(due), sum(1 for r in due if getattr(r, done) is not None and getattr(r, done) <= getattr(r, deadline))
+
+
+def decided_on_time(rows: Sequence[Any], now: datetime) -> tuple[int, int]:
+    """Decide-by is acknowledge-by: (decisions due, on time)."""
+    return clock(rows, now, "decided_at", "acknowledge_by")
 
 
 def stats(rows: Sequence[Any], start: date, end: date, now: datetime) -> dict[str, Any]:
     """Plain counts and on-time rates, no suppression."""
     ack_due, ack_hits, chk_due, chk_hits = on_time(rows, now)
+    dec_due, dec_hits = decided_on_time(rows, now)
     count = lambda values: dict(sorted(Counter(v for v in values if v is not None).items()))  # noqa: E731
     share = lambda hits, due: round(hits / due, 4) if due else None  # noqa: E731
     return {
@@ -64,6 +74,7 @@ def stats(rows: Sequence[Any], start: date, end: date, now: datetime) -> dict[st
         "immediate_risk": sum(1 for r in rows if r.immediate_risk),
         "out_of_hours": sum(1 for r in rows if r.out_of_hours),
         "acknowledged_on_time": {"due": ack_due, "on_time": ack_hits, "rate": share(ack_hits, ack_due)},
+        "decided_on_time": {"due": dec_due, "on_time": dec_hits, "rate": share(dec_hits, dec_due)},
         "checks_on_time": {"due": chk_due, "on_time": chk_hits, "rate": share(chk_hits, chk_due)},
     }
 
@@ -117,6 +128,7 @@ def build(rows: Sequence[Any], start: date, end: date, now: datetime, threshold:
     for name, vals in values.items():
         tables[name] = _table(CATEGORIES[name], Counter(v for v in vals if v is not None), threshold)
     ack_due, ack_hits, chk_due, chk_hits = on_time(rows, now)
+    dec_due, dec_hits = decided_on_time(rows, now)
     return {
         "from": start.isoformat(), "to": end.isoformat(), "generated_at": now.astimezone(LONDON).isoformat(),
         "scope": scope, "threshold": threshold,
@@ -124,6 +136,7 @@ def build(rows: Sequence[Any], start: date, end: date, now: datetime, threshold:
         "tables": tables,
         "measures": {
             "acknowledged_within_one_working_day": rate(ack_hits, ack_due, threshold),
+            "decided_within_one_working_day": rate(dec_hits, dec_due, threshold),
             "checks_within_28_days": rate(chk_hits, chk_due, threshold),
             "out_of_hours_share": rate(sum(1 for r in rows if r.out_of_hours), len(rows), threshold),
             "immediate_risk_share": rate(sum(1 for r in rows if r.immediate_risk), len(rows), threshold),

@@ -11,6 +11,7 @@ SUPPRESSED_RATE = "[c]"  # the GSS marker for a value withheld to protect confid
 COLUMNS = ("section", "category", "count", "numerator", "denominator", "percent", "value")
 MEASURE_TITLES = {
     "acknowledged_within_one_working_day": "Acknowledged within one working day",
+    "decided_within_one_working_day": "Next step decided within one working day",
     "checks_within_28_days": "CTP checks done within 28 days",
     "out_of_hours_share": "Received out of hours",
     "immediate_risk_share": "Immediate risk to safety",

@@ -21,13 +21,16 @@ from shared.clock import LONDON
 
 CARD_LIMIT_BYTES = 20 * 1024
 TIME_LABELS = {
-    "received_at": "Received", "acknowledge_by": "Acknowledge by", "checks_due_by": "CTP checks due by",
+    "received_at": "Received", "acknowledge_by": "Acknowledge by", "decide_by": "Decide by",
+    "checks_due_by": "CTP checks due by",
     "raised_at": "Raised", "due_at": "Due", "released_at": "Released",
 }
 _TIME_KEY = re.compile(r"^[a-z][a-z_]{0,39}$")
 TEMPLATES: dict[str, tuple[str, ...]] = {
     "receipt": ("team",), "referral_acknowledgement": ("referrer",), "ack_reminder": ("team",),
-    "ack_breach": ("team",), "ack_breach_escalated": ("team",), "checks_reminder": ("team",), "checks_breach": ("team",),
+    "ack_breach": ("team",), "ack_breach_escalated": ("team",), "decide_reminder": ("team",),
+    "decide_breach": ("team",), "decide_breach_escalated": ("team",), "checks_reminder": ("team",),
+    "checks_breach": ("team",),
     "immediate_safety": ("team",), "out_of_hours": ("team",), "feedback": ("team", "referrer", "guardians"),
     "alert_escalated": ("team",),  # escalation: a control-room alert nobody acknowledged, raised a level
 }
