@@ -94,7 +94,8 @@ async def test_repeated_clock_stops_are_audited_as_duplicates_and_an_unknown_for
         assert entry.outcome == "unknown_force"
         assert await esc.rows(select(alerts).where(alerts.c.referral_id == stray.referral_id)) == []
         assert {r.kind for r in await esc.rows(select(timers).where(timers.c.referral_id == stray.referral_id))} == {
-            "ack_reminder", "ack_breach", "ack_head_of_service", "checks_reminder", "checks_breach"}
+            "ack_reminder", "ack_breach", "ack_head_of_service", "decide_reminder", "decide_breach",
+            "decide_head_of_service", "checks_reminder", "checks_breach"}
 
 
 async def test_a_timer_whose_referral_is_gone_is_retried_then_failed_and_shows_on_metrics(esc):
