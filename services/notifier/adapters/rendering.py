@@ -36,6 +36,20 @@ TEMPLATES: dict[str, tuple[str, ...]] = {
 }
 
 
+# What each message is, in words that carry no content: the minimal message (while
+# `no_further_sharing` holds) names its kind so that a duty manager can tell an urgent
+# immediate-safety message from a routine reminder (DESIGN §4: reference, kind and times).
+KIND_LABELS: dict[str, str] = {
+    "receipt": "New referral", "referral_acknowledgement": "Referral received",
+    "ack_reminder": "Reminder: acknowledge", "ack_breach": "Overdue: not acknowledged",
+    "ack_breach_escalated": "Escalated: still not acknowledged", "decide_reminder": "Reminder: decide the next step",
+    "decide_breach": "Overdue: no decision", "decide_breach_escalated": "Escalated: still no decision",
+    "checks_reminder": "Reminder: CTP checks", "checks_breach": "Overdue: CTP checks",
+    "immediate_safety": "Immediate safety concern", "out_of_hours": "Out-of-hours concern",
+    "feedback": "Feedback", "alert_escalated": "Escalated control-room alert",
+}
+
+
 class RenderError(Exception):
     """`reason` is a fixed code: unknown_template, template_data_missing, card_too_large."""
 
@@ -81,7 +95,9 @@ class Renderer:
         shown = {k: human_time(v) for k, v in times.items() if _TIME_KEY.match(k)}
         name = "minimal.any.j2" if minimal else f"{template}.{kind}.j2"
         try:
-            module = self.env.get_template(name).make_module({"reference": reference, "times": shown, "urgent": urgent})
+            module = self.env.get_template(name).make_module({
+                "reference": reference, "times": shown, "urgent": urgent,
+                "label": KIND_LABELS.get(template, "Update"), "immediate": template == "immediate_safety"})
             parts = {p: " ".join(str(getattr(module, p)).split()) for p in ("subject", "headline", "action", "link_label")}
         except jinja2.UndefinedError:
             raise RenderError("template_data_missing") from None
