@@ -150,10 +150,7 @@ async def fire_timer(conn: AsyncConnection, timer: Row[Any], ctx: Context, now: 
                 else await repo.get_referral(conn, timer.referral_id))
     if referral is None:
         raise MissingRecord("referral")
-    stopped = referral.closed_at or (
-        referral.acknowledged_at if timer.kind in ladder.ACK_KINDS
-        else referral.decided_at if timer.kind in ladder.DECIDE_KINDS else referral.checks_completed_at)
-    if stopped is not None:
+    if ladder.clock_stopped(timer.kind, referral):
         return "cancelled"
     template, audiences, routing_key = ladder.TIMER_ACTIONS[timer.kind]
     priority = "urgent" if routing_key == "deadline.breached" else "normal"
@@ -165,7 +162,8 @@ async def fire_timer(conn: AsyncConnection, timer: Row[Any], ctx: Context, now: 
     await emit(conn, DEADLINE_EVENTS[routing_key](
         timer_id=timer.id, referral_id=referral.referral_id, reference=referral.reference,
         la_code=referral.la_code, force=referral.force, kind=timer.kind, clock=clock, due_at=timer.due_at,
-        deadline=getattr(referral, ladder.DEADLINE_COLUMN[clock]), at=now), now)
+        deadline=getattr(referral, ladder.DEADLINE_COLUMN[clock]) if clock in ladder.DEADLINE_COLUMN else timer.due_at,
+        at=now), now)
     await audit(conn, routing_key, referral.reference, now,
                 detail={"kind": timer.kind, "seq": timer.seq, "timer_id": timer.id, "due_at": timer.due_at.isoformat()})
     return "fired"

@@ -30,7 +30,7 @@ TEMPLATES: dict[str, tuple[str, ...]] = {
     "receipt": ("team",), "referral_acknowledgement": ("referrer",), "ack_reminder": ("team",),
     "ack_breach": ("team",), "ack_breach_escalated": ("team",), "decide_reminder": ("team",),
     "decide_breach": ("team",), "decide_breach_escalated": ("team",), "checks_reminder": ("team",),
-    "checks_breach": ("team",),
+    "checks_breach": ("team",), "hold_review": ("team",),
     "immediate_safety": ("team",), "out_of_hours": ("team",), "feedback": ("team", "referrer", "guardians"),
     "alert_escalated": ("team",),  # escalation: a control-room alert nobody acknowledged, raised a level
 }
@@ -47,6 +47,7 @@ KIND_LABELS: dict[str, str] = {
     "checks_reminder": "Reminder: CTP checks", "checks_breach": "Overdue: CTP checks",
     "immediate_safety": "Immediate safety concern", "out_of_hours": "Out-of-hours concern",
     "feedback": "Feedback", "alert_escalated": "Escalated control-room alert",
+    "hold_review": "Review the holding instructions",
 }
 
 
