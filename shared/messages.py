@@ -9,7 +9,7 @@ recipient teams can open).
 """
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -68,6 +68,7 @@ class ReferralReceived(ReferralEvent):
     acknowledge_by: datetime
     checks_due_by: datetime
     contacts_sealed: dict[str, Any] | None = None  # sealed envelope; the notifier opens it
+    holding_review_by: date | None = None  # when CTP Prevent is reminded that a hold is still on
 
 
 class ReferralAcknowledged(ReferralEvent):

@@ -33,6 +33,12 @@ async def _ensure(conn: AsyncConnection, ev: ReferralEvent, now: datetime) -> Ro
                                       force=ev.force, la_code=ev.la_code, now=now)
 
 
+def _holding_after(holding: dict[str, Any], *, checks_done: bool) -> dict[str, Any]:
+    """DESIGN §4: the CTP checks outcome lifts no_further_sharing (in whichever order the
+    receipt and the outcome arrive)."""
+    return {**holding, "no_further_sharing": False} if checks_done else holding
+
+
 def _early(row: Row[Any]) -> dict:
     return {"before_receipt": True} if row.received_at is None else {}
 
@@ -45,7 +51,8 @@ async def on_received(conn: AsyncConnection, ev: ReferralReceived, ctx: Context,
     referral = await repo.update_referral(
         conn, ev.referral_id, now, reference=ev.reference, force=ev.force, la_code=ev.la_code,
         received_at=ev.received_at, out_of_hours=ev.out_of_hours, immediate_risk=ev.immediate_risk,
-        acknowledge_by=ev.acknowledge_by, checks_due_by=ev.checks_due_by, holding=ev.holding.model_dump())
+        acknowledge_by=ev.acknowledge_by, checks_due_by=ev.checks_due_by,
+        holding=_holding_after(ev.holding.model_dump(), checks_done=row.checks_completed_at is not None))
     plan = ladder.plan_receipt(ev, ctx.settings.calendar(ev.la_code), ctx.timings,
                                acknowledged=row.acknowledged_at is not None, decided=row.decided_at is not None,
                                checks_done=row.checks_completed_at is not None, closed=row.closed_at is not None)
@@ -92,7 +99,9 @@ async def on_checks_completed(conn: AsyncConnection, ev: ChecksCompleted, ctx: C
         await audit(conn, "clock.stopped", ev.reference, now, outcome="duplicate", detail={"clock": "checks_due_by"})
         return
     cancelled = await repo.cancel_timers(conn, ev.referral_id, ladder.CHECKS_KINDS)
-    await repo.update_referral(conn, ev.referral_id, now, checks_completed_at=ev.at, checks_outcome=ev.outcome)
+    holding = {} if row.holding is None else {"holding": _holding_after(row.holding, checks_done=True)}
+    await repo.update_referral(conn, ev.referral_id, now, checks_completed_at=ev.at, checks_outcome=ev.outcome,
+                               **holding)
     metrics.count_deadline_met("checks_due_by", row.checks_due_by, ev.at)
     await audit(conn, "clock.stopped", ev.reference, now,
                 detail={"clock": "checks_due_by", "outcome": ev.outcome, "cancelled": cancelled, **_early(row)})
@@ -141,10 +150,7 @@ async def fire_timer(conn: AsyncConnection, timer: Row[Any], ctx: Context, now: 
                 else await repo.get_referral(conn, timer.referral_id))
     if referral is None:
         raise MissingRecord("referral")
-    stopped = referral.closed_at or (
-        referral.acknowledged_at if timer.kind in ladder.ACK_KINDS
-        else referral.decided_at if timer.kind in ladder.DECIDE_KINDS else referral.checks_completed_at)
-    if stopped is not None:
+    if ladder.clock_stopped(timer.kind, referral):
         return "cancelled"
     template, audiences, routing_key = ladder.TIMER_ACTIONS[timer.kind]
     priority = "urgent" if routing_key == "deadline.breached" else "normal"
@@ -156,7 +162,8 @@ async def fire_timer(conn: AsyncConnection, timer: Row[Any], ctx: Context, now: 
     await emit(conn, DEADLINE_EVENTS[routing_key](
         timer_id=timer.id, referral_id=referral.referral_id, reference=referral.reference,
         la_code=referral.la_code, force=referral.force, kind=timer.kind, clock=clock, due_at=timer.due_at,
-        deadline=getattr(referral, ladder.DEADLINE_COLUMN[clock]), at=now), now)
+        deadline=getattr(referral, ladder.DEADLINE_COLUMN[clock]) if clock in ladder.DEADLINE_COLUMN else timer.due_at,
+        at=now), now)
     await audit(conn, routing_key, referral.reference, now,
                 detail={"kind": timer.kind, "seq": timer.seq, "timer_id": timer.id, "due_at": timer.due_at.isoformat()})
     return "fired"

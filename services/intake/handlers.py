@@ -115,7 +115,7 @@ async def _store(ctx: Context, cmd: SubmitReferral, r: Referral, referral_id: st
             concern_types=tuple(r.concern_types),
             holding=Holding(no_further_sharing=hold.no_further_sharing, no_family_contact=hold.no_family_contact),
             acknowledge_by=deadlines.acknowledge_by, checks_due_by=deadlines.checks_due_by,
-            contacts_sealed=contacts,
+            contacts_sealed=contacts, holding_review_by=hold.review_by,
         ), correlation_id=cmd.correlation_id, at=now)
         await record(conn, actor=cmd.client_id, action="referral.submit", reference=reference,
                      outcome="accepted", detail={"via": cmd.via, "referral_id": referral_id,

@@ -1,7 +1,7 @@
 """The notifier's message handlers: holds from intake's events, requests from escalation.
 
-`on_received` / `on_feedback_released` keep the notifier's own hold record (intake's
-`referral.received` / `referral.feedback_released`); `on_request` plans a
+`on_received` / `on_checks_completed` / `on_feedback_released` keep the notifier's own
+hold record (intake's `referral.received` / `.checks_completed` / `.feedback_released`); `on_request` plans a
 `notification.requested` (or a retry or fallback copy of one, for one delivery key):
 guard → render → recipients, then hands each target to `Delivery`, which commits the
 state row as `sending` before the channel is called and the outcome after (see
@@ -20,7 +20,7 @@ from services.notifier.domain import recipients
 from services.notifier.domain.guard import HoldRecord, decide
 from services.notifier.domain.lifecycle import Status, is_final
 from services.notifier.domain.recipients import FALLBACK, NO_TARGET, ResolutionError, Target
-from shared.messages import FeedbackReleased, NotificationRequested, ReferralReceived
+from shared.messages import ChecksCompleted, FeedbackReleased, NotificationRequested, ReferralReceived
 
 
 class HoldRecordBehind(Exception):
@@ -43,6 +43,17 @@ async def on_feedback_released(ev: FeedbackReleased, ctx: Context) -> None:
         new = (old.on_feedback_released(family_contact_lifted=ev.family_contact_lifted, audiences=ev.audiences)
                if old else HoldRecord.unknown_then_released(
                    ev.referral_id, family_contact_lifted=ev.family_contact_lifted, audiences=ev.audiences))
+        if new != old:
+            await repo.save_hold(conn, new, ev.reference, now)
+            await effects.hold_updated(conn, new, ev.reference, now)
+
+
+async def on_checks_completed(ev: ChecksCompleted, ctx: Context) -> None:
+    now = ctx.clock()
+    async with ctx.engine.begin() as conn:
+        old = await repo.load_hold(conn, ev.referral_id)
+        # Seen before its receipt: every other hold is assumed until the receipt says otherwise.
+        new = (old or HoldRecord(ev.referral_id, True, True)).on_checks_completed()
         if new != old:
             await repo.save_hold(conn, new, ev.reference, now)
             await effects.hold_updated(conn, new, ev.reference, now)

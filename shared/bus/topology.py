@@ -69,7 +69,8 @@ SERVICE_QUEUES: tuple[QueueSpec, ...] = (
     QueueSpec(ESCALATION_EVENTS, EVENTS, ("referral.*",)),
     # The notifier also keeps its own record of holding instructions (DESIGN §4).
     QueueSpec(NOTIFIER_REQUESTS, EVENTS,
-              ("notification.requested", "referral.received", "referral.feedback_released")),
+              ("notification.requested", "referral.received", "referral.checks_completed",
+               "referral.feedback_released")),
     QueueSpec(OPS_ALERTS, ALERTS, ("ops.#",)),
     QueueSpec(OPS_EVENTS, EVENTS, ("notification.sent", "notification.failed", "deadline.*", "alert.*")),
 )

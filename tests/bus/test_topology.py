@@ -76,6 +76,7 @@ async def test_redeclare_with_other_arguments_is_refused(connection, topology):
     (bus.EVENTS, "referral.received", "escalation.events"),
     (bus.EVENTS, "notification.requested", "notifier.requests"),
     (bus.EVENTS, "referral.feedback_released", "notifier.requests"),
+    (bus.EVENTS, "referral.checks_completed", "notifier.requests"),
     (bus.EVENTS, "notification.failed", "ops.events"),
     (bus.ALERTS, "ops.outbox.lag", "ops.alerts"),
     (bus.EVENTS, "deadline.breached", "ops.events"),

@@ -4,7 +4,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from datetime import timedelta
+from datetime import date, timedelta
 
 import pytest
 from prometheus_client import REGISTRY
@@ -12,7 +12,9 @@ from sqlalchemy import select
 
 from services.escalation.adapters.tables import alerts, audit, referrals, timers
 from shared.clock import ManualClock
-from shared.messages import ChecksCompleted, ControlRoomAlert, ReferralAcknowledged, ReferralClosed, ReferralDecided
+from shared.messages import (
+    ChecksCompleted, ControlRoomAlert, FeedbackReleased, ReferralAcknowledged, ReferralClosed, ReferralDecided,
+)
 from tests.escalation.conftest import event, london, received
 
 pytestmark = [pytest.mark.broker, pytest.mark.database]
@@ -177,3 +179,30 @@ async def test_duplicates_out_of_order_malformed_and_unknown_references(esc):
         await esc.publish(after)
         [alert] = await esc.take("control-room.dev-force", timeout=5)
         assert ControlRoomAlert.model_validate_json(alert.body).reference == after.reference
+
+
+async def test_a_hold_still_on_at_its_review_date_reminds_ctp_prevent_and_a_lifted_one_does_not(esc):
+    esc.clock = ManualClock(london(2026, 11, 2, 14))
+    async with esc.app() as server:
+        held = received(london(2026, 11, 2, 14)).model_copy(update={"holding_review_by": date(2026, 11, 16)})
+        lifted = received(london(2026, 11, 2, 14)).model_copy(update={"holding_review_by": date(2026, 11, 16)})
+        for ev in (held, lifted):
+            await esc.wait_processed(await esc.publish(ev))
+        await esc.wait_processed(await esc.publish(event(ChecksCompleted, lifted, london(2026, 11, 3, 9),
+                                                         outcome="not_suitable")))
+        for ev in (held, lifted):  # the LA's clocks are done, so only the review is left to fire
+            await esc.wait_processed(await esc.publish(event(ReferralAcknowledged, ev, london(2026, 11, 2, 15),
+                                                             client_id="dev-social-care")))
+            await esc.wait_processed(await esc.publish(event(ReferralDecided, ev, london(2026, 11, 2, 15),
+                                                             pathway="section_17")))
+        await esc.wait_processed(await esc.publish(FeedbackReleased(
+            referral_id=lifted.referral_id, reference=lifted.reference, force=lifted.force, la_code=lifted.la_code,
+            at=london(2026, 11, 3, 10), family_contact_lifted=True, audiences=("social_care", "referrer", "guardians"))))
+        await esc.settle()
+        await esc.take("notifier.requests")
+        esc.clock.set(london(2026, 11, 16, 9, 1))
+        await esc.fire(server)
+        notes = [n for n in await esc.notes() if n["template"] == "hold_review"]
+        assert [(n["reference"], n["audience"]) for n in notes] == [(held.reference, "force:ctp_prevent")]
+        states = {r.referral_id: r.status for r in await esc.rows(select(timers).where(timers.c.kind == "hold_review"))}
+        assert states == {held.referral_id: "fired", lifted.referral_id: "cancelled"}

@@ -1,7 +1,8 @@
 """The pure escalation ladder and alert rules (DESIGN §4): no I/O."""
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
+from types import SimpleNamespace
 
 from services.escalation.domain import alerts, ladder
 from shared.clock import LONDON
@@ -116,3 +117,16 @@ def test_alert_levels_summary_and_order():
     assert [(r["kind"], r["level_index"], r["raised_at"]) for r in ordered] == [
         ("immediate_safety", 0, raised), ("out_of_hours_concern", 2, raised),
         ("out_of_hours_concern", 0, raised + timedelta(minutes=5)), ("out_of_hours_concern", 0, raised)]
+
+
+def test_a_hold_with_a_review_date_reminds_ctp_prevent_at_the_start_of_that_working_day():
+    ev = received(london(2026, 11, 2, 14)).model_copy(update={"holding_review_by": date(2026, 11, 20)})
+    assert [x for x in timers(ladder.plan_receipt(ev, CAL, T)) if x[0] == "hold_review"] == [
+        ("hold_review", 1, london(2026, 11, 20, 9))]
+    no_hold = ev.model_copy(update={"holding": Holding(no_further_sharing=False, no_family_contact=False)})
+    assert not [x for x in timers(ladder.plan_receipt(no_hold, CAL, T)) if x[0] == "hold_review"]
+    assert ladder.TIMER_ACTIONS["hold_review"][:2] == ("hold_review", ("force:ctp_prevent",))
+    row = SimpleNamespace(closed_at=None, holding={"no_further_sharing": False, "no_family_contact": True})
+    assert not ladder.clock_stopped("hold_review", row)  # one hold still on: remind
+    row.holding = {"no_further_sharing": False, "no_family_contact": False}
+    assert ladder.clock_stopped("hold_review", row)  # both lifted before the date: nothing to review

@@ -103,3 +103,4 @@ async def test_feedback_that_keeps_the_family_contact_hold(intake):
     assert (resp.status, body["family_contact_lifted"], body["audiences"]) == (200, False, ["social_care", "referrer"])
     status = await (await intake.call("GET", base, "dev-prevent")).json()
     assert status["holding"]["no_family_contact"] is True  # the hold stays on
+    assert status["holding"]["no_further_sharing"] is False  # lifted by the checks outcome (DESIGN §4)

@@ -179,6 +179,8 @@ async def test_accepted_referral_replies_202_and_publishes_sealed_contacts_only(
         event = json.loads(msgs[0].body)
         assert event["reference"] == reply["reference"] and event["contacts_sealed"]["ciphertext"]
         assert "content" not in event and "content_sealed" not in event
+        assert event["holding_review_by"] == "2026-12-22"  # for CTP Prevent's review reminder
+        assert "CTP checks pending" not in msgs[0].body.decode()  # the hold's reason is free text: never on the bus
         assert msgs[0].headers["x-safeguard-producer"] == "intake"
     finally:
         await conn.close()

@@ -83,8 +83,8 @@ async def test_feedback_reaches_the_team_the_referrer_and_only_unheld_guardians(
         reply = await resp.json()
         assert resp.status == 200, reply
         assert reply["family_contact_lifted"] is (family_contact == "lift")
-        # Before: the receipt (team email + card) and the referrer's acknowledgement.
-        # While no_further_sharing holds, every message is the minimal one: reference and times only.
+        # Before: the receipt (team email + card) and the referrer's acknowledgement, minimal
+        # while no_further_sharing held; the checks outcome lifted it, so feedback is in full.
         mails = {MASH_EMAIL: 2, referrer: 2, guardian: 1 if family_contact == "lift" else 0}
         await until(lambda: all(len(system.smtp.to(a)) >= n for a, n in mails.items()), timeout=60)
         if family_contact == "keep":
@@ -97,6 +97,11 @@ async def test_feedback_reaches_the_team_the_referrer_and_only_unheld_guardians(
 
     assert {a: len(system.smtp.to(a)) for a in mails} == mails  # each exactly once, guardians only if lifted
     assert all(ref in m.subject for a in mails for m in system.smtp.to(a))
+    assert system.smtp.to(MASH_EMAIL)[0].subject == f"New referral: referral {ref}"  # minimal: held at receipt
+    assert system.smtp.to(MASH_EMAIL)[1].subject == f"Feedback released for referral {ref}"
+    assert system.smtp.to(referrer)[1].subject == f"Feedback on your referral {ref}"
+    if family_contact == "lift":
+        assert system.smtp.to(guardian)[0].subject == f"A message from your local Prevent team (reference {ref})"
     assert sorted(r["audience"] for r in requested(system, "feedback")) == ["guardians", "la:mash_team", "referrer"]
     refused = [a for a in audit if a["action"] == "notification_refused"]
     if family_contact == "lift":

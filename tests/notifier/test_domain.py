@@ -46,6 +46,13 @@ def test_a_refusal_waits_only_when_the_record_may_be_behind_the_request():
     assert not verdict(record=kept).allowed and not verdict(record=kept).wait  # a release kept the hold: final
 
 
+def test_the_checks_outcome_lifts_no_further_sharing_and_nothing_else():
+    after = HELD.on_checks_completed()
+    assert (after.no_further_sharing, after.no_family_contact, after.guardians_released) == (False, True, False)
+    assert not verdict(audience="la:mash_team", record=after).minimal
+    assert not verdict(record=after).allowed  # guardians: the family-contact hold is another matter
+
+
 def test_release_before_receipt_assumes_every_hold():
     rec = HoldRecord.unknown_then_released("r1", family_contact_lifted=False, audiences=("referrer",))
     assert rec.no_family_contact and rec.no_further_sharing and rec.feedback_released

@@ -5,13 +5,15 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from datetime import UTC, datetime
 
 import pytest
 from prometheus_client import REGISTRY
 
 from services.notifier.bootstrap import NOTIFIER
 from shared.crypto import b64e, generate_sealing_key
-from tests.notifier.conftest import ACK_BY_TEXT, CANARY
+from shared.messages import ChecksCompleted
+from tests.notifier.conftest import ACK_BY_TEXT, CANARY, FORCE, LA
 
 pytestmark = [pytest.mark.broker, pytest.mark.database]
 MASH_EMAIL, MASH_HOOK = "mash-team@dev-borough.example", "mash-team.dev-borough"
@@ -91,6 +93,24 @@ async def test_a_guardians_feedback_request_that_overtakes_the_release_waits_for
     await world.released(lifted=True)
     assert (await world.settled(req, count=1))["email"].status == "delivered"
     assert len(world.smtp.to("parent@home.example")) == 1
+
+
+async def test_the_checks_outcome_lifts_no_further_sharing_for_later_messages(world):
+    await world.received(nfc=True, nfs=True)
+    before = world.request("checks_reminder", "force:ctp_prevent", nfs=False)  # the request alone cannot lift it
+    await world.publish(before, "escalation")
+    await world.settled(before)
+    await world.publish(ChecksCompleted(
+        referral_id=world.referral_id, reference=world.reference, force=FORCE, la_code=LA, at=datetime.now(UTC),
+        outcome="suitable_for_prevent"), "intake")
+    await world.wait(lambda: (h := world.hold()) is not None and not h.no_further_sharing)
+    after = world.request("feedback", "la:mash_team", nfs=False)
+    await world.publish(after, "escalation")
+    await world.settled(after)
+    subjects = [m.subject for m in world.smtp.mails]
+    assert any(s.startswith("Reminder: CTP checks: referral") for s in subjects)  # minimal: kind and reference
+    assert f"Feedback released for referral {world.reference}" in subjects  # the full message
+    assert world.hold().no_family_contact  # still on
 
 
 async def test_release_that_does_not_lift_the_hold_still_refuses_guardians(world):

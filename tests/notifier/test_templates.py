@@ -54,12 +54,21 @@ def test_renders_with_reference_times_and_a_valid_card(renderer, template, kind,
         assert actions == [] and "http" not in out.text
 
 
-def test_minimal_shows_the_reference_and_times_only(renderer):
-    full = renderer.render(template="immediate_safety", kind="team", reference="SR-1", times=TIMES)
-    minimal = renderer.render(template="immediate_safety", kind="team", reference="SR-1", times=TIMES, minimal=True)
-    assert "strategy discussion" in full.text.lower()
-    assert "strategy" not in minimal.text.lower() and "safety" not in minimal.text.lower()
-    assert "safety" not in minimal.card_json.lower()
+def test_minimal_shows_the_reference_the_kind_and_the_times_only(renderer):
+    """DESIGN §4: while no_further_sharing holds, messages carry the reference, kind and
+    times only — and an urgent one still says "immediate safety", so that a duty manager
+    can tell it from a routine reminder."""
+    full = renderer.render(template="immediate_safety", kind="team", reference="SR-1", times=TIMES, urgent=True)
+    minimal = renderer.render(template="immediate_safety", kind="team", reference="SR-1", times=TIMES, minimal=True,
+                              urgent=True)
+    reminder = renderer.render(template="ack_reminder", kind="team", reference="SR-1", times=TIMES, minimal=True)
+    assert minimal.subject == "URGENT: Immediate safety concern: referral SR-1"
+    assert "immediate safety" in minimal.text.lower() and "strategy discussion is needed now" in minimal.text
+    assert "immediate safety" in minimal.card_json.lower()
+    assert reminder.subject == "Reminder: acknowledge: referral SR-1" and "safety" not in reminder.text.lower()
+    assert "a concern about a child" in full.text and "child" not in minimal.text  # the kind, not the full wording
+    for label, value in [("Received", human_time(TIMES["received_at"]))]:
+        assert label in minimal.text and value in minimal.text
 
 
 def test_markup_in_inputs_is_escaped_in_html_and_json(renderer):

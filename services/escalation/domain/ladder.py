@@ -9,7 +9,8 @@ intermediate steps are computed here on the LA's calendar.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from shared.config import EscalationTimings
 from shared.messages import AlertKind, ReferralReceived
@@ -19,11 +20,12 @@ from shared.worktime import WorkingCalendar, ack_breach_steps, ack_reminder_time
 ACK_REMINDER, ACK_BREACH, ACK_HEAD_OF_SERVICE = "ack_reminder", "ack_breach", "ack_head_of_service"
 DECIDE_REMINDER, DECIDE_BREACH, DECIDE_HEAD_OF_SERVICE = "decide_reminder", "decide_breach", "decide_head_of_service"
 CHECKS_REMINDER, CHECKS_BREACH = "checks_reminder", "checks_breach"
+HOLD_REVIEW = "hold_review"  # the holding instructions' review_by: CTP Prevent is reminded a hold is on
 ALERT_REESCALATE = "alert_reescalate"
 ACK_KINDS = (ACK_REMINDER, ACK_BREACH, ACK_HEAD_OF_SERVICE)
 DECIDE_KINDS = (DECIDE_REMINDER, DECIDE_BREACH, DECIDE_HEAD_OF_SERVICE)
 CHECKS_KINDS = (CHECKS_REMINDER, CHECKS_BREACH)
-TIMER_KINDS = (*ACK_KINDS, *DECIDE_KINDS, *CHECKS_KINDS, ALERT_REESCALATE)
+TIMER_KINDS = (*ACK_KINDS, *DECIDE_KINDS, *CHECKS_KINDS, HOLD_REVIEW, ALERT_REESCALATE)
 BREACH_KINDS = (ACK_BREACH, DECIDE_BREACH, CHECKS_BREACH)  # the moment a clock is missed (metrics)
 
 
@@ -61,11 +63,35 @@ TIMER_ACTIONS: dict[str, tuple[str, tuple[str, ...], str]] = {
     DECIDE_HEAD_OF_SERVICE: ("decide_breach_escalated", ("la:head_of_service",), "deadline.breached"),
     CHECKS_REMINDER: ("checks_reminder", ("force:ctp_prevent",), "deadline.reminder"),
     CHECKS_BREACH: ("checks_breach", ("force:ctp_prevent_lead", "la:team_manager"), "deadline.breached"),
+    HOLD_REVIEW: ("hold_review", ("force:ctp_prevent",), "deadline.reminder"),
 }
 CLOCK_OF = {**{k: "acknowledge_by" for k in ACK_KINDS}, **{k: "decide_by" for k in DECIDE_KINDS},
-            **{k: "checks_due_by" for k in CHECKS_KINDS}}
+            **{k: "checks_due_by" for k in CHECKS_KINDS}, HOLD_REVIEW: "holding_review_by"}
 # Where each clock's deadline is stored: decide-by is acknowledge-by (DESIGN §4).
+# (The review date is not stored: its timer's own due time is the deadline.)
 DEADLINE_COLUMN = {"acknowledge_by": "acknowledge_by", "decide_by": "acknowledge_by", "checks_due_by": "checks_due_by"}
+
+
+def clock_stopped(kind: str, referral: Any) -> bool:
+    """Whether a timer's clock has stopped on this referral row (closed, or its step done)."""
+    if referral.closed_at is not None:
+        return True
+    if kind in ACK_KINDS:
+        return referral.acknowledged_at is not None
+    if kind in DECIDE_KINDS:
+        return referral.decided_at is not None
+    if kind == HOLD_REVIEW:
+        holding = referral.holding or {}
+        return not (holding.get("no_further_sharing") or holding.get("no_family_contact"))
+    return referral.checks_completed_at is not None
+
+
+def hold_review_timer(ev: ReferralReceived, calendar: WorkingCalendar) -> list[TimerSpec]:
+    """The review date's reminder, at the start of the LA's working day (DESIGN §4)."""
+    if ev.holding_review_by is None or not (ev.holding.no_further_sharing or ev.holding.no_family_contact):
+        return []
+    due = datetime.combine(ev.holding_review_by, calendar.hours.start, calendar.tz)
+    return [TimerSpec(HOLD_REVIEW, 1, due.astimezone(UTC))]
 
 
 def plan_feedback() -> list[Notify]:
@@ -120,4 +146,5 @@ def plan_receipt(
     timers = [] if acknowledged else ack_timers(ev, calendar, timings)
     timers += [] if decided else decide_timers(ev, calendar, timings)
     timers += [] if checks_done else checks_timers(ev, calendar, timings)
+    timers += hold_review_timer(ev, calendar)
     return Plan(notes, alerts, sorted(timers, key=lambda s: (s.due_at, s.kind)))

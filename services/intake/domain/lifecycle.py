@@ -78,7 +78,8 @@ def complete_checks(s: State, outcome: str, now: datetime) -> Change:
             return _SAME
         raise Conflict("CTP checks already have a different outcome", reason="already_checked")
     _open(s, "recording CTP checks")
-    return Change(True, {"checks_outcome": outcome, "checks_at": now})
+    # DESIGN §4: the checks outcome lifts no_further_sharing (the family-contact hold stays).
+    return Change(True, {"checks_outcome": outcome, "checks_at": now, "no_further_sharing": False})
 
 
 def release_feedback(s: State, now: datetime, family_contact: str = "lift") -> Change:

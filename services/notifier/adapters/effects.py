@@ -77,5 +77,6 @@ async def hold_recorded(conn: AsyncConnection, record: HoldRecord, reference: st
 
 async def hold_updated(conn: AsyncConnection, record: HoldRecord, reference: str, now: datetime) -> None:
     await audit_record(conn, tables.audit, actor=ACTOR, action="hold_updated", reference=reference, at=now,
-                       detail={"no_family_contact": record.no_family_contact,
+                       detail={"no_further_sharing": record.no_further_sharing,
+                               "no_family_contact": record.no_family_contact,
                                "guardians_released": record.guardians_released})

@@ -30,9 +30,24 @@ TEMPLATES: dict[str, tuple[str, ...]] = {
     "receipt": ("team",), "referral_acknowledgement": ("referrer",), "ack_reminder": ("team",),
     "ack_breach": ("team",), "ack_breach_escalated": ("team",), "decide_reminder": ("team",),
     "decide_breach": ("team",), "decide_breach_escalated": ("team",), "checks_reminder": ("team",),
-    "checks_breach": ("team",),
+    "checks_breach": ("team",), "hold_review": ("team",),
     "immediate_safety": ("team",), "out_of_hours": ("team",), "feedback": ("team", "referrer", "guardians"),
     "alert_escalated": ("team",),  # escalation: a control-room alert nobody acknowledged, raised a level
+}
+
+
+# What each message is, in words that carry no content: the minimal message (while
+# `no_further_sharing` holds) names its kind so that a duty manager can tell an urgent
+# immediate-safety message from a routine reminder (DESIGN §4: reference, kind and times).
+KIND_LABELS: dict[str, str] = {
+    "receipt": "New referral", "referral_acknowledgement": "Referral received",
+    "ack_reminder": "Reminder: acknowledge", "ack_breach": "Overdue: not acknowledged",
+    "ack_breach_escalated": "Escalated: still not acknowledged", "decide_reminder": "Reminder: decide the next step",
+    "decide_breach": "Overdue: no decision", "decide_breach_escalated": "Escalated: still no decision",
+    "checks_reminder": "Reminder: CTP checks", "checks_breach": "Overdue: CTP checks",
+    "immediate_safety": "Immediate safety concern", "out_of_hours": "Out-of-hours concern",
+    "feedback": "Feedback", "alert_escalated": "Escalated control-room alert",
+    "hold_review": "Review the holding instructions",
 }
 
 
@@ -81,7 +96,9 @@ class Renderer:
         shown = {k: human_time(v) for k, v in times.items() if _TIME_KEY.match(k)}
         name = "minimal.any.j2" if minimal else f"{template}.{kind}.j2"
         try:
-            module = self.env.get_template(name).make_module({"reference": reference, "times": shown, "urgent": urgent})
+            module = self.env.get_template(name).make_module({
+                "reference": reference, "times": shown, "urgent": urgent,
+                "label": KIND_LABELS.get(template, "Update"), "immediate": template == "immediate_safety"})
             parts = {p: " ".join(str(getattr(module, p)).split()) for p in ("subject", "headline", "action", "link_label")}
         except jinja2.UndefinedError:
             raise RenderError("template_data_missing") from None

@@ -17,7 +17,7 @@ can only make things stricter, never looser. Rules:
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 GUARDIANS = "guardians"
 REFUSED_REASON = "holding_instruction"
@@ -43,6 +43,10 @@ class HoldRecord:
             feedback_released=True,
             guardians_released=self.guardians_released or (lifted and GUARDIANS in audiences),
         )
+
+    def on_checks_completed(self) -> "HoldRecord":
+        """DESIGN §4: the CTP checks outcome lifts no_further_sharing; nothing else."""
+        return replace(self, no_further_sharing=False)
 
     @classmethod
     def unknown_then_released(cls, referral_id: str, *, family_contact_lifted: bool,

@@ -20,7 +20,7 @@ from services.notifier.delivery import Delivery
 from shared import bus
 from shared.bus.dispatch import Dispatcher
 from shared.bus.topology import retry_queue_arguments
-from shared.messages import FeedbackReleased, NotificationRequested, ReferralReceived, RetryCopy
+from shared.messages import ChecksCompleted, FeedbackReleased, NotificationRequested, ReferralReceived, RetryCopy
 from shared.runtime import Runtime
 
 
@@ -31,6 +31,10 @@ HOLD_WAITS = 3
 
 async def _received(ev: ReferralReceived, ctx: Context, _delivery: Delivery, _msg: bus.BusMessage) -> None:
     await handlers.on_received(ev, ctx)
+
+
+async def _checks_completed(ev: ChecksCompleted, ctx: Context, _delivery: Delivery, _msg: bus.BusMessage) -> None:
+    await handlers.on_checks_completed(ev, ctx)
 
 
 async def _feedback_released(ev: FeedbackReleased, ctx: Context, _delivery: Delivery, _msg: bus.BusMessage) -> None:
@@ -48,6 +52,7 @@ async def _retried(copy: RetryCopy, ctx: Context, delivery: Delivery, _msg: bus.
 NotifierHandler = Callable[..., Awaitable[None]]  # (message of the model, ctx, delivery, the delivery's bus message)
 DISPATCH: Dispatcher[NotifierHandler] = Dispatcher({
     ReferralReceived: _received,
+    ChecksCompleted: _checks_completed,
     FeedbackReleased: _feedback_released,
     NotificationRequested: _requested,
     RetryCopy: _retried,
