@@ -19,11 +19,34 @@ _NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
 UNKNOWN_NAME = "(field name withheld)"
 
 
+MAX_DEPTH = 32  # a referral nests 5 deep; far deeper JSON would exhaust the stack later (a 500)
+
+
+def _depth(value: Any) -> int:
+    """How deeply arrays and objects nest in a parsed JSON value (iterative: no recursion)."""
+    deepest, stack = 0, [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (dict, list)):
+            deepest = max(deepest, depth + 1)
+            if deepest > MAX_DEPTH:
+                break
+            stack.extend((v, depth + 1) for v in (item.values() if isinstance(item, dict) else item))
+    return deepest
+
+
 def parse_json(body: bytes) -> Any:
+    """The JSON value of a request body (HTTP or AMQP); MalformedJson (400) if it is not JSON
+    or nests more than MAX_DEPTH deep."""
     try:
-        return json.loads(body)
+        value = json.loads(body)
+    except RecursionError:  # the parser's own stack ran out
+        raise MalformedJson(f"The body nests more than {MAX_DEPTH} deep", reason="json_too_deep") from None
     except (ValueError, UnicodeDecodeError):
         raise MalformedJson("The body is not valid JSON") from None
+    if _depth(value) > MAX_DEPTH:
+        raise MalformedJson(f"The body nests more than {MAX_DEPTH} deep", reason="json_too_deep")
+    return value
 
 
 def check_idempotency_key(key: str | None) -> None:

@@ -1,0 +1,60 @@
+"""The attacks of the security review (issue 18), each tried against the real service.
+
+Every test tries one attack, asserts that it now fails safely, and records a row for
+docs/reliability.md: the attack, what it got before the fix (from the review: the
+tests cannot run the old code) and what it got in this run (`after`, observed)."""
+from __future__ import annotations
+
+import json
+
+from collections import deque
+
+import aio_pika
+
+from services.notifier.entrypoints.sink import sink_app
+from tests.intake.test_amqp import get_one, signed_message
+
+DEEP_ARRAY = b"[" * 50_000 + b"]" * 50_000  # json.loads itself gives up (RecursionError)
+DEEP_OBJECT = b'{"a":' * 600 + b"1" + b"}" * 600  # parses, but deep enough to exhaust the stack later
+
+
+async def test_deeply_nested_json_is_a_400_on_http_and_parked_at_once_on_amqp(intake, aiohttp_client,
+                                                                              reliability):
+    seen = []
+    for body in (DEEP_ARRAY, DEEP_OBJECT):
+        for path, client_id in (("/v1/referrals", "dev-mash"),
+                                ("/v1/referrals/PRV-2026-000001/decision", "dev-social-care")):
+            resp = await intake.call("POST", path, client_id, raw=body)
+            problem = await resp.json(content_type=None)
+            assert (resp.status, resp.content_type) == (400, "application/problem+json"), (path, problem)
+            assert (problem["status"], problem["reason"]) == (400, "json_too_deep")
+            seen.append(f"{resp.status} {problem['reason']}")
+    conn = await aio_pika.connect(intake.settings.amqp_url)
+    try:
+        channel = await conn.channel()
+        replies = await channel.declare_queue(exclusive=True)
+        exchange = await channel.get_exchange("safeguard.submissions")
+        parked_queue = await channel.declare_queue("intake.submissions.parked", passive=True)
+        for body in (DEEP_ARRAY, DEEP_OBJECT):
+            await exchange.publish(signed_message(intake, body, replies.name), "referral")
+            problem = json.loads((await get_one(replies, timeout=10)).body)
+            assert (problem["status"], problem["reason"]) == (400, "json_too_deep")
+            parked = await get_one(parked_queue, timeout=10)
+            assert parked.headers["x-parked-reason"] == "json_too_deep"  # at once: not `delivery_limit: ...`
+            assert int(parked.headers.get("x-delivery-count", 0)) == 0
+    finally:
+        await conn.close()
+    sink = await aiohttp_client(sink_app(deque(), "127.0.0.1:8025"))  # the dev sink's Teams webhook
+    resp = await sink.post("/teams/dev", data=b"[" * 20_000 + b"]" * 20_000)
+    assert resp.status == 400
+    rows = [(r.action, r.outcome, (r.detail or {}).get("reason"), (r.detail or {}).get("via"))
+            for r in await intake.audit_rows()]
+    assert rows.count(("referral.submit", "rejected", "json_too_deep", "http")) == 2
+    assert rows.count(("referral.decision", "rejected", "json_too_deep", "http")) == 2
+    assert rows.count(("referral.submit", "rejected", "json_too_deep", "amqp")) == 2
+    reliability.row("attacks", finding="#12", attack="JSON nested 50,000 and 600 deep (POST /v1/referrals, "
+                    "a lifecycle action, the AMQP submissions queue, the dev sink's Teams webhook)",
+                    before="HTTP 500 (RecursionError); AMQP RecursionError, retried, the retry then parked as "
+                           "replayed_nonce with a 401 reply",
+                    after=f"HTTP {', '.join(sorted(set(seen)))} problem+json, audited; AMQP problem reply "
+                          "and parked at once (json_too_deep); dev sink 400")
