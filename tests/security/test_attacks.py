@@ -12,6 +12,7 @@ from collections import deque
 import aio_pika
 
 from services.notifier.entrypoints.sink import sink_app
+from tests.factories import referral
 from tests.intake.test_amqp import get_one, signed_message
 
 DEEP_ARRAY = b"[" * 50_000 + b"]" * 50_000  # json.loads itself gives up (RecursionError)
@@ -58,3 +59,34 @@ async def test_deeply_nested_json_is_a_400_on_http_and_parked_at_once_on_amqp(in
                            "replayed_nonce with a 401 reply",
                     after=f"HTTP {', '.join(sorted(set(seen)))} problem+json, audited; AMQP problem reply "
                           "and parked at once (json_too_deep); dev sink 400")
+
+
+async def test_invented_field_names_never_reach_the_422_or_the_audit(intake, reliability):
+    doc = referral()  # ten known top-level fields, then the invented ones
+    doc["sam_example_dob"] = "x"  # a snake_case name was echoed before
+    doc["content"]["subject"]["jane_smith"] = "x"  # the 8th key of content.subject
+    doc["content"]["parents_guardians"][0]["alex_example_mobile"] = "x"  # 5th key of the guardian
+    doc["Jane Smith"] = "x"  # not snake_case: was withheld, now counted too
+    resp = await intake.submit(doc)
+    text = await resp.text()
+    problem = json.loads(text)
+    assert (resp.status, problem["reason"]) == (422, "schema_invalid")
+    assert all(set(e) == {"loc", "type", "msg"} for e in problem["errors"])  # the documented shape
+    locs = sorted(e["loc"] for e in problem["errors"])
+    assert locs == ["(unknown field #11)", "(unknown field #12)",
+                    "content.parents_guardians[0].(unknown field #5)", "content.subject.(unknown field #8)"]
+    assert {e["type"] for e in problem["errors"]} == {"extra_forbidden"}
+    resp = await intake.call("POST", "/v1/referrals/PRV-2026-000001/decision", "dev-social-care",
+                             {"pathway": "section_17", "sam_example": "x"})
+    decision = await resp.json(content_type=None)
+    assert (resp.status, [e["loc"] for e in decision["errors"]]) == (422, ["(unknown field #2)"])
+    audit = [json.dumps(r.detail) for r in await intake.audit_rows()]
+    invented = ("sam_example", "jane_smith", "alex_example", "Jane Smith")
+    assert not [name for name in invented if name in text or name in json.dumps(decision) or name in str(audit)]
+    assert "content.subject.(unknown field #8)" in audit[0]
+    reliability.row("attacks", finding="#15", attack="invented field names (a child's name as a JSON key) "
+                    "in a referral and a decision",
+                    before="422 errors[].loc and the audit's fields named snake_case keys "
+                           "(e.g. content.subject.jane_smith)",
+                    after=f"{resp.status}, loc by position only: " + ", ".join(locs[2:]) + "; none of the "
+                          f"{len(invented)} names in any reply or audit row")

@@ -1,6 +1,6 @@
 """Parsing and validating what clients send (pure). Error replies name field locations and
-say what was wrong, never the value: a location the client made up (an unknown key such as
-a person's name) is withheld too."""
+say what was wrong, never the value: a key the client made up (an unknown field, whose name
+may be a person's name) is named by its position in its object, never by its name."""
 from __future__ import annotations
 
 import json
@@ -54,12 +54,27 @@ def check_idempotency_key(key: str | None) -> None:
         raise MalformedJson("Idempotency-Key must be 1-200 visible ASCII characters", reason="bad_idempotency_key")
 
 
-def _loc(parts: tuple[Any, ...]) -> str:
-    """A field location for an error reply and the audit. A name the client sent that is not
-    a plain snake_case identifier (an unknown key such as a person's name) is withheld."""
+def _position(data: Any, parts: tuple[Any, ...]) -> str:
+    """`(unknown field #n)`: the n-th key (from 1) of the object at `parts[:-1]` is `parts[-1]`."""
+    parent = data
+    try:
+        for p in parts[:-1]:
+            parent = parent[p]
+        return f"(unknown field #{list(parent).index(parts[-1]) + 1})"
+    except (KeyError, IndexError, TypeError, ValueError):
+        return UNKNOWN_NAME
+
+
+def _loc(parts: tuple[Any, ...], error_type: str, data: Any) -> str:
+    """A field location for an error reply and the audit. An unknown field (`extra_forbidden`:
+    a key the client made up, e.g. a person's name) is named by its position in its object;
+    any other name the client sent that is not a plain snake_case identifier is withheld."""
+    known = parts[:-1] if error_type == "extra_forbidden" and parts else parts
     out = ""
-    for p in parts:
+    for p in known:
         out += f"[{p}]" if isinstance(p, int) else f".{p if _NAME.fullmatch(str(p)) else UNKNOWN_NAME}"
+    if known is not parts:
+        out += "." + _position(data, parts)
     return out.lstrip(".") or "(body)"
 
 
@@ -68,7 +83,7 @@ def validate(model: type[M], data: Any) -> M:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        errors = [{"loc": _loc(e["loc"]), "type": e["type"], "msg": e["msg"]}
+        errors = [{"loc": _loc(e["loc"], e["type"], data), "type": e["type"], "msg": e["msg"]}
                   for e in exc.errors(include_input=False, include_url=False, include_context=False)[:50]]
         raise SchemaInvalid(errors) from None
 
