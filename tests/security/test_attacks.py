@@ -11,7 +11,9 @@ from collections import deque
 
 import aio_pika
 
+from services.notifier.adapters.channels.sms import KEY_ENV, TEMPLATE_ENV, URL_ENV, NotifyConfig
 from services.notifier.entrypoints.sink import sink_app
+from shared.config import ConfigError
 from tests.factories import referral
 from tests.intake.test_amqp import get_one, signed_message
 
@@ -90,3 +92,29 @@ async def test_invented_field_names_never_reach_the_422_or_the_audit(intake, rel
                            "(e.g. content.subject.jane_smith)",
                     after=f"{resp.status}, loc by position only: " + ", ".join(locs[2:]) + "; none of the "
                           f"{len(invented)} names in any reply or audit row")
+
+
+NOTIFY_KEY = "safeguard_live-3d1c1f0e-8a7b-4c6d-9e5f-0a1b2c3d4e5f-6f5e4d3c-2b1a-4c0d-9e8f-7a6b5c4d3e2f"
+NOTIFY_TEMPLATE = "0f1e2d3c-4b5a-4968-8776-655443322110"
+
+
+def test_the_notify_url_must_be_https_or_http_to_a_loopback_host(reliability):
+    def accepted(url: str) -> bool:
+        try:
+            return NotifyConfig.from_env({KEY_ENV: NOTIFY_KEY, TEMPLATE_ENV: NOTIFY_TEMPLATE, URL_ENV: url}) is not None
+        except ConfigError:
+            return False
+
+    attacks = ["http://localhost.attacker.example", "http://127.0.0.1.attacker.example:8000",
+               "http://127.0.0.1@attacker.example", "http://localhost:80@attacker.example/v2",
+               "http://localhostattacker.example", "http://127.0.0.1:notaport"]
+    allowed = ["https://api.notifications.service.gov.uk", "http://127.0.0.1:8000", "http://127.9.9.9",
+               "http://localhost:9000/", "http://[::1]:8000", "http://LOCALHOST:9000"]
+    assert [u for u in attacks if accepted(u)] == []
+    assert [u for u in allowed if not accepted(u)] == []
+    reliability.row("attacks", finding="#13", attack="SAFEGUARD_NOTIFY_URL pointing elsewhere over plain http: "
+                    + ", ".join(attacks[:4]),
+                    before="accepted (prefix check): the Notify bearer token would go in clear to that host",
+                    after=f"refused at start (ConfigError): {len(attacks)} of {len(attacks)}; "
+                          f"https and http to 127.0.0.0/8, ::1, localhost still accepted ({len(allowed)} of "
+                          f"{len(allowed)})")
