@@ -5,13 +5,24 @@ docs/reliability.md: the attack, what it got before the fix (from the review: th
 tests cannot run the old code) and what it got in this run (`after`, observed)."""
 from __future__ import annotations
 
+import ipaddress
 import json
-
+import socket
+import ssl
+import subprocess
 from collections import deque
+from datetime import UTC, datetime
+from pathlib import Path
 
 import aio_pika
+import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult
 
+from services.notifier.adapters.channels.email import EmailChannel, SmtpConfig
 from services.notifier.adapters.channels.sms import KEY_ENV, TEMPLATE_ENV, URL_ENV, NotifyConfig
+from services.notifier.adapters.rendering import Renderer
+from services.notifier.domain.lifecycle import Outcome
 from services.notifier.entrypoints.sink import sink_app
 from shared.config import ConfigError
 from tests.factories import referral
@@ -118,3 +129,102 @@ def test_the_notify_url_must_be_https_or_http_to_a_loopback_host(reliability):
                     after=f"refused at start (ConfigError): {len(attacks)} of {len(attacks)}; "
                           f"https and http to 127.0.0.0/8, ::1, localhost still accepted ({len(allowed)} of "
                           f"{len(allowed)})")
+
+
+def _non_loopback_address() -> str | None:
+    """An address of this machine that is not loopback (the one a route out leaves from)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect(("192.0.2.1", 9))  # no packet is sent: this only picks the outgoing interface
+            address = s.getsockname()[0]
+        except OSError:
+            return None
+    return None if ipaddress.ip_address(address).is_loopback else address
+
+
+class _Relay:
+    """A real aiosmtpd relay on `host`: offers STARTTLS only when given `tls`, and AUTH in clear
+    (as a careless relay, or an attacker who stripped STARTTLS, would); records what it got."""
+
+    def __init__(self, host: str, tls: ssl.SSLContext | None = None) -> None:
+        self.host, self.port = host, _free_port(host)
+        self.logins: list[tuple[str, bool]] = []  # (user, over TLS)
+        self.mails: list[tuple[list[str], bool]] = []  # (recipients, over TLS)
+        self.controller = Controller(self, hostname=host, port=self.port, tls_context=tls,
+                                     authenticator=self._authenticate, auth_require_tls=False)
+
+    def _authenticate(self, server, session, envelope, mechanism, auth_data) -> AuthResult:
+        self.logins.append((auth_data.login.decode(), session.ssl is not None))
+        return AuthResult(success=True)
+
+    async def handle_DATA(self, server, session, envelope) -> str:
+        self.mails.append((list(envelope.rcpt_tos), session.ssl is not None))
+        return "250 OK"
+
+    def __enter__(self) -> "_Relay":
+        self.controller.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.controller.stop()
+
+
+def _free_port(host: str) -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def _self_signed(tmp_path: Path, address: str) -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    """A certificate for `address` (openssl): the relay's TLS context and a client's that trusts it."""
+    cert, key = tmp_path / "relay.crt", tmp_path / "relay.key"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                    "-nodes", "-days", "1", "-subj", "/CN=relay", "-addext", f"subjectAltName=IP:{address}",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True, timeout=60)
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server.load_cert_chain(cert, key)
+    return server, ssl.create_default_context(cafile=str(cert))
+
+
+def test_starttls_is_required_except_to_loopback_hosts():
+    required = {url: SmtpConfig.from_url(url).starttls_required for url in (
+        "smtp://mail.example.gov.uk:587", "smtp://192.0.2.2:25", "smtp://localhost.attacker.example",
+        "smtp://127.0.0.1.attacker.example:25", "smtp://[fd00::2]:25",
+        "smtp://127.0.0.1:8025", "smtp://127.5.6.7", "smtp://localhost:8025", "smtp://[::1]:25",
+        "smtps://mail.example.gov.uk")}
+    assert [u for u, r in required.items() if r] == [
+        "smtp://mail.example.gov.uk:587", "smtp://192.0.2.2:25", "smtp://localhost.attacker.example",
+        "smtp://127.0.0.1.attacker.example:25", "smtp://[fd00::2]:25"]  # smtps: TLS from the first byte
+
+
+async def test_a_relay_that_does_not_offer_starttls_gets_no_credentials_and_no_mail(tmp_path, reliability):
+    address = _non_loopback_address()
+    if address is None:
+        pytest.skip("this machine has no non-loopback address to run a relay on")
+    rendered = Renderer(public_base_url="https://relay.example", console_base_url="https://console.example").render(
+        template="receipt", kind="team", reference="PRV-2026-000001",
+        times={"acknowledge_by": datetime(2026, 12, 29, 15, tzinfo=UTC)})
+    with _Relay(address) as stripped:  # STARTTLS not offered (stripped by an attacker, or never there)
+        channel = EmailChannel(f"smtp://relay-user:relay-secret@{address}:{stripped.port}", timeout_s=5)
+        try:
+            result = await channel.send(rendered, "mash-team@dev-borough.example", "m-1")
+        finally:
+            await channel.close()
+    assert (result.outcome, result.reason) == (Outcome.TEMPORARY, "smtp_tls_unavailable")
+    assert (stripped.logins, stripped.mails) == ([], [])  # nothing sent in clear: no AUTH, no MAIL/RCPT
+    server_tls, client_tls = _self_signed(tmp_path, address)
+    with _Relay(address, server_tls) as relay:  # the same relay offering STARTTLS: delivered over TLS
+        channel = EmailChannel(f"smtp://relay-user:relay-secret@{address}:{relay.port}", timeout_s=5,
+                               tls_context=client_tls)
+        try:
+            delivered = await channel.send(rendered, "mash-team@dev-borough.example", "m-2")
+        finally:
+            await channel.close()
+    assert delivered.outcome == Outcome.DELIVERED
+    assert (relay.logins, relay.mails) == ([("relay-user", True)], [(["mash-team@dev-borough.example"], True)])
+    reliability.row("attacks", finding="#5", attack=f"STARTTLS stripped: smtp:// relay on a non-loopback "
+                    "address that does not offer STARTTLS, with AUTH in clear",
+                    before="sent AUTH (relay user and password) and the recipient address in clear, delivered",
+                    after=f"{result.outcome.value} {result.reason} (retried per policy, then permanent-failure "
+                          f"and ops alert); logins {len(stripped.logins)}, mails {len(stripped.mails)}; "
+                          f"with STARTTLS offered: {delivered.outcome.value} over TLS")
