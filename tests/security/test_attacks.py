@@ -19,6 +19,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
 
+from services.intake.bootstrap import create_app
 from services.notifier.adapters.channels.email import EmailChannel, SmtpConfig
 from services.notifier.adapters.channels.sms import KEY_ENV, TEMPLATE_ENV, URL_ENV, NotifyConfig
 from services.notifier.adapters.rendering import Renderer
@@ -26,7 +27,9 @@ from services.notifier.domain.lifecycle import Outcome
 from services.notifier.entrypoints.sink import sink_app
 from shared.config import ConfigError
 from tests.factories import referral
+from tests.intake.conftest import Intake
 from tests.intake.test_amqp import get_one, signed_message
+from tests.security.test_authz_intake import FORCE, LA, POLICY, REF, allowed, with_other_force
 
 DEEP_ARRAY = b"[" * 50_000 + b"]" * 50_000  # json.loads itself gives up (RecursionError)
 DEEP_OBJECT = b'{"a":' * 600 + b"1" + b"}" * 600  # parses, but deep enough to exhaust the stack later
@@ -228,3 +231,50 @@ async def test_a_relay_that_does_not_offer_starttls_gets_no_credentials_and_no_m
                     after=f"{result.outcome.value} {result.reason} (retried per policy, then permanent-failure "
                           f"and ops alert); logins {len(stripped.logins)}, mails {len(stripped.mails)}; "
                           f"with STARTTLS offered: {delivered.outcome.value} over TLS")
+
+
+async def test_absent_and_not_yours_get_the_same_answer_on_every_referral_endpoint(intake_settings, aiohttp_client,
+                                                                                   tmp_path, reliability):
+    settings = with_other_force(intake_settings, tmp_path / "keys")
+    intake = Intake(await aiohttp_client(create_app(settings)), settings, tmp_path)
+    reply = await intake.submit(referral())
+    assert reply.status == 202
+    existing, absent = (await reply.json())["reference"], "PRV-2031-000777"
+    routes = [(m, r) for (m, r) in POLICY if r.startswith(REF)]
+    compared, statuses, probes = 0, set(), []
+    for method, route in routes:
+        rule, body = POLICY[(method, route)]
+        for client in settings.file.clients:
+            own = allowed(rule, client, {LA: "E99999999", FORCE: "dev-force"})
+            if own:
+                continue  # it may see the existing referral: only its answer for an absent one is compared
+            answers = []
+            for reference in (existing, absent):
+                resp = await intake.call(method, route.format(reference=reference), client.id, body)
+                answers.append((resp.status, resp.content_type, await resp.text()))
+            assert answers[0] == answers[1], (method, route, client.id)  # nothing tells them apart
+            statuses.add(answers[0][0])
+            compared += 1
+            if client.role in rule:  # the right role of another organisation: the enumeration probe
+                probes.append(answers[0][0])
+    for method, route in routes:  # an allowed client asking for an absent referral: the same answer again
+        rule, body = POLICY[(method, route)]
+        role = next(iter(rule))
+        own_client = next(c for c in settings.file.clients if c.role == role
+                          and c.organisation in ("E99999999", "dev-force"))
+        other_client = next(c for c in settings.file.clients if c.role == role
+                            and c.organisation not in ("E99999999", "dev-force"))
+        mine = await intake.call(method, route.format(reference=absent), own_client.id, body)
+        theirs = await intake.call(method, route.format(reference=existing), other_client.id, body)
+        assert (mine.status, await mine.json()) == (theirs.status, await theirs.json()) \
+            == (403, {"type": "/problems/forbidden", "title": "Not allowed for this client", "status": 403,
+                      "detail": "No referral with this reference for this client's organisation",
+                      "reason": "wrong_organisation"}), (method, route)
+    assert set(probes) == {403}
+    reliability.row("attacks", finding="#11", attack="enumerate references: another organisation's staff "
+                    "(and every other client) ask for an existing and an absent reference on "
+                    f"{len(routes)} referral endpoints",
+                    before="absent: 404 before any authorisation; existing but not yours: 403",
+                    after=f"identical status and problem body in {compared} of {compared} pairs "
+                          f"({'/'.join(map(str, sorted(statuses)))}); an absent reference is the same 403 "
+                          "wrong_organisation as another organisation's referral, for its own staff too")
