@@ -32,7 +32,7 @@ from services.notifier.bootstrap import create_app as notifier_app
 from shared import bus
 from shared.config import load_settings
 from shared.crypto import load_signing_key
-from shared.httpsig import sign_request
+from shared.httpsig import authority_of, sign_request
 from shared.logging import configure
 from tests.conftest import fresh_pg_database
 from tests.notifier.servers import SmtpSink, TeamsStub
@@ -58,7 +58,8 @@ class System:
     async def submit(self, doc: dict) -> Any:
         body = json.dumps(doc).encode()
         headers = sign_request(method="POST", path="/v1/referrals", body=body, key_id="dev-mash",
-                               key=load_signing_key(self.keys_dir / "dev-mash.ed25519"))
+                               key=load_signing_key(self.keys_dir / "dev-mash.ed25519"),
+                               authority=authority_of(self.intake.make_url("/v1/referrals")))
         return await self.intake.post("/v1/referrals", data=body,
                                       headers={**headers, "Content-Type": "application/json"})
 

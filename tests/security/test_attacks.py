@@ -5,26 +5,34 @@ docs/reliability.md: the attack, what it got before the fix (from the review: th
 tests cannot run the old code) and what it got in this run (`after`, observed)."""
 from __future__ import annotations
 
+import base64
 import ipaddress
 import json
 import socket
 import ssl
 import subprocess
+import time
+import uuid
 from collections import deque
 from datetime import UTC, datetime
 from pathlib import Path
 
 import aio_pika
+import aiohttp
 import pytest
+from aiohttp import web
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
 
+from services.intake.adapters import tables
 from services.intake.bootstrap import create_app
+from services.intake.entrypoints.client import signed_request
 from services.notifier.adapters.channels.email import EmailChannel, SmtpConfig
 from services.notifier.adapters.channels.sms import KEY_ENV, TEMPLATE_ENV, URL_ENV, NotifyConfig
 from services.notifier.adapters.rendering import Renderer
 from services.notifier.domain.lifecycle import Outcome
 from services.notifier.entrypoints.sink import sink_app
+from shared import httpsig
 from shared.config import ConfigError
 from tests.factories import referral
 from tests.intake.conftest import Intake
@@ -278,3 +286,76 @@ async def test_absent_and_not_yours_get_the_same_answer_on_every_referral_endpoi
                     after=f"identical status and problem body in {compared} of {compared} pairs "
                           f"({'/'.join(map(str, sorted(statuses)))}); an absent reference is the same 403 "
                           "wrong_organisation as another organisation's referral, for its own staff too")
+
+
+def _signed_without_authority(key, path: str, body: bytes, client_id: str) -> dict[str, str]:
+    """An RFC 9421 signature as clients made them before: @method, @path, content-digest only."""
+    components = ["@method", "@path", "content-digest"]
+    headers = {"Content-Digest": httpsig.content_digest(body)}
+    params = httpsig.serialize_signature_params(components, {
+        "created": int(time.time()), "keyid": client_id, "alg": "ed25519", "nonce": uuid.uuid4().hex})
+    base = httpsig.signature_base(components, params, method="POST", authority=None, path=path, query="",
+                                  headers=headers)
+    signature = base64.b64encode(key.sign(base.encode()).signature).decode()
+    return headers | {"Signature-Input": f"sig1={params}", "Signature": f"sig1=:{signature}:",
+                      "Content-Type": "application/json"}
+
+
+async def test_a_signature_made_for_one_environment_is_refused_by_another(intake, aiohttp_client, reliability):
+    captured: list[tuple[dict[str, str], bytes]] = []
+
+    async def staging(request: web.Request) -> web.Response:  # another environment (or a log of it)
+        captured.append((dict(request.headers), await request.read()))
+        return web.json_response({}, status=202)
+
+    app = web.Application()
+    app.router.add_post("/v1/referrals", staging)
+    staging_server = await aiohttp_client(app)
+    key_file = intake.dir / "keys" / "dev-mash.ed25519"
+    body = json.dumps(referral()).encode()
+    status, _ = await signed_request("POST", str(staging_server.make_url("")), "/v1/referrals",
+                                     client_id="dev-mash", key_file=key_file, body=body)  # the reference client
+    assert status == 202
+    [(headers, sent)] = captured
+    assert '"@authority"' in headers["Signature-Input"]
+    replay = {k: v for k, v in headers.items() if k in ("Signature-Input", "Signature", "Content-Digest",
+                                                         "Content-Type")}
+    replayed = await intake.client.post("/v1/referrals", data=sent, headers=replay)  # the same bytes, elsewhere
+    assert (replayed.status, (await replayed.json())["reason"]) == (401, "bad_signature")
+    legacy = await intake.client.post("/v1/referrals", data=body, headers=_signed_without_authority(
+        intake.key("dev-mash"), "/v1/referrals", body, "dev-mash"))
+    assert (legacy.status, (await legacy.json())["reason"]) == (401, "missing_component")
+    status, reply = await signed_request("POST", str(intake.client.make_url("")), "/v1/referrals",
+                                         client_id="dev-mash", key_file=key_file, body=body)
+    assert status == 202, reply  # the reference client, addressing this environment: accepted
+    assert await intake.count(tables.referrals) == 1
+    reliability.row("attacks", finding="#17", attack="replay a request signed by the reference client for "
+                    "another environment (captured there) against intake; a signature without @authority",
+                    before="202 accepted: no client covered @authority and it was not required",
+                    after=f"replay {replayed.status} bad_signature; without @authority {legacy.status} "
+                          "missing_component; the reference client to this environment 202")
+
+
+async def test_escalation_requires_and_checks_the_authority(esc, reliability):
+    key = esc.client_key("dev-control-room")
+    path = "/v1/alerts/no-such-alert/acknowledgement"
+    async with esc.app() as server, aiohttp.ClientSession() as session:
+        async def post(headers: dict[str, str]) -> tuple[int, str | None]:
+            async with session.post(server.make_url(path), data=b"{}", headers=headers) as resp:
+                return resp.status, (await resp.json(content_type=None)).get("detail")
+
+        def signed(authority: str) -> dict[str, str]:
+            return {**httpsig.sign_request(method="POST", path=path, body=b"{}", key_id="dev-control-room",
+                                           key=key, authority=authority), "Content-Type": "application/json"}
+
+        legacy = await post(_signed_without_authority(key, path, b"{}", "dev-control-room"))
+        assert legacy == (401, "signature rejected: missing_component")
+        elsewhere = await post(signed("escalation.prod.example.gov.uk"))
+        assert elsewhere == (401, "signature rejected: bad_signature")
+        here = await post(signed(httpsig.authority_of(server.make_url(path))))
+    assert here == (404, "no such alert")  # the signature is good: on to the alert
+    reliability.row("attacks", finding="#17", attack="escalation alert acknowledgement signed without "
+                    "@authority, and signed for another environment's authority",
+                    before="without @authority: accepted (on to the alert)",
+                    after=f"{legacy[0]} missing_component; {elsewhere[0]} bad_signature; signed for this "
+                          f"host: {here[0]} (no such alert)")
