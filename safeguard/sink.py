@@ -66,7 +66,7 @@ def card_text(payload: Any) -> str:
 async def teams_post(request: web.Request) -> web.Response:
     try:
         payload = json.loads(await request.read())
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested too deep
         return web.json_response({"error": "invalid JSON"}, status=400)
     request.app[RECEIVED].appendleft({
         "kind": "teams", "at": datetime.now(UTC).isoformat(timespec="seconds"),

@@ -20,7 +20,7 @@ from services.intake.domain import lifecycle as rules
 from services.intake.domain.access import authorise
 from services.intake.domain.actions import ACTIONS, facts
 from services.intake.domain.commands import LifecycleCommand, SubmitReferral, Submitted
-from services.intake.domain.errors import Conflict, Forbidden, NotFound
+from services.intake.domain.errors import Conflict, Forbidden
 from services.intake.domain.parsing import check_idempotency_key, parse_json, strings_of, validate
 from services.intake.domain.referral import Referral
 from shared.clock import LONDON
@@ -130,9 +130,7 @@ async def act(cmd: LifecycleCommand, ctx: Context) -> dict[str, Any]:
     async with ctx.engine.begin() as conn:
         await repo.begin_write(conn)
         found = await repo.get_referral(conn, cmd.reference, for_update=True)
-        if found is None:
-            raise NotFound("No such referral", reason="not_found", actor=cmd.client_id)
-        authorise(client, found, action.who)
+        authorise(client, found, action.who)  # role first; absent and another organisation's: the same 403
         change = action.rule(repo.state_of(found), cmd, now)
         row = dict(found._mapping)
         if change.new:

@@ -1,8 +1,11 @@
 """RFC 9421 HTTP Message Signatures (Ed25519) with RFC 9530 Content-Digest.
 
-DESIGN §3.3: label ``sig1``; covered ``"@method" "@path"`` plus ``"@query"`` when
-there is a query and ``"content-digest"`` when there is a body; parameters
-``created``, ``keyid``, ``alg="ed25519"``, ``nonce``. Rejections carry a stable
+DESIGN §3.3: label ``sig1``; covered ``"@method" "@authority" "@path"`` plus
+``"@query"`` when there is a query and ``"content-digest"`` when there is a body;
+parameters ``created``, ``keyid``, ``alg="ed25519"``, ``nonce``. ``@authority`` is the
+host and port the client addressed (`authority_of(url)`: what its HTTP library sends
+as ``Host``); the server takes it from the ``Host`` header as received, so a signature
+made for one environment does not verify on another. Rejections carry a stable
 ``reason`` code and the client's key id, never any part of the request body.
 """
 from __future__ import annotations
@@ -17,6 +20,7 @@ from typing import Protocol
 
 import nacl.exceptions
 from nacl.signing import SigningKey, VerifyKey
+from yarl import URL
 
 from shared.httpsig.sfv import Params, Token, parse_dictionary, serialize_item, serialize_signature_params
 
@@ -25,6 +29,7 @@ REASONS = frozenset({
     "digest_mismatch", "missing_component", "bad_algorithm", "stale_created",
     "replayed_nonce", "missing_nonce"})
 DERIVED = frozenset({"@method", "@path", "@query", "@authority", "@target-uri"})
+REQUIRED = frozenset({"@method", "@authority", "@path"})  # and @query, content-digest when present
 
 
 class SignatureRejected(Exception):
@@ -69,6 +74,15 @@ class NonceCache:
     def __len__(self) -> int:
         return len(self._expiry)
 
+
+
+def authority_of(url: str | URL) -> str:
+    """The `@authority` of a request to `url`: host (lower case) and port unless it is the
+    scheme's default — what aiohttp, requests and curl send as `Host`."""
+    authority = URL(str(url)).host_port_subcomponent
+    if not authority:
+        raise ValueError("an absolute http(s) URL is needed for @authority")
+    return authority
 
 
 # --- digests and the signature base ---------------------------------------------
@@ -124,12 +138,14 @@ def signature_base(components: Sequence[str], params: str, *, method: str,
 # --- signing and verification ----------------------------------------------------
 
 def sign_request(*, method: str, path: str, query: str = "", body: bytes | None,
-                 key_id: str, key: SigningKey, authority: str | None = None,
+                 key_id: str, key: SigningKey, authority: str,
                  created: int | None = None, nonce: str | None = None,
                  label: str = "sig1") -> dict[str, str]:
-    """Headers to add: Content-Digest (if body), Signature-Input, Signature."""
-    components = ["@method", "@path"]
-    components += ["@authority"] if authority else []
+    """Headers to add: Content-Digest (if body), Signature-Input, Signature. `authority`:
+    the host[:port] the request goes to (`authority_of(url)`)."""
+    if not authority:
+        raise ValueError("sign_request needs the authority (host[:port]) the request is sent to")
+    components = ["@method", "@authority", "@path"]
     components += ["@query"] if query.lstrip("?") else []
     headers: dict[str, str] = {}
     if body is not None:
@@ -179,7 +195,7 @@ def verify_request(*, method: str, path: str, query: str, headers: Mapping[str, 
     verify_key = resolve_key(key_id)
     if verify_key is None:
         raise SignatureRejected("unknown_keyid", key_id)
-    required = {"@method", "@path"} | ({"content-digest"} if body else set())
+    required = set(REQUIRED) | ({"content-digest"} if body else set())
     required |= {"@query"} if query.lstrip("?") else set()
     if not required <= set(components):
         raise SignatureRejected("missing_component", key_id)

@@ -12,7 +12,7 @@ from pathlib import Path
 import aiohttp
 
 from shared.crypto import load_signing_key
-from shared.httpsig import sign_request
+from shared.httpsig import authority_of, sign_request
 from tests.factories import referral
 
 PATH = "/v1/referrals"
@@ -35,7 +35,8 @@ def write_config(path: Path, *, off_day: int, reescalate_minutes: float) -> None
 async def _post(session: aiohttp.ClientSession, base: str, key, i: int) -> dict:
     body = json.dumps(referral(client_reference=f"CLUSTER-{i:06d}")).encode()
     for attempt in range(6):
-        headers = sign_request(method="POST", path=PATH, body=body, key_id=CLIENT, key=key)
+        headers = sign_request(method="POST", path=PATH, body=body, key_id=CLIENT, key=key,
+                               authority=authority_of(base + PATH))
         headers.update({"Content-Type": "application/json", "Idempotency-Key": f"cluster-run-{i}"})
         try:
             async with session.post(base + PATH, data=body, headers=headers) as resp:

@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from services.escalation.adapters.tables import alerts, audit, timers
 from services.escalation.bootstrap import TIMERS
-from shared.httpsig import sign_request
+from shared.httpsig import authority_of, sign_request
 from shared.messages import ControlRoomAlert
 from tests.escalation.conftest import london, received
 
@@ -27,7 +27,8 @@ async def _post(server, alert_id: str, client_id: str | None, key=None) -> tuple
     body = b"{}"
     headers = {"Content-Type": "application/json"}
     if client_id:
-        headers |= sign_request(method="POST", path=path, body=body, key_id=client_id, key=key)
+        headers |= sign_request(method="POST", path=path, body=body, key_id=client_id, key=key,
+                                authority=authority_of(server.make_url(path)))
     async with aiohttp.ClientSession() as session:
         async with session.post(server.make_url(path), data=body, headers=headers) as resp:
             return resp.status, resp.content_type, await resp.json(content_type=None)

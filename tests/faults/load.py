@@ -15,7 +15,7 @@ from pathlib import Path
 import aiohttp
 
 from shared.crypto import load_signing_key
-from shared.httpsig import sign_request
+from shared.httpsig import authority_of, sign_request
 from tests.factories import referral
 
 PATH = "/v1/referrals"
@@ -40,7 +40,8 @@ async def _post(session: aiohttp.ClientSession, base: str, key, run: str, s: Sen
     delay = 0.2
     while time.time() - s.first_try < GIVE_UP_S:
         s.tries += 1
-        headers = sign_request(method="POST", path=PATH, body=body, key_id=CLIENT, key=key)
+        headers = sign_request(method="POST", path=PATH, body=body, key_id=CLIENT, key=key,
+                               authority=authority_of(base + PATH))
         headers.update({"Content-Type": "application/json", "Idempotency-Key": f"{run}-{s.index}"})
         try:
             async with session.post(base + PATH, data=body, headers=headers) as resp:

@@ -26,7 +26,7 @@ from schemathesis.checks import (
 from schemathesis.core.failures import FailureGroup
 from schemathesis.openapi import from_dict
 
-from shared.httpsig import sign_request
+from shared.httpsig import authority_of, sign_request
 
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
           response_schema_conformance, response_headers_conformance]
@@ -58,6 +58,7 @@ class Signer(requests.auth.AuthBase):
         url = urlsplit(r.url or "")
         body = r.body.encode() if isinstance(r.body, str) else r.body
         r.headers.update(sign_request(method=r.method or "GET", path=url.path, query=url.query,
+                                      authority=authority_of(r.url or ""),
                                       body=body or None, key_id=self.client_id, key=self.key))
         return r
 

@@ -18,7 +18,7 @@ from shared.crypto import (
     b64e, generate_sealing_key, generate_signing_key, load_private_sealing_key, load_signing_key,
     write_private_key,
 )
-from shared.httpsig import sign_request
+from shared.httpsig import authority_of, sign_request
 from shared.runtime import RUNTIME
 from tests.conftest import mark_directory
 
@@ -77,6 +77,7 @@ class Intake:
 
     def signed(self, method: str, path: str, client_id: str, body: bytes | None = None, *, query: str = "",
                key_as: str | None = None, **kw: Any) -> dict[str, str]:
+        kw.setdefault("authority", authority_of(self.client.make_url(path)))  # the Host the client sends
         return sign_request(method=method, path=path, query=query, body=body, key_id=client_id,
                             key=self.key(key_as or client_id), **kw)
 

@@ -47,7 +47,7 @@ async def test_the_whole_lifecycle(intake):
         assert (await intake.call("POST", f"/v1/referrals/{other}/close", "dev-social-care")).status == 200
         resp = await intake.call("POST", f"/v1/referrals/{other}/acknowledgement", "dev-social-care")
         assert resp.status == 409 and (await resp.json())["reason"] == "closed"
-        assert (await intake.call("POST", "/v1/referrals/PRV-2000-000999/close", "dev-prevent")).status == 404
+        assert (await intake.call("POST", "/v1/referrals/PRV-2000-000999/close", "dev-prevent")).status == 403
 
         events = [(m.routing_key, json.loads(m.body)) for m in await drain(queue, 2.0)]
     finally:

@@ -32,7 +32,7 @@ from shared import bus
 from shared.clock import ManualClock
 from shared.config import load_settings
 from shared.crypto import load_signing_key
-from shared.httpsig import sign_request
+from shared.httpsig import authority_of, sign_request
 from shared.logging import configure
 from tests.conftest import fresh_pg_database
 from tests.notifier.servers import SmtpSink, TeamsStub
@@ -58,7 +58,8 @@ class System:
     async def submit(self, doc: dict) -> Any:
         body = json.dumps(doc).encode()
         headers = sign_request(method="POST", path="/v1/referrals", body=body, key_id="dev-mash",
-                               key=load_signing_key(self.keys_dir / "dev-mash.ed25519"))
+                               key=load_signing_key(self.keys_dir / "dev-mash.ed25519"),
+                               authority=authority_of(self.intake.make_url("/v1/referrals")))
         return await self.intake.post("/v1/referrals", data=body,
                                       headers={**headers, "Content-Type": "application/json"})
 
@@ -67,7 +68,8 @@ class System:
         path = f"/v1/referrals/{reference}/{action}"
         body = b"" if doc is None else json.dumps(doc).encode()
         headers = sign_request(method="POST", path=path, body=body, key_id=client_id,
-                               key=load_signing_key(self.keys_dir / f"{client_id}.ed25519"))
+                               key=load_signing_key(self.keys_dir / f"{client_id}.ed25519"),
+                               authority=authority_of(self.intake.make_url(path)))
         if doc is not None:
             headers["Content-Type"] = "application/json"
         return await self.intake.post(path, data=body, headers=headers)

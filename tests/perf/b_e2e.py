@@ -101,7 +101,7 @@ class E2EBench:
     async def ours_round(self, r: int) -> dict[str, float]:
         intake = self.procs[0]
         before = len(self.smtp.to(MASH))
-        requests = signed(self.tmp, bodies(self.n, f"e2e-{r}"))
+        requests = signed(self.tmp, bodies(self.n, f"e2e-{r}"), intake.url)
         start = time.monotonic()
         statuses = await post_all(intake.url, requests)
         accepted = statuses.count(202)
@@ -126,7 +126,7 @@ class E2EBench:
             assert reply["out_of_hours"] is True, "the benchmark's working hours should make every receipt out of hours"
             sent[reply["reference"]] = at
 
-        requests = signed(self.tmp, bodies(self.latency_n, tag))
+        requests = signed(self.tmp, bodies(self.latency_n, tag), self.procs[0].url)
         statuses = await post_all(self.procs[0].url, requests, rate=rate, on_reply=on_reply)
         errors = len(statuses) - statuses.count(202)
         if errors:

@@ -45,7 +45,7 @@ class IntakeBench:
         await self.stack.aclose()
 
     async def _run(self, proc: Proc, tag: str) -> dict[str, float]:
-        requests = signed(self.tmp, bodies(self.n, tag))
+        requests = signed(self.tmp, bodies(self.n, tag), proc.url)
         start = time.monotonic()
         statuses = await post_all(proc.url, requests, concurrency=CONCURRENCY)
         elapsed = time.monotonic() - start

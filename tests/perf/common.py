@@ -17,7 +17,7 @@ import aiohttp
 from safeguard import keys
 from shared.clock import LONDON
 from shared.crypto import load_signing_key
-from shared.httpsig import sign_request
+from shared.httpsig import authority_of, sign_request
 from tests.factories import referral
 
 SUBMIT_PATH = "/v1/referrals"
@@ -47,12 +47,14 @@ def bodies(n: int, tag: str) -> list[bytes]:
     return [json.dumps(referral(client_reference=f"BENCH-{tag}-{i}")).encode() for i in range(n)]
 
 
-def signed(data_dir: Path, items: list[bytes]) -> list[tuple[bytes, dict[str, str]]]:
-    """Sign every request before the clock starts: signing is the client's cost, not ours."""
+def signed(data_dir: Path, items: list[bytes], base_url: str) -> list[tuple[bytes, dict[str, str]]]:
+    """Sign every request to `base_url` before the clock starts: signing is the client's cost, not ours."""
     key = load_signing_key(data_dir / "keys" / "dev-mash.ed25519")
+    authority = authority_of(base_url)
     out = []
     for body in items:
-        headers = sign_request(method="POST", path=SUBMIT_PATH, body=body, key_id="dev-mash", key=key)
+        headers = sign_request(method="POST", path=SUBMIT_PATH, body=body, key_id="dev-mash", key=key,
+                               authority=authority)
         headers["Content-Type"] = "application/json"
         out.append((body, headers))
     return out

@@ -9,7 +9,7 @@ from sqlalchemy import select
 from services.escalation.adapters.tables import alerts, audit
 from shared.config import Client
 from shared.crypto import b64e, generate_signing_key
-from shared.httpsig import sign_request
+from shared.httpsig import authority_of, sign_request
 from shared.messages import ControlRoomAlert
 from tests.escalation.conftest import OTHER, london, received
 
@@ -33,7 +33,8 @@ async def _post(session, server, alert_id: str, client_id: str | None, key) -> i
     path, body = ROUTE.format(alert_id=alert_id), b"{}"
     headers = {"Content-Type": "application/json"}
     if client_id:
-        headers |= sign_request(method="POST", path=path, body=body, key_id=client_id, key=key)
+        headers |= sign_request(method="POST", path=path, body=body, key_id=client_id, key=key,
+                                authority=authority_of(server.make_url(path)))
     async with session.post(server.make_url(path), data=body, headers=headers) as resp:
         assert resp.content_type == ("application/json" if resp.status == 200 else "application/problem+json")
         return resp.status

@@ -39,6 +39,7 @@ RFC_REQUEST_HEADERS = {
 RFC_BODY = b'{"hello": "world"}'
 
 NOW = 1_700_000_000
+AUTHORITY = "intake.example.gov.uk"  # the host the tests' requests are addressed to
 BODY = b'{"child": {"name": "CANARY-Alex-Example"}, "concern": "secret narrative"}'
 
 
@@ -142,14 +143,15 @@ def key() -> SigningKey:
 
 def _sign(key: SigningKey, **overrides) -> dict[str, str]:
     args = dict(method="POST", path="/v1/referrals", body=BODY, key_id="dev-mash", key=key,
-                created=NOW, nonce="n-1")
+                created=NOW, nonce="n-1", authority=AUTHORITY)
     args.update(overrides)
     return httpsig.sign_request(**args)
 
 
 def _verify(key: SigningKey, headers, *, nonces=None, **overrides) -> str:
     args = dict(method="POST", path="/v1/referrals", query="", headers=headers, body=BODY,
-                resolve_key={"dev-mash": key.verify_key}.get, nonces=NonceCache() if nonces is None else nonces, now=NOW)
+                resolve_key={"dev-mash": key.verify_key}.get, nonces=NonceCache() if nonces is None else nonces, now=NOW,
+                authority=AUTHORITY)
     args.update(overrides)
     return httpsig.verify_request(**args)
 
@@ -164,7 +166,7 @@ def test_post_round_trip(key) -> None:
     headers = _sign(key)
     assert headers["Content-Digest"] == httpsig.content_digest(BODY)
     assert headers["Signature-Input"] == (
-        'sig1=("@method" "@path" "content-digest");created=1700000000;'
+        'sig1=("@method" "@authority" "@path" "content-digest");created=1700000000;'
         'keyid="dev-mash";alg="ed25519";nonce="n-1"')
     assert headers["Signature"].startswith("sig1=:") and headers["Signature"].endswith(":")
     lowered = {k.lower(): v for k, v in headers.items()}  # header names are case-insensitive
@@ -174,7 +176,7 @@ def test_post_round_trip(key) -> None:
 def test_get_with_query_round_trip(key) -> None:
     headers = _sign(key, method="GET", path="/v1/stats", query="from=2024-01-01&to=2024-02-01", body=None)
     assert "Content-Digest" not in headers
-    assert '("@method" "@path" "@query")' in headers["Signature-Input"]
+    assert '("@method" "@authority" "@path" "@query")' in headers["Signature-Input"]
     assert _verify(key, headers, method="GET", path="/v1/stats",
                    query="?from=2024-01-01&to=2024-02-01", body=None) == "dev-mash"
     assert _reason(key, headers, method="GET", path="/v1/stats",
@@ -182,8 +184,8 @@ def test_get_with_query_round_trip(key) -> None:
 
 
 def test_default_created_and_nonce_are_fresh(key) -> None:
-    a = httpsig.sign_request(method="GET", path="/", body=None, key_id="dev-mash", key=key)
-    b = httpsig.sign_request(method="GET", path="/", body=None, key_id="dev-mash", key=key)
+    a = httpsig.sign_request(method="GET", path="/", body=None, key_id="dev-mash", key=key, authority=AUTHORITY)
+    b = httpsig.sign_request(method="GET", path="/", body=None, key_id="dev-mash", key=key, authority=AUTHORITY)
     assert a["Signature-Input"] != b["Signature-Input"]
     nonces = NonceCache()
     for headers in (a, b):
@@ -249,11 +251,11 @@ def test_bad_signature_does_not_burn_the_nonce(key) -> None:
 
 
 def test_rejects_missing_nonce(key) -> None:
-    components = ["@method", "@path", "content-digest"]
+    components = ["@method", "@authority", "@path", "content-digest"]
     params = httpsig.serialize_signature_params(
         components, {"created": NOW, "keyid": "dev-mash", "alg": "ed25519"})
     digest = httpsig.content_digest(BODY)
-    base = httpsig.signature_base(components, params, method="POST", authority=None,
+    base = httpsig.signature_base(components, params, method="POST", authority=AUTHORITY,
                                   path="/v1/referrals", query="", headers={"Content-Digest": digest})
     sig = base64.b64encode(key.sign(base.encode()).signature).decode()
     headers = {"Content-Digest": digest, "Signature-Input": f"sig1={params}", "Signature": f"sig1=:{sig}:"}
@@ -263,7 +265,7 @@ def test_rejects_missing_nonce(key) -> None:
 def _sign_custom(key: SigningKey, components: list[str], params: dict, body: bytes | None) -> dict[str, str]:
     headers = {"Content-Digest": httpsig.content_digest(body)} if body is not None else {}
     text = httpsig.serialize_signature_params(components, params)
-    base = httpsig.signature_base(components, text, method="POST", authority=None,
+    base = httpsig.signature_base(components, text, method="POST", authority=AUTHORITY,
                                   path="/v1/referrals", query="", headers=headers)
     sig = base64.b64encode(key.sign(base.encode()).signature).decode()
     return headers | {"Signature-Input": f"sig1={text}", "Signature": f"sig1=:{sig}:"}
@@ -271,8 +273,39 @@ def _sign_custom(key: SigningKey, components: list[str], params: dict, body: byt
 
 def test_rejects_uncovered_content_digest(key) -> None:
     params = {"created": NOW, "keyid": "dev-mash", "alg": "ed25519", "nonce": "n"}
-    headers = _sign_custom(key, ["@method", "@path"], params, BODY)
+    headers = _sign_custom(key, ["@method", "@authority", "@path"], params, BODY)
     assert _reason(key, headers).reason == "missing_component"
+
+
+def test_rejects_uncovered_authority(key) -> None:
+    """DESIGN §3.3: @authority is required, so a signature cannot be replayed on another host."""
+    params = {"created": NOW, "keyid": "dev-mash", "alg": "ed25519", "nonce": "n"}
+    headers = _sign_custom(key, ["@method", "@path", "content-digest"], params, BODY)
+    exc = _reason(key, headers)
+    assert (exc.reason, exc.key_id) == ("missing_component", "dev-mash")
+
+
+def test_authority_is_the_host_header_as_received(key) -> None:
+    headers = _sign(key, authority="Intake.Example.GOV.uk:8443")
+    assert _verify(key, {**headers, "Host": "intake.example.gov.uk:8443"}, authority=None) == "dev-mash"
+    for host in ("intake.example.gov.uk", "staging.example.gov.uk:8443", "127.0.0.1:8443"):
+        assert _reason(key, {**headers, "Host": host}, authority=None).reason == "bad_signature", host
+    assert _reason(key, headers, authority=None).reason == "missing_component"  # no Host at all
+
+
+def test_signing_needs_the_authority(key) -> None:
+    with pytest.raises(TypeError):
+        httpsig.sign_request(method="GET", path="/", body=None, key_id="dev-mash", key=key)  # type: ignore[call-arg]
+    with pytest.raises(ValueError):
+        httpsig.sign_request(method="GET", path="/", body=None, key_id="dev-mash", key=key, authority="")
+
+
+@pytest.mark.parametrize(("url", "authority"), [
+    ("http://127.0.0.1:8080/v1/referrals", "127.0.0.1:8080"), ("https://Relay.Example.gov.uk/v1/x", "relay.example.gov.uk"),
+    ("https://relay.example.gov.uk:443/", "relay.example.gov.uk"), ("http://relay.example:80", "relay.example"),
+    ("https://relay.example:8443/?a=1", "relay.example:8443"), ("http://[::1]:8080/", "[::1]:8080")])
+def test_authority_of_a_url_is_what_clients_send_as_host(url: str, authority: str) -> None:
+    assert httpsig.authority_of(url) == authority
 
 
 def test_rejects_uncovered_query(key) -> None:
@@ -336,7 +369,7 @@ _FRAGMENTS = st.sampled_from([
     "\\", '"', "\t", "é", "*", "sig1=:", ":", "sig2=", "9" * 20, "\x00",
 ])
 _VALID = httpsig.sign_request(method="POST", path="/v1/referrals", body=BODY, key_id="dev-mash",
-                              key=SigningKey(bytes(32)), created=NOW, nonce="n-1")
+                              key=SigningKey(bytes(32)), created=NOW, nonce="n-1", authority=AUTHORITY)
 
 
 @st.composite
@@ -370,7 +403,7 @@ def test_garbage_headers_only_raise_signature_rejected(sig_input: str, signature
     try:
         key_id = httpsig.verify_request(
             method="POST", path="/v1/referrals", query="", headers=headers, body=BODY,
-            resolve_key={"dev-mash": key.verify_key}.get, nonces=NonceCache(), now=NOW)
+            resolve_key={"dev-mash": key.verify_key}.get, nonces=NonceCache(), now=NOW, authority=AUTHORITY)
     except SignatureRejected as exc:
         assert exc.reason in httpsig.REASONS
     else:  # only a mutation that leaves the signed meaning intact may pass

@@ -13,7 +13,7 @@ from services.intake.adapters.effects import record
 from services.intake.context import Context
 from services.intake.domain import figures
 from services.intake.domain.access import performance_scope, recipient_team, staff_of
-from services.intake.domain.errors import Gone, NotFound
+from services.intake.domain.errors import Gone
 from shared.clock import LONDON
 from shared.config import Client
 
@@ -46,14 +46,12 @@ def summary(row: Any) -> dict[str, Any]:
     }
 
 
-async def _read(ctx: Context, client_id: str, reference: str, check: Callable[[Client | None, Row], None],
+async def _read(ctx: Context, client_id: str, reference: str, check: Callable[[Client | None, Row | None], None],
                 action: str, build: Callable[[Row], dict[str, Any]]) -> dict[str, Any]:
     client = ctx.settings.client(client_id)
     async with ctx.engine.begin() as conn:
         row = await repo.get_referral(conn, reference)
-        if row is None:
-            raise NotFound("No such referral")
-        check(client, row)
+        check(client, row)  # role first; absent and another organisation's: the same 403
         reply = build(row)
         await record(conn, actor=client_id, action=action, reference=reference, at=ctx.clock())
     return reply

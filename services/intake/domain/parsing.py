@@ -1,6 +1,6 @@
 """Parsing and validating what clients send (pure). Error replies name field locations and
-say what was wrong, never the value: a location the client made up (an unknown key such as
-a person's name) is withheld too."""
+say what was wrong, never the value: a key the client made up (an unknown field, whose name
+may be a person's name) is named by its position in its object, never by its name."""
 from __future__ import annotations
 
 import json
@@ -19,11 +19,34 @@ _NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
 UNKNOWN_NAME = "(field name withheld)"
 
 
+MAX_DEPTH = 32  # a referral nests 5 deep; far deeper JSON would exhaust the stack later (a 500)
+
+
+def _depth(value: Any) -> int:
+    """How deeply arrays and objects nest in a parsed JSON value (iterative: no recursion)."""
+    deepest, stack = 0, [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (dict, list)):
+            deepest = max(deepest, depth + 1)
+            if deepest > MAX_DEPTH:
+                break
+            stack.extend((v, depth + 1) for v in (item.values() if isinstance(item, dict) else item))
+    return deepest
+
+
 def parse_json(body: bytes) -> Any:
+    """The JSON value of a request body (HTTP or AMQP); MalformedJson (400) if it is not JSON
+    or nests more than MAX_DEPTH deep."""
     try:
-        return json.loads(body)
+        value = json.loads(body)
+    except RecursionError:  # the parser's own stack ran out
+        raise MalformedJson(f"The body nests more than {MAX_DEPTH} deep", reason="json_too_deep") from None
     except (ValueError, UnicodeDecodeError):
         raise MalformedJson("The body is not valid JSON") from None
+    if _depth(value) > MAX_DEPTH:
+        raise MalformedJson(f"The body nests more than {MAX_DEPTH} deep", reason="json_too_deep")
+    return value
 
 
 def check_idempotency_key(key: str | None) -> None:
@@ -31,12 +54,27 @@ def check_idempotency_key(key: str | None) -> None:
         raise MalformedJson("Idempotency-Key must be 1-200 visible ASCII characters", reason="bad_idempotency_key")
 
 
-def _loc(parts: tuple[Any, ...]) -> str:
-    """A field location for an error reply and the audit. A name the client sent that is not
-    a plain snake_case identifier (an unknown key such as a person's name) is withheld."""
+def _position(data: Any, parts: tuple[Any, ...]) -> str:
+    """`(unknown field #n)`: the n-th key (from 1) of the object at `parts[:-1]` is `parts[-1]`."""
+    parent = data
+    try:
+        for p in parts[:-1]:
+            parent = parent[p]
+        return f"(unknown field #{list(parent).index(parts[-1]) + 1})"
+    except (KeyError, IndexError, TypeError, ValueError):
+        return UNKNOWN_NAME
+
+
+def _loc(parts: tuple[Any, ...], error_type: str, data: Any) -> str:
+    """A field location for an error reply and the audit. An unknown field (`extra_forbidden`:
+    a key the client made up, e.g. a person's name) is named by its position in its object;
+    any other name the client sent that is not a plain snake_case identifier is withheld."""
+    known = parts[:-1] if error_type == "extra_forbidden" and parts else parts
     out = ""
-    for p in parts:
+    for p in known:
         out += f"[{p}]" if isinstance(p, int) else f".{p if _NAME.fullmatch(str(p)) else UNKNOWN_NAME}"
+    if known is not parts:
+        out += "." + _position(data, parts)
     return out.lstrip(".") or "(body)"
 
 
@@ -45,7 +83,7 @@ def validate(model: type[M], data: Any) -> M:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        errors = [{"loc": _loc(e["loc"]), "type": e["type"], "msg": e["msg"]}
+        errors = [{"loc": _loc(e["loc"], e["type"], data), "type": e["type"], "msg": e["msg"]}
                   for e in exc.errors(include_input=False, include_url=False, include_context=False)[:50]]
         raise SchemaInvalid(errors) from None
 

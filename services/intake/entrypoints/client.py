@@ -1,6 +1,7 @@
 """The reference client for MASH and staff systems (`safeguard submit`, `safeguard open`).
 
-Signs every request with RFC 9421 (`shared.httpsig.sign_request`) and, for `open`,
+Signs every request with RFC 9421 (`shared.httpsig.sign_request`, covering the host and
+port it addresses as `@authority`) and, for `open`,
 decrypts the sealed content locally with the team's X25519 key: the key never
 leaves the machine it is on.
 """
@@ -15,7 +16,7 @@ from nacl.public import PrivateKey
 from yarl import URL
 
 from shared.crypto import CryptoError, envelope_key_ids, load_private_sealing_key, load_signing_key, open_sealed
-from shared.httpsig import sign_request
+from shared.httpsig import authority_of, sign_request
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 
@@ -25,11 +26,12 @@ async def signed_request(method: str, base_url: str, path: str, *, client_id: st
                          headers: dict[str, str] | None = None) -> tuple[int, Any]:
     """Send one signed request; return (status, parsed JSON reply)."""
     key = load_signing_key(key_file)
+    url = URL(base_url.rstrip("/") + path + (f"?{query}" if query else ""), encoded=True)
     all_headers = dict(headers or {})
-    all_headers |= sign_request(method=method, path=path, query=query, body=body, key_id=client_id, key=key)
+    all_headers |= sign_request(method=method, path=path, query=query, body=body, key_id=client_id, key=key,
+                                authority=authority_of(url))
     if body is not None:
         all_headers.setdefault("Content-Type", "application/json")
-    url = URL(base_url.rstrip("/") + path + (f"?{query}" if query else ""), encoded=True)
     async with aiohttp.ClientSession() as session:
         async with session.request(method, url, data=body, headers=all_headers) as resp:
             text = await resp.text()

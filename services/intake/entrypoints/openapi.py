@@ -78,8 +78,9 @@ def spec() -> dict[str, Any]:
             "schemas": _schemas(),
             "securitySchemes": {"httpsig": {
                 "type": "apiKey", "in": "header", "name": "Signature",
-                "description": "RFC 9421 HTTP Message Signatures, Ed25519, label sig1; covers @method, @path, "
-                               "@query (if any) and content-digest (RFC 9530) with created, keyid, alg, nonce."}},
+                "description": "RFC 9421 HTTP Message Signatures, Ed25519, label sig1; covers @method, @authority "
+                               "(the Host the client addressed), @path, @query (if any) and content-digest "
+                               "(RFC 9530) with created, keyid, alg, nonce."}},
         },
         "paths": {
             "/v1/referrals": {"post": {

@@ -3,6 +3,7 @@
 opened on first use and closed at stop."""
 from __future__ import annotations
 
+import ipaddress
 from typing import Protocol
 
 import aiohttp
@@ -10,6 +11,19 @@ import aiohttp
 from services.notifier.adapters.channels.ratelimit import RateLimiter
 from services.notifier.adapters.rendering import Rendered
 from services.notifier.domain.lifecycle import SendResult
+
+
+def is_loopback_host(host: str | None) -> bool:
+    """This machine only: `localhost`, 127.0.0.0/8 or ::1 — compared exactly, never by prefix
+    (`localhost.attacker.example` is not loopback). `host` as `urlsplit(...).hostname` gives it."""
+    if not host:
+        return False
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class Channel(Protocol):

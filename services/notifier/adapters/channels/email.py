@@ -1,9 +1,14 @@
 """Email over SMTP with aiosmtplib.
 
-`SAFEGUARD_SMTP_URL`: `smtp://[user:pass@]host[:port]` (plain, upgraded with STARTTLS
-when the server offers it) or `smtps://[user:pass@]host[:port]` (implicit TLS, port 465
-by default); optional `?from=address` sets the sender. Classification: 2xx delivered;
-4xx, connection refused/lost and timeouts temporary; 5xx (e.g. 550) permanent.
+`SAFEGUARD_SMTP_URL`: `smtp://[user:pass@]host[:port]` (STARTTLS required: a relay that
+does not offer it gets nothing, not even the login; only to a loopback host — localhost,
+127.0.0.0/8, ::1, the local mail sink — is STARTTLS used merely when offered) or
+`smtps://[user:pass@]host[:port]` (implicit TLS, port 465 by default); optional
+`?from=address` sets the sender. Classification: 2xx delivered; 4xx, connection
+refused/lost, timeouts and a relay without STARTTLS (`smtp_tls_unavailable`: an attacker
+on the path may have stripped it, as a failed TLS handshake, and nothing was sent, so
+the retry policy applies, and its end is a permanent failure with an ops alert)
+temporary; 5xx (e.g. 550) permanent.
 
 Connections are kept and reused (at most `pool_size` idle, each for at most `idle_s`):
 one TLS handshake and login per connection, not per email. Only a connection whose last
@@ -23,7 +28,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import aiosmtplib
 
-from services.notifier.adapters.channels.base import Paced
+from services.notifier.adapters.channels.base import Paced, is_loopback_host
 from services.notifier.adapters.channels.ratelimit import RateLimiter
 from services.notifier.adapters.rendering import Rendered
 from services.notifier.domain.lifecycle import SendResult
@@ -40,6 +45,11 @@ class SmtpConfig:
     password: str | None
     sender: str
 
+    @property
+    def starttls_required(self) -> bool:
+        """smtp:// must upgrade with STARTTLS before anything is sent, except to loopback."""
+        return not self.implicit_tls and not is_loopback_host(self.host)
+
     @classmethod
     def from_url(cls, url: str) -> "SmtpConfig":
         parts = urlsplit(url)
@@ -50,6 +60,10 @@ class SmtpConfig:
         return cls(parts.hostname, parts.port or (465 if tls else 25), tls,
                    unquote(parts.username) if parts.username else None,
                    unquote(parts.password) if parts.password else None, sender)
+
+
+class StartTlsUnavailable(Exception):
+    """The relay did not offer STARTTLS where it is required; nothing was sent to it."""
 
 
 def _code_result(code: int) -> SendResult:
@@ -87,11 +101,23 @@ class EmailChannel(Paced):
         return "smtp"  # one pace to the relay, whoever the email is for
 
     async def _connect(self) -> aiosmtplib.SMTP:
+        """Connect, upgrade with STARTTLS (required unless loopback), and only then log in."""
         c = self.config
-        client = aiosmtplib.SMTP(hostname=c.host, port=c.port, use_tls=c.implicit_tls,
-                                 start_tls=None if not c.implicit_tls else False, username=c.username,
-                                 password=c.password, timeout=self.timeout_s, tls_context=self.tls_context)
+        client = aiosmtplib.SMTP(hostname=c.host, port=c.port, use_tls=c.implicit_tls, start_tls=False,
+                                 timeout=self.timeout_s, tls_context=self.tls_context)
         await client.connect()
+        try:
+            if not c.implicit_tls:
+                await client.ehlo()
+                if client.supports_extension("starttls"):
+                    await client.starttls()
+                elif c.starttls_required:
+                    raise StartTlsUnavailable()
+            if c.username is not None:
+                await client.login(c.username, c.password or "")
+        except BaseException:
+            client.close()
+            raise
         return client
 
     def _take(self) -> aiosmtplib.SMTP | None:
@@ -139,6 +165,8 @@ class EmailChannel(Paced):
         await self.wait_turn(to)
         try:
             errors = await self._send(self.build(rendered, to, message_id))
+        except StartTlsUnavailable:
+            return SendResult.temporary("smtp_tls_unavailable")
         except aiosmtplib.SMTPRecipientsRefused as exc:
             codes = [r.code for r in exc.recipients] or [550]
             return _code_result(max(codes) if all(cd >= 500 for cd in codes) else min(codes))

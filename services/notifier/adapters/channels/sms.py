@@ -22,10 +22,11 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from urllib.parse import urlsplit
 
 import aiohttp
 
-from services.notifier.adapters.channels.base import HttpSession, Paced
+from services.notifier.adapters.channels.base import HttpSession, Paced, is_loopback_host
 from services.notifier.adapters.channels.ratelimit import RateLimiter
 from services.notifier.adapters.rendering import Rendered
 from services.notifier.domain.lifecycle import SendResult
@@ -59,9 +60,22 @@ class NotifyConfig:
         if not re.fullmatch(_UUID, template):
             raise ConfigError(f"environment: {TEMPLATE_ENV}: expected the id (a UUID) of a Notify SMS template")
         url = env.get(URL_ENV, DEFAULT_URL).rstrip("/")
-        if not url.startswith(("https://", "http://127.0.0.1", "http://localhost")):
+        if not _https_or_loopback(url):
             raise ConfigError(f"environment: {URL_ENV}: must be https (http only to this machine)")
         return cls(match.group(1), match.group(2), template, url)
+
+
+def _https_or_loopback(url: str) -> bool:
+    """https to any host, or http to a loopback host (the host parsed and compared exactly:
+    `http://localhost.attacker.example` and `http://127.0.0.1@attacker.example` are refused)."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises on a bad port
+    except ValueError:
+        return False
+    if not parts.hostname or parts.username is not None or parts.password is not None:
+        return False
+    return parts.scheme == "https" or (parts.scheme == "http" and is_loopback_host(parts.hostname))
 
 
 def _b64(data: bytes) -> str:
