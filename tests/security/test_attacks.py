@@ -24,6 +24,7 @@ from aiohttp import web
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
 
+from safeguard.sink import sink_app
 from services.intake.adapters import tables
 from services.intake.bootstrap import create_app
 from services.intake.entrypoints.client import signed_request
@@ -31,7 +32,6 @@ from services.notifier.adapters.channels.email import EmailChannel, SmtpConfig
 from services.notifier.adapters.channels.sms import KEY_ENV, TEMPLATE_ENV, URL_ENV, NotifyConfig
 from services.notifier.adapters.rendering import Renderer
 from services.notifier.domain.lifecycle import Outcome
-from services.notifier.entrypoints.sink import sink_app
 from shared import httpsig
 from shared.config import ConfigError
 from tests.factories import referral
