@@ -6,7 +6,6 @@ import asyncio
 import email
 import email.policy
 import json
-import socket
 import threading
 from collections import defaultdict, deque
 from dataclasses import dataclass, field
@@ -15,11 +14,7 @@ from typing import Any
 from aiohttp import web
 from aiosmtpd.controller import Controller
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.support.processes import free_port
 
 
 @dataclass

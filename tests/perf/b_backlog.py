@@ -30,7 +30,7 @@ from tests.notifier.servers import SmtpSink, TeamsStub
 from tests.perf.b_e2e import MASH
 from tests.perf.baselines import HOPS, Relay
 from tests.perf.common import service_env, setup_config, wait_until
-from tests.perf.procs import stop_all
+from tests.support.processes import stop_all
 
 
 class BacklogBench:

@@ -26,7 +26,7 @@ from tests.notifier.servers import SmtpSink, TeamsStub
 from tests.perf import cpu
 from tests.perf.baselines import HOPS, Relay
 from tests.perf.common import bodies, post_all, quantile, service_env, setup_config, signed, wait_until
-from tests.perf.procs import stop_all
+from tests.support.processes import stop_all
 
 MASH = "mash-team@dev-borough.example"
 ALERTS = "control-room.dev-force"

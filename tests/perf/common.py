@@ -1,5 +1,5 @@
 """What the benchmarks share: a dev set-up tuned for load, pre-signed HTTP load and small
-statistics helpers (the services under test are in `procs`)."""
+statistics helpers (the services under test: `harness.Env`)."""
 from __future__ import annotations
 
 import asyncio
