@@ -4,7 +4,6 @@ create a second referral."""
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -12,10 +11,8 @@ from pathlib import Path
 import aiohttp
 
 from shared.crypto import load_signing_key
-from shared.httpsig import sign_request
-from tests.factories import referral
+from tests.factories import SUBMIT_PATH, referral_body, referral_post_headers
 
-PATH = "/v1/referrals"
 CLIENT = "dev-mash"
 
 
@@ -33,12 +30,11 @@ def write_config(path: Path, *, off_day: int, reescalate_minutes: float) -> None
 
 
 async def _post(session: aiohttp.ClientSession, base: str, key, i: int) -> dict:
-    body = json.dumps(referral(client_reference=f"CLUSTER-{i:06d}")).encode()
+    body = referral_body(client_reference=f"CLUSTER-{i:06d}")
     for attempt in range(6):
-        headers = sign_request(method="POST", path=PATH, body=body, key_id=CLIENT, key=key)
-        headers.update({"Content-Type": "application/json", "Idempotency-Key": f"cluster-run-{i}"})
+        headers = referral_post_headers(body, key, client_id=CLIENT, idempotency_key=f"cluster-run-{i}")
         try:
-            async with session.post(base + PATH, data=body, headers=headers) as resp:
+            async with session.post(base + SUBMIT_PATH, data=body, headers=headers) as resp:
                 if resp.status == 202:
                     return await resp.json()
                 text = await resp.text()

@@ -32,9 +32,9 @@ from services.notifier.bootstrap import create_app as notifier_app
 from shared import bus
 from shared.config import load_settings
 from shared.crypto import load_signing_key
-from shared.httpsig import sign_request
 from shared.logging import configure
 from tests.conftest import fresh_pg_database
+from tests.factories import SUBMIT_PATH, referral_post_headers
 from tests.notifier.servers import SmtpSink, TeamsStub
 
 SERVICES = ("intake", "escalation", "notifier")
@@ -57,10 +57,8 @@ class System:
 
     async def submit(self, doc: dict) -> Any:
         body = json.dumps(doc).encode()
-        headers = sign_request(method="POST", path="/v1/referrals", body=body, key_id="dev-mash",
-                               key=load_signing_key(self.keys_dir / "dev-mash.ed25519"))
-        return await self.intake.post("/v1/referrals", data=body,
-                                      headers={**headers, "Content-Type": "application/json"})
+        headers = referral_post_headers(body, load_signing_key(self.keys_dir / "dev-mash.ed25519"))
+        return await self.intake.post(SUBMIT_PATH, data=body, headers=headers)
 
     def tapped_keys(self) -> list[str]:
         return [m.routing_key or "" for m in self.tapped]

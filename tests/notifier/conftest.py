@@ -22,8 +22,9 @@ from services.notifier.domain.retry import RetryPolicy
 from shared import bus
 from shared.config import Settings, load_settings
 from shared.crypto import load_signing_key, public_key_from_b64, seal
-from shared.messages import FeedbackReleased, Holding, Message, NotificationRequested, ReferralReceived
+from shared.messages import FeedbackReleased, Holding, Message, NotificationRequested
 from shared.runtime import RUNTIME
+from tests.factories import referral_received
 from tests.notifier.servers import SmtpSink, TeamsStub
 
 CANARY = "CANARY-Zebedee-Quux-7731"
@@ -83,10 +84,9 @@ class World:
         return seal(json.dumps(contacts).encode(), referral_id=self.referral_id, recipients={key_id: pub})
 
     async def received(self, *, nfc: bool = True, nfs: bool = True) -> None:
-        await self.publish(ReferralReceived(
-            referral_id=self.referral_id, reference=self.reference, force=FORCE, la_code=LA, at=datetime.now(UTC),
-            received_at=TIMES["received_at"], received_via="mash", out_of_hours=False, immediate_risk=False,
-            age_band="11-15", concern_types=("extreme_right_wing",),
+        await self.publish(referral_received(
+            TIMES["received_at"], referral_id=self.referral_id, reference=self.reference, force=FORCE, la_code=LA,
+            at=datetime.now(UTC), out_of_hours=False, concern_types=("extreme_right_wing",),
             holding=Holding(no_further_sharing=nfs, no_family_contact=nfc),
             acknowledge_by=TIMES["acknowledge_by"], checks_due_by=TIMES["checks_due_by"]), "intake")
         await self.wait(lambda: self.hold() is not None)

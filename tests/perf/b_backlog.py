@@ -25,7 +25,7 @@ from shared.crypto import load_signing_key, public_key_from_b64, seal
 from shared.storage import create_engine
 from shared.storage.migrate import upgrade
 from tests.conftest import fresh_pg_database
-from tests.escalation.conftest import received
+from tests.factories import referral_received
 from tests.notifier.servers import SmtpSink, TeamsStub
 from tests.perf.b_e2e import MASH
 from tests.perf.baselines import HOPS, Relay
@@ -82,7 +82,7 @@ class BacklogBench:
         rid = uuid.uuid4().hex
         contacts = json.dumps({"referrer": {"email": "referrer@dev-force.example"}}).encode()
         sealed = seal(contacts, referral_id=rid, recipients={"notifier-1": self.notifier_pub})
-        return received(datetime.now(UTC), referral_id=rid, contacts_sealed=sealed).to_bytes()
+        return referral_received(datetime.now(UTC), referral_id=rid, contacts_sealed=sealed).to_bytes()
 
     async def _processed(self) -> int:
         async with self.esc_engine.connect() as conn:
