@@ -123,14 +123,10 @@ def captured_logs():
 
 @contextlib.asynccontextmanager
 async def running_system(tmp_path: Path, amqp_url: str, start: datetime, db: str = "postgres"):
-    teams, smtp = TeamsStub(), SmtpSink()
-    await teams.start()
-    smtp.start()
-    config = write_config(tmp_path, teams.base)
-    clock = ManualClock(start.astimezone(UTC))
     async with contextlib.AsyncExitStack() as stack:
-        stack.callback(smtp.stop)
-        stack.push_async_callback(teams.stop)
+        teams, smtp = await stack.enter_async_context(TeamsStub()), stack.enter_context(SmtpSink())
+        config = write_config(tmp_path, teams.base)
+        clock = ManualClock(start.astimezone(UTC))
         logs = stack.enter_context(captured_logs())
         settings = {}
         for svc in SERVICES:

@@ -169,30 +169,26 @@ async def world_sqlite(tmp_path, amqp_url):
 
 @contextlib.asynccontextmanager
 async def running_world(tmp_path: Path, amqp_url: str, db_url: str | None):
-    teams = TeamsStub()
-    await teams.start()
-    smtp = SmtpSink()
-    smtp.start()
-    config = write_config(tmp_path, teams.base)
-    settings = load_settings({"SAFEGUARD_CONFIG": str(config), "SAFEGUARD_DATA_DIR": str(tmp_path),
-                              "SAFEGUARD_AMQP_URL": amqp_url, "SAFEGUARD_DATABASE_URL": db_url or "",
-                              "SAFEGUARD_SMTP_URL": smtp.url})
-    app = create_app(settings, policy=TEST_POLICY)
-    runner = web.AppRunner(app)
-    await runner.setup()  # runs the runtime and the notifier's cleanup contexts: consuming now
-    connection = await bus.connect(amqp_url, name="test-notifier-driver")
-    publishers = {}
-    for producer in ("escalation", "intake"):
-        key = load_signing_key(tmp_path / "keys" / f"service-{producer}.ed25519")
-        publishers[producer] = bus.Publisher(connection, producer=producer, signing_key=key)
-        await publishers[producer].start()
-    w = World(settings, app, smtp, teams, connection, publishers)
-    try:
-        yield w
-    finally:
-        for p in publishers.values():
-            await p.close()
-        await connection.close()
-        await runner.cleanup()
-        smtp.stop()
-        await teams.stop()
+    async with contextlib.AsyncExitStack() as stack:
+        teams, smtp = await stack.enter_async_context(TeamsStub()), stack.enter_context(SmtpSink())
+        config = write_config(tmp_path, teams.base)
+        settings = load_settings({"SAFEGUARD_CONFIG": str(config), "SAFEGUARD_DATA_DIR": str(tmp_path),
+                                  "SAFEGUARD_AMQP_URL": amqp_url, "SAFEGUARD_DATABASE_URL": db_url or "",
+                                  "SAFEGUARD_SMTP_URL": smtp.url})
+        app = create_app(settings, policy=TEST_POLICY)
+        runner = web.AppRunner(app)
+        await runner.setup()  # runs the runtime and the notifier's cleanup contexts: consuming now
+        connection = await bus.connect(amqp_url, name="test-notifier-driver")
+        publishers = {}
+        for producer in ("escalation", "intake"):
+            key = load_signing_key(tmp_path / "keys" / f"service-{producer}.ed25519")
+            publishers[producer] = bus.Publisher(connection, producer=producer, signing_key=key)
+            await publishers[producer].start()
+        w = World(settings, app, smtp, teams, connection, publishers)
+        try:
+            yield w
+        finally:
+            for p in publishers.values():
+                await p.close()
+            await connection.close()
+            await runner.cleanup()

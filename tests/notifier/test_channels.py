@@ -24,18 +24,14 @@ def rendered():
 
 @pytest.fixture
 def smtp():
-    sink = SmtpSink()
-    sink.start()
-    yield sink
-    sink.stop()
+    with SmtpSink() as sink:
+        yield sink
 
 
 @pytest.fixture
 async def teams():
-    stub = TeamsStub()
-    await stub.start()
-    yield stub
-    await stub.stop()
+    async with TeamsStub() as stub:
+        yield stub
 
 
 def test_smtp_url_parsing():

@@ -46,11 +46,7 @@ class BacklogBench:
     async def __aenter__(self) -> BacklogBench:
         s = self.stack
         self.tmp = self.env.tmpdir("backlog")
-        self.smtp, self.teams = SmtpSink(), TeamsStub()
-        self.smtp.start()
-        s.callback(self.smtp.stop)
-        await self.teams.start()
-        s.push_async_callback(self.teams.stop)
+        self.smtp, self.teams = s.enter_context(SmtpSink()), await s.enter_async_context(TeamsStub())
         config = setup_config(self.tmp, teams_base=self.teams.base)
         amqp = self.env.amqp_url()
         connection = await aio_pika.connect_robust(amqp)
