@@ -4,7 +4,6 @@ create a second referral."""
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -14,19 +13,6 @@ from shared.crypto import load_signing_key
 from tests.factories import SUBMIT_PATH, referral_body, referral_post_headers
 
 CLIENT = "dev-mash"
-
-
-def write_config(path: Path, *, off_day: int, reescalate_minutes: float) -> None:
-    """The `keys init` config, made for a load run: no per-client rate limit, email-only
-    routes (Teams webhooks are rate-limited to 4/s each, which would be the whole run), a
-    working week of one day that is neither today nor tomorrow (so every referral is out
-    of hours and raises a control-room alert) and re-escalation after seconds, not minutes."""
-    text = path.read_text()
-    text = re.sub(r', teams_webhook = "[^"]*"', "", text)
-    text = text.replace("[system]\n", "[system]\nrate_limit_per_minute = 1000000\n", 1)
-    text = text.replace('end = "17:00:00"\n', f'end = "17:00:00"\nweekdays = [{off_day}]\n', 1)
-    text += f"\n[escalation]\nalert_reescalate_minutes = {reescalate_minutes}\n"
-    path.write_text(text)
 
 
 async def _post(session: aiohttp.ClientSession, base: str, key, i: int) -> dict:

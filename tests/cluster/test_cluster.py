@@ -2,7 +2,7 @@
 PostgreSQL and a 3-node RabbitMQ cluster, N referrals (SAFEGUARD_CLUSTER_REFERRALS,
 default 1,000), and one RabbitMQ node killed mid-run.
 
-Every referral is out of hours (see load.write_config), so each one makes: one intake
+Every referral is out of hours (see tests/support/loadrun.py), so each one makes: one intake
 row; one escalation receipt and a control-room alert that re-escalates twice (two
 timers: duty inspector, then superintendent); three emails (receipt to the MASH team,
 acknowledgement to the referrer, alert escalation to the duty inspector) and three
@@ -15,8 +15,6 @@ import asyncio
 import os
 import shutil
 import time
-from datetime import datetime
-from zoneinfo import ZoneInfo
 
 import aiohttp
 import pytest
@@ -26,6 +24,7 @@ from safeguard import keys
 from shared.bus import topology
 from tests.cluster import fleet, load
 from tests.cluster.probe import Counts, Probe, drain_queue, message_ids
+from tests.support.loadrun import load_run_config
 from tests.support.processes import ServiceProcess, stop_all
 
 pytestmark = [pytest.mark.cluster, pytest.mark.broker, pytest.mark.database, pytest.mark.slow]
@@ -80,8 +79,7 @@ async def test_two_replicas_each_on_three_rabbitmq_nodes_lose_nothing_when_a_nod
         tmp_path, rabbit_cluster, service_databases, smtp_sink):
     cluster, (n1, n2, n3) = rabbit_cluster, rabbit_cluster.nodes
     config = keys.init(tmp_path / "config")
-    off_day = (datetime.now(ZoneInfo("Europe/London")).weekday() + 3) % 7  # neither today nor tomorrow
-    load.write_config(config, off_day=off_day, reescalate_minutes=REESCALATE_MINUTES)
+    load_run_config(config, reescalate_minutes=REESCALATE_MINUTES)
     placement = {"intake": (n1, n2), "escalation": (n2, n3), "notifier": (n3, n1)}
     env = {"SAFEGUARD_CONFIG": str(config), "SAFEGUARD_SMTP_URL": smtp_sink.url, "SAFEGUARD_DATABASE_POOL_SIZE": "2",
            "SAFEGUARD_CONSOLE_TOKENS": "dev-force=cluster-run-console-code-0001"}

@@ -14,6 +14,7 @@ from shared.bus import topology
 from tests.faults import expect
 from tests.faults.observe import ControlRoomTap, TimedSink
 from tests.faults.proxy import Proxy
+from tests.support.loadrun import load_run_config
 from tests.support.processes import ServiceProcess
 
 SERVICES = ("intake", "escalation", "notifier")
@@ -37,11 +38,9 @@ async def all_ready(rig: Rig, timeout: float = 120) -> None:
 @contextlib.asynccontextmanager
 async def running(tmp_path: Path, amqp_url: str, vhost: str, databases: dict[str, str]) -> AsyncIterator[Rig]:
     config = keys.init(tmp_path)
-    expect.write_config(config)
+    load_run_config(config, reescalate_minutes=expect.REESCALATE_MIN)
     async with contextlib.AsyncExitStack() as stack:
-        sink = TimedSink()
-        sink.start()
-        stack.callback(sink.stop)
+        sink = stack.enter_context(TimedSink())
         proxy = Proxy("127.0.0.1", urlsplit(amqp_url).port or 5672)
         await proxy.start()
         stack.push_async_callback(proxy.close)
