@@ -197,6 +197,14 @@ async def pg_url() -> AsyncIterator[str]:
 
 
 @pytest.fixture
+async def service_databases() -> AsyncIterator[dict[str, str]]:
+    """One fresh PostgreSQL database per service, as in production (the multi-process runs)."""
+    async with contextlib.AsyncExitStack() as stack:
+        yield {svc: await stack.enter_async_context(fresh_pg_database())
+               for svc in ("intake", "escalation", "notifier")}
+
+
+@pytest.fixture
 def sqlite_url(tmp_path) -> str:
     return f"sqlite+aiosqlite:///{tmp_path}/test.db"
 

@@ -1,17 +1,34 @@
-"""Test data: valid referrals for the `safeguard keys init` dev set-up.
+"""Test data, one place for every suite: referrals for the `safeguard keys init` dev set-up.
 
-`referral(canary="CANARY-x")` puts a unique marker in every content and contact
-string (emails as `<canary>.n@example.org`, phones as the digits of `canary_phone`),
-so a test can prove none of it ever appears in clear anywhere.
+- `referral(...)` / `referral_body(...)`: a submission as a client posts it (dict / JSON bytes),
+  `referral_post_headers(body, key, authority=...)` its signed headers for `POST SUBMIT_PATH`;
+  `referral(canary="CANARY-x")` puts a unique marker in every content and contact string
+  (emails as `<canary>.n@example.org`, phones as the digits of `canary_phone`), so a test can
+  prove none of it ever appears in clear anywhere.
+- `referral_received(at, ...)`: intake's `referral.received` event; `referral_event(cls, ...)`
+  a later event about the same referral.
+- `escalation_referral(...)` / `escalation_referrals(n, ...)`: rows of escalation's referral table.
+- `intake_referral_row(received_at, ...)`: a row of intake's `intake_referrals` table.
 """
 from __future__ import annotations
 
 import copy
 import itertools
+import json
 import secrets
 import uuid
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
+
+from nacl.signing import SigningKey
+
+from shared.httpsig import sign_request
+from shared.messages import Holding, Message, ReferralReceived
+from shared.worktime import WorkingCalendar, compute_deadlines
+
+LONDON = ZoneInfo("Europe/London")
+SUBMIT_PATH = "/v1/referrals"
 
 BASE: dict[str, Any] = {
     "client_reference": "MASH-TEST-0001",
@@ -81,11 +98,89 @@ def postcode_of(canary: str) -> str:
     return "ZQ" + canary[-6:].upper()
 
 
+def referral_body(canary: str | None = None, phone: str | None = None, **overrides: Any) -> bytes:
+    """`referral(...)` as the JSON body a client posts."""
+    return json.dumps(referral(canary, phone, **overrides)).encode()
+
+
+def referral_post_headers(body: bytes, key: SigningKey, *, authority: str, client_id: str = "dev-mash",
+                          idempotency_key: str | None = None) -> dict[str, str]:
+    """Headers for POSTing `body` to intake's `SUBMIT_PATH` at `authority` (host:port) as
+    `client_id`: RFC 9421-signed (a fresh nonce each call, so a retry signs again), JSON,
+    with an Idempotency-Key if given."""
+    headers = sign_request(method="POST", path=SUBMIT_PATH, body=body, key_id=client_id, key=key,
+                           authority=authority)
+    headers["Content-Type"] = "application/json"
+    if idempotency_key is not None:
+        headers["Idempotency-Key"] = idempotency_key
+    return headers
+
+
+def london(*args: int) -> datetime:
+    """A Europe/London wall-clock time (year, month, day, hour...) as UTC."""
+    return datetime(*args, tzinfo=LONDON).astimezone(UTC)
+
+
+def referral_received(received_at: datetime, *, immediate_risk: bool = False, reference: str | None = None,
+                      referral_id: str | None = None, contacts_sealed: dict | None = None,
+                      **fields: Any) -> ReferralReceived:
+    """intake's `referral.received` for a dev-force referral received (and the event sent) at
+    `received_at`, its deadlines by the real working-time rules, holds on; `fields` replace any
+    of the event's fields (`at`, `out_of_hours`, `holding`...)."""
+    d = compute_deadlines(received_at, WorkingCalendar())
+    rid = referral_id or uuid.uuid4().hex
+    values: dict[str, Any] = dict(
+        referral_id=rid, reference=reference or f"SR-{rid[:8].upper()}", force="dev-force", la_code="E99999999",
+        at=received_at, received_at=received_at, received_via="mash", out_of_hours=d.out_of_hours,
+        immediate_risk=immediate_risk, age_band="11-15", concern_types=("online",),
+        holding=Holding(no_further_sharing=True, no_family_contact=True), acknowledge_by=d.acknowledge_by,
+        checks_due_by=d.checks_due_by, contacts_sealed=contacts_sealed)
+    return ReferralReceived(**{**values, **fields})
+
+
+def referral_event(cls: type[Message], received: ReferralReceived, at: datetime, **extra: Any) -> Message:
+    """A later event of type `cls` about the referral of `received`, at `at`."""
+    return cls(referral_id=received.referral_id, reference=received.reference, force=received.force,
+               la_code=received.la_code, at=at, **extra)
+
+
+def escalation_referral(referral_id: str | None = None, *, now: datetime, reference: str | None = None,
+                        force: str = "dev-force", **values: Any) -> dict[str, Any]:
+    """A row of escalation's `escalation_referrals`: the columns every row has, then `values`
+    (received_at, deadlines, holding...; `escalation_referrals` gives a received one)."""
+    rid = referral_id or uuid.uuid4().hex
+    return {"referral_id": rid, "reference": reference or f"SR-{rid}", "force": force, "la_code": "E99999999",
+            "created_at": now, "updated_at": now, **values}
+
+
 def escalation_referrals(n: int, prefix: str, now: datetime) -> list[dict[str, Any]]:
     """`n` rows for escalation's referral table, received at `now` in hours, holds on:
     what timers in bulk (process tests, timer benchmarks) refer to."""
-    return [dict(referral_id=uuid.uuid4().hex, reference=f"SR-{prefix}-{i:05d}", force="dev-force",
-                 la_code="E99999999", received_at=now, out_of_hours=False, immediate_risk=False,
-                 acknowledge_by=now + timedelta(days=1), checks_due_by=now + timedelta(days=28),
-                 holding={"no_further_sharing": True, "no_family_contact": True}, created_at=now, updated_at=now)
+    return [escalation_referral(now=now, reference=f"SR-{prefix}-{i:05d}", received_at=now, out_of_hours=False,
+                                immediate_risk=False, acknowledge_by=now + timedelta(days=1),
+                                checks_due_by=now + timedelta(days=28),
+                                holding={"no_further_sharing": True, "no_family_contact": True})
             for i in range(n)]
+
+
+_INTAKE_ROWS = itertools.count(1)
+
+
+def intake_referral_row(received_at: datetime, **values: Any) -> dict[str, Any]:
+    """A row of intake's `intake_referrals`: a dev-mash referral received in hours at
+    `received_at`, not yet acknowledged (acknowledge by a day later, checks due in 28 days),
+    content and contacts sealed to nobody; `values` replace any column."""
+    n = next(_INTAKE_ROWS)
+    row: dict[str, Any] = {
+        "id": str(uuid.uuid4()), "reference": f"PRV-{received_at.year:04d}-{n:06d}", "client_id": "dev-mash",
+        "client_reference": f"MASH-ROW-{n:06d}", "force": "dev-force", "la_code": "E99999999", "received_via": "mash",
+        "immediate_risk": False, "age_band": "11-15", "concern_types": ["mixed_unclear_unstable"],
+        "no_further_sharing": True, "no_family_contact": True, "holding_review_by": None,
+        "received_at": received_at, "out_of_hours": False, "acknowledge_by": received_at + timedelta(days=1),
+        "checks_due_by": received_at + timedelta(days=28), "status": "received",
+        "acknowledged_at": None, "acknowledged_by": None, "pathway": None, "decided_at": None, "decided_by": None,
+        "checks_outcome": None, "checks_at": None, "checks_by": None,
+        "family_contact_hold": True, "family_contact_lifted": False, "closed_at": None, "closed_by": None,
+        "content_sealed": {"v": 1, "recipients": {}}, "contacts_sealed": {"v": 1, "recipients": {}},
+    }
+    return {**row, **values}

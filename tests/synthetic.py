@@ -18,7 +18,6 @@ import argparse
 import asyncio
 import json
 import random
-import uuid
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
@@ -29,6 +28,7 @@ from services.intake.domain.lifecycle import format_reference
 from shared.clock import LONDON
 from shared.crypto import seal
 from shared.worktime import WorkingCalendar, compute_deadlines
+from tests.factories import intake_referral_row
 
 AGE_BANDS = {"0-10": 0.09, "11-15": 0.70, "16-17": 0.21}
 CONCERNS = {"mixed_unclear_unstable": 0.37, "extreme_right_wing": 0.22, "islamist": 0.12, "school_massacre": 0.09,
@@ -77,22 +77,15 @@ def referral_rows(n: int, *, year: int = 2025, seed: int = 1, canary: str = "CAN
         checks = d.received_at + timedelta(seconds=rng.uniform(0.1, 1) * chk_window) if rng.random() < CHECKS_ON_TIME \
             else d.checks_due_by + timedelta(days=rng.uniform(1, 20))
         concerns = sorted({first[i], second[i]}) if rng.random() < 0.1 else [first[i]]
-        rows.append({
-            "id": str(uuid.uuid4()), "reference": format_reference(year, i + 1), "client_id": "dev-mash",
-            "client_reference": f"{canary}-{i}", "force": "dev-force", "la_code": "E99999999",
-            "received_via": "out_of_hours_control_room" if d.out_of_hours and rng.random() < 0.5 else "mash",
-            "immediate_risk": rng.random() < 0.04, "age_band": ages[i], "concern_types": concerns,
-            "no_further_sharing": True, "no_family_contact": True, "holding_review_by": None,
-            "received_at": d.received_at, "out_of_hours": d.out_of_hours, "acknowledge_by": d.acknowledge_by,
-            "checks_due_by": d.checks_due_by, "status": "closed",
-            "acknowledged_at": ack, "acknowledged_by": "dev-social-care",
-            "pathway": pathways[i], "decided_at": ack, "decided_by": "dev-social-care",
-            "checks_outcome": outcomes[i], "checks_at": checks, "checks_by": "dev-prevent",
-            "family_contact_hold": True, "family_contact_lifted": False,
-            "closed_at": max(ack, checks) + timedelta(days=1), "closed_by": "dev-social-care",
-            "content_sealed": sealed,
-            "contacts_sealed": {"v": 1, "recipients": {}},
-        })
+        rows.append(intake_referral_row(
+            d.received_at, reference=format_reference(year, i + 1), client_reference=f"{canary}-{i}",
+            received_via="out_of_hours_control_room" if d.out_of_hours and rng.random() < 0.5 else "mash",
+            immediate_risk=rng.random() < 0.04, age_band=ages[i], concern_types=concerns,
+            out_of_hours=d.out_of_hours, acknowledge_by=d.acknowledge_by, checks_due_by=d.checks_due_by,
+            status="closed", acknowledged_at=ack, acknowledged_by="dev-social-care",
+            pathway=pathways[i], decided_at=ack, decided_by="dev-social-care",
+            checks_outcome=outcomes[i], checks_at=checks, checks_by="dev-prevent",
+            closed_at=max(ack, checks) + timedelta(days=1), closed_by="dev-social-care", content_sealed=sealed))
     return rows
 
 

@@ -8,6 +8,7 @@ from aio_pika.abc import AbstractRobustConnection
 from nacl.signing import SigningKey
 
 from shared import bus
+from tests.bus.helpers import robust_connection
 
 SERVICES = ("intake", "escalation", "notifier")
 
@@ -24,11 +25,8 @@ def verify_keys(signing_keys):
 
 @pytest.fixture
 async def connection(amqp_url: str) -> AsyncIterator[AbstractRobustConnection]:
-    conn = await bus.connect(amqp_url, name="test-bus", reconnect_interval=0.5)
-    try:
+    async with robust_connection(amqp_url, "test-bus") as conn:
         yield conn
-    finally:
-        await conn.close()
 
 
 @pytest.fixture

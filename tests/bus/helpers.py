@@ -2,16 +2,27 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
-from aio_pika.abc import AbstractIncomingMessage
+from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
 
 from shared import bus
 
 
 def new_id() -> str:
     return str(uuid.uuid4())
+
+
+@contextlib.asynccontextmanager
+async def robust_connection(amqp_url: str, name: str) -> AsyncIterator[AbstractRobustConnection]:
+    """A robust connection (reconnecting every 0.5 s) named `name` on the broker; closed after."""
+    conn = await bus.connect(amqp_url, name=name, reconnect_interval=0.5)
+    try:
+        yield conn
+    finally:
+        await conn.close()
 
 
 async def eventually(check: Callable[[], bool], timeout: float = 10.0) -> None:

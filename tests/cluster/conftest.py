@@ -1,17 +1,16 @@
 """The multi-node run: a 3-node RabbitMQ cluster of its own, fresh PostgreSQL databases
-and an aiosmtpd sink. Minutes long, so `make test` leaves it out: the tests here are
-marked `cluster` and deselected unless the run asks for them with `-m cluster`
-(`make test-cluster` does)."""
+(`service_databases`, tests/conftest.py) and an aiosmtpd sink. Minutes long, so `make test`
+leaves it out: the tests here are marked `cluster` and deselected unless the run asks for
+them with `-m cluster` (`make test-cluster` does)."""
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.cluster.rabbit import RabbitCluster
-from tests.conftest import deselect_unless_marked, fresh_pg_database
+from tests.conftest import deselect_unless_marked
 from tests.notifier.servers import SmtpSink
 
 HERE = Path(__file__).parent
@@ -33,18 +32,6 @@ def rabbit_cluster(tmp_path) -> Iterator[RabbitCluster]:
 
 
 @pytest.fixture
-async def service_databases() -> AsyncIterator[dict[str, str]]:
-    """One fresh PostgreSQL database per service, as in production."""
-    async with contextlib.AsyncExitStack() as stack:
-        yield {svc: await stack.enter_async_context(fresh_pg_database())
-               for svc in ("intake", "escalation", "notifier")}
-
-
-@pytest.fixture
 def smtp_sink() -> Iterator[SmtpSink]:
-    sink = SmtpSink()
-    sink.start()
-    try:
+    with SmtpSink() as sink:
         yield sink
-    finally:
-        sink.stop()

@@ -4,42 +4,25 @@ create a second referral."""
 from __future__ import annotations
 
 import asyncio
-import json
-import re
 from collections.abc import Callable
 from pathlib import Path
 
 import aiohttp
 
 from shared.crypto import load_signing_key
-from shared.httpsig import authority_of, sign_request
-from tests.factories import referral
+from shared.httpsig import authority_of
+from tests.factories import SUBMIT_PATH, referral_body, referral_post_headers
 
-PATH = "/v1/referrals"
 CLIENT = "dev-mash"
 
 
-def write_config(path: Path, *, off_day: int, reescalate_minutes: float) -> None:
-    """The `keys init` config, made for a load run: no per-client rate limit, email-only
-    routes (Teams webhooks are rate-limited to 4/s each, which would be the whole run), a
-    working week of one day that is neither today nor tomorrow (so every referral is out
-    of hours and raises a control-room alert) and re-escalation after seconds, not minutes."""
-    text = path.read_text()
-    text = re.sub(r', teams_webhook = "[^"]*"', "", text)
-    text = text.replace("[system]\n", "[system]\nrate_limit_per_minute = 1000000\n", 1)
-    text = text.replace('end = "17:00:00"\n', f'end = "17:00:00"\nweekdays = [{off_day}]\n', 1)
-    text += f"\n[escalation]\nalert_reescalate_minutes = {reescalate_minutes}\n"
-    path.write_text(text)
-
-
 async def _post(session: aiohttp.ClientSession, base: str, key, i: int) -> dict:
-    body = json.dumps(referral(client_reference=f"CLUSTER-{i:06d}")).encode()
+    body = referral_body(client_reference=f"CLUSTER-{i:06d}")
     for attempt in range(6):
-        headers = sign_request(method="POST", path=PATH, body=body, key_id=CLIENT, key=key,
-                               authority=authority_of(base + PATH))
-        headers.update({"Content-Type": "application/json", "Idempotency-Key": f"cluster-run-{i}"})
+        headers = referral_post_headers(body, key, authority=authority_of(base + SUBMIT_PATH), client_id=CLIENT,
+                                        idempotency_key=f"cluster-run-{i}")
         try:
-            async with session.post(base + PATH, data=body, headers=headers) as resp:
+            async with session.post(base + SUBMIT_PATH, data=body, headers=headers) as resp:
                 if resp.status == 202:
                     return await resp.json()
                 text = await resp.text()

@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.notifier.servers import free_port
+from tests.support.processes import free_port
 
 SBIN = Path(os.environ.get("SAFEGUARD_RABBITMQ_SBIN", "/usr/lib/rabbitmq/bin"))
 CONF = "disk_free_limit.absolute = 50MB\nlog.console = false\nlog.file.level = warning\n"

@@ -2,7 +2,7 @@
 PostgreSQL and a 3-node RabbitMQ cluster, N referrals (SAFEGUARD_CLUSTER_REFERRALS,
 default 1,000), and one RabbitMQ node killed mid-run.
 
-Every referral is out of hours (see load.write_config), so each one makes: one intake
+Every referral is out of hours (see tests/support/loadrun.py), so each one makes: one intake
 row; one escalation receipt and a control-room alert that re-escalates twice (two
 timers: duty inspector, then superintendent); three emails (receipt to the MASH team,
 acknowledgement to the referrer, alert escalation to the duty inspector) and three
@@ -15,7 +15,6 @@ import asyncio
 import os
 import shutil
 import time
-from datetime import datetime
 
 import aiohttp
 import pytest
@@ -23,9 +22,10 @@ from sqlalchemy.exc import DBAPIError
 
 from safeguard import keys
 from shared.bus import topology
-from shared.clock import LONDON
 from tests.cluster import fleet, load
 from tests.cluster.probe import Counts, Probe, drain_queue, message_ids
+from tests.support.loadrun import load_run_config
+from tests.support.processes import ServiceProcess, stop_all
 
 pytestmark = [pytest.mark.cluster, pytest.mark.broker, pytest.mark.database, pytest.mark.slow]
 TOTAL = int(os.environ.get("SAFEGUARD_CLUSTER_REFERRALS", "1000"))
@@ -44,12 +44,13 @@ def drained(c: Counts, mails: int) -> bool:
             and c.outbox_unsent == 0)
 
 
-def parked(replicas: list[fleet.Replica]) -> list[str]:
+def parked(replicas: list[ServiceProcess]) -> list[str]:
     """Reasons of the messages the consumers parked (e.g. `delivery_limit: DBAPIError`)."""
-    return [e.get("reason", "?") for r in replicas for e in r.log_entries() if e.get("event") == "bus_message_parked"]
+    return [e.get("reason", "?") for r in replicas for e in fleet.log_entries(r)
+            if e.get("event") == "bus_message_parked"]
 
 
-async def wait_drained(probe: Probe, sink, replicas: list[fleet.Replica], timeout: float) -> Counts:
+async def wait_drained(probe: Probe, sink, replicas: list[ServiceProcess], timeout: float) -> Counts:
     deadline = time.monotonic() + timeout
     while True:
         assert not (why := parked(replicas)), f"{len(why)} messages parked, not processed: {set(why)}"
@@ -78,20 +79,19 @@ async def test_two_replicas_each_on_three_rabbitmq_nodes_lose_nothing_when_a_nod
         tmp_path, rabbit_cluster, service_databases, smtp_sink):
     cluster, (n1, n2, n3) = rabbit_cluster, rabbit_cluster.nodes
     config = keys.init(tmp_path / "config")
-    off_day = (datetime.now(LONDON).weekday() + 3) % 7  # neither today nor tomorrow
-    load.write_config(config, off_day=off_day, reescalate_minutes=REESCALATE_MINUTES)
+    load_run_config(config, reescalate_minutes=REESCALATE_MINUTES)
     placement = {"intake": (n1, n2), "escalation": (n2, n3), "notifier": (n3, n1)}
-    replicas = [fleet.Replica(svc, f"{svc}-{'ab'[k]}", node.name, node.url, tmp_path / f"{svc}-{'ab'[k]}.log")
-                for svc, nodes in placement.items() for k, node in enumerate(nodes)]
     env = {"SAFEGUARD_CONFIG": str(config), "SAFEGUARD_SMTP_URL": smtp_sink.url, "SAFEGUARD_DATABASE_POOL_SIZE": "2",
            "SAFEGUARD_CONSOLE_TOKENS": "dev-force=cluster-run-console-code-0001"}
+    replicas = [fleet.replica(svc, f"{svc}-{'ab'[k]}", node.url,
+                              {**env, "SAFEGUARD_DATABASE_URL": service_databases[svc]}, tmp_path)
+                for svc, nodes in placement.items() for k, node in enumerate(nodes)]
     probe, watch, fig = Probe(service_databases), fleet.BrokerWatch(replicas), {}
     try:
         for r in replicas:
             (tmp_path / r.name).mkdir()
-            await fleet.start(r, {**env, "SAFEGUARD_DATA_DIR": str(tmp_path / r.name),
-                                  "SAFEGUARD_DATABASE_URL": service_databases[r.service]})
-        await asyncio.gather(*(fleet.wait_ready(r) for r in replicas))
+            await r.start()
+        await asyncio.gather(*(r.ready() for r in replicas))
         queues = await asyncio.to_thread(cluster.quorum_queues)
         names = {q["name"] for q in queues}
         assert {"escalation.events", "notifier.requests", topology.control_room_queue("dev-force").name} <= names, names
@@ -111,7 +111,7 @@ async def test_two_replicas_each_on_three_rabbitmq_nodes_lose_nothing_when_a_nod
             await asyncio.to_thread(cluster.kill, n3)
 
         killer = asyncio.create_task(kill_node_3())
-        replies = await load.submit([r.base for r in replicas if r.service == "intake"], tmp_path / "config" / "keys",
+        replies = await load.submit([r.url for r in replicas if r.service == "intake"], tmp_path / "config" / "keys",
                                     TOTAL, CONCURRENCY, lambda n: n >= TOTAL * KILL_AT and half.set())
         submitted = loop.time()
         await killer
@@ -124,20 +124,19 @@ async def test_two_replicas_each_on_three_rabbitmq_nodes_lose_nothing_when_a_nod
         await asyncio.to_thread(cluster.restart, n3)
         after = await wait_all_online(cluster, 3)
         async with aiohttp.ClientSession() as session:
-            await asyncio.gather(*(fleet.wait_ready(r) for r in replicas))
-            outbox_failures = sum([await fleet.metric_total(session, r, "safeguard_outbox_failures_total")
-                                   for r in replicas])
+            await asyncio.gather(*(r.ready() for r in replicas))
+            outbox_failures = sum([await r.metric(session, "safeguard_outbox_failures_total") for r in replicas])
         fig["node_back_after_restart_s"] = round(time.monotonic() - restart_at, 1)
         alerts = await drain_queue(n1.url, topology.control_room_queue("dev-force").name)
     finally:
         await watch.stop()
-        codes = await fleet.stop(replicas)
+        codes = await stop_all(replicas, grace=30)
         await probe.close()
         if keep := os.environ.get("SAFEGUARD_CLUSTER_LOGS"):  # a directory to copy the service logs to
             for r in replicas:
                 shutil.copy(r.log, keep)
 
-    events = {e: sum(r.events()[e] for r in replicas) for e in WATCHED_EVENTS}
+    events = {e: sum(fleet.events(r)[e] for r in replicas) for e in WATCHED_EVENTS}
     outages = {name: [round((back or finished) - lost, 1) for lost, back in spans]
                for name, spans in watch.outages.items() if spans}
     run, tail = finished - started, finished - submitted

@@ -15,6 +15,7 @@ import pytest
 from safeguard.cli import build_parser
 from shared.config import DEFAULT_PORTS, SERVICES, service_port
 from tests.deploy.manifests import DEPLOY, ROOT
+from tests.support.processes import free_port, port_env
 
 DOCKERFILE = ROOT / "Dockerfile"
 HEALTHCHECK = DEPLOY / "docker" / "healthcheck.py"
@@ -187,10 +188,7 @@ def _run_healthcheck(status: int | None) -> subprocess.CompletedProcess:
     """Run the script as the image does, against a local server answering `status`."""
     server = None
     if status is None:
-        import socket
-        with socket.socket() as s:  # a port with nothing listening
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
+        port = free_port()  # nothing listening
     else:
         handler = type("H", (_Health,), {"status": status})
         server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
@@ -199,7 +197,7 @@ def _run_healthcheck(status: int | None) -> subprocess.CompletedProcess:
     try:
         return subprocess.run(
             [sys.executable, str(HEALTHCHECK), "safeguard", "serve", "escalation"],
-            env={"SAFEGUARD_ESCALATION_PORT": str(port), "PATH": "/usr/bin:/bin"},
+            env={**port_env("escalation", port), "PATH": "/usr/bin:/bin"},
             capture_output=True, text=True, timeout=15,
         )
     finally:

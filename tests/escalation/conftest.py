@@ -12,7 +12,6 @@ import contextlib
 import json
 import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 
 import pytest
 from aiohttp.test_utils import TestServer
@@ -24,32 +23,12 @@ from shared import bus
 from shared.clock import LONDON, ManualClock
 from shared.config import load_settings
 from shared.crypto import load_signing_key
-from shared.messages import Holding, Message, ReferralReceived
+from shared.messages import Message
 from shared.storage import create_engine
-from shared.worktime import WorkingCalendar, compute_deadlines
+from tests.factories import london
 
 TOKEN = "console-code-for-dev-force-0001"
 OTHER = "other-force"
-
-
-def london(*args: int) -> datetime:
-    return datetime(*args, tzinfo=LONDON).astimezone(UTC)
-
-
-def received(at: datetime, *, immediate_risk: bool = False, reference: str | None = None,
-             referral_id: str | None = None, contacts_sealed: dict | None = None) -> ReferralReceived:
-    d = compute_deadlines(at, WorkingCalendar())
-    rid = referral_id or uuid.uuid4().hex
-    return ReferralReceived(
-        referral_id=rid, reference=reference or f"SR-{rid[:8].upper()}", force="dev-force", la_code="E99999999",
-        at=at, received_at=at, received_via="mash", out_of_hours=d.out_of_hours, immediate_risk=immediate_risk,
-        age_band="11-15", concern_types=("online",), holding=Holding(no_further_sharing=True, no_family_contact=True),
-        acknowledge_by=d.acknowledge_by, checks_due_by=d.checks_due_by, contacts_sealed=contacts_sealed)
-
-
-def event(cls: type[Message], ev: ReferralReceived, at: datetime, **extra) -> Message:
-    return cls(referral_id=ev.referral_id, reference=ev.reference, force=ev.force, la_code=ev.la_code,
-               at=at, **extra)
 
 
 class World:

@@ -12,7 +12,7 @@ from services.escalation.adapters.tables import alerts, audit, timers
 from services.escalation.bootstrap import TIMERS
 from shared.httpsig import authority_of, sign_request
 from shared.messages import ControlRoomAlert
-from tests.escalation.conftest import london, received
+from tests.factories import london, referral_received
 
 pytestmark = [pytest.mark.broker, pytest.mark.database]
 
@@ -36,7 +36,7 @@ async def _post(server, alert_id: str, client_id: str | None, key=None) -> tuple
 
 async def test_signed_acknowledgement_checks_role_and_force_is_idempotent_and_stops_reescalation(esc):
     async with esc.app() as server:
-        await esc.publish(received(london(2026, 11, 7, 10)))
+        await esc.publish(referral_received(london(2026, 11, 7, 10)))
         alert = await _alert(esc)
         status, ctype, body = await _post(server, alert.alert_id, None)
         assert (status, ctype, body["type"]) == (401, "application/problem+json", "/problems/unauthenticated")
@@ -70,7 +70,7 @@ async def test_signed_acknowledgement_checks_role_and_force_is_idempotent_and_st
 
 async def test_unacknowledged_alert_is_raised_one_level_up_every_interval_until_the_top(esc):
     async with esc.app() as server:
-        await esc.publish(received(london(2026, 11, 7, 10), immediate_risk=True))
+        await esc.publish(referral_received(london(2026, 11, 7, 10), immediate_risk=True))
         first = await _alert(esc)
         assert (first.kind, first.level) == ("immediate_safety", "control_room")
         await esc.settle()

@@ -15,7 +15,7 @@ from shared import bus
 from shared.clock import ManualClock
 from shared.crypto import load_signing_key
 from shared.messages import ChecksCompleted, ReferralAcknowledged, ReferralDecided
-from tests.escalation.conftest import event, london, received
+from tests.factories import london, referral_event, referral_received
 
 pytestmark = [pytest.mark.broker, pytest.mark.database]
 
@@ -49,7 +49,7 @@ async def test_events_not_signed_by_intake_for_their_id_are_parked_counted_and_c
         async with esc.app() as server:
             before = {r: await scrape(server, "safeguard_messages_parked_total", queue="escalation.events", reason=r)
                       for r in reasons}
-            forged = received(london(2026, 11, 7, 10))  # out of hours: would raise an alert if applied
+            forged = referral_received(london(2026, 11, 7, 10))  # out of hours: would raise an alert if applied
             await notifier.publish(bus.EVENTS, forged.routing_key, forged.to_bytes(), message_id="m-notifier")
             await esc.publisher.publish(bus.EVENTS, forged.routing_key, forged.to_bytes(), message_id="m-unsigned",
                                         sign=False)
@@ -68,13 +68,13 @@ async def test_events_not_signed_by_intake_for_their_id_are_parked_counted_and_c
 
 async def test_repeated_clock_stops_are_audited_as_duplicates_and_an_unknown_force_gets_no_alert(esc):
     async with esc.app():
-        ev = received(london(2026, 11, 7, 10))
+        ev = referral_received(london(2026, 11, 7, 10))
         await esc.wait_processed(await esc.publish(ev))
         first, second = london(2026, 11, 9, 9), london(2026, 11, 9, 11)
         for at in (first, second):  # the same stop under two message ids (e.g. a resubmission)
-            for stop in (event(ReferralAcknowledged, ev, at, client_id="dev-social-care"),
-                         event(ReferralDecided, ev, at, pathway="early_help"),
-                         event(ChecksCompleted, ev, at, outcome="suitable_for_prevent")):
+            for stop in (referral_event(ReferralAcknowledged, ev, at, client_id="dev-social-care"),
+                         referral_event(ReferralDecided, ev, at, pathway="early_help"),
+                         referral_event(ChecksCompleted, ev, at, outcome="suitable_for_prevent")):
                 await esc.wait_processed(await esc.publish(stop))
         [row] = await esc.rows(select(referrals).where(referrals.c.referral_id == ev.referral_id))
         assert (row.acknowledged_at, row.checks_completed_at) == (first, first)
@@ -87,7 +87,7 @@ async def test_repeated_clock_stops_are_audited_as_duplicates_and_an_unknown_for
         assert {r.status for r in await esc.rows(select(timers).where(timers.c.kind != "alert_reescalate"))} == {
             "cancelled"}
 
-        stray = received(london(2026, 11, 7, 11)).model_copy(update={"force": "no-such-force"})
+        stray = referral_received(london(2026, 11, 7, 11)).model_copy(update={"force": "no-such-force"})
         await esc.wait_processed(await esc.publish(stray))
         [entry] = await esc.rows(select(audit).where(audit.c.reference == stray.reference,
                                                      audit.c.action == "alert.raised"))

@@ -11,7 +11,8 @@ from playwright.async_api import async_playwright, expect
 from sqlalchemy import select
 
 from services.escalation.adapters.tables import alerts
-from tests.escalation.conftest import TOKEN, london, received
+from tests.escalation.conftest import TOKEN
+from tests.factories import london, referral_received
 
 pytestmark = [pytest.mark.broker, pytest.mark.database, pytest.mark.slow]
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -42,8 +43,9 @@ async def test_console_signs_in_shows_alerts_live_marks_immediate_safety_and_ack
             await expect(page.get_by_role("heading", level=1)).to_have_text("Open alerts for Dev Force")
             await expect(page.locator("#empty")).to_be_visible()
 
-            concern = received(london(2026, 11, 7, 9), contacts_sealed={"ciphertext": CANARY})
-            urgent = received(london(2026, 11, 7, 10), immediate_risk=True, contacts_sealed={"ciphertext": CANARY})
+            concern = referral_received(london(2026, 11, 7, 9), contacts_sealed={"ciphertext": CANARY})
+            urgent = referral_received(london(2026, 11, 7, 10), immediate_risk=True,
+                                       contacts_sealed={"ciphertext": CANARY})
             await esc.publish(concern)
             await esc.publish(urgent)
             rows = page.locator("#alert-rows tr")

@@ -15,7 +15,7 @@ from shared.clock import ManualClock
 from shared.messages import (
     ChecksCompleted, ControlRoomAlert, FeedbackReleased, ReferralAcknowledged, ReferralClosed, ReferralDecided,
 )
-from tests.escalation.conftest import event, london, received
+from tests.factories import london, referral_event, referral_received
 
 pytestmark = [pytest.mark.broker, pytest.mark.database]
 CANARY = "CANARY-Zebedee-Quixote-7731"
@@ -23,7 +23,7 @@ CANARY = "CANARY-Zebedee-Quixote-7731"
 
 async def test_saturday_referral_alerts_the_control_room_within_a_second_and_waits_for_monday(esc):
     async with esc.app():
-        ev = received(london(2026, 11, 7, 10), contacts_sealed={"ciphertext": CANARY})
+        ev = referral_received(london(2026, 11, 7, 10), contacts_sealed={"ciphertext": CANARY})
         started = time.monotonic()
         await esc.publish(ev)
         messages = await esc.take("control-room.dev-force", timeout=5)
@@ -56,8 +56,8 @@ async def test_saturday_referral_alerts_the_control_room_within_a_second_and_wai
 
 async def test_immediate_risk_out_of_hours_and_in_hours(esc):
     async with esc.app(clock=ManualClock(london(2026, 11, 3, 11))):
-        night = received(london(2026, 11, 3, 23), immediate_risk=True)
-        day = received(london(2026, 11, 3, 11), immediate_risk=True)
+        night = referral_received(london(2026, 11, 3, 23), immediate_risk=True)
+        day = referral_received(london(2026, 11, 3, 11), immediate_risk=True)
         await esc.publish(night)
         [alert] = await esc.take("control-room.dev-force", timeout=5)
         body = ControlRoomAlert.model_validate_json(alert.body)
@@ -82,8 +82,8 @@ async def test_advancing_the_clock_fires_each_step_once_and_acknowledgement_canc
     clocks = ("acknowledge_by", "decide_by", "checks_due_by")
     before = {(c, o): deadlines(c, o) for c in clocks for o in ("met", "breached")}
     async with esc.app() as server:
-        ev = received(london(2026, 11, 2, 14))  # Monday 14:00, in hours
-        late = received(london(2026, 11, 2, 14))
+        ev = referral_received(london(2026, 11, 2, 14))  # Monday 14:00, in hours
+        late = referral_received(london(2026, 11, 2, 14))
         await esc.wait_processed(await esc.publish(ev))
         await esc.wait_processed(await esc.publish(late))
         await esc.settle()
@@ -94,9 +94,9 @@ async def test_advancing_the_clock_fires_each_step_once_and_acknowledgement_canc
         notes = await esc.notes()
         assert sorted((n["reference"], n["template"], n["audience"]) for n in notes) == sorted(
             [(r.reference, "ack_reminder", "la:mash_team") for r in (ev, late)])
-        await esc.wait_processed(await esc.publish(event(ReferralAcknowledged, ev, london(2026, 11, 3, 11),
+        await esc.wait_processed(await esc.publish(referral_event(ReferralAcknowledged, ev, london(2026, 11, 3, 11),
                                                          client_id="dev-social-care")))
-        await esc.wait_processed(await esc.publish(event(ReferralDecided, ev, london(2026, 11, 3, 11, 30),
+        await esc.wait_processed(await esc.publish(referral_event(ReferralDecided, ev, london(2026, 11, 3, 11, 30),
                                                          pathway="section_17")))
         esc.clock.set(london(2026, 11, 3, 15, 30))  # past the breach and head-of-service steps
         assert await esc.fire(server) == 6  # only `late`: each clock's reminder, breach, head of service
@@ -121,9 +121,9 @@ async def test_advancing_the_clock_fires_each_step_once_and_acknowledgement_canc
                           ("checks_breach", 1): "pending"}
         esc.clock.set(london(2026, 11, 23, 14))  # day 21
         assert await esc.fire(server) == 2
-        await esc.wait_processed(await esc.publish(event(ChecksCompleted, ev, london(2026, 11, 24, 9),
-                                                         outcome="not_suitable")))
-        await esc.wait_processed(await esc.publish(event(ReferralClosed, late, london(2026, 11, 24, 9))))
+        await esc.wait_processed(await esc.publish(referral_event(ChecksCompleted, ev, london(2026, 11, 24, 9),
+                                                                  outcome="not_suitable")))
+        await esc.wait_processed(await esc.publish(referral_event(ReferralClosed, late, london(2026, 11, 24, 9))))
         esc.clock.set(london(2026, 12, 31, 9))
         assert await esc.fire(server) == 0
         left = await esc.rows(select(timers).where(timers.c.status == "pending"))
@@ -136,7 +136,7 @@ async def test_advancing_the_clock_fires_each_step_once_and_acknowledgement_canc
 
 async def test_duplicates_out_of_order_malformed_and_unknown_references(esc):
     async with esc.app():
-        ev = received(london(2026, 11, 7, 10))
+        ev = referral_received(london(2026, 11, 7, 10))
         mid = await esc.publish(ev)
         await esc.publish(ev, message_id=mid)  # a redelivery
         await esc.publish(ev)  # the same referral under another message id
@@ -144,9 +144,9 @@ async def test_duplicates_out_of_order_malformed_and_unknown_references(esc):
         assert len(await esc.take("control-room.dev-force", timeout=2)) == 1  # never a double alert
         assert len(await esc.rows(select(alerts))) == 1
 
-        early = received(london(2026, 11, 7, 11))  # acknowledged before its receipt arrives
-        await esc.wait_processed(await esc.publish(event(ReferralAcknowledged, early, london(2026, 11, 7, 12),
-                                                         client_id="dev-social-care")))
+        early = referral_received(london(2026, 11, 7, 11))  # acknowledged before its receipt arrives
+        await esc.wait_processed(await esc.publish(referral_event(ReferralAcknowledged, early, london(2026, 11, 7, 12),
+                                                                  client_id="dev-social-care")))
         [row] = await esc.rows(select(referrals).where(referrals.c.referral_id == early.referral_id))
         assert row.received_at is None and row.acknowledged_at == london(2026, 11, 7, 12)
         await esc.wait_processed(await esc.publish(early))
@@ -154,8 +154,8 @@ async def test_duplicates_out_of_order_malformed_and_unknown_references(esc):
         assert kinds == {"checks_reminder", "checks_breach", "alert_reescalate", "decide_reminder", "decide_breach",
                          "decide_head_of_service"}  # no acknowledge clock; the decide clock still runs
 
-        ghost = received(london(2026, 11, 7, 12))  # never received here
-        await esc.wait_processed(await esc.publish(event(ReferralClosed, ghost, london(2026, 11, 7, 13))))
+        ghost = referral_received(london(2026, 11, 7, 12))  # never received here
+        await esc.wait_processed(await esc.publish(referral_event(ReferralClosed, ghost, london(2026, 11, 7, 13))))
         [row] = await esc.rows(select(referrals).where(referrals.c.referral_id == ghost.referral_id))
         assert row.closed_at is not None and row.received_at is None
         [entry] = await esc.rows(select(audit).where(audit.c.reference == ghost.reference))
@@ -175,7 +175,7 @@ async def test_duplicates_out_of_order_malformed_and_unknown_references(esc):
                                                                           "unknown_event"]
         # the consumer keeps going after all of that
         await esc.take("control-room.dev-force", timeout=1)  # the early referral's concern
-        after = received(london(2026, 11, 7, 14))
+        after = referral_received(london(2026, 11, 7, 14))
         await esc.publish(after)
         [alert] = await esc.take("control-room.dev-force", timeout=5)
         assert ControlRoomAlert.model_validate_json(alert.body).reference == after.reference
@@ -184,16 +184,16 @@ async def test_duplicates_out_of_order_malformed_and_unknown_references(esc):
 async def test_a_hold_still_on_at_its_review_date_reminds_ctp_prevent_and_a_lifted_one_does_not(esc):
     esc.clock = ManualClock(london(2026, 11, 2, 14))
     async with esc.app() as server:
-        held = received(london(2026, 11, 2, 14)).model_copy(update={"holding_review_by": date(2026, 11, 16)})
-        lifted = received(london(2026, 11, 2, 14)).model_copy(update={"holding_review_by": date(2026, 11, 16)})
+        held = referral_received(london(2026, 11, 2, 14)).model_copy(update={"holding_review_by": date(2026, 11, 16)})
+        lifted = referral_received(london(2026, 11, 2, 14)).model_copy(update={"holding_review_by": date(2026, 11, 16)})
         for ev in (held, lifted):
             await esc.wait_processed(await esc.publish(ev))
-        await esc.wait_processed(await esc.publish(event(ChecksCompleted, lifted, london(2026, 11, 3, 9),
+        await esc.wait_processed(await esc.publish(referral_event(ChecksCompleted, lifted, london(2026, 11, 3, 9),
                                                          outcome="not_suitable")))
         for ev in (held, lifted):  # the LA's clocks are done, so only the review is left to fire
-            await esc.wait_processed(await esc.publish(event(ReferralAcknowledged, ev, london(2026, 11, 2, 15),
+            await esc.wait_processed(await esc.publish(referral_event(ReferralAcknowledged, ev, london(2026, 11, 2, 15),
                                                              client_id="dev-social-care")))
-            await esc.wait_processed(await esc.publish(event(ReferralDecided, ev, london(2026, 11, 2, 15),
+            await esc.wait_processed(await esc.publish(referral_event(ReferralDecided, ev, london(2026, 11, 2, 15),
                                                              pathway="section_17")))
         await esc.wait_processed(await esc.publish(FeedbackReleased(
             referral_id=lifted.referral_id, reference=lifted.reference, force=lifted.force, la_code=lifted.la_code,

@@ -7,24 +7,12 @@ from types import SimpleNamespace
 from services.escalation.domain import alerts, ladder
 from shared.clock import LONDON
 from shared.config import EscalationTimings
-from shared.messages import Holding, ReferralReceived
-from shared.worktime import WorkingCalendar, compute_deadlines
+from shared.messages import Holding
+from shared.worktime import WorkingCalendar
+from tests.factories import london, referral_received
 
 CAL = WorkingCalendar()
 T = EscalationTimings()
-
-
-def london(*args: int) -> datetime:
-    return datetime(*args, tzinfo=LONDON).astimezone(UTC)
-
-
-def received(at: datetime, immediate_risk: bool = False) -> ReferralReceived:
-    d = compute_deadlines(at, CAL)
-    return ReferralReceived(
-        referral_id="r1", reference="SR-TEST-1", force="dev-force", la_code="E99999999", at=at,
-        received_at=at, received_via="mash", out_of_hours=d.out_of_hours, immediate_risk=immediate_risk,
-        age_band="11-15", concern_types=("online",), holding=Holding(no_further_sharing=True, no_family_contact=True),
-        acknowledge_by=d.acknowledge_by, checks_due_by=d.checks_due_by)
 
 
 def timers(plan: ladder.Plan) -> list[tuple[str, int, datetime]]:
@@ -32,7 +20,7 @@ def timers(plan: ladder.Plan) -> list[tuple[str, int, datetime]]:
 
 
 def test_in_hours_receipt_notifies_mash_and_referrer_and_schedules_the_whole_ladder():
-    plan = ladder.plan_receipt(received(london(2026, 11, 2, 14)), CAL, T)  # Monday 14:00
+    plan = ladder.plan_receipt(referral_received(london(2026, 11, 2, 14)), CAL, T)  # Monday 14:00
     assert [(n.template, n.audience, n.priority, n.with_contacts) for n in plan.notifications] == [
         ("receipt", "la:mash_team", "normal", False), ("referral_acknowledgement", "referrer", "normal", True)]
     assert plan.alerts == []
@@ -51,7 +39,7 @@ def test_in_hours_receipt_notifies_mash_and_referrer_and_schedules_the_whole_lad
 
 
 def test_out_of_hours_saturday_raises_a_concern_and_the_clock_follows_working_time():
-    ev = received(london(2026, 11, 7, 10))  # Saturday 10:00
+    ev = referral_received(london(2026, 11, 7, 10))  # Saturday 10:00
     assert ev.out_of_hours and ev.acknowledge_by == london(2026, 11, 9, 17)
     plan = ladder.plan_receipt(ev, CAL, T)
     assert plan.alerts == ["out_of_hours_concern"]
@@ -62,7 +50,7 @@ def test_out_of_hours_saturday_raises_a_concern_and_the_clock_follows_working_ti
 
 
 def test_immediate_risk_in_hours_asks_for_a_strategy_discussion_now_without_a_control_room_alert():
-    plan = ladder.plan_receipt(received(london(2026, 11, 2, 11), immediate_risk=True), CAL, T)
+    plan = ladder.plan_receipt(referral_received(london(2026, 11, 2, 11), immediate_risk=True), CAL, T)
     assert plan.alerts == []
     urgent = [(n.template, n.audience) for n in plan.notifications if n.priority == "urgent"]
     assert urgent == [("immediate_safety", "la:duty_manager"), ("immediate_safety", "force:ctp_prevent"),
@@ -70,14 +58,14 @@ def test_immediate_risk_in_hours_asks_for_a_strategy_discussion_now_without_a_co
 
 
 def test_immediate_risk_out_of_hours_alerts_the_control_room_and_the_emergency_duty_team_once():
-    plan = ladder.plan_receipt(received(london(2026, 11, 2, 22), immediate_risk=True), CAL, T)
+    plan = ladder.plan_receipt(referral_received(london(2026, 11, 2, 22), immediate_risk=True), CAL, T)
     assert plan.alerts == ["immediate_safety"]  # not also an out_of_hours_concern
     urgent = [(n.template, n.audience) for n in plan.notifications if n.priority == "urgent"]
     assert urgent == [("immediate_safety", "la:emergency_duty_team")]
 
 
 def test_events_before_the_receipt_stop_their_clocks_before_they_start():
-    ev = received(london(2026, 11, 2, 14))
+    ev = referral_received(london(2026, 11, 2, 14))
     kinds = {t.kind for t in ladder.plan_receipt(ev, CAL, T, acknowledged=True).timers}
     assert kinds == {"checks_reminder", "checks_breach", *ladder.DECIDE_KINDS}
     kinds = {t.kind for t in ladder.plan_receipt(ev, CAL, T, acknowledged=True, decided=True).timers}
@@ -90,7 +78,7 @@ def test_events_before_the_receipt_stop_their_clocks_before_they_start():
 def test_configured_timings_change_the_ladder():
     t = EscalationTimings(ack_reminder_fractions=(0.25, 0.5), ack_reminder_before_hours=2,
                           ack_head_of_service_after_hours=3, checks_reminder_days=(14,))
-    plan = ladder.plan_receipt(received(london(2026, 11, 2, 9)), CAL, t)
+    plan = ladder.plan_receipt(referral_received(london(2026, 11, 2, 9)), CAL, t)
     assert [x for x in timers(plan) if x[0] == "decide_reminder"] == [("decide_reminder", 1, london(2026, 11, 2, 15))]
     assert [x for x in timers(plan) if x[0] in ladder.ACK_KINDS] == [
         ("ack_reminder", 1, london(2026, 11, 2, 11)), ("ack_reminder", 2, london(2026, 11, 2, 13)),
@@ -120,7 +108,7 @@ def test_alert_levels_summary_and_order():
 
 
 def test_a_hold_with_a_review_date_reminds_ctp_prevent_at_the_start_of_that_working_day():
-    ev = received(london(2026, 11, 2, 14)).model_copy(update={"holding_review_by": date(2026, 11, 20)})
+    ev = referral_received(london(2026, 11, 2, 14)).model_copy(update={"holding_review_by": date(2026, 11, 20)})
     assert [x for x in timers(ladder.plan_receipt(ev, CAL, T)) if x[0] == "hold_review"] == [
         ("hold_review", 1, london(2026, 11, 20, 9))]
     no_hold = ev.model_copy(update={"holding": Holding(no_further_sharing=False, no_family_contact=False)})

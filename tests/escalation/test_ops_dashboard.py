@@ -19,7 +19,8 @@ from services.escalation.entrypoints.ops import ops_token
 from shared import bus
 from shared.config import ConfigError, load_settings
 from shared.messages import ReferralAcknowledged
-from tests.escalation.conftest import OTHER, event, london, received
+from tests.escalation.conftest import OTHER
+from tests.factories import london, referral_event, referral_received
 
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]
@@ -40,15 +41,15 @@ async def _wait_ready(esc, queue: str, n: int) -> None:
 async def _seed(esc) -> list[str]:
     """Three alerts (2 dev-force, 1 other-force), an acknowledge deadline due later today,
     one breached, one met; three submissions nobody consumes; one parked message."""
-    urgent = received(london(2026, 11, 7, 9), immediate_risk=True, contacts_sealed={"ciphertext": CANARY})
-    concern = received(london(2026, 11, 7, 9, 30))
-    other = received(london(2026, 11, 7, 9, 45)).model_copy(update={"force": OTHER})
-    due_today = received(london(2026, 11, 6, 15)).model_copy(update={"acknowledge_by": london(2026, 11, 7, 16)})
-    late, met = received(london(2026, 11, 2, 10)), received(london(2026, 11, 2, 11))
+    urgent = referral_received(london(2026, 11, 7, 9), immediate_risk=True, contacts_sealed={"ciphertext": CANARY})
+    concern = referral_received(london(2026, 11, 7, 9, 30))
+    other = referral_received(london(2026, 11, 7, 9, 45), force=OTHER)
+    due_today = referral_received(london(2026, 11, 6, 15), acknowledge_by=london(2026, 11, 7, 16))
+    late, met = referral_received(london(2026, 11, 2, 10)), referral_received(london(2026, 11, 2, 11))
     for ev in (urgent, concern, other, due_today, late, met):
         await esc.wait_processed(await esc.publish(ev))
-    await esc.wait_processed(await esc.publish(event(ReferralAcknowledged, met, london(2026, 11, 2, 12),
-                                                     client_id="dev-social-care")))
+    await esc.wait_processed(await esc.publish(referral_event(ReferralAcknowledged, met, london(2026, 11, 2, 12),
+                                                              client_id="dev-social-care")))
     await esc.publish(urgent, body=b'{"referral_id": "x", "name": "' + CANARY.encode() + b'"}')
     for _ in range(3):
         await esc.publisher.publish(bus.SUBMISSIONS, "referral", b"{}", message_id=uuid.uuid4().hex)

@@ -9,6 +9,7 @@ from services.escalation.adapters import ops_queries as q
 from services.escalation.adapters.tables import alerts, outbox, referrals, timers
 from shared.storage import create_engine
 from shared.storage.migrate import upgrade
+from tests.factories import escalation_referral
 
 pytestmark = pytest.mark.database
 NOW = datetime(2026, 11, 7, 10, tzinfo=UTC)
@@ -17,9 +18,8 @@ H = timedelta(hours=1)
 
 
 def _referral(rid: str, **values) -> dict:
-    return {"referral_id": rid, "reference": f"SR-{rid}", "force": "f1", "la_code": "E99999999",
-            "acknowledge_by": None, "acknowledged_at": None, "checks_due_by": None,
-            "checks_completed_at": None, "closed_at": None, "created_at": NOW, "updated_at": NOW, **values}
+    unset = dict.fromkeys(("acknowledge_by", "acknowledged_at", "checks_due_by", "checks_completed_at", "closed_at"))
+    return escalation_referral(rid, now=NOW, force="f1", **{**unset, **values})
 
 
 def _timer(n: int, kind: str, status: str, run_at: datetime) -> dict:

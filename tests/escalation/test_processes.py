@@ -7,9 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import signal
-import sys
 from datetime import UTC, datetime, timedelta
 
 import aiohttp
@@ -24,7 +22,7 @@ from shared import bus
 from shared.storage import create_engine
 from shared.storage.migrate import upgrade
 from tests.factories import escalation_referrals
-from tests.intake.test_cli_client import free_port, wait_ready
+from tests.support.processes import ServiceProcess, free_port, stop_all
 
 pytestmark = [pytest.mark.broker, pytest.mark.database, pytest.mark.slow]
 TOTAL, REFERRALS = 1000, 100
@@ -50,14 +48,6 @@ async def count(engine, query) -> int:
         return int(await conn.scalar(query))
 
 
-async def fired_metric(session: aiohttp.ClientSession, port: int) -> float:
-    async with session.get(f"http://127.0.0.1:{port}/metrics") as resp:
-        for line in (await resp.text()).splitlines():
-            if line.startswith(FIRED + " "):
-                return float(line.split()[-1])
-    return 0.0
-
-
 async def drain(channel, queue: str, want: int, timeout: float = 20.0) -> list:
     """Messages from `queue` until `want` distinct message ids arrived (or nothing for 3 s)."""
     q = await channel.declare_queue(queue, passive=True)
@@ -77,17 +67,10 @@ async def test_two_processes_fire_1000_timers_exactly_once_across_a_kill_9_and_r
     config = keys.init(tmp_path)
     engine = create_engine(pg_url)
     connection = await bus.connect(amqp_url, name="test-escalation-processes")
-    procs: dict[str, asyncio.subprocess.Process] = {}
-    env = {**os.environ, "SAFEGUARD_CONFIG": str(config), "SAFEGUARD_DATA_DIR": str(tmp_path),
+    env = {"SAFEGUARD_CONFIG": str(config), "SAFEGUARD_DATA_DIR": str(tmp_path),
            "SAFEGUARD_AMQP_URL": amqp_url, "SAFEGUARD_DATABASE_URL": pg_url,
            "SAFEGUARD_CONSOLE_TOKENS": "dev-force=console-code-for-dev-force-0001"}
-
-    async def launch(name: str, port: int) -> None:
-        with open(tmp_path / f"{name}-{port}.log", "wb") as log:  # one log per launch
-            procs[name] = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "safeguard", "serve", "escalation",
-                env={**env, "SAFEGUARD_ESCALATION_PORT": str(port)}, stdout=log, stderr=log)
-
+    a, b = (ServiceProcess.serve("escalation", env, name=name, logs=tmp_path) for name in ("a", "b"))
     try:
         await upgrade(engine, "escalation")
         channel = await connection.channel()
@@ -97,29 +80,27 @@ async def test_two_processes_fire_1000_timers_exactly_once_across_a_kill_9_and_r
             await tap.bind(bus.EVENTS, key)
         first_due = datetime.now(UTC) + timedelta(seconds=LEAD_S)
         await load(engine, first_due)
-        ports = {"a": free_port(), "b": free_port()}
-        await asyncio.gather(launch("a", ports["a"]), launch("b", ports["b"]))
+        await asyncio.gather(a.start(), b.start())
         fired_q = select(func.count()).select_from(timers).where(timers.c.status == "fired")
         async with aiohttp.ClientSession() as session:
-            await asyncio.gather(*(wait_ready(f"http://127.0.0.1:{p}/readyz") for p in ports.values()))
+            await asyncio.gather(a.ready(timeout=60), b.ready(timeout=60))
             async with asyncio.timeout(LEAD_S + SPREAD_S + 60):  # kill `a` once it has fired some
                 while (await count(engine, fired_q) < TOTAL // 5
-                       or await fired_metric(session, ports["a"]) == 0):
+                       or await a.metric(session, FIRED) == 0):
                     await asyncio.sleep(0.05)
-            procs["a"].send_signal(signal.SIGKILL)
-            assert await procs["a"].wait() == -signal.SIGKILL
+            assert await a.kill9() == -signal.SIGKILL
             at_kill = await count(engine, fired_q)
             assert at_kill < TOTAL  # killed mid-firing: timers were still pending
-            ports["a"] = free_port()
-            await launch("a", ports["a"])
-            await wait_ready(f"http://127.0.0.1:{ports['a']}/readyz")
+            a.port = free_port()  # restarted on a new port
+            await a.start()
+            await a.ready(timeout=60)
             async with asyncio.timeout(120):  # generous: a loaded 2-core machine fires ~30-150 timers/s
                 while await count(engine, fired_q) < TOTAL:
                     await asyncio.sleep(0.1)
                 unsent = select(func.count()).select_from(outbox).where(outbox.c.sent_at.is_(None))
                 while await count(engine, unsent):
                     await asyncio.sleep(0.1)
-            assert await fired_metric(session, ports["b"]) > 0
+            assert await b.metric(session, FIRED) > 0
 
         async with engine.connect() as conn:
             states = (await conn.execute(select(timers.c.status, timers.c.attempts, timers.c.fired_at))).all()
@@ -145,15 +126,7 @@ async def test_two_processes_fire_1000_timers_exactly_once_across_a_kill_9_and_r
         assert len(notes) == TOTAL
         await channel.close()
     finally:
-        for proc in procs.values():
-            if proc.returncode is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in procs.values():
-            try:
-                await asyncio.wait_for(proc.wait(), 30)
-            except TimeoutError:
-                proc.kill()
-                await proc.wait()
+        codes = await stop_all([a, b], grace=30)
         await connection.close()
         await engine.dispose()
-    assert procs["b"].returncode == 0 and procs["a"].returncode == 0  # both stop cleanly on SIGTERM
+    assert codes == {"a": 0, "b": 0}  # both stop cleanly on SIGTERM

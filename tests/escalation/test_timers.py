@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 
 from services.escalation.adapters.tables import audit, timers
 from shared.clock import ManualClock, utcnow
-from tests.escalation.conftest import london, received
+from tests.factories import london, referral_received
 
 pytestmark = [pytest.mark.broker, pytest.mark.database]
 
@@ -18,7 +18,7 @@ pytestmark = [pytest.mark.broker, pytest.mark.database]
 async def test_two_instances_on_one_database_fire_each_step_exactly_once(esc):
     esc.clock = ManualClock(london(2026, 11, 2, 9, 30))
     async with esc.app(batch_size=4) as one, esc.app(batch_size=4) as two:
-        ids = [await esc.publish(received(london(2026, 11, 2, 9, 30))) for _ in range(12)]
+        ids = [await esc.publish(referral_received(london(2026, 11, 2, 9, 30))) for _ in range(12)]
         for mid in ids:
             await esc.wait_processed(mid)
         total = (await esc.rows(select(func.count()).select_from(timers)))[0][0]
@@ -39,7 +39,7 @@ async def test_two_instances_on_one_database_fire_each_step_exactly_once(esc):
 
 async def test_a_restart_reloads_pending_timers_and_fires_missed_ones_at_once_in_due_order(esc):
     esc.clock = ManualClock(london(2026, 11, 2, 9, 30))
-    refs = [received(london(2026, 11, 2, 9, 30) + timedelta(minutes=7 * i)) for i in range(5)]
+    refs = [referral_received(london(2026, 11, 2, 9, 30) + timedelta(minutes=7 * i)) for i in range(5)]
     async with esc.app():
         for ev in refs:
             await esc.wait_processed(await esc.publish(ev))
@@ -65,7 +65,7 @@ async def test_a_timer_that_an_event_adds_wakes_the_scheduler_by_itself(esc):
         # Out of hours, so that the immediate-safety concern raises a control-room alert (in
         # hours it is a strategy-discussion request, with no alert to re-escalate) whatever
         # the time of day the suite runs at.
-        ev = received(datetime.now(UTC), immediate_risk=True).model_copy(update={"out_of_hours": True})
+        ev = referral_received(datetime.now(UTC), immediate_risk=True).model_copy(update={"out_of_hours": True})
         await esc.wait_processed(await esc.publish(ev))
         query = select(timers.c.status).where(timers.c.referral_id == ev.referral_id,
                                               timers.c.kind == "alert_reescalate", timers.c.seq == 1)
@@ -83,7 +83,7 @@ def _failures(final: str) -> float:
 async def test_a_failing_timer_is_retried_with_back_off_then_marked_failed_never_dropped(esc):
     esc.clock = ManualClock(london(2026, 11, 2, 9, 30))
     async with esc.app(max_attempts=3, retry_base_s=60) as server:
-        ev = received(london(2026, 11, 2, 9, 30))
+        ev = referral_received(london(2026, 11, 2, 9, 30))
         await esc.wait_processed(await esc.publish(ev))
         async with esc.engine.begin() as conn:  # a row this version cannot fire, due first
             await conn.execute(timers.insert().values(

@@ -1,4 +1,4 @@
-"""What the run must produce, per accepted referral, and the run's config.
+"""What the run must produce, per accepted referral (the run's config: tests/support/loadrun.py).
 
 Every referral is out of hours (a working week of one day that is neither today nor
 the next two days), so each one makes: one intake row; a control-room alert at level
@@ -8,11 +8,6 @@ and an email to the duty inspector at the first re-escalation.
 """
 from __future__ import annotations
 
-import re
-from datetime import datetime
-from pathlib import Path
-
-from shared.clock import LONDON
 from tests.faults.checker import Expected
 from tests.faults.load import Sent
 from tests.faults.observe import Seen
@@ -21,16 +16,6 @@ REESCALATE_MIN = 0.1  # R = 6 s
 LEVELS = ("control_room", "duty_inspector", "superintendent")
 EMAILS = {"mash-team@dev-borough.example": 0, "referrer@dev-force.example": 0,
           "duty-inspector@dev-force.example": 1}  # recipient -> the re-escalation step it is due at
-
-
-def write_config(path: Path) -> None:
-    """`keys init`'s config for a load run: no rate limit, email-only routes (Teams webhooks
-    are rate-limited to 4/s), every referral out of hours, re-escalation after seconds."""
-    off_day = (datetime.now(LONDON).weekday() + 3) % 7
-    text = re.sub(r', teams_webhook = "[^"]*"', "", path.read_text())
-    text = text.replace("[system]\n", "[system]\nrate_limit_per_minute = 1000000\n", 1)
-    text = text.replace('end = "17:00:00"\n', f'end = "17:00:00"\nweekdays = [{off_day}]\n', 1)
-    path.write_text(text + f"\n[escalation]\nalert_reescalate_minutes = {REESCALATE_MIN}\n")
 
 
 def expected(sent: list[Sent]) -> list[Expected]:

@@ -13,15 +13,16 @@ from safeguard import keys
 from shared.bus import topology
 from tests.faults import expect
 from tests.faults.observe import ControlRoomTap, TimedSink
-from tests.faults.procs import Service
 from tests.faults.proxy import Proxy
+from tests.support.loadrun import load_run_config
+from tests.support.processes import ServiceProcess
 
 SERVICES = ("intake", "escalation", "notifier")
 
 
 @dataclass
 class Rig:
-    services: dict[str, Service]
+    services: dict[str, ServiceProcess]
     sink: TimedSink
     proxy: Proxy
     vhost: str
@@ -31,31 +32,30 @@ class Rig:
 
 
 async def all_ready(rig: Rig, timeout: float = 120) -> None:
-    await asyncio.gather(*(s.wait_ready(timeout) for s in rig.services.values()))
+    await asyncio.gather(*(s.ready(timeout) for s in rig.services.values()))
 
 
 @contextlib.asynccontextmanager
 async def running(tmp_path: Path, amqp_url: str, vhost: str, databases: dict[str, str]) -> AsyncIterator[Rig]:
     config = keys.init(tmp_path)
-    expect.write_config(config)
+    load_run_config(config, reescalate_minutes=expect.REESCALATE_MIN)
     async with contextlib.AsyncExitStack() as stack:
-        sink = TimedSink()
-        sink.start()
-        stack.callback(sink.stop)
+        sink = stack.enter_context(TimedSink())
         proxy = Proxy("127.0.0.1", urlsplit(amqp_url).port or 5672)
         await proxy.start()
         stack.push_async_callback(proxy.close)
         via_proxy = amqp_url.replace(urlsplit(amqp_url).netloc.split("@")[1], f"127.0.0.1:{proxy.port}")
         env = {"SAFEGUARD_CONFIG": str(config), "SAFEGUARD_SMTP_URL": sink.url, "SAFEGUARD_AMQP_URL": via_proxy,
-               "SAFEGUARD_CONSOLE_TOKENS": "dev-force=faults-run-console-code-0001"}
-        services = {n: Service(n, {**env, "SAFEGUARD_DATA_DIR": str(tmp_path / n),
-                                   "SAFEGUARD_DATABASE_URL": databases[n]}, tmp_path) for n in SERVICES}
+               "SAFEGUARD_CONSOLE_TOKENS": "dev-force=faults-run-console-code-0001", "SAFEGUARD_LOG_FORMAT": "json"}
+        services = {n: ServiceProcess.serve(n, {**env, "SAFEGUARD_DATA_DIR": str(tmp_path / n),
+                                                "SAFEGUARD_DATABASE_URL": databases[n]}, logs=tmp_path)
+                    for n in SERVICES}
         rig = Rig(services, sink, proxy, vhost, ControlRoomTap(amqp_url, topology.control_room_queue("dev-force").name),
                   tmp_path / "keys")
 
         async def stop_services() -> None:
             for s in services.values():
-                rig.exit_codes[s.name] = await s.stop()
+                rig.exit_codes[s.name] = await s.stop(grace=40)
 
         stack.push_async_callback(stop_services)
         for s in services.values():

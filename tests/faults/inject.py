@@ -31,7 +31,7 @@ async def kill_9(rig: Rig, name: str) -> Fault:
     code = await rig.services[name].kill9()
     assert code == -9, code
     await rig.services[name].start()
-    await rig.services[name].wait_ready()
+    await rig.services[name].ready()
     return Fault(f"kill -9 {name}, restart", start, time.time())
 
 

@@ -7,7 +7,6 @@ referral. Every post is recorded (first try, acceptance, tries) for the checker.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,10 +14,9 @@ from pathlib import Path
 import aiohttp
 
 from shared.crypto import load_signing_key
-from shared.httpsig import authority_of, sign_request
-from tests.factories import referral
+from shared.httpsig import authority_of
+from tests.factories import SUBMIT_PATH, referral_body, referral_post_headers
 
-PATH = "/v1/referrals"
 CLIENT = "dev-mash"
 GIVE_UP_S = 240.0
 
@@ -36,15 +34,14 @@ class Sent:
 
 
 async def _post(session: aiohttp.ClientSession, base: str, key, run: str, s: Sent) -> None:
-    body = json.dumps(referral(client_reference=s.client_reference)).encode()
+    body = referral_body(client_reference=s.client_reference)
     delay = 0.2
     while time.time() - s.first_try < GIVE_UP_S:
         s.tries += 1
-        headers = sign_request(method="POST", path=PATH, body=body, key_id=CLIENT, key=key,
-                               authority=authority_of(base + PATH))
-        headers.update({"Content-Type": "application/json", "Idempotency-Key": f"{run}-{s.index}"})
+        headers = referral_post_headers(body, key, authority=authority_of(base + SUBMIT_PATH), client_id=CLIENT,
+                                        idempotency_key=f"{run}-{s.index}")
         try:
-            async with session.post(base + PATH, data=body, headers=headers) as resp:
+            async with session.post(base + SUBMIT_PATH, data=body, headers=headers) as resp:
                 if resp.status == 202:
                     reply = await resp.json()
                     s.accepted, s.reference, s.out_of_hours = time.time(), reply["reference"], reply["out_of_hours"]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-from tests.notifier.servers import free_port
+from tests.support.processes import free_port
 
 
 class Proxy:

@@ -62,7 +62,7 @@ async def test_faults_under_load_lose_nothing(tmp_path, amqp_vhost, amqp_url, se
     sent: list[load.Sent] = []
     async with harness.running(tmp_path, amqp_url, amqp_vhost, service_databases) as rig:
         started = time.time()
-        loader = asyncio.create_task(load.submit(rig.services["intake"].base, rig.keys_dir,
+        loader = asyncio.create_task(load.submit(rig.services["intake"].url, rig.keys_dir,
                                                  f"faults-{uuid.uuid4().hex[:8]}", TOTAL, RATE, sent))
         try:
             faults = await run_faults(rig, sent)

@@ -15,8 +15,7 @@ from services.notifier.entrypoints.amqp import DISPATCH as NOTIFIER_DISPATCH
 from shared import bus
 from shared.crypto import load_signing_key
 from shared.messages import ChecksCompleted, FeedbackReleased, ReferralAcknowledged, ReferralClosed, ReferralDecided
-from tests.escalation.conftest import event, london, received
-from tests.factories import referral
+from tests.factories import london, referral, referral_event, referral_received
 from tests.fuzz.amqp_harness import Bad, consumed, consumers, drain, publish, text
 from tests.fuzz.amqp_messages import (
     SUBMISSION_KINDS, escalation_extra, notifier_extra, service_kinds, service_message, submission, submission_headers,
@@ -51,13 +50,14 @@ def _record(reliability, queue: str, cases, parked: dict[str, str], sentinel: st
 
 
 async def test_escalation_events_parks_every_bad_message(esc, reliability):
-    first = received(london(2026, 11, 9, 10))
+    first = referral_received(london(2026, 11, 9, 10))
     at = first.at + timedelta(hours=1)
-    valid = [("intake", e) for e in (first, event(ReferralAcknowledged, first, at, client_id="dev-social-care"),
-                                     event(ReferralDecided, first, at, pathway="early_help"),
-                                     event(ChecksCompleted, first, at, outcome="not_suitable"),
-                                     event(FeedbackReleased, first, at, family_contact_lifted=False,
-                                           audiences=("referrer",)), event(ReferralClosed, first, at))]
+    valid = [("intake", e) for e in (
+        first, referral_event(ReferralAcknowledged, first, at, client_id="dev-social-care"),
+        referral_event(ReferralDecided, first, at, pathway="early_help"),
+        referral_event(ChecksCompleted, first, at, outcome="not_suitable"),
+        referral_event(FeedbackReleased, first, at, family_contact_lifted=False, audiences=("referrer",)),
+        referral_event(ReferralClosed, first, at))]
     keys = {s: load_signing_key(esc.keys_dir / f"service-{s}.ed25519") for s in ("intake", "escalation", "notifier")}
     allowed, extra = frozenset({"intake"}), escalation_extra(keys, set(ESCALATION_DISPATCH.routes))
     cases = stratified(lambda kind: service_message(valid, keys, allowed=allowed, extra=extra, kind=kind),
@@ -65,7 +65,7 @@ async def test_escalation_events_parks_every_bad_message(esc, reliability):
     async with esc.app():
         async with esc.connection.channel() as channel:
             parked = await _garbage(channel, bus.ESCALATION_EVENTS, cases)
-        sentinel = received(london(2026, 11, 9, 11))
+        sentinel = referral_received(london(2026, 11, 9, 11))
         await esc.wait_processed(await esc.publish(sentinel))
     _record(reliability, bus.ESCALATION_EVENTS, cases, parked, "processed")
 

@@ -12,7 +12,7 @@ import uuid
 import aio_pika
 
 from services.intake.adapters import tables
-from tests.factories import referral
+from tests.factories import referral_body
 
 
 def signed_message(intake, body: bytes, reply_to: str, *, client_id="dev-mash", tamper=False, message_id=None):
@@ -43,7 +43,7 @@ async def test_amqp_submissions_are_answered_parked_and_idempotent(intake):
         channel = await conn.channel()
         replies = await channel.declare_queue(exclusive=True)
         exchange = await channel.get_exchange("safeguard.submissions")
-        body = json.dumps(referral()).encode()
+        body = referral_body()
         good = signed_message(intake, body, replies.name)
         await exchange.publish(good, "referral")
         reply = json.loads((await get_one(replies)).body)

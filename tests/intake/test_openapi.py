@@ -4,16 +4,7 @@ from __future__ import annotations
 
 from jsonschema import Draft202012Validator
 
-
-def _refs(node):
-    if isinstance(node, dict):
-        if "$ref" in node:
-            yield node["$ref"]
-        for v in node.values():
-            yield from _refs(v)
-    elif isinstance(node, list):
-        for v in node:
-            yield from _refs(v)
+from tests.support.documents import refs
 
 
 async def test_openapi_document_is_valid_and_complete(intake):
@@ -24,7 +15,7 @@ async def test_openapi_document_is_valid_and_complete(intake):
     schemas = doc["components"]["schemas"]
     for name, schema in schemas.items():
         Draft202012Validator.check_schema(schema)
-    for ref in _refs(doc):
+    for ref in refs(doc):
         assert ref.startswith("#/components/schemas/") and ref.rsplit("/", 1)[1] in schemas, ref
     assert schemas["Referral"]["additionalProperties"] is False
     for path, item in doc["paths"].items():

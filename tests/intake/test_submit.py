@@ -13,10 +13,10 @@ from prometheus_client import REGISTRY, generate_latest
 
 from services.intake.adapters import tables
 from services.intake.domain.referral import Referral
-from tests.factories import referral
+from tests.factories import referral, referral_body
 from tests.intake.conftest import make_settings
 
-REFERRAL = json.dumps(referral()).encode()
+REFERRAL = referral_body()
 
 
 async def bind_events(settings):
@@ -54,10 +54,10 @@ CASES = {
     "stale_created": (401, "stale_created", lambda i: _headers(i, created=int(time.time()) - 3600), REFERRAL),
     "wrong_role": (403, "wrong_role", lambda i: {**i.signed("POST", "/v1/referrals", "dev-prevent", REFERRAL),
                                                  "Content-Type": "application/json"}, REFERRAL),
-    "wrong_force": (403, "wrong_organisation", None, json.dumps(referral(force="other-force")).encode()),
+    "wrong_force": (403, "wrong_organisation", None, referral_body(force="other-force")),
     "malformed_json": (400, "malformed_json", None, b'{"force": '),
     "schema": (422, "schema_invalid", None, None),
-    "unknown_la": (422, "unknown_organisation", None, json.dumps(referral(la_code="E12345678")).encode()),
+    "unknown_la": (422, "unknown_organisation", None, referral_body(la_code="E12345678")),
     "oversize": (413, "body_too_large", None, b'{"x": "' + b"a" * 300_000 + b'"}'),
     "content_type": (415, "unsupported_media_type", "text/plain", REFERRAL),
 }

@@ -32,9 +32,10 @@ from shared import bus
 from shared.clock import ManualClock
 from shared.config import load_settings
 from shared.crypto import load_signing_key
-from shared.httpsig import authority_of, sign_request
 from shared.logging import configure
 from tests.conftest import fresh_pg_database
+from shared.httpsig import authority_of, sign_request
+from tests.factories import SUBMIT_PATH, referral_post_headers
 from tests.notifier.servers import SmtpSink, TeamsStub
 
 SERVICES = ("intake", "escalation", "notifier")
@@ -57,11 +58,9 @@ class System:
 
     async def submit(self, doc: dict) -> Any:
         body = json.dumps(doc).encode()
-        headers = sign_request(method="POST", path="/v1/referrals", body=body, key_id="dev-mash",
-                               key=load_signing_key(self.keys_dir / "dev-mash.ed25519"),
-                               authority=authority_of(self.intake.make_url("/v1/referrals")))
-        return await self.intake.post("/v1/referrals", data=body,
-                                      headers={**headers, "Content-Type": "application/json"})
+        headers = referral_post_headers(body, load_signing_key(self.keys_dir / "dev-mash.ed25519"),
+                                        authority=authority_of(self.intake.make_url(SUBMIT_PATH)))
+        return await self.intake.post(SUBMIT_PATH, data=body, headers=headers)
 
     async def act(self, client_id: str, reference: str, action: str, doc: dict | None = None) -> Any:
         """A staff system's signed lifecycle action (`dev-prevent`, `dev-social-care`)."""
@@ -137,14 +136,10 @@ def captured_logs():
 
 @contextlib.asynccontextmanager
 async def running_system(tmp_path: Path, amqp_url: str, start: datetime, db: str = "postgres"):
-    teams, smtp = TeamsStub(), SmtpSink()
-    await teams.start()
-    smtp.start()
-    config = write_config(tmp_path, teams.base)
-    clock = ManualClock(start.astimezone(UTC))
     async with contextlib.AsyncExitStack() as stack:
-        stack.callback(smtp.stop)
-        stack.push_async_callback(teams.stop)
+        teams, smtp = await stack.enter_async_context(TeamsStub()), stack.enter_context(SmtpSink())
+        config = write_config(tmp_path, teams.base)
+        clock = ManualClock(start.astimezone(UTC))
         logs = stack.enter_context(captured_logs())
         settings = {}
         for svc in SERVICES:

@@ -22,8 +22,9 @@ from services.notifier.domain.retry import RetryPolicy
 from shared import bus
 from shared.config import Settings, load_settings
 from shared.crypto import load_signing_key, public_key_from_b64, seal
-from shared.messages import FeedbackReleased, Holding, Message, NotificationRequested, ReferralReceived
+from shared.messages import FeedbackReleased, Holding, Message, NotificationRequested
 from shared.runtime import RUNTIME
+from tests.factories import referral_received
 from tests.notifier.servers import SmtpSink, TeamsStub
 
 CANARY = "CANARY-Zebedee-Quux-7731"
@@ -83,10 +84,9 @@ class World:
         return seal(json.dumps(contacts).encode(), referral_id=self.referral_id, recipients={key_id: pub})
 
     async def received(self, *, nfc: bool = True, nfs: bool = True) -> None:
-        await self.publish(ReferralReceived(
-            referral_id=self.referral_id, reference=self.reference, force=FORCE, la_code=LA, at=datetime.now(UTC),
-            received_at=TIMES["received_at"], received_via="mash", out_of_hours=False, immediate_risk=False,
-            age_band="11-15", concern_types=("extreme_right_wing",),
+        await self.publish(referral_received(
+            TIMES["received_at"], referral_id=self.referral_id, reference=self.reference, force=FORCE, la_code=LA,
+            at=datetime.now(UTC), out_of_hours=False, concern_types=("extreme_right_wing",),
             holding=Holding(no_further_sharing=nfs, no_family_contact=nfc),
             acknowledge_by=TIMES["acknowledge_by"], checks_due_by=TIMES["checks_due_by"]), "intake")
         await self.wait(lambda: self.hold() is not None)
@@ -169,30 +169,26 @@ async def world_sqlite(tmp_path, amqp_url):
 
 @contextlib.asynccontextmanager
 async def running_world(tmp_path: Path, amqp_url: str, db_url: str | None):
-    teams = TeamsStub()
-    await teams.start()
-    smtp = SmtpSink()
-    smtp.start()
-    config = write_config(tmp_path, teams.base)
-    settings = load_settings({"SAFEGUARD_CONFIG": str(config), "SAFEGUARD_DATA_DIR": str(tmp_path),
-                              "SAFEGUARD_AMQP_URL": amqp_url, "SAFEGUARD_DATABASE_URL": db_url or "",
-                              "SAFEGUARD_SMTP_URL": smtp.url})
-    app = create_app(settings, policy=TEST_POLICY)
-    runner = web.AppRunner(app)
-    await runner.setup()  # runs the runtime and the notifier's cleanup contexts: consuming now
-    connection = await bus.connect(amqp_url, name="test-notifier-driver")
-    publishers = {}
-    for producer in ("escalation", "intake"):
-        key = load_signing_key(tmp_path / "keys" / f"service-{producer}.ed25519")
-        publishers[producer] = bus.Publisher(connection, producer=producer, signing_key=key)
-        await publishers[producer].start()
-    w = World(settings, app, smtp, teams, connection, publishers)
-    try:
-        yield w
-    finally:
-        for p in publishers.values():
-            await p.close()
-        await connection.close()
-        await runner.cleanup()
-        smtp.stop()
-        await teams.stop()
+    async with contextlib.AsyncExitStack() as stack:
+        teams, smtp = await stack.enter_async_context(TeamsStub()), stack.enter_context(SmtpSink())
+        config = write_config(tmp_path, teams.base)
+        settings = load_settings({"SAFEGUARD_CONFIG": str(config), "SAFEGUARD_DATA_DIR": str(tmp_path),
+                                  "SAFEGUARD_AMQP_URL": amqp_url, "SAFEGUARD_DATABASE_URL": db_url or "",
+                                  "SAFEGUARD_SMTP_URL": smtp.url})
+        app = create_app(settings, policy=TEST_POLICY)
+        runner = web.AppRunner(app)
+        await runner.setup()  # runs the runtime and the notifier's cleanup contexts: consuming now
+        connection = await bus.connect(amqp_url, name="test-notifier-driver")
+        publishers = {}
+        for producer in ("escalation", "intake"):
+            key = load_signing_key(tmp_path / "keys" / f"service-{producer}.ed25519")
+            publishers[producer] = bus.Publisher(connection, producer=producer, signing_key=key)
+            await publishers[producer].start()
+        w = World(settings, app, smtp, teams, connection, publishers)
+        try:
+            yield w
+        finally:
+            for p in publishers.values():
+                await p.close()
+            await connection.close()
+            await runner.cleanup()

@@ -6,7 +6,6 @@ import asyncio
 import email
 import email.policy
 import json
-import socket
 import threading
 from collections import defaultdict, deque
 from dataclasses import dataclass, field
@@ -15,11 +14,7 @@ from typing import Any
 from aiohttp import web
 from aiosmtpd.controller import Controller
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.support.processes import free_port
 
 
 @dataclass
@@ -55,7 +50,8 @@ class _Handler:
 
 
 class SmtpSink:
-    """aiosmtpd in a thread; `rcpt_replies` maps an address prefix to an SMTP reply."""
+    """aiosmtpd in a thread; `rcpt_replies` maps an address prefix to an SMTP reply.
+    `with SmtpSink() as sink:` starts it and always stops it."""
 
     def __init__(self, port: int | None = None) -> None:
         self.port = port or free_port()
@@ -77,6 +73,13 @@ class SmtpSink:
             self._controller.stop()
             self._controller = None
 
+    def __enter__(self) -> SmtpSink:
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
     def to(self, address: str) -> list[Mail]:
         with self.lock:
             return [m for m in self.mails if address in m.to]
@@ -85,7 +88,8 @@ class SmtpSink:
 @dataclass
 class TeamsStub:
     """Webhook stand-in: POST /teams/<name>; `script[name]` holds (status, headers) replies
-    to use first (then 202), `delay_s` slows every reply down."""
+    to use first (then 202), `delay_s` slows every reply down. `async with TeamsStub() as stub:`
+    starts it and always stops it."""
 
     port: int = field(default_factory=free_port)
     posts: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))
@@ -120,3 +124,10 @@ class TeamsStub:
     async def stop(self) -> None:
         if self._runner is not None:
             await self._runner.cleanup()
+
+    async def __aenter__(self) -> TeamsStub:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.stop()

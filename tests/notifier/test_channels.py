@@ -10,7 +10,8 @@ from services.notifier.adapters.channels.email import EmailChannel, SmtpConfig
 from services.notifier.adapters.channels.teams import TeamsChannel, valid_webhook
 from services.notifier.adapters.rendering import Renderer
 from services.notifier.domain.lifecycle import Outcome
-from tests.notifier.servers import SmtpSink, TeamsStub, free_port
+from tests.notifier.servers import SmtpSink, TeamsStub
+from tests.support.processes import free_port
 
 TIMES = {"acknowledge_by": datetime(2026, 12, 29, 15, tzinfo=UTC)}
 
@@ -23,18 +24,14 @@ def rendered():
 
 @pytest.fixture
 def smtp():
-    sink = SmtpSink()
-    sink.start()
-    yield sink
-    sink.stop()
+    with SmtpSink() as sink:
+        yield sink
 
 
 @pytest.fixture
 async def teams():
-    stub = TeamsStub()
-    await stub.start()
-    yield stub
-    await stub.stop()
+    async with TeamsStub() as stub:
+        yield stub
 
 
 def test_smtp_url_parsing():

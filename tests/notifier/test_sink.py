@@ -9,7 +9,7 @@ import aiohttp
 import aiosmtplib
 
 from safeguard.sink import run_sink
-from tests.notifier.servers import free_port
+from tests.support.processes import free_port
 
 
 async def test_sink_accepts_mail_and_cards_and_lists_them_escaped():

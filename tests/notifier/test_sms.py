@@ -18,8 +18,8 @@ from services.notifier.adapters.rendering import Renderer
 from services.notifier.domain.lifecycle import Outcome
 from shared.config import ConfigError
 from tests.notifier.conftest import CANARY
-from tests.notifier.servers import free_port
 from tests.notifier.test_flow import everything
+from tests.support.processes import free_port
 
 SERVICE_ID, SECRET, TEMPLATE = str(uuid.uuid4()), str(uuid.uuid4()), str(uuid.uuid4())
 API_KEY = f"safeguard_live-{SERVICE_ID}-{SECRET}"

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 import pytest
 
 from services.notifier.adapters.rendering import CARD_LIMIT_BYTES, TEMPLATES, Renderer, RenderError, human_time
+from tests.support.documents import objects
 
 TIMES = {"received_at": datetime(2026, 12, 24, 15, tzinfo=UTC), "acknowledge_by": datetime(2026, 12, 29, 15, tzinfo=UTC),
          "decide_by": datetime(2026, 12, 29, 15, tzinfo=UTC),
@@ -18,16 +19,6 @@ PAIRS = [(t, k) for t, kinds in TEMPLATES.items() for k in kinds]
 @pytest.fixture
 def renderer():
     return Renderer(public_base_url="https://relay.example", console_base_url="https://console.example/")
-
-
-def walk(node):
-    if isinstance(node, dict):
-        yield node
-        for v in node.values():
-            yield from walk(v)
-    elif isinstance(node, list):
-        for v in node:
-            yield from walk(v)
 
 
 @pytest.mark.parametrize("minimal", [False, True])
@@ -45,7 +36,7 @@ def test_renders_with_reference_times_and_a_valid_card(renderer, template, kind,
     assert attachment["contentType"] == "application/vnd.microsoft.card.adaptive"
     card = attachment["content"]
     assert (card["type"], card["version"]) == ("AdaptiveCard", "1.4")
-    actions = [n for n in walk(card) if str(n.get("type", "")).startswith("Action.")]
+    actions = [n for n in objects(card) if str(n.get("type", "")).startswith("Action.")]
     assert all(a["type"] == "Action.OpenUrl" for a in actions)
     if kind == "team":
         assert [a["url"] for a in actions] == ["https://console.example/referrals/SR-2026-000123"]

@@ -10,6 +10,7 @@ from safeguard import keys
 from shared import bus
 from shared.config import Settings, load_settings
 from shared.runtime import service_signing_key, service_verify_keys
+from tests.bus.helpers import robust_connection
 
 
 @pytest.fixture
@@ -30,11 +31,8 @@ def settings(ops_env) -> Settings:
 
 @pytest.fixture
 async def connection(amqp_url: str) -> AsyncIterator[AbstractRobustConnection]:
-    conn = await bus.connect(amqp_url, name="test-ops", reconnect_interval=0.5)
-    try:
+    async with robust_connection(amqp_url, "test-ops") as conn:
         yield conn
-    finally:
-        await conn.close()
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ import yaml
 from safeguard import asyncapi
 from shared import messages
 from shared.bus import topology
+from tests.support import documents
 
 ROOT = Path(__file__).resolve().parents[2]
 COMMITTED = ROOT / "docs" / "asyncapi.yaml"
@@ -27,12 +28,7 @@ def resolve(doc: dict[str, Any], ref: str) -> Any:
 
 
 def refs(node: Any) -> list[str]:
-    if isinstance(node, dict):
-        found = [node["$ref"]] if isinstance(node.get("$ref"), str) else []
-        return found + [r for v in node.values() for r in refs(v)]
-    if isinstance(node, list):
-        return [r for v in node for r in refs(v)]
-    return []
+    return [r for r in documents.refs(node) if isinstance(r, str)]
 
 
 def test_committed_document_is_the_generated_one():

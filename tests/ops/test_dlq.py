@@ -4,9 +4,6 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -21,6 +18,7 @@ from shared.audit import verify_chain
 from shared.storage import create_engine
 from shared.storage.migrate import upgrade
 from tests.bus.helpers import Recorder, eventually, new_id, ready_count
+from tests.support.processes import run_cli
 
 pytestmark = pytest.mark.broker
 ROOT = Path(__file__).resolve().parents[2]
@@ -303,20 +301,15 @@ async def test_purge_asks_for_the_queue_name_and_reports_the_count(connection, p
 
 async def test_safeguard_dlq_list_subprocess(connection, publisher, verify_keys, ops_env):
     message_id = await park_unsigned(connection, publisher, verify_keys)
-    env = {**os.environ, **ops_env}
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "safeguard", "dlq", "list", "--json", cwd=ROOT, env=env,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    stdout, stderr = await asyncio.wait_for(proc.communicate(), 60)
-    assert proc.returncode == 0, stderr.decode()
-    doc = json.loads(stdout)
+    listed = await asyncio.to_thread(run_cli, "dlq", "list", "--json", cwd=ROOT, env=ops_env)
+    assert listed.returncode == 0, listed.stderr
+    doc = json.loads(listed.stdout)
     assert [(m["message_id"], m["reason"], m["parking_queue"]) for m in doc["messages"]] == [
         (message_id, "unsigned", PARKED)]
-    assert CANARY.encode() not in stdout + stderr
+    assert CANARY not in listed.stdout + listed.stderr
     assert await ready_count(connection, PARKED) == 1
 
-    text = subprocess.run([sys.executable, "-m", "safeguard", "dlq", "list", "--queue", "escalation.events"],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    text = await asyncio.to_thread(run_cli, "dlq", "list", "--queue", "escalation.events", cwd=ROOT, env=ops_env)
     assert text.returncode == 0 and message_id in text.stdout and "unsigned" in text.stdout
     assert CANARY not in text.stdout + text.stderr
 

@@ -25,12 +25,12 @@ from shared.crypto import load_signing_key, public_key_from_b64, seal
 from shared.storage import create_engine
 from shared.storage.migrate import upgrade
 from tests.conftest import fresh_pg_database
-from tests.escalation.conftest import received
+from tests.factories import referral_received
 from tests.notifier.servers import SmtpSink, TeamsStub
 from tests.perf.b_e2e import MASH
 from tests.perf.baselines import HOPS, Relay
 from tests.perf.common import service_env, setup_config, wait_until
-from tests.perf.procs import stop_all
+from tests.support.processes import stop_all
 
 
 class BacklogBench:
@@ -46,11 +46,7 @@ class BacklogBench:
     async def __aenter__(self) -> BacklogBench:
         s = self.stack
         self.tmp = self.env.tmpdir("backlog")
-        self.smtp, self.teams = SmtpSink(), TeamsStub()
-        self.smtp.start()
-        s.callback(self.smtp.stop)
-        await self.teams.start()
-        s.push_async_callback(self.teams.stop)
+        self.smtp, self.teams = s.enter_context(SmtpSink()), await s.enter_async_context(TeamsStub())
         config = setup_config(self.tmp, teams_base=self.teams.base)
         amqp = self.env.amqp_url()
         connection = await aio_pika.connect_robust(amqp)
@@ -82,7 +78,7 @@ class BacklogBench:
         rid = uuid.uuid4().hex
         contacts = json.dumps({"referrer": {"email": "referrer@dev-force.example"}}).encode()
         sealed = seal(contacts, referral_id=rid, recipients={"notifier-1": self.notifier_pub})
-        return received(datetime.now(UTC), referral_id=rid, contacts_sealed=sealed).to_bytes()
+        return referral_received(datetime.now(UTC), referral_id=rid, contacts_sealed=sealed).to_bytes()
 
     async def _processed(self) -> int:
         async with self.esc_engine.connect() as conn:

@@ -26,7 +26,7 @@ from tests.notifier.servers import SmtpSink, TeamsStub
 from tests.perf import cpu
 from tests.perf.baselines import HOPS, Relay
 from tests.perf.common import bodies, post_all, quantile, service_env, setup_config, signed, wait_until
-from tests.perf.procs import stop_all
+from tests.support.processes import stop_all
 
 MASH = "mash-team@dev-borough.example"
 ALERTS = "control-room.dev-force"
@@ -53,11 +53,7 @@ class E2EBench:
     async def __aenter__(self) -> E2EBench:
         s = self.stack
         self.tmp = self.env.tmpdir("e2e")
-        self.smtp, self.teams = SmtpSink(), TeamsStub()
-        self.smtp.start()
-        s.callback(self.smtp.stop)
-        await self.teams.start()
-        s.push_async_callback(self.teams.stop)
+        self.smtp, self.teams = s.enter_context(SmtpSink()), await s.enter_async_context(TeamsStub())
         config = setup_config(self.tmp, teams_base=self.teams.base, out_of_hours=True)
         amqp = self.env.amqp_url()
         connection = await aio_pika.connect_robust(amqp)

@@ -12,7 +12,7 @@ import time
 
 from tests.conftest import fresh_pg_database
 from tests.perf.common import bodies, post_all, service_env, setup_config, signed
-from tests.perf.procs import Proc, stop_all
+from tests.support.processes import ServiceProcess, stop_all
 
 CONCURRENCY = 32
 
@@ -44,7 +44,7 @@ class IntakeBench:
     async def __aexit__(self, *exc) -> None:
         await self.stack.aclose()
 
-    async def _run(self, proc: Proc, tag: str) -> dict[str, float]:
+    async def _run(self, proc: ServiceProcess, tag: str) -> dict[str, float]:
         requests = signed(self.tmp, bodies(self.n, tag), proc.url)
         start = time.monotonic()
         statuses = await post_all(proc.url, requests, concurrency=CONCURRENCY)

@@ -1,5 +1,5 @@
 """What the benchmarks share: a dev set-up tuned for load, pre-signed HTTP load and small
-statistics helpers (the services under test are in `procs`)."""
+statistics helpers (the services under test: `harness.Env`)."""
 from __future__ import annotations
 
 import asyncio
@@ -17,10 +17,8 @@ import aiohttp
 from safeguard import keys
 from shared.clock import LONDON
 from shared.crypto import load_signing_key
-from shared.httpsig import authority_of, sign_request
-from tests.factories import referral
-
-SUBMIT_PATH = "/v1/referrals"
+from shared.httpsig import authority_of
+from tests.factories import SUBMIT_PATH, referral_body, referral_post_headers
 
 
 def setup_config(directory: Path, *, teams_base: str | None = None, out_of_hours: bool = False) -> Path:
@@ -44,20 +42,14 @@ def service_env(config: Path, data_dir: Path, amqp_url: str, db_url: str, **extr
 
 
 def bodies(n: int, tag: str) -> list[bytes]:
-    return [json.dumps(referral(client_reference=f"BENCH-{tag}-{i}")).encode() for i in range(n)]
+    return [referral_body(client_reference=f"BENCH-{tag}-{i}") for i in range(n)]
 
 
 def signed(data_dir: Path, items: list[bytes], base_url: str) -> list[tuple[bytes, dict[str, str]]]:
     """Sign every request to `base_url` before the clock starts: signing is the client's cost, not ours."""
     key = load_signing_key(data_dir / "keys" / "dev-mash.ed25519")
     authority = authority_of(base_url)
-    out = []
-    for body in items:
-        headers = sign_request(method="POST", path=SUBMIT_PATH, body=body, key_id="dev-mash", key=key,
-                               authority=authority)
-        headers["Content-Type"] = "application/json"
-        out.append((body, headers))
-    return out
+    return [(body, referral_post_headers(body, key, authority=authority)) for body in items]
 
 
 async def post_all(base_url: str, requests: list[tuple[bytes, dict[str, str]]], *, concurrency: int = 32,

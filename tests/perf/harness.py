@@ -4,24 +4,27 @@ the medians and ratios and writes them as a Markdown report (docs/performance.md
 from __future__ import annotations
 
 import asyncio
+import importlib
 import os
 import platform
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import quote
 
 import asyncpg
+from aiohttp import web
 
+from shared.config import load_settings
 from tests.conftest import AMQP_HOST, PG_ADMIN_DSN, VhostPool
-from tests.notifier.servers import free_port
 from tests.perf.baselines import bare_intake_app
 from tests.perf.common import median
-from tests.perf.procs import InProc, Proc
+from tests.support.processes import ServiceProcess, free_port, rss_mib, wait_ready
 
 BENCHES = ("intake", "e2e", "timers", "backlog")
 
@@ -39,22 +42,71 @@ class Sizes:
     backlog_n: int = 200      # referral.received events queued during the outage
 
 
+READY_INTERVAL_S = 0.05  # start-up time is one of the figures: poll /readyz often
+
+
+class InProc:
+    """A service as an aiohttp app in this process, with `ServiceProcess`'s interface: for the
+    harness's own smoke test, which must not pay three interpreter start-ups per benchmark.
+    Figures from it mean little."""
+
+    def __init__(self, make_app: Callable[[], web.Application], name: str = "inprocess") -> None:
+        self.make_app, self.name, self.port = make_app, name, free_port()
+        self.runner: web.AppRunner | None = None
+
+    @classmethod
+    def service(cls, name: str, env: dict[str, str]) -> InProc:
+        def make() -> web.Application:
+            return importlib.import_module(f"services.{name}.bootstrap").create_app(load_settings(env))
+        return cls(make, name)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def start(self) -> None:
+        self.runner = web.AppRunner(self.make_app(), access_log=None)
+        await self.runner.setup()
+        await web.TCPSite(self.runner, "127.0.0.1", self.port).start()
+
+    async def ready(self, timeout: float = 120.0) -> float:
+        return await wait_ready(self.url, alive=lambda: self.runner is not None, name=self.url, timeout=timeout,
+                                interval=READY_INTERVAL_S)
+
+    pid = None  # no process of its own
+
+    def rss_mib(self, field: str = "VmRSS") -> float:
+        return rss_mib(os.getpid(), field)
+
+    async def stop(self, grace: float = 0) -> int | None:
+        if self.runner is not None:
+            await self.runner.cleanup()
+            self.runner = None
+        return None
+
+
 class Env:
     """Fresh vhosts (from a `VhostPool`), scratch directories and the services under test: child
-    processes (`safeguard serve`), or with `inprocess` apps in this process (the smoke test)."""
+    processes (`safeguard serve`; their output kept in `$SAFEGUARD_BENCH_LOGS` if that is set), or
+    with `inprocess` apps in this process (the smoke test)."""
 
     def __init__(self, pool: VhostPool, tmp: Path, inprocess: bool = False) -> None:
         self.pool, self.tmp, self.inprocess = pool, tmp, inprocess
         self.vhosts: list[str] = []
+        logs = os.environ.get("SAFEGUARD_BENCH_LOGS")
+        self.logs = Path(logs) if logs else None
 
-    def service(self, name: str, env: dict[str, str]) -> Proc | InProc:
-        return (InProc if self.inprocess else Proc).service(name, env)
+    def service(self, name: str, env: dict[str, str]) -> ServiceProcess | InProc:
+        if self.inprocess:
+            return InProc.service(name, env)
+        return ServiceProcess.serve(name, env, logs=self.logs, ready_interval=READY_INTERVAL_S)
 
-    def bare_intake(self, amqp_url: str) -> Proc | InProc:
+    def bare_intake(self, amqp_url: str) -> ServiceProcess | InProc:
         if self.inprocess:
             return InProc(lambda: bare_intake_app(amqp_url))
         port = free_port()
-        return Proc([sys.executable, "-m", "tests.perf.baselines", str(port), amqp_url], dict(os.environ), port)
+        return ServiceProcess([sys.executable, "-m", "tests.perf.baselines", str(port), amqp_url], name="baseline",
+                              port=port, logs=self.logs, ready_interval=READY_INTERVAL_S)
 
     def amqp_url(self) -> str:
         name = self.pool.take()

@@ -11,7 +11,8 @@ from shared.config import Client
 from shared.crypto import b64e, generate_signing_key
 from shared.httpsig import authority_of, sign_request
 from shared.messages import ControlRoomAlert
-from tests.escalation.conftest import OTHER, london, received
+from tests.escalation.conftest import OTHER
+from tests.factories import london, referral_received
 
 ROUTE = "/v1/alerts/{alert_id}/acknowledgement"
 EXTRA = (("other-mash", "referrer"), ("other-prevent", "prevent"), ("other-social-care", "social_care"))
@@ -44,7 +45,7 @@ async def test_only_the_forces_own_control_room_acknowledges(esc, reliability):
     keys = add_other_force_clients(esc)
     keys["other-control-room"] = esc.other_key
     async with esc.app() as server:
-        await esc.publish(received(london(2026, 11, 7, 10)))
+        await esc.publish(referral_received(london(2026, 11, 7, 10)))
         [message] = await esc.take("control-room.dev-force", timeout=5)
         alert = ControlRoomAlert.model_validate_json(message.body)
         clients = sorted(esc.settings.file.clients, key=lambda c: c.role == "control_room")  # refusals first

@@ -2,16 +2,12 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
-
-def run(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "safeguard", *args], capture_output=True, text=True, env=env, timeout=60)
+from tests.support.processes import run_cli
 
 
 def test_deadlines_prints_the_contract_json():
-    proc = run("deadlines", "2026-12-24T15:00:00+00:00")
+    proc = run_cli("deadlines", "2026-12-24T15:00:00+00:00")
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout) == {
         "received_at": "2026-12-24T15:00:00+00:00",
@@ -23,22 +19,22 @@ def test_deadlines_prints_the_contract_json():
 
 
 def test_deadlines_saturday_is_out_of_hours_and_due_monday_17():
-    out = json.loads(run("deadlines", "2026-11-28T10:00").stdout)
+    out = json.loads(run_cli("deadlines", "2026-11-28T10:00").stdout)
     assert out["out_of_hours"] is True
     assert out["acknowledge_by"] == "2026-11-30T17:00:00+00:00"
 
 
 def test_deadlines_rejects_a_bad_time_clearly():
-    proc = run("deadlines", "yesterday")
+    proc = run_cli("deadlines", "yesterday")
     assert proc.returncode == 2
     assert "ISO 8601" in proc.stderr
 
 
 def test_keys_init_then_config_error_names_file_and_key(tmp_path):
-    assert run("keys", "init", "--dir", str(tmp_path)).returncode == 0
+    assert run_cli("keys", "init", "--dir", str(tmp_path)).returncode == 0
     config = tmp_path / "safeguard.toml"
     config.write_text(config.read_text().replace('slug = "dev-force"', 'slug = "Dev Force!"'))
     env = {"SAFEGUARD_CONFIG": str(config), "PATH": "/usr/bin:/bin"}
-    proc = run("deadlines", "2026-11-02T14:00", "--la", "E99999999", env=env)
+    proc = run_cli("deadlines", "2026-11-02T14:00", "--la", "E99999999", env=env, inherit=False)
     assert proc.returncode == 2
     assert f"{config}: forces[0].slug" in proc.stderr

@@ -15,14 +15,16 @@ from services.escalation.domain import ladder
 from services.notifier.adapters.rendering import Renderer
 from services.notifier.domain.recipients import audience_kind
 from shared.config import EscalationTimings
-from tests.escalation.test_ladder import CAL, T, london, received
+from tests.escalation.test_ladder import CAL, T
+from tests.factories import london, referral_received
 
 
 def requested() -> set[tuple[str, str]]:
     pairs: set[tuple[str, str]] = set()
     for at in (london(2026, 11, 2, 14), london(2026, 11, 7, 10)):  # in hours, Saturday
         for risk in (False, True):
-            pairs |= {(n.template, n.audience) for n in ladder.plan_receipt(received(at, risk), CAL, T).notifications}
+            plan = ladder.plan_receipt(referral_received(at, immediate_risk=risk), CAL, T)
+            pairs |= {(n.template, n.audience) for n in plan.notifications}
     for template, audiences, _ in ladder.TIMER_ACTIONS.values():
         pairs |= {(template, a) for a in audiences}
     # handlers._reescalate: one level up, to that level's force contact
@@ -35,7 +37,7 @@ def test_the_notifier_renders_what_escalation_requests(template, audience):
     renderer = Renderer(public_base_url="https://relay.example", console_base_url="https://console.example")
     kind = audience_kind(audience)
     assert renderer.supports(template, kind), f"notifier has no {template}.{kind} template"
-    ev = received(london(2026, 11, 2, 14))
+    ev = referral_received(london(2026, 11, 2, 14))
     times = referral_times(SimpleNamespace(received_at=ev.received_at, acknowledge_by=ev.acknowledge_by,
                                            checks_due_by=ev.checks_due_by))  # as escalation sends them
     out = renderer.render(template=template, kind=kind, reference=ev.reference, times=times,

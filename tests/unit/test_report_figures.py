@@ -8,6 +8,7 @@ from xml.etree import ElementTree
 from services.intake.domain import figures
 from services.intake.entrypoints import export
 from services.intake.entrypoints.svgchart import bar_chart, report_charts
+from tests.factories import intake_referral_row
 
 
 def test_counts_from_one_to_threshold_minus_one_are_suppressed():
@@ -21,11 +22,7 @@ def test_counts_from_one_to_threshold_minus_one_are_suppressed():
 
 
 def _row(received: datetime, **kw):
-    base = dict(received_at=received, status="received", pathway=None, checks_outcome=None, age_band="11-15",
-                concern_types=["incel"], acknowledged_at=None, decided_at=None, acknowledge_by=received + timedelta(days=1),
-                checks_at=None, checks_due_by=received + timedelta(days=28), immediate_risk=False,
-                out_of_hours=False)
-    return SimpleNamespace(**{**base, **kw})
+    return SimpleNamespace(**intake_referral_row(received, concern_types=["incel"], **kw))
 
 
 def test_a_small_report_is_suppressed_and_its_exports_say_so():

@@ -1,0 +1,1 @@
+"""Helpers every test suite shares: processes (`processes`), JSON documents (`documents`)."""
