@@ -1,10 +1,9 @@
 #!/usr/bin/env bash
 # Write the development config and keys the compose stack mounts, into
-# deploy/compose/secrets/ (or $1): `safeguard keys init`, then two compose-specific
-# changes to the written safeguard.toml:
-#   - Teams webhooks of the dev contacts point at the sink
-#     container (http://sink:8026/teams/...) instead of 127.0.0.1, which inside a
-#     container is the container itself;
+# deploy/compose/secrets/ (or $1): `safeguard keys init`, used as it is:
+#   - the dev contacts' Teams webhooks stay http://127.0.0.1:8026/teams/...: in the
+#     compose stack the notifier runs in the sink's network namespace, so 127.0.0.1 is
+#     the sink there too (and the notifier posts over plain http only to a loopback host);
 #   - key files stay relative (keys/...): compose mounts them as secrets under
 #     /etc/safeguard/keys/, beside the config at /etc/safeguard/safeguard.toml.
 # The key files are made 0644 inside a 0700 directory: compose bind-mounts each file
@@ -28,7 +27,10 @@ fi
 mkdir -p "$out"
 chmod 0700 "$out"
 "$safeguard" keys init --dir "$out" "${force[@]}" >/dev/null
-sed -i 's#http://127\.0\.0\.1:\([0-9]*\)/teams/#http://sink:\1/teams/#g' "$out/safeguard.toml"
+# A set-up kept from before the notifier shared the sink's network namespace has its
+# Teams webhooks at http://sink:8026/teams/..., which the notifier refuses (plain http
+# to a host that is not loopback): point them back at 127.0.0.1.
+sed -i 's#http://sink:\([0-9]*\)/teams/#http://127.0.0.1:\1/teams/#g' "$out/safeguard.toml"
 chmod 0644 "$out/safeguard.toml" "$out"/keys/*
 chmod 0700 "$out/keys"
 echo "init-secrets: wrote $out (dev keys; the compose stack mounts them read-only)"

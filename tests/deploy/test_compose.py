@@ -13,6 +13,11 @@ import pytest
 import yaml
 
 from safeguard.cli import build_parser
+from services.notifier.adapters.channels.base import is_loopback_host
+from services.notifier.adapters.channels.email import SmtpConfig
+from services.notifier.adapters.channels.sms import URL_ENV as NOTIFY_URL_ENV
+from services.notifier.adapters.channels.sms import _https_or_loopback
+from services.notifier.adapters.channels.teams import valid_webhook
 from shared.config import DEFAULT_PORTS, SERVICES, load_file_config, load_settings
 from tests.deploy import manifests as m
 
@@ -50,6 +55,24 @@ def app_services(compose) -> dict[str, dict]:
     return {n: s for n, s in compose["services"].items() if s.get("image", "").startswith("safeguard-relay")}
 
 
+def netns_owner(compose, name: str) -> str:
+    """The service whose network namespace `name` runs in (`network_mode: service:X`), else itself."""
+    mode = compose["services"][name].get("network_mode", "")
+    return mode.removeprefix("service:") if mode.startswith("service:") else name
+
+
+def published(compose, name: str) -> list[str]:
+    """The ports published for `name`: by the service that owns its network namespace."""
+    return list(compose["services"][netns_owner(compose, name)].get("ports", []))
+
+
+def dev_webhooks(dev_setup) -> list[str]:
+    fc = load_file_config(dev_setup / "safeguard.toml")
+    routes = [r for la in fc.local_authorities for r in la.contacts.values()]
+    routes += [r for f in fc.forces for r in f.contacts.values()]
+    return [r.teams_webhook for r in routes if r.teams_webhook]
+
+
 def test_stack_has_broker_database_services_sink_and_prometheus(compose):
     names = set(compose["services"])
     assert {"rabbitmq", "postgres", "sink", "prometheus", *SERVICES} <= names
@@ -80,9 +103,9 @@ def test_service_hardening_ports_and_dependencies(compose, name):
     assert "/tmp" in svc["tmpfs"]
     assert svc["user"].split(":")[0] == "10001"
     assert svc["cap_drop"] == ["ALL"]
-    (port,) = svc["ports"]
-    host_ip, host_port, container_port = port.split(":")
-    assert int(container_port) == DEFAULT_PORTS[name] and host_ip == "127.0.0.1"
+    port = DEFAULT_PORTS[name]
+    assert f"127.0.0.1:{port}:{port}" in published(compose, name)
+    assert all(p.startswith("127.0.0.1:") for p in published(compose, name))
     assert any(v.endswith(":/var/lib/safeguard") for v in svc["volumes"])
     for dep, cond in svc["depends_on"].items():
         assert cond["condition"] == "service_healthy"
@@ -107,8 +130,9 @@ def test_environment_is_read_by_the_code_and_consistent(compose, dev_setup, name
     assert amqp.hostname == "rabbitmq" and amqp.port == 5672
     assert (amqp.username, amqp.password) == (rmq["RABBITMQ_DEFAULT_USER"], rmq["RABBITMQ_DEFAULT_PASS"])
     if name == "notifier":
-        assert urlsplit(settings.smtp_url).hostname == "sink"
-        assert "notifier" in compose["services"] and "sink" in svc["depends_on"]
+        smtp = SmtpConfig.from_url(settings.smtp_url)
+        assert is_loopback_host(smtp.host) and not smtp.starttls_required, "the sink has no TLS"
+        assert netns_owner(compose, name) == "sink" and "sink" in svc["depends_on"]
     else:
         assert "SAFEGUARD_SMTP_URL" not in env, "only the notifier sends mail"
 
@@ -140,28 +164,89 @@ def _sink(compose):
     return build_parser().parse_args(argv[1:])
 
 
-def test_sink_listens_where_the_notifier_and_the_teams_webhooks_point(compose):
+def test_notifier_runs_in_the_sinks_network_namespace(compose):
+    """The notifier sends plain SMTP and plain-http Teams posts only to a loopback host,
+    and the sink has no TLS: so the notifier joins the sink's network namespace, where
+    127.0.0.1 is the sink. The sink owns the namespace (it has no dependencies; a
+    restarted notifier joins it again) and publishes the notifier's port too."""
+    services = compose["services"]
+    notifier, sink = services["notifier"], services["sink"]
+    assert notifier["network_mode"] == "service:sink"
+    dep = notifier["depends_on"]["sink"]
+    assert dep["condition"] == "service_healthy" and dep.get("restart") is True
+    assert "network_mode" not in sink and "notifier" not in (sink.get("depends_on") or {})
+    http = _sink(compose).http_port
+    assert {f"127.0.0.1:{http}:{http}", f"127.0.0.1:{DEFAULT_PORTS['notifier']}:{DEFAULT_PORTS['notifier']}"} \
+        <= set(sink["ports"])
+    assert "notifier" in sink["networks"]["default"]["aliases"], "`notifier` still names the notifier"
+    # what compose refuses (or silently ignores) for a service in another's namespace
+    for name, svc in services.items():
+        if netns_owner(compose, name) != name:
+            owner = netns_owner(compose, name)
+            assert netns_owner(compose, owner) == owner, f"{name}: no chains of namespaces"
+            for key in ("ports", "expose", "networks", "hostname", "dns", "links", "extra_hosts", "mac_address"):
+                assert key not in svc, f"{name} is in {owner}'s network namespace: no `{key}` of its own"
+            assert owner in svc["depends_on"], f"{name} depends on {owner}, whose namespace it joins"
+
+
+def test_sink_listens_where_the_notifier_and_the_teams_webhooks_point(compose, dev_setup):
     sink = _sink(compose)
-    assert sink.host == "0.0.0.0"
+    assert sink.host == "0.0.0.0", "a published port arrives on the container's address, not 127.0.0.1"
     smtp = urlsplit(env_of(compose["services"]["notifier"])["SAFEGUARD_SMTP_URL"])
-    assert (smtp.hostname, smtp.port) == ("sink", sink.smtp_port)
-    assert f"127.0.0.1:{sink.http_port}:{sink.http_port}" in compose["services"]["sink"]["ports"]
+    assert (smtp.hostname, smtp.port) == ("127.0.0.1", sink.smtp_port)
+    for url in dev_webhooks(dev_setup):
+        w = urlsplit(url)
+        assert (w.hostname, w.port) == ("127.0.0.1", sink.http_port) and w.path.startswith("/teams/")
+    assert f"127.0.0.1:{sink.http_port}:{sink.http_port}" in published(compose, "sink")
     assert str(sink.http_port) in " ".join(compose["services"]["sink"]["healthcheck"]["test"])
+
+
+def test_every_url_the_notifier_gets_for_the_sink_is_loopback(compose, dev_setup):
+    """By the notifier's own rules (is_loopback_host and the channels' checks): plain SMTP
+    without STARTTLS and plain http are allowed only to a loopback host, so anything the
+    compose notifier is given for the sink must be one, or mail and cards fail."""
+    env = env_of(compose["services"]["notifier"])
+    smtp = SmtpConfig.from_url(env["SAFEGUARD_SMTP_URL"])
+    assert not smtp.implicit_tls and is_loopback_host(smtp.host)
+    assert not smtp.starttls_required
+    webhooks = dev_webhooks(dev_setup)
+    assert webhooks, "the dev contacts have Teams webhooks"
+    for url in webhooks:
+        assert urlsplit(url).scheme == "http" and is_loopback_host(urlsplit(url).hostname), url
+        assert valid_webhook(url), url
+    if NOTIFY_URL_ENV in env:  # a stand-in for GOV.UK Notify would be the sink too
+        assert _https_or_loopback(env[NOTIFY_URL_ENV])
+    # and the rule still bites: the sink's compose name is not loopback
+    assert not is_loopback_host("sink")
+    assert SmtpConfig.from_url(f"smtp://sink:{smtp.port}").starttls_required
+    assert not valid_webhook(f"http://sink:{_sink(compose).http_port}/teams/x")
 
 
 def test_init_secrets_writes_a_container_ready_setup(compose, dev_setup):
     text = (dev_setup / "safeguard.toml").read_text()
-    fc = load_file_config(dev_setup / "safeguard.toml")
-    routes = [r for la in fc.local_authorities for r in la.contacts.values()]
-    routes += [r for f in fc.forces for r in f.contacts.values()]
-    webhooks = [urlsplit(r.teams_webhook) for r in routes if r.teams_webhook]
-    assert webhooks, "the dev contacts have Teams webhooks"
-    for w in webhooks:
-        assert (w.hostname, w.port) == ("sink", _sink(compose).http_port) and w.path.startswith("/teams/")
-    assert "127.0.0.1" not in text.split("[services.")[1], "no contact route points inside its own container"
+    assert "sink:" not in text, "Teams webhooks point at 127.0.0.1: the notifier shares the sink's namespace"
     assert stat.S_IMODE(dev_setup.stat().st_mode) == 0o700
     for key in (dev_setup / "keys").iterdir():
         assert stat.S_IMODE(key.stat().st_mode) == 0o644, key  # readable by uid 10001 in the container
+
+
+def test_init_secrets_mends_a_kept_setup_with_sink_webhooks(dev_setup, tmp_path):
+    """A set-up written before the notifier joined the sink's namespace points its Teams
+    webhooks at http://sink:8026/..., which the notifier refuses; init-secrets.sh keeps the
+    set-up (no --force) but points them back at 127.0.0.1."""
+    import shutil
+
+    out = tmp_path / "secrets"
+    shutil.copytree(dev_setup, out)
+    toml = out / "safeguard.toml"
+    toml.write_text(toml.read_text().replace("http://127.0.0.1:8026/teams/", "http://sink:8026/teams/"))
+    keys_before = {k.name: k.read_bytes() for k in (out / "keys").iterdir()}
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"}
+    proc = subprocess.run(["bash", str(m.COMPOSE / "init-secrets.sh"), str(out)],
+                          capture_output=True, text=True, timeout=60, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert toml.read_text() == (dev_setup / "safeguard.toml").read_text()
+    assert {k.name: k.read_bytes() for k in (out / "keys").iterdir()} == keys_before
 
 
 def test_prometheus_scrapes_the_three_metrics_endpoints(compose):
@@ -173,6 +258,19 @@ def test_prometheus_scrapes_the_three_metrics_endpoints(compose):
                 targets[t] = job.get("metrics_path", "/metrics")
     for svc in SERVICES:
         assert targets.get(f"{svc}:{DEFAULT_PORTS[svc]}") == "/metrics", svc
+    # every target host is a name on the compose network: a service with a network of its
+    # own, or an alias the owner of a shared namespace answers to for the service in it
+    names = {}
+    for name, svc in compose["services"].items():
+        if netns_owner(compose, name) == name:
+            names[name] = name
+            for net in (svc.get("networks") or {}).values():
+                names.update({a: name for a in (net or {}).get("aliases", [])})
+    for t in targets:
+        host = t.split(":")[0]
+        assert host in names, f"Prometheus scrapes {t}: no such name on the compose network"
+        if host in compose["services"]:
+            assert names[host] == netns_owner(compose, host), t
     mounted = {c["target"] for c in compose["services"]["prometheus"]["configs"]}
     assert set(prom["rule_files"]) <= mounted
     rules = yaml.safe_load((m.COMPOSE.parent / "observability" / "prometheus-rules.yaml").read_text())

@@ -224,6 +224,28 @@ def test_env_is_known_ordered_and_loads(built, deployments, secrets_example, svc
         assert ops_token(settings, seen) == "OPS-DASHBOARD-CODE-AT-LEAST-16-CHARS"
 
 
+def test_notifier_needs_no_loopback_exception(built, deployments, secrets_example, tmp_path):
+    """No dev sink in the cluster: the notifier pod is one container (a sink would have to be a
+    sidecar, reached at 127.0.0.1), and its SMTP relay and Teams webhooks are ones the notifier
+    accepts for a host that is not loopback: smtps:// (or smtp:// with STARTTLS), https."""
+    from services.notifier.adapters.channels.base import is_loopback_host
+    from services.notifier.adapters.channels.email import SmtpConfig
+    from services.notifier.adapters.channels.teams import valid_webhook
+
+    pod = deployments["notifier"]["spec"]["template"]["spec"]
+    assert [c["name"] for c in pod["containers"]] == ["notifier"] and not pod.get("initContainers")
+    ref = _env(_container(deployments["notifier"]))["SAFEGUARD_SMTP_URL"]["valueFrom"]["secretKeyRef"]
+    smtp = SmtpConfig.from_url(secrets_example[ref["name"]]["stringData"][ref["key"]])
+    assert not is_loopback_host(smtp.host) and (smtp.implicit_tls or smtp.starttls_required)
+    (cm,) = [d for d in built if d["kind"] == "ConfigMap"]
+    toml = tmp_path / "safeguard.toml"
+    toml.write_text(cm["data"]["safeguard.toml"])
+    fc = load_file_config(toml)
+    routes = [r for org in (*fc.local_authorities, *fc.forces) for r in org.contacts.values()]
+    for url in (r.teams_webhook for r in routes if r.teams_webhook):
+        assert url.startswith("https://") and valid_webhook(url), url
+
+
 def test_services_and_pdbs_match_deployments(built, deployments):
     services, pdbs = m.by_kind(built, "Service"), m.by_kind(built, "PodDisruptionBudget")
     for svc, dep in deployments.items():
