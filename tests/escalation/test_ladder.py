@@ -1,11 +1,10 @@
 """The pure escalation ladder and alert rules (DESIGN §4): no I/O."""
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from types import SimpleNamespace
 
 from services.escalation.domain import alerts, ladder
-from shared.clock import LONDON
 from shared.config import EscalationTimings
 from shared.messages import Holding
 from shared.worktime import WorkingCalendar
