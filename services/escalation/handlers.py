@@ -24,7 +24,7 @@ from services.escalation.domain import ladder
 from services.escalation.domain.timers import MissingRecord, UnknownTimerKind
 from shared.messages import (
     DEADLINE_EVENTS, AlertAcknowledged, AlertEscalated, AlertRaised, ChecksCompleted, FeedbackReleased,
-    ReferralAcknowledged, ReferralClosed, ReferralDecided, ReferralEvent, ReferralReceived,
+    ReferralAcknowledged, ReferralClosed, ReferralDecided, ReferralEvent, ReferralReceived, StrategyDiscussionRecorded,
 )
 
 
@@ -48,14 +48,18 @@ async def on_received(conn: AsyncConnection, ev: ReferralReceived, ctx: Context,
     if row.received_at is not None:  # the same referral again under another message id
         await audit(conn, "referral.received", ev.reference, now, outcome="duplicate")
         return
+    plan = ladder.plan_receipt(ev, ctx.settings.calendar(ev.la_code), ctx.timings,
+                               acknowledged=row.acknowledged_at is not None, decided=row.decided_at is not None,
+                               checks_done=row.checks_completed_at is not None, closed=row.closed_at is not None,
+                               strategy_done=row.strategy_recorded_at is not None,
+                               configured=_configured(ctx, ev.la_code))
+    strategy = [t.due_at for t in plan.timers if t.kind == ladder.STRATEGY_BREACH]
     referral = await repo.update_referral(
         conn, ev.referral_id, now, reference=ev.reference, force=ev.force, la_code=ev.la_code,
         received_at=ev.received_at, out_of_hours=ev.out_of_hours, immediate_risk=ev.immediate_risk,
         acknowledge_by=ev.acknowledge_by, checks_due_by=ev.checks_due_by,
-        holding=_holding_after(ev.holding.model_dump(), checks_done=row.checks_completed_at is not None))
-    plan = ladder.plan_receipt(ev, ctx.settings.calendar(ev.la_code), ctx.timings,
-                               acknowledged=row.acknowledged_at is not None, decided=row.decided_at is not None,
-                               checks_done=row.checks_completed_at is not None, closed=row.closed_at is not None)
+        holding=_holding_after(ev.holding.model_dump(), checks_done=row.checks_completed_at is not None),
+        **({"strategy_by": strategy[0]} if strategy else {}))
     await audit(conn, "referral.received", ev.reference, now, detail={
         "out_of_hours": ev.out_of_hours, "immediate_risk": ev.immediate_risk, "timers": len(plan.timers),
         "alerts": list(plan.alerts), "acknowledge_by": ev.acknowledge_by.isoformat(),
@@ -86,11 +90,54 @@ async def on_decided(conn: AsyncConnection, ev: ReferralDecided, ctx: Context, n
         await audit(conn, "clock.stopped", ev.reference, now, outcome="duplicate", detail={"clock": "decide_by"})
         return
     cancelled = await repo.cancel_timers(conn, ev.referral_id, ladder.DECIDE_KINDS)
-    await repo.update_referral(conn, ev.referral_id, now, decided_at=ev.at, pathway=ev.pathway)
+    referral = await repo.update_referral(conn, ev.referral_id, now, decided_at=ev.at, pathway=ev.pathway)
     metrics.count_deadline_met("decide_by", row.acknowledge_by, ev.at)
     await audit(conn, "referral.decided", ev.reference, now, detail={"pathway": ev.pathway, **_early(row)})
     await audit(conn, "clock.stopped", ev.reference, now,
                 detail={"clock": "decide_by", "cancelled": cancelled, **_early(row)})
+    if ev.pathway == "immediate_protection" and row.strategy_by is None and row.closed_at is None:
+        await _immediate_safety(conn, ctx, referral, ev.at, now)
+
+
+async def _immediate_safety(conn: AsyncConnection, ctx: Context, referral: Row[Any], raised_at: datetime,
+                            now: datetime) -> None:
+    """An LA decision `immediate_protection`: the same alert, requests and strategy-discussion
+    clock as a submitter's `immediate_risk` (DESIGN §4), in or out of hours as it is now."""
+    in_hours = ctx.settings.calendar(referral.la_code).is_working_time(raised_at)
+    notes, alerts = ladder.immediate_safety(in_hours, _configured(ctx, referral.la_code))
+    timers = ladder.strategy_timers(raised_at, ctx.timings)
+    referral = await repo.update_referral(conn, referral.referral_id, now, strategy_by=timers[-1].due_at)
+    for note in notes:
+        await notify(conn, referral, note.template, note.audience, now, priority=note.priority)
+    for kind in alerts:
+        await raise_alert(conn, ctx, referral, kind, now)
+    await repo.add_timers(conn, referral.referral_id, referral.reference, timers, now)
+    await audit(conn, "strategy_discussion.requested", referral.reference, now,
+                detail={"by": timers[-1].due_at.isoformat(), "in_hours": in_hours, "notifications": len(notes)})
+
+
+async def on_strategy_discussion_recorded(conn: AsyncConnection, ev: StrategyDiscussionRecorded, ctx: Context,
+                                          now: datetime) -> None:
+    row = await _ensure(conn, ev, now)
+    if row.strategy_recorded_at is not None:
+        await audit(conn, "clock.stopped", ev.reference, now, outcome="duplicate",
+                    detail={"clock": "strategy_discussion_by"})
+        return
+    cancelled = await repo.cancel_timers(conn, ev.referral_id, ladder.STRATEGY_KINDS)
+    values: dict[str, Any] = {"strategy_recorded_at": ev.at}
+    if ev.family_contact_lifted and row.holding is not None:
+        values["holding"] = {**row.holding, "no_family_contact": False}
+    await repo.update_referral(conn, ev.referral_id, now, **values)
+    metrics.count_deadline_met("strategy_discussion_by", row.strategy_by, ev.at)
+    await audit(conn, "clock.stopped", ev.reference, now, detail={
+        "clock": "strategy_discussion_by", "cancelled": cancelled, "decision": ev.decision,
+        "family_contact_lifted": ev.family_contact_lifted, **_early(row)})
+
+
+def _configured(ctx: Context, la_code: str) -> frozenset[str]:
+    """The LA's configured contacts as audiences (`la:<name>`), for the optional ones."""
+    la = ctx.settings.local_authority(la_code)
+    return frozenset(f"la:{name}" for name in la.contacts) if la is not None else frozenset()
 
 
 async def on_checks_completed(conn: AsyncConnection, ev: ChecksCompleted, ctx: Context, now: datetime) -> None:

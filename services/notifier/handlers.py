@@ -11,6 +11,7 @@ handler is `entrypoints/amqp.py:dispatch`.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 from services.notifier.adapters import effects, repository as repo
 from services.notifier.adapters.rendering import RenderError
@@ -20,7 +21,9 @@ from services.notifier.domain import recipients
 from services.notifier.domain.guard import HoldRecord, decide
 from services.notifier.domain.lifecycle import Status, is_final
 from services.notifier.domain.recipients import FALLBACK, NO_TARGET, ResolutionError, Target
-from shared.messages import ChecksCompleted, FeedbackReleased, NotificationRequested, ReferralReceived
+from shared.messages import (
+    ChecksCompleted, FeedbackReleased, NotificationRequested, ReferralEvent, ReferralReceived, StrategyDiscussionRecorded,
+)
 
 
 class HoldRecordBehind(Exception):
@@ -49,11 +52,19 @@ async def on_feedback_released(ev: FeedbackReleased, ctx: Context) -> None:
 
 
 async def on_checks_completed(ev: ChecksCompleted, ctx: Context) -> None:
+    await _update_hold(ev, ctx, HoldRecord.on_checks_completed)
+
+
+async def on_strategy_discussion(ev: StrategyDiscussionRecorded, ctx: Context) -> None:
+    await _update_hold(ev, ctx, lambda rec: rec.on_strategy_discussion(family_contact_lifted=ev.family_contact_lifted))
+
+
+async def _update_hold(ev: ReferralEvent, ctx: Context, change: Callable[[HoldRecord], HoldRecord]) -> None:
     now = ctx.clock()
     async with ctx.engine.begin() as conn:
         old = await repo.load_hold(conn, ev.referral_id)
         # Seen before its receipt: every other hold is assumed until the receipt says otherwise.
-        new = (old or HoldRecord(ev.referral_id, True, True)).on_checks_completed()
+        new = change(old or HoldRecord(ev.referral_id, True, True))
         if new != old:
             await repo.save_hold(conn, new, ev.reference, now)
             await effects.hold_updated(conn, new, ev.reference, now)

@@ -70,7 +70,7 @@ SERVICE_QUEUES: tuple[QueueSpec, ...] = (
     # The notifier also keeps its own record of holding instructions (DESIGN §4).
     QueueSpec(NOTIFIER_REQUESTS, EVENTS,
               ("notification.requested", "referral.received", "referral.checks_completed",
-               "referral.feedback_released")),
+               "referral.strategy_discussion_recorded", "referral.feedback_released")),
     QueueSpec(OPS_ALERTS, ALERTS, ("ops.#",)),
     QueueSpec(OPS_EVENTS, EVENTS, ("notification.sent", "notification.failed", "deadline.*", "alert.*")),
 )

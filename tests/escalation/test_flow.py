@@ -14,6 +14,7 @@ from services.escalation.adapters.tables import alerts, audit, referrals, timers
 from shared.clock import ManualClock
 from shared.messages import (
     ChecksCompleted, ControlRoomAlert, FeedbackReleased, ReferralAcknowledged, ReferralClosed, ReferralDecided,
+    StrategyDiscussionRecorded,
 )
 from tests.factories import london, referral_event, referral_received
 
@@ -67,8 +68,11 @@ async def test_immediate_risk_out_of_hours_and_in_hours(esc):
         assert await esc.take("control-room.dev-force", timeout=0.5) == []  # in hours: no control-room alert
         notes = await esc.notes()
         urgent = sorted((n["reference"], n["audience"]) for n in notes if n["priority"] == "urgent")
-        assert urgent == sorted([(night.reference, "la:emergency_duty_team"), (day.reference, "la:duty_manager"),
-                                 (day.reference, "force:ctp_prevent"), (day.reference, "force:police_mash")])
+        assert urgent == sorted([(night.reference, "la:emergency_duty_team"),
+                                 (night.reference, "force:ctp_prevent_out_of_hours"),
+                                 (day.reference, "la:duty_manager"), (day.reference, "force:ctp_prevent"),
+                                 (day.reference, "force:police_mash"), (day.reference, "la:health_safeguarding"),
+                                 (day.reference, "la:nspcc")])  # the dev config has an NSPCC contact
         assert {n["template"] for n in notes if n["priority"] == "urgent"} == {"immediate_safety"}
 
 
@@ -206,3 +210,52 @@ async def test_a_hold_still_on_at_its_review_date_reminds_ctp_prevent_and_a_lift
         assert [(n["reference"], n["audience"]) for n in notes] == [(held.reference, "force:ctp_prevent")]
         states = {r.referral_id: r.status for r in await esc.rows(select(timers).where(timers.c.kind == "hold_review"))}
         assert states == {held.referral_id: "fired", lifted.referral_id: "cancelled"}
+
+
+async def test_an_immediate_protection_decision_asks_for_a_strategy_discussion_and_runs_its_clock(esc):
+    esc.clock = ManualClock(london(2026, 11, 2, 10, 30))  # Monday, in hours
+    async with esc.app() as server:
+        late, recorded = referral_received(london(2026, 11, 2, 10)), referral_received(london(2026, 11, 2, 10))
+        for ev in (late, recorded):
+            await esc.wait_processed(await esc.publish(ev))
+            await esc.wait_processed(await esc.publish(referral_event(ReferralAcknowledged, ev, london(2026, 11, 2, 10, 20),
+                                                                      client_id="dev-social-care")))
+            await esc.wait_processed(await esc.publish(referral_event(ReferralDecided, ev, london(2026, 11, 2, 10, 30),
+                                                                      pathway="immediate_protection")))
+        await esc.settle()
+        urgent = sorted((n["reference"], n["audience"]) for n in await esc.notes() if n["template"] == "immediate_safety")
+        asked = ["force:ctp_prevent", "force:police_mash", "la:duty_manager", "la:health_safeguarding", "la:nspcc"]
+        assert urgent == sorted((ev.reference, a) for ev in (late, recorded) for a in asked)
+        assert await esc.take("control-room.dev-force", timeout=0.5) == []  # in hours: no control-room alert
+        await esc.wait_processed(await esc.publish(StrategyDiscussionRecorded(
+            referral_id=recorded.referral_id, reference=recorded.reference, force=recorded.force,
+            la_code=recorded.la_code, at=london(2026, 11, 2, 10, 50), held_at=london(2026, 11, 2, 10, 45),
+            agencies=("local_authority", "police", "ctp_prevent"), legal_advice_sought=True,
+            decision="section_47_enquiry", parents_informed=True, family_contact_lifted=True)))
+        [row] = await esc.rows(select(referrals).where(referrals.c.referral_id == recorded.referral_id))
+        assert row.strategy_by == london(2026, 11, 2, 11, 30) and row.holding["no_family_contact"] is False
+        esc.clock.set(london(2026, 11, 2, 11, 31))
+        await esc.fire(server)
+        notes = [n for n in await esc.notes() if n["template"].startswith("strategy")]
+        assert sorted((n["reference"], n["template"], n["audience"]) for n in notes) == sorted([
+            (late.reference, "strategy_reminder", "la:duty_manager"),
+            (late.reference, "strategy_reminder", "la:emergency_duty_team"),
+            (late.reference, "strategy_breach", "la:head_of_service"),
+            (late.reference, "strategy_breach", "force:ctp_prevent_lead")])
+        assert all(n["times"]["strategy_discussion_by"] for n in notes)
+        ops = [b for k, b in await esc.take_json("ops.events", timeout=2) if k == "deadline.breached"]
+        assert [(b["reference"], b["clock"]) for b in ops] == [(late.reference, "strategy_discussion_by")]
+
+
+async def test_an_immediate_protection_decision_out_of_hours_alerts_the_control_room(esc):
+    esc.clock = ManualClock(london(2026, 11, 2, 22))  # Monday night
+    async with esc.app():
+        ev = referral_received(london(2026, 11, 2, 14))
+        await esc.wait_processed(await esc.publish(ev))
+        await esc.wait_processed(await esc.publish(referral_event(ReferralDecided, ev, london(2026, 11, 2, 22),
+                                                                  pathway="immediate_protection")))
+        [alert] = await esc.take("control-room.dev-force", timeout=5)
+        body = ControlRoomAlert.model_validate_json(alert.body)
+        assert (body.kind, body.reference) == ("immediate_safety", ev.reference)
+        urgent = sorted(n["audience"] for n in await esc.notes() if n["template"] == "immediate_safety")
+        assert urgent == ["force:ctp_prevent_out_of_hours", "la:emergency_duty_team"]

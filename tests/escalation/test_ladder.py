@@ -1,11 +1,10 @@
 """The pure escalation ladder and alert rules (DESIGN §4): no I/O."""
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from types import SimpleNamespace
 
 from services.escalation.domain import alerts, ladder
-from shared.clock import LONDON
 from shared.config import EscalationTimings
 from shared.messages import Holding
 from shared.worktime import WorkingCalendar
@@ -54,14 +53,37 @@ def test_immediate_risk_in_hours_asks_for_a_strategy_discussion_now_without_a_co
     assert plan.alerts == []
     urgent = [(n.template, n.audience) for n in plan.notifications if n.priority == "urgent"]
     assert urgent == [("immediate_safety", "la:duty_manager"), ("immediate_safety", "force:ctp_prevent"),
-                      ("immediate_safety", "force:police_mash")]
+                      ("immediate_safety", "force:police_mash"), ("immediate_safety", "la:health_safeguarding")]
+    with_nspcc = ladder.plan_receipt(referral_received(london(2026, 11, 2, 11), immediate_risk=True), CAL, T,
+                                     configured={"la:nspcc", "la:mash_team"})
+    assert ("immediate_safety", "la:nspcc") in [(n.template, n.audience) for n in with_nspcc.notifications]
+    # The strategy-discussion clock: 60 minutes of wall-clock time, reminder at half time.
+    assert [x for x in timers(plan) if x[0].startswith("strategy")] == [
+        ("strategy_reminder", 1, london(2026, 11, 2, 11, 30)), ("strategy_breach", 1, london(2026, 11, 2, 12))]
+    assert not [t for t in ladder.plan_receipt(referral_received(london(2026, 11, 2, 11), immediate_risk=True), CAL,
+                                               T, strategy_done=True).timers if t.kind.startswith("strategy")]
 
 
-def test_immediate_risk_out_of_hours_alerts_the_control_room_and_the_emergency_duty_team_once():
+def test_immediate_risk_out_of_hours_alerts_the_control_room_and_the_out_of_hours_contacts_once():
     plan = ladder.plan_receipt(referral_received(london(2026, 11, 2, 22), immediate_risk=True), CAL, T)
     assert plan.alerts == ["immediate_safety"]  # not also an out_of_hours_concern
     urgent = [(n.template, n.audience) for n in plan.notifications if n.priority == "urgent"]
-    assert urgent == [("immediate_safety", "la:emergency_duty_team")]
+    assert urgent == [("immediate_safety", "la:emergency_duty_team"),
+                      ("immediate_safety", "force:ctp_prevent_out_of_hours")]
+    assert [x for x in timers(plan) if x[0] == "strategy_breach"] == [("strategy_breach", 1, london(2026, 11, 2, 23))]
+    assert not [t for t in ladder.plan_receipt(referral_received(london(2026, 11, 2, 22)), CAL, T).timers
+                if t.kind.startswith("strategy")]  # no immediate risk: no strategy clock
+
+
+def test_an_la_immediate_protection_decision_is_the_same_immediate_safety_concern():
+    receipt = ladder.plan_receipt(referral_received(london(2026, 11, 2, 11), immediate_risk=True), CAL, T)
+    assert ladder.immediate_safety(True) == (receipt.notifications[2:], [])
+    notes, alerts = ladder.immediate_safety(False)
+    assert alerts == ["immediate_safety"] and {n.audience for n in notes} == set(ladder.STRATEGY_OUT_OF_HOURS)
+    row = SimpleNamespace(closed_at=None, strategy_recorded_at=None)
+    assert not ladder.clock_stopped("strategy_breach", row)
+    row.strategy_recorded_at = london(2026, 11, 2, 11, 40)
+    assert ladder.clock_stopped("strategy_reminder", row)
 
 
 def test_events_before_the_receipt_stop_their_clocks_before_they_start():

@@ -46,6 +46,15 @@ def test_a_refusal_waits_only_when_the_record_may_be_behind_the_request():
     assert not verdict(record=kept).allowed and not verdict(record=kept).wait  # a release kept the hold: final
 
 
+def test_a_qualifying_strategy_discussion_lifts_the_family_hold_and_a_later_release_tells_guardians():
+    assert HELD.on_strategy_discussion(family_contact_lifted=False) == HELD
+    lifted = HELD.on_strategy_discussion(family_contact_lifted=True)
+    assert (lifted.no_family_contact, lifted.no_further_sharing) == (False, True)
+    assert not verdict(record=lifted).allowed  # no feedback released yet
+    released = lifted.on_feedback_released(family_contact_lifted=False, audiences=("social_care", "referrer", "guardians"))
+    assert verdict(record=released).allowed
+
+
 def test_the_checks_outcome_lifts_no_further_sharing_and_nothing_else():
     after = HELD.on_checks_completed()
     assert (after.no_further_sharing, after.no_family_contact, after.guardians_released) == (False, True, False)

@@ -12,6 +12,7 @@ from tests.support.documents import objects
 
 TIMES = {"received_at": datetime(2026, 12, 24, 15, tzinfo=UTC), "acknowledge_by": datetime(2026, 12, 29, 15, tzinfo=UTC),
          "decide_by": datetime(2026, 12, 29, 15, tzinfo=UTC),
+         "strategy_discussion_by": datetime(2026, 12, 24, 16, tzinfo=UTC),
          "checks_due_by": datetime(2027, 1, 21, 15, tzinfo=UTC)}
 PAIRS = [(t, k) for t, kinds in TEMPLATES.items() for k in kinds]
 

@@ -6,6 +6,7 @@ looks them up in its own table. The two services never import each other, so thi
 """
 from __future__ import annotations
 
+from datetime import timedelta
 from types import SimpleNamespace
 
 import pytest
@@ -38,8 +39,9 @@ def test_the_notifier_renders_what_escalation_requests(template, audience):
     kind = audience_kind(audience)
     assert renderer.supports(template, kind), f"notifier has no {template}.{kind} template"
     ev = referral_received(london(2026, 11, 2, 14))
-    times = referral_times(SimpleNamespace(received_at=ev.received_at, acknowledge_by=ev.acknowledge_by,
-                                           checks_due_by=ev.checks_due_by))  # as escalation sends them
+    times = referral_times(SimpleNamespace(  # as escalation sends them (a strategy discussion asked for)
+        received_at=ev.received_at, acknowledge_by=ev.acknowledge_by, checks_due_by=ev.checks_due_by,
+        strategy_by=ev.received_at + timedelta(hours=1), strategy_recorded_at=None))
     out = renderer.render(template=template, kind=kind, reference=ev.reference, times=times,
                           urgent=template in ("immediate_safety", "alert_escalated"))
     assert ev.reference in out.subject

@@ -60,6 +60,8 @@ def referral_times(referral: Row[Any]) -> dict[str, datetime]:
     times = {n: getattr(referral, n) for n in names if getattr(referral, n) is not None}
     if "acknowledge_by" in times:
         times["decide_by"] = times["acknowledge_by"]  # one working day to acknowledge and decide
+    if getattr(referral, "strategy_by", None) is not None and referral.strategy_recorded_at is None:
+        times["strategy_discussion_by"] = referral.strategy_by
     return times
 
 

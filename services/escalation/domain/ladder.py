@@ -8,6 +8,7 @@ intermediate steps are computed here on the LA's calendar.
 """
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -21,12 +22,19 @@ ACK_REMINDER, ACK_BREACH, ACK_HEAD_OF_SERVICE = "ack_reminder", "ack_breach", "a
 DECIDE_REMINDER, DECIDE_BREACH, DECIDE_HEAD_OF_SERVICE = "decide_reminder", "decide_breach", "decide_head_of_service"
 CHECKS_REMINDER, CHECKS_BREACH = "checks_reminder", "checks_breach"
 HOLD_REVIEW = "hold_review"  # the holding instructions' review_by: CTP Prevent is reminded a hold is on
+STRATEGY_REMINDER, STRATEGY_BREACH = "strategy_reminder", "strategy_breach"
 ALERT_REESCALATE = "alert_reescalate"
 ACK_KINDS = (ACK_REMINDER, ACK_BREACH, ACK_HEAD_OF_SERVICE)
 DECIDE_KINDS = (DECIDE_REMINDER, DECIDE_BREACH, DECIDE_HEAD_OF_SERVICE)
 CHECKS_KINDS = (CHECKS_REMINDER, CHECKS_BREACH)
-TIMER_KINDS = (*ACK_KINDS, *DECIDE_KINDS, *CHECKS_KINDS, HOLD_REVIEW, ALERT_REESCALATE)
-BREACH_KINDS = (ACK_BREACH, DECIDE_BREACH, CHECKS_BREACH)  # the moment a clock is missed (metrics)
+STRATEGY_KINDS = (STRATEGY_REMINDER, STRATEGY_BREACH)
+TIMER_KINDS = (*ACK_KINDS, *DECIDE_KINDS, *STRATEGY_KINDS, *CHECKS_KINDS, HOLD_REVIEW, ALERT_REESCALATE)
+BREACH_KINDS = (ACK_BREACH, DECIDE_BREACH, STRATEGY_BREACH, CHECKS_BREACH)  # a clock missed (metrics)
+# Who is asked for an immediate strategy discussion (DESIGN §4), in and out of hours;
+# the NSPCC only where the LA configures a contact for it.
+STRATEGY_IN_HOURS = ("la:duty_manager", "force:ctp_prevent", "force:police_mash", "la:health_safeguarding")
+STRATEGY_OUT_OF_HOURS = ("la:emergency_duty_team", "force:ctp_prevent_out_of_hours")
+OPTIONAL_IN_HOURS = ("la:nspcc",)
 
 
 @dataclass(frozen=True)
@@ -64,12 +72,16 @@ TIMER_ACTIONS: dict[str, tuple[str, tuple[str, ...], str]] = {
     CHECKS_REMINDER: ("checks_reminder", ("force:ctp_prevent",), "deadline.reminder"),
     CHECKS_BREACH: ("checks_breach", ("force:ctp_prevent_lead", "la:team_manager"), "deadline.breached"),
     HOLD_REVIEW: ("hold_review", ("force:ctp_prevent",), "deadline.reminder"),
+    STRATEGY_REMINDER: ("strategy_reminder", ("la:duty_manager", "la:emergency_duty_team"), "deadline.reminder"),
+    STRATEGY_BREACH: ("strategy_breach", ("la:head_of_service", "force:ctp_prevent_lead"), "deadline.breached"),
 }
 CLOCK_OF = {**{k: "acknowledge_by" for k in ACK_KINDS}, **{k: "decide_by" for k in DECIDE_KINDS},
-            **{k: "checks_due_by" for k in CHECKS_KINDS}, HOLD_REVIEW: "holding_review_by"}
+            **{k: "checks_due_by" for k in CHECKS_KINDS}, HOLD_REVIEW: "holding_review_by",
+            **{k: "strategy_discussion_by" for k in STRATEGY_KINDS}}
 # Where each clock's deadline is stored: decide-by is acknowledge-by (DESIGN §4).
 # (The review date is not stored: its timer's own due time is the deadline.)
-DEADLINE_COLUMN = {"acknowledge_by": "acknowledge_by", "decide_by": "acknowledge_by", "checks_due_by": "checks_due_by"}
+DEADLINE_COLUMN = {"acknowledge_by": "acknowledge_by", "decide_by": "acknowledge_by", "checks_due_by": "checks_due_by",
+                   "strategy_discussion_by": "strategy_by"}
 
 
 def clock_stopped(kind: str, referral: Any) -> bool:
@@ -80,6 +92,8 @@ def clock_stopped(kind: str, referral: Any) -> bool:
         return referral.acknowledged_at is not None
     if kind in DECIDE_KINDS:
         return referral.decided_at is not None
+    if kind in STRATEGY_KINDS:
+        return referral.strategy_recorded_at is not None
     if kind == HOLD_REVIEW:
         holding = referral.holding or {}
         return not (holding.get("no_further_sharing") or holding.get("no_family_contact"))
@@ -125,9 +139,27 @@ def checks_timers(ev: ReferralReceived, calendar: WorkingCalendar, t: Escalation
     return out + [TimerSpec(CHECKS_BREACH, 1, ev.checks_due_by)]
 
 
+def immediate_safety(in_hours: bool, configured: Collection[str] = ()) -> tuple[list[Notify], list[AlertKind]]:
+    """An immediate-safety concern — the submitter's `immediate_risk` or an LA decision
+    `immediate_protection` (DESIGN §4): urgent strategy-discussion requests in hours; out
+    of hours the control-room alert and the out-of-hours contacts. `configured`: the
+    optional contacts the LA has (the NSPCC is asked only where configured)."""
+    if in_hours:
+        audiences = [*STRATEGY_IN_HOURS, *(a for a in OPTIONAL_IN_HOURS if a in configured)]
+        return [Notify("immediate_safety", a, "urgent") for a in audiences], []
+    return [Notify("immediate_safety", a, "urgent") for a in STRATEGY_OUT_OF_HOURS], ["immediate_safety"]
+
+
+def strategy_timers(raised_at: datetime, t: EscalationTimings) -> list[TimerSpec]:
+    """Strategy-discussion-by = raised + N minutes, wall clock: a reminder at half time, then the breach."""
+    by = raised_at + timedelta(minutes=t.strategy_discussion_minutes)
+    return [TimerSpec(STRATEGY_REMINDER, 1, raised_at + (by - raised_at) / 2), TimerSpec(STRATEGY_BREACH, 1, by)]
+
+
 def plan_receipt(
     ev: ReferralReceived, calendar: WorkingCalendar, timings: EscalationTimings, *,
     acknowledged: bool = False, decided: bool = False, checks_done: bool = False, closed: bool = False,
+    strategy_done: bool = False, configured: Collection[str] = (),
 ) -> Plan:
     """Timers and immediate actions for a receipt. Flags say what already happened
     (events that arrived before the receipt): their clocks are not started."""
@@ -135,15 +167,14 @@ def plan_receipt(
         return Plan()
     notes = [Notify("receipt", "la:mash_team"), Notify("referral_acknowledgement", "referrer", with_contacts=True)]
     alerts: list[AlertKind] = []
-    if ev.immediate_risk and not ev.out_of_hours:
-        notes += [Notify("immediate_safety", a, "urgent")
-                  for a in ("la:duty_manager", "force:ctp_prevent", "force:police_mash")]
-    elif ev.immediate_risk:
-        alerts.append("immediate_safety")
-        notes.append(Notify("immediate_safety", "la:emergency_duty_team", "urgent"))
+    timers: list[TimerSpec] = []
+    if ev.immediate_risk:
+        urgent, alerts = immediate_safety(not ev.out_of_hours, configured)
+        notes += urgent
+        timers += [] if strategy_done else strategy_timers(ev.received_at, timings)
     elif ev.out_of_hours:
         alerts.append("out_of_hours_concern")
-    timers = [] if acknowledged else ack_timers(ev, calendar, timings)
+    timers += [] if acknowledged else ack_timers(ev, calendar, timings)
     timers += [] if decided else decide_timers(ev, calendar, timings)
     timers += [] if checks_done else checks_timers(ev, calendar, timings)
     timers += hold_review_timer(ev, calendar)

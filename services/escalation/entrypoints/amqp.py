@@ -27,6 +27,7 @@ from shared.bus.dispatch import Dispatcher
 from shared.logging import bound_contextvars, get_logger
 from shared.messages import (
     ChecksCompleted, FeedbackReleased, ReferralAcknowledged, ReferralClosed, ReferralDecided, ReferralReceived,
+    StrategyDiscussionRecorded,
 )
 from shared.relay import OutboxRelay
 from shared.runtime import Runtime
@@ -40,6 +41,7 @@ DISPATCH: Dispatcher[EventHandler] = Dispatcher({
     ReferralReceived: handlers.on_received,
     ReferralAcknowledged: handlers.on_acknowledged,
     ReferralDecided: handlers.on_decided,
+    StrategyDiscussionRecorded: handlers.on_strategy_discussion_recorded,
     ChecksCompleted: handlers.on_checks_completed,
     FeedbackReleased: handlers.on_feedback_released,
     ReferralClosed: handlers.on_closed,

@@ -22,6 +22,7 @@ from shared.clock import LONDON
 CARD_LIMIT_BYTES = 20 * 1024
 TIME_LABELS = {
     "received_at": "Received", "acknowledge_by": "Acknowledge by", "decide_by": "Decide by",
+    "strategy_discussion_by": "Strategy discussion by",
     "checks_due_by": "CTP checks due by",
     "raised_at": "Raised", "due_at": "Due", "released_at": "Released",
 }
@@ -30,7 +31,8 @@ TEMPLATES: dict[str, tuple[str, ...]] = {
     "receipt": ("team",), "referral_acknowledgement": ("referrer",), "ack_reminder": ("team",),
     "ack_breach": ("team",), "ack_breach_escalated": ("team",), "decide_reminder": ("team",),
     "decide_breach": ("team",), "decide_breach_escalated": ("team",), "checks_reminder": ("team",),
-    "checks_breach": ("team",), "hold_review": ("team",),
+    "checks_breach": ("team",), "hold_review": ("team",), "strategy_reminder": ("team",),
+    "strategy_breach": ("team",),
     "immediate_safety": ("team",), "out_of_hours": ("team",), "feedback": ("team", "referrer", "guardians"),
     "alert_escalated": ("team",),  # escalation: a control-room alert nobody acknowledged, raised a level
 }
@@ -47,7 +49,8 @@ KIND_LABELS: dict[str, str] = {
     "checks_reminder": "Reminder: CTP checks", "checks_breach": "Overdue: CTP checks",
     "immediate_safety": "Immediate safety concern", "out_of_hours": "Out-of-hours concern",
     "feedback": "Feedback", "alert_escalated": "Escalated control-room alert",
-    "hold_review": "Review the holding instructions",
+    "hold_review": "Review the holding instructions", "strategy_reminder": "Reminder: strategy discussion",
+    "strategy_breach": "Overdue: strategy discussion",
 }
 
 

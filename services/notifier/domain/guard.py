@@ -44,6 +44,11 @@ class HoldRecord:
             guardians_released=self.guardians_released or (lifted and GUARDIANS in audiences),
         )
 
+    def on_strategy_discussion(self, *, family_contact_lifted: bool) -> "HoldRecord":
+        """A strategy discussion with CTP Prevent present and the parents informed lifts the
+        family-contact hold (intake decides and says so); guardians are then told feedback."""
+        return replace(self, no_family_contact=self.no_family_contact and not family_contact_lifted)
+
     def on_checks_completed(self) -> "HoldRecord":
         """DESIGN §4: the CTP checks outcome lifts no_further_sharing; nothing else."""
         return replace(self, no_further_sharing=False)

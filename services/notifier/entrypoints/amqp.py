@@ -20,7 +20,9 @@ from services.notifier.delivery import Delivery
 from shared import bus
 from shared.bus.dispatch import Dispatcher
 from shared.bus.topology import retry_queue_arguments
-from shared.messages import ChecksCompleted, FeedbackReleased, NotificationRequested, ReferralReceived, RetryCopy
+from shared.messages import (
+    ChecksCompleted, FeedbackReleased, NotificationRequested, ReferralReceived, RetryCopy, StrategyDiscussionRecorded,
+)
 from shared.runtime import Runtime
 
 
@@ -35,6 +37,11 @@ async def _received(ev: ReferralReceived, ctx: Context, _delivery: Delivery, _ms
 
 async def _checks_completed(ev: ChecksCompleted, ctx: Context, _delivery: Delivery, _msg: bus.BusMessage) -> None:
     await handlers.on_checks_completed(ev, ctx)
+
+
+async def _strategy_discussion(ev: StrategyDiscussionRecorded, ctx: Context, _delivery: Delivery,
+                               _msg: bus.BusMessage) -> None:
+    await handlers.on_strategy_discussion(ev, ctx)
 
 
 async def _feedback_released(ev: FeedbackReleased, ctx: Context, _delivery: Delivery, _msg: bus.BusMessage) -> None:
@@ -53,6 +60,7 @@ NotifierHandler = Callable[..., Awaitable[None]]  # (message of the model, ctx, 
 DISPATCH: Dispatcher[NotifierHandler] = Dispatcher({
     ReferralReceived: _received,
     ChecksCompleted: _checks_completed,
+    StrategyDiscussionRecorded: _strategy_discussion,
     FeedbackReleased: _feedback_released,
     NotificationRequested: _requested,
     RetryCopy: _retried,
