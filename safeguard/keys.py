@@ -73,7 +73,8 @@ def render_config(keys: Path) -> str:
         "[local_authorities.working_hours]", 'start = "09:00:00"', 'end = "17:00:00"',
         "[local_authorities.contacts]",
         *(f"{role} = {_route(role.replace('_', '-'), la_domain)}"
-          for role in ("mash_team", "duty_manager", "team_manager", "head_of_service", "emergency_duty_team")),
+          for role in ("mash_team", "duty_manager", "team_manager", "head_of_service", "emergency_duty_team",
+                       "health_safeguarding", "nspcc")),
         "",
     ]
     force_domain = "dev-force.example"
@@ -82,7 +83,8 @@ def render_config(keys: Path) -> str:
         f'sealing_keys = [{{ key_id = "{force}-1", public_key = "{force_pub}" }}]',
         "[forces.contacts]",
         *(f"{role} = {_route(role.replace('_', '-'), force_domain)}"
-          for role in ("police_mash", "ctp_prevent", "ctp_prevent_lead", "control_room", "duty_inspector")),
+          for role in ("police_mash", "ctp_prevent", "ctp_prevent_lead", "ctp_prevent_out_of_hours", "control_room",
+                       "duty_inspector")),
         "",
     ]
     for client_id, role, org in DEV_CLIENTS:

@@ -98,6 +98,7 @@ class EscalationTimings(_Model):
     ack_reminder_before_hours: float = 1.0
     ack_head_of_service_after_hours: float = 1.0
     checks_reminder_days: tuple[int, ...] = (21, 27)
+    strategy_discussion_minutes: float = Field(default=60.0, gt=0, le=24 * 60)  # wall clock, in and out of hours
     alert_reescalate_minutes: float = 10.0
     alert_levels: tuple[str, ...] = ("control_room", "duty_inspector", "superintendent")
 

@@ -26,6 +26,8 @@ AgeBand = Literal["0-10", "11-15", "16-17"]
 Pathway = Literal["immediate_protection", "section_47", "section_17", "early_help", "no_further_action"]
 ChecksOutcome = Literal["suitable_for_prevent", "not_suitable", "channel_referral", "police_led"]
 AlertKind = Literal["out_of_hours_concern", "immediate_safety", "deadline_breach"]
+Agency = Literal["local_authority", "police", "ctp_prevent", "health", "nspcc", "other"]
+StrategyDecision = Literal["immediate_safeguarding_action", "section_47_enquiry", "no_immediate_action"]
 
 
 class Message(BaseModel):
@@ -91,6 +93,18 @@ class FeedbackReleased(ReferralEvent):
     family_contact_lifted: bool  # this release lifted the family-contact hold
     audiences: tuple[Literal["social_care", "referrer", "guardians"], ...]
     contacts_sealed: dict[str, Any] | None = None  # sealed envelope; the notifier opens it
+
+
+class StrategyDiscussionRecorded(ReferralEvent):
+    """intake: the LA recorded the strategy discussion (its notes stay sealed in intake)."""
+
+    routing_key: ClassVar[str] = "referral.strategy_discussion_recorded"
+    held_at: datetime
+    agencies: tuple[Agency, ...] = Field(min_length=1, max_length=6)
+    legal_advice_sought: bool
+    decision: StrategyDecision
+    parents_informed: bool
+    family_contact_lifted: bool  # with ctp_prevent present and the parents informed (DESIGN §4)
 
 
 class ReferralClosed(ReferralEvent):
@@ -220,8 +234,8 @@ DEADLINE_EVENTS: dict[str, type[DeadlineEvent]] = {
 CATALOGUE: dict[str, type[Message]] = {
     m.routing_key: m
     for m in (
-        ReferralReceived, ReferralAcknowledged, ReferralDecided, ChecksCompleted, FeedbackReleased,
-        ReferralClosed, NotificationRequested, NotificationSent, NotificationFailed, DeadlineReminder,
+        ReferralReceived, ReferralAcknowledged, ReferralDecided, StrategyDiscussionRecorded, ChecksCompleted,
+        FeedbackReleased, ReferralClosed, NotificationRequested, NotificationSent, NotificationFailed, DeadlineReminder,
         DeadlineBreached, AlertRaised, AlertEscalated, AlertAcknowledged, ControlRoomAlert, RetryCopy,
     )
 }
