@@ -26,7 +26,7 @@ from shared.config import LocalAuthority, Settings
 from shared.crypto import b64e, envelope_key_ids, load_private_sealing_key, public_key_from_b64, rewrap
 from shared.storage import create_engine
 
-COLUMNS = ("content_sealed", "contacts_sealed", "rationale_sealed", "checks_notes_sealed")
+COLUMNS = tables.SEALED_COLUMNS
 ACTOR = "safeguard-keys-rewrap"
 
 

@@ -24,6 +24,7 @@ STEPS: dict[tuple[str, str], str] = {
     ("intake", "referral.decision"): "decided",
     ("intake", "referral.checks"): "checks completed",
     ("intake", "referral.feedback"): "feedback released",
+    ("intake", "referral.strategy-discussion"): "strategy discussion recorded",
     ("intake", "referral.close"): "closed",
     ("intake", "referral.read"): "metadata read",
     ("intake", "referral.sealed_read"): "sealed content fetched",

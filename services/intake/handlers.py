@@ -140,14 +140,14 @@ async def act(cmd: LifecycleCommand, ctx: Context) -> dict[str, Any]:
                                                        ctx.team_keys(row["la_code"], row["force"]))
             await repo.update_referral(conn, row["id"], values)
             row |= values
-        known = facts(row, cmd.client_id)
+        known = facts(row, cmd.client_id, cmd.action)
         if change.new:
             event = action.event(referral_id=row["id"], reference=row["reference"], force=row["force"],
                                  la_code=row["la_code"], at=now, **{f: known[f] for f in action.event_fields})
             await publish(conn, event, correlation_id=cmd.correlation_id, at=now)
         reply = {"reference": row["reference"], "status": row["status"], "action": cmd.action,
                  **{f: known[f] for f in action.reply_fields}}
-        detail = {k: reply[k] for k in ("pathway", "outcome", "family_contact_lifted") if k in reply}
+        detail = {k: reply[k] for k in ("pathway", "outcome", "decision", "family_contact_lifted") if k in reply}
         await record(conn, actor=cmd.client_id, action=f"referral.{cmd.action}", reference=cmd.reference,
                      outcome="ok" if change.new else "repeated", detail=detail or None, at=now)
     if change.new:

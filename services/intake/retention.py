@@ -2,7 +2,7 @@
 
 Every sealed copy of a referral's data key is dropped from each of its envelopes
 (`shared.crypto.shred`), so nobody — no team, not the notifier — can open its content,
-contacts, rationale or CTP notes again. The referral row (status, times, pathway,
+contacts, rationale, CTP notes or strategy-discussion notes again. The referral row (status, times, pathway,
 outcome, age band, concern types) stays, so reporting counts do not change. One
 transaction and one audit entry (`referral.shredded`) per referral, row locked.
 """
@@ -18,7 +18,7 @@ from services.intake.adapters import tables
 from shared import audit
 from shared.crypto import shred
 
-ENVELOPES = ("content_sealed", "contacts_sealed", "rationale_sealed", "checks_notes_sealed")
+ENVELOPES = tables.SEALED_COLUMNS
 ACTOR = "safeguard-retention"
 
 

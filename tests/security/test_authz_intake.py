@@ -5,6 +5,7 @@ that echoes no content. One app, one referral walked through its lifecycle."""
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from aiohttp import web
@@ -31,6 +32,9 @@ POLICY: dict[tuple[str, str], tuple[dict[str, str], dict | None]] = {
     ("POST", REF + "/decision"): ({"social_care": LA}, {"pathway": "section_17"}),
     ("POST", REF + "/checks"): ({"prevent": FORCE}, {"outcome": "not_suitable"}),
     ("POST", REF + "/feedback"): ({"prevent": FORCE}, None),
+    ("POST", REF + "/strategy-discussion"): ({"social_care": LA}, {
+        "held_at": (datetime.now(UTC) - timedelta(hours=1)).isoformat(), "agencies": ["local_authority", "police"], "legal_advice_sought": False,
+        "decision": "no_immediate_action", "parents_informed": False}),
     ("POST", REF + "/close"): ({"social_care": LA, "prevent": FORCE}, None),
 }
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import tomllib
+from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 
@@ -19,7 +20,7 @@ from tests.factories import new_canary, referral
 from tests.intake.conftest import Intake
 
 LA, OLD, NEW = "E99999999", "E99999999-1", "E99999999-2"
-ENVELOPES = ("content_sealed", "contacts_sealed", "rationale_sealed", "checks_notes_sealed")
+ENVELOPES = tables.SEALED_COLUMNS
 
 
 async def run(*argv: str) -> int:
@@ -27,12 +28,17 @@ async def run(*argv: str) -> int:
 
 
 async def walk(intake: Intake, doc: dict, canary: str) -> tuple[str, str]:
-    """Submit, decide with a rationale, record checks with notes: four envelopes."""
+    """Submit, decide with a rationale, record checks and a strategy discussion with notes: five envelopes."""
     reply = await (await intake.submit(doc)).json()
     ref = reply["reference"]
     for path, who, body in (("acknowledgement", "dev-social-care", None),
                             ("decision", "dev-social-care", {"pathway": "early_help", "rationale": f"{canary} why"}),
-                            ("checks", "dev-prevent", {"outcome": "not_suitable", "notes": f"{canary} notes"})):
+                            ("checks", "dev-prevent", {"outcome": "not_suitable", "notes": f"{canary} notes"}),
+                            ("strategy-discussion", "dev-social-care", {
+                                "held_at": (datetime.now(UTC) - timedelta(minutes=5)).isoformat(),
+                                "agencies": ["local_authority", "police"], "legal_advice_sought": False,
+                                "decision": "no_immediate_action", "parents_informed": False,
+                                "notes": f"{canary} strategy"})):
         assert (await intake.call("POST", f"/v1/referrals/{ref}/{path}", who, body)).status == 200
     return ref, reply["referral_id"]
 
@@ -80,7 +86,7 @@ async def test_rotate_then_rewrap_keeps_every_referral_readable(intake, aiohttp_
 
     assert await run("keys", "rewrap", "--org", LA) == 0
     out = capsys.readouterr().out
-    assert f"{LA}: 1 referrals rewrapped (4 envelopes) to {NEW}; 0 envelopes still name a retired key" in out
+    assert f"{LA}: 1 referrals rewrapped (5 envelopes) to {NEW}; 0 envelopes still name a retired key" in out
     (intake.dir / "keys" / f"{LA}.x25519").unlink()  # retire: the old private key is destroyed
     rewrapped = await envelopes(intake, old_ref)
     for col, envelope in rewrapped.items():
@@ -99,7 +105,7 @@ async def test_rotate_then_rewrap_keeps_every_referral_readable(intake, aiohttp_
     assert await run("keys", "rewrap", "--org", LA) == 0  # nothing left to do
     assert "0 referrals rewrapped" in capsys.readouterr().out
     audit = [r for r in await intake.audit_rows() if r.action == "referral.rewrapped"]
-    assert [(r.reference, r.detail) for r in audit] == [(old_ref, {"from": [OLD], "to": [NEW], "envelopes": 4})]
+    assert [(r.reference, r.detail) for r in audit] == [(old_ref, {"from": [OLD], "to": [NEW], "envelopes": 5})]
     assert canary not in out + json.dumps([list(r) for r in await intake.audit_rows()], default=str)
     assert await run("audit", "verify") == 0
     for check, result in (
@@ -107,8 +113,8 @@ async def test_rotate_then_rewrap_keeps_every_referral_readable(intake, aiohttp_
             ("new referral sealed to the new key only (and the force's key)", "yes"),
             ("old referral opens with the old key, not the new key, before rewrap", "yes"),
             ("`keys rewrap` with a key file that is not a retired team key", "refused, nothing changed"),
-            ("`keys rewrap`: referrals / envelopes re-sealed", "1 / 4"),
-            ("nonce and ciphertext unchanged by rewrap (content never decrypted)", "4 of 4 envelopes"),
+            ("`keys rewrap`: referrals / envelopes re-sealed", "1 / 5"),
+            ("nonce and ciphertext unchanged by rewrap (content never decrypted)", "5 of 5 envelopes"),
             ("referrals readable with the new key after the old private key was deleted", f"{readable} of 2"),
             ("audit entries `referral.rewrapped` (key ids only); `audit verify`", "1; ok")):
         reliability.row("keys", check=check, result=result)

@@ -19,7 +19,7 @@ from tests.factories import new_canary, referral
 from tests.intake.conftest import Intake
 
 DAYS = 30
-ENVELOPES = ("content_sealed", "contacts_sealed", "rationale_sealed", "checks_notes_sealed")
+ENVELOPES = tables.SEALED_COLUMNS
 
 
 async def new_referral(intake: Intake, doc: dict, *, close_days_ago: int | None) -> tuple[str, str]:
@@ -28,6 +28,11 @@ async def new_referral(intake: Intake, doc: dict, *, close_days_ago: int | None)
     assert (await intake.call("POST", f"/v1/referrals/{ref}/acknowledgement", "dev-social-care")).status == 200
     resp = await intake.call("POST", f"/v1/referrals/{ref}/decision", "dev-social-care",
                              {"pathway": "no_further_action", "rationale": doc["content"]["concerns"]})
+    assert resp.status == 200
+    resp = await intake.call("POST", f"/v1/referrals/{ref}/strategy-discussion", "dev-social-care", {
+        "held_at": (datetime.now(UTC) - timedelta(minutes=5)).isoformat(), "agencies": ["local_authority", "police"],
+        "legal_advice_sought": False, "decision": "no_immediate_action", "parents_informed": False,
+        "notes": doc["content"]["concerns"]})
     assert resp.status == 200
     if close_days_ago is not None:
         assert (await intake.call("POST", f"/v1/referrals/{ref}/close", "dev-social-care")).status == 200
@@ -75,7 +80,7 @@ async def test_retention_shreds_only_what_is_past_its_period(intake_settings, ai
     young, _ = await new_referral(intake, referral(canary), close_days_ago=DAYS - 1)
     still_open, _ = await new_referral(intake, referral(canary), close_days_ago=None)
     copies = await outbox_copies(intake, old_id, backdate=True)
-    assert copies >= 3  # received, acknowledged, decided, closed
+    assert copies >= 3  # received, acknowledged, decided, strategy discussion recorded, closed
     stats_before = await (await intake.call("GET", "/v1/stats", "dev-ops")).json()
 
     code, out = await retention_run(capsys)
@@ -96,7 +101,7 @@ async def test_retention_shreds_only_what_is_past_its_period(intake_settings, ai
     keys = [(kid, intake.team_key(org)) for kid, org in (("E99999999-1", "E99999999"), ("dev-force-1", "dev-force"))]
     keys.append(("notifier-1", load_private_sealing_key(tmp_path / "keys" / "notifier.x25519")))
     shredded = [getattr(row, c) for c in ENVELOPES if getattr(row, c) is not None]
-    assert len(shredded) == 3 and all(envelope_key_ids(e) == [] for e in shredded)
+    assert len(shredded) == 4 and all(envelope_key_ids(e) == [] for e in shredded)
     for envelope in shredded:
         for kid, key in keys:
             try:
@@ -108,7 +113,7 @@ async def test_retention_shreds_only_what_is_past_its_period(intake_settings, ai
         assert (await intake.call("GET", f"/v1/referrals/{ref}/sealed", "dev-social-care")).status == 200
     audit = [r for r in await intake.audit_rows() if r.action == "referral.shredded"]
     assert [(r.reference, r.actor, r.detail["retention_days"], r.detail["envelopes"]) for r in audit] == [
-        (old, "safeguard-retention", DAYS, 3)]
+        (old, "safeguard-retention", DAYS, 4)]
     audit_rows = await intake.audit_rows()
     assert canary not in out + gone + json.dumps([list(r) for r in audit_rows], default=str)
 
@@ -116,7 +121,7 @@ async def test_retention_shreds_only_what_is_past_its_period(intake_settings, ai
     assert code == 0 and "intake: 0 referrals" in again  # idempotent
     assert await asyncio.to_thread(cli.main, ["audit", "verify"]) == 0
     for check, result in (
-            (f"closed {DAYS + 1} days ago (retention_days = {DAYS})", "shredded: 3 envelopes, 0 key copies left"),
+            (f"closed {DAYS + 1} days ago (retention_days = {DAYS})", "shredded: 4 envelopes, 0 key copies left"),
             ("keys that open a shredded envelope (LA, force, notifier)", f"0 of {len(keys)}"),
             ("`GET …/sealed` of the shredded referral", "410 problem+json"),
             (f"closed {DAYS - 1} days ago / still open", "kept, 200"),

@@ -25,9 +25,22 @@ def _iso(v: datetime | None) -> str | None:
 def timeline(row: Any) -> list[dict[str, Any]]:
     steps = [("received", row.received_at, row.client_id), ("acknowledged", row.acknowledged_at, row.acknowledged_by),
              ("decided", row.decided_at, row.decided_by), ("checks_completed", row.checks_at, row.checks_by),
-             ("feedback_released", row.feedback_at, row.feedback_by), ("closed", row.closed_at, row.closed_by)]
+             ("feedback_released", row.feedback_at, row.feedback_by),
+             ("strategy_discussion_recorded", row.strategy_at, row.strategy_by),
+             ("closed", row.closed_at, row.closed_by)]
     return sorted(({"event": e, "at": _iso(at), "by": by} for e, at, by in steps if at is not None),
                   key=lambda s: s["at"])
+
+
+def strategy_discussion(row: Any) -> dict[str, Any] | None:
+    """The strategy discussion's record, metadata only (its notes stay sealed); None before one."""
+    if row.strategy_at is None:
+        return None
+    return {"held_at": _iso(row.strategy_held_at), "agencies": list(row.strategy_agencies),
+            "legal_advice_sought": row.strategy_legal_advice_sought, "decision": row.strategy_decision,
+            "parents_informed": row.strategy_parents_informed,
+            "family_contact_lifted": row.strategy_family_contact_lifted,
+            "recorded_at": _iso(row.strategy_at), "recorded_by": row.strategy_by}
 
 
 def summary(row: Any) -> dict[str, Any]:
@@ -41,8 +54,8 @@ def summary(row: Any) -> dict[str, Any]:
         "received_at": _iso(row.received_at), "out_of_hours": row.out_of_hours,
         "acknowledge_by": _iso(row.acknowledge_by), "checks_due_by": _iso(row.checks_due_by),
         "pathway": row.pathway, "checks_outcome": row.checks_outcome,
-        "family_contact_lifted": row.family_contact_lifted, "shredded": row.shredded_at is not None,
-        "timeline": timeline(row),
+        "family_contact_lifted": row.family_contact_lifted, "strategy_discussion": strategy_discussion(row),
+        "shredded": row.shredded_at is not None, "timeline": timeline(row),
     }
 
 

@@ -52,7 +52,21 @@ referrals = Table(
     Column("content_sealed", JSON, nullable=False),
     Column("contacts_sealed", JSON, nullable=False),
     Column("shredded_at", UtcDateTime(), nullable=True),
+    # --- revision 0004: the LA's strategy discussion (its notes sealed like the rationale) ---
+    Column("strategy_at", UtcDateTime(), nullable=True),
+    Column("strategy_by", String(100), nullable=True),
+    Column("strategy_held_at", UtcDateTime(), nullable=True),
+    Column("strategy_decision", String(40), nullable=True),
+    Column("strategy_agencies", JSON, nullable=True),
+    Column("strategy_legal_advice_sought", Boolean, nullable=True),
+    Column("strategy_parents_informed", Boolean, nullable=True),
+    Column("strategy_family_contact_lifted", Boolean, nullable=True),
+    Column("strategy_notes_sealed", JSON, nullable=True),
 )
+
+# Every sealed envelope a referral row holds: retention shreds them all, `keys rewrap` re-seals them all.
+SEALED_COLUMNS = ("content_sealed", "contacts_sealed", "rationale_sealed", "checks_notes_sealed",
+                  "strategy_notes_sealed")
 
 reference_counters = Table(
     "intake_reference_counters", metadata,

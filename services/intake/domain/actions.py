@@ -13,9 +13,12 @@ from pydantic import BaseModel
 
 from services.intake.domain import lifecycle as rules
 from services.intake.domain.access import RECIPIENT_TEAMS
-from services.intake.domain.commands import Action, ChecksBody, DecisionBody, FeedbackBody, LifecycleCommand
+from services.intake.domain.commands import (
+    Action, ChecksBody, DecisionBody, FeedbackBody, LifecycleCommand, StrategyBody,
+)
 from shared.messages import (
     ChecksCompleted, FeedbackReleased, Message, ReferralAcknowledged, ReferralClosed, ReferralDecided,
+    StrategyDiscussionRecorded,
 )
 
 
@@ -33,6 +36,7 @@ class LifecycleAction:
 
 SOCIAL_CARE = {"social_care": "la_code"}
 PREVENT = {"prevent": "force"}
+STRATEGY = (*rules.STRATEGY_FIELDS, "family_contact_lifted")
 
 ACTIONS: dict[Action, LifecycleAction] = {
     "acknowledgement": LifecycleAction(
@@ -51,6 +55,11 @@ ACTIONS: dict[Action, LifecycleAction] = {
         who=PREVENT, rule=lambda s, cmd, now: rules.release_feedback(s, now, cmd.family_contact),
         event=FeedbackReleased, event_fields=("family_contact_lifted", "audiences", "contacts_sealed"),
         by="feedback_by", reply_fields=("family_contact_lifted", "audiences", "feedback_at"), body=FeedbackBody),
+    "strategy-discussion": LifecycleAction(
+        who=SOCIAL_CARE, rule=lambda s, cmd, now: rules.record_strategy(s, cmd.details, now),
+        event=StrategyDiscussionRecorded, event_fields=STRATEGY,
+        by="strategy_by", reply_fields=(*STRATEGY, "strategy_at"), body=StrategyBody,
+        sealed_note="strategy_notes_sealed"),
     "close": LifecycleAction(
         who=RECIPIENT_TEAMS, rule=lambda s, _cmd, now: rules.close(s, now),
         event=ReferralClosed, event_fields=(),
@@ -58,12 +67,22 @@ ACTIONS: dict[Action, LifecycleAction] = {
 }
 
 
-def facts(row: Mapping[str, Any], client_id: str) -> dict[str, Any]:
-    """What an action's event and reply may name, from the referral row after the action."""
-    times = ("acknowledged_at", "decided_at", "checks_at", "feedback_at", "closed_at")
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def facts(row: Mapping[str, Any], client_id: str, action: Action) -> dict[str, Any]:
+    """What `action`'s event and reply may name, from the referral row after the action.
+    `family_contact_lifted` is what that action did: the feedback release's or the strategy
+    discussion's own (a repeat of either says the same as the first time)."""
+    times = ("acknowledged_at", "decided_at", "checks_at", "feedback_at", "strategy_at", "closed_at")
     contacts = None if row["shredded_at"] is not None else row["contacts_sealed"]
+    lifted = row["strategy_family_contact_lifted" if action == "strategy-discussion" else "family_contact_lifted"]
     return {"client_id": client_id, "pathway": row["pathway"], "outcome": row["checks_outcome"],
-            "family_contact_lifted": row["family_contact_lifted"],
+            "family_contact_lifted": bool(lifted),
             "audiences": list(rules.feedback_audiences(row["family_contact_hold"])),
             "contacts_sealed": contacts,  # sealed: the notifier opens it for the referrer and guardians
-            **{t: row[t].isoformat() if row[t] is not None else None for t in times}}
+            "held_at": _iso(row["strategy_held_at"]), "agencies": list(row["strategy_agencies"] or ()),
+            "legal_advice_sought": row["strategy_legal_advice_sought"], "decision": row["strategy_decision"],
+            "parents_informed": row["strategy_parents_informed"],
+            **{t: _iso(row[t]) for t in times}}

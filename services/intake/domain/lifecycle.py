@@ -1,7 +1,8 @@
 """The referral lifecycle as pure rules: references, states and transitions.
 
 `status` moves received → acknowledged → decided → closed (close is allowed from
-any state). CTP checks and the feedback release run on their own track beside it.
+any state). CTP checks and the feedback release run on their own track beside it; the
+LA's strategy discussion is recorded once, before or after acknowledgement.
 Every action is idempotent: repeating an action that already happened returns the
 recorded result and changes nothing (`Change.new` is False, so no new event);
 an action that contradicts what happened, or comes after close, is a `Conflict`.
@@ -9,11 +10,12 @@ an action that contradicts what happened, or comes after close, is a `Conflict`.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from services.intake.domain.errors import Conflict
+from services.intake.domain.errors import Conflict, SchemaInvalid
 
 # At most 20 characters: the width of the reference columns (longer ones are never issued).
 REFERENCE = re.compile(r"^PRV-(\d{4})-(\d{6,11})$")
@@ -38,6 +40,8 @@ class State:
     family_contact_hold: bool = False
     family_contact_lifted: bool = False
     closed_at: datetime | None = None
+    received_at: datetime | None = None
+    strategy: Mapping[str, Any] | None = None  # the recorded strategy discussion (STRATEGY_FIELDS)
 
 
 @dataclass(frozen=True)
@@ -98,6 +102,42 @@ def release_feedback(s: State, now: datetime, family_contact: str = "lift") -> C
 def feedback_audiences(family_contact_hold: bool) -> tuple[str, ...]:
     """Guardians hear only once the family-contact hold is off (lifted now or before, or never set)."""
     return ("social_care", "referrer") if family_contact_hold else ("social_care", "referrer", "guardians")
+
+
+STRATEGY_FIELDS = ("held_at", "agencies", "legal_advice_sought", "decision", "parents_informed")
+HELD_AT_SKEW = timedelta(minutes=5)  # a client's clock may run a little ahead of ours
+HELD_AT_EARLIEST = timedelta(days=1)  # a discussion may start before the MASH's submission arrives
+
+
+def _strategy_key(d: Mapping[str, Any]) -> tuple[Any, ...]:
+    return tuple(tuple(d[f]) if f == "agencies" else d[f] for f in STRATEGY_FIELDS)
+
+
+def _held_at(s: State, held_at: datetime, now: datetime) -> None:
+    if held_at > now + HELD_AT_SKEW:
+        raise SchemaInvalid([{"loc": "held_at", "type": "future", "msg": "held_at is in the future"}])
+    if s.received_at is not None and held_at < s.received_at - HELD_AT_EARLIEST:
+        raise SchemaInvalid([{"loc": "held_at", "type": "too_early",
+                              "msg": "held_at is more than a day before the referral was received"}])
+
+
+def record_strategy(s: State, d: Mapping[str, Any], now: datetime) -> Change:
+    """The LA's strategy discussion (`d`: STRATEGY_FIELDS), recorded once: the same record
+    again is a repeat, another one a conflict. It needs no acknowledgement (immediate safety
+    does not wait). With `ctp_prevent` among the agencies and the parents informed it lifts
+    the family-contact hold (DESIGN §4); `strategy_family_contact_lifted` says this record did."""
+    _held_at(s, d["held_at"], now)
+    if s.strategy is not None:
+        if _strategy_key(s.strategy) == _strategy_key(d):
+            return _SAME
+        raise Conflict("A different strategy discussion is already recorded", reason="already_recorded")
+    _open(s, "recording a strategy discussion")
+    lifts = s.family_contact_hold and d["parents_informed"] and "ctp_prevent" in d["agencies"]
+    return Change(True, {
+        "strategy_at": now, "strategy_held_at": d["held_at"], "strategy_agencies": list(d["agencies"]),
+        "strategy_legal_advice_sought": d["legal_advice_sought"], "strategy_decision": d["decision"],
+        "strategy_parents_informed": d["parents_informed"], "strategy_family_contact_lifted": lifts,
+        "family_contact_hold": s.family_contact_hold and not lifts})
 
 
 def close(s: State, now: datetime) -> Change:

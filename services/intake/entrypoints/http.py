@@ -25,12 +25,13 @@ from services.intake.domain.parsing import parse_json, period, validate
 from shared.clock import LONDON
 from shared.config import Client
 from shared.http import PROBLEM_CONTENT_TYPE
-from shared.logging import bound_contextvars, get_logger
+from shared.logging import bound_contextvars, get_logger, sensitive_scope
 
 CONTEXT = web.AppKey("intake_context", Context)
 log = get_logger(__name__)
 _CORRELATION = re.compile(r"[A-Za-z0-9._-]{1,64}")
 View = Callable[[web.Request, Context, Client, bytes, str], Awaitable[web.StreamResponse]]
+SEALED_FIELDS = {"rationale", "notes"}  # a lifecycle body's note: sealed, never in `details`
 
 
 def problem_response(err: IntakeError) -> web.Response:
@@ -117,12 +118,14 @@ def lifecycle_view(action: Action, model: type[BaseModel] | None):
         optional = model is None or not any(f.is_required() for f in model.model_fields.values())
         data = _json_body(request, body, optional=optional)
         parsed = validate(model or EmptyBody, data)
+        note = getattr(parsed, "rationale", None) or getattr(parsed, "notes", None)
         cmd = LifecycleCommand(
             action, client.id, _reference(request), pathway=getattr(parsed, "pathway", None),
-            outcome=getattr(parsed, "outcome", None),
-            sensitive_note=getattr(parsed, "rationale", None) or getattr(parsed, "notes", None),
-            family_contact=getattr(parsed, "family_contact", "lift"), correlation_id=corr)
-        return web.json_response(await handlers.act(cmd, ctx))
+            outcome=getattr(parsed, "outcome", None), sensitive_note=note,
+            family_contact=getattr(parsed, "family_contact", "lift"), correlation_id=corr,
+            details=parsed.model_dump(exclude=SEALED_FIELDS))
+        with sensitive_scope([note] if note else []):  # the note reaches no log line
+            return web.json_response(await handlers.act(cmd, ctx))
     return view
 
 

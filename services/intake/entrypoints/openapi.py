@@ -7,7 +7,7 @@ from aiohttp import web
 from pydantic import BaseModel, Field
 from pydantic.json_schema import models_json_schema
 
-from services.intake.domain.commands import ChecksBody, DecisionBody, FeedbackBody
+from services.intake.domain.commands import ChecksBody, DecisionBody, FeedbackBody, StrategyBody
 from services.intake.domain.referral import Referral
 
 REF = "#/components/schemas/{model}"
@@ -34,7 +34,8 @@ class Problem(BaseModel):
 
 def _schemas() -> dict[str, Any]:
     _, top = models_json_schema(
-        [(m, "validation") for m in (Referral, DecisionBody, ChecksBody, FeedbackBody, Accepted, Problem)], ref_template=REF)
+        [(m, "validation") for m in (Referral, DecisionBody, ChecksBody, FeedbackBody, StrategyBody, Accepted, Problem)],
+        ref_template=REF)
     return top["$defs"]
 
 
@@ -102,6 +103,9 @@ def spec() -> dict[str, Any]:
             "/v1/referrals/{reference}/feedback": _action(
                 "Release feedback (prevent); body optional: `family_contact` lift (default) or keep",
                 "FeedbackBody", body_required=False),
+            "/v1/referrals/{reference}/strategy-discussion": _action(
+                "Record the strategy discussion (social_care); `notes` is sealed to the teams; with `ctp_prevent` "
+                "among the agencies and the parents informed it lifts the family-contact hold", "StrategyBody"),
             "/v1/referrals/{reference}/close": _action("Close (social_care or prevent)", None),
             "/v1/stats": {"get": {
                 "summary": "Performance data (no personal data)", "security": [{"httpsig": []}],
