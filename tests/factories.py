@@ -17,7 +17,7 @@ import itertools
 import json
 import secrets
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -82,8 +82,19 @@ def _mark(value: Any, canary: str, phone: str, n: itertools.count, key: str = ""
     return f"{canary}-{next(n)}"
 
 
+def years_ago(years: int, today: date | None = None) -> date:
+    """The date `years` before today (Europe/London); 29 February becomes the 28th."""
+    today = today or datetime.now(ZoneInfo("Europe/London")).date()
+    try:
+        return today.replace(year=today.year - years)
+    except ValueError:
+        return today.replace(year=today.year - years, day=28)
+
+
 def referral(canary: str | None = None, phone: str | None = None, **overrides: Any) -> dict[str, Any]:
     doc = copy.deepcopy(BASE)
+    # A 13-year-old whatever the date, so that the age band (11-15) agrees with the date of birth.
+    doc["content"]["subject"]["date_of_birth"] = (years_ago(13) - timedelta(days=100)).isoformat()
     if canary:
         n = itertools.count()
         doc["content"] = _mark(doc["content"], canary, phone or canary_phone(), n)

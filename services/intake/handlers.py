@@ -21,7 +21,7 @@ from services.intake.domain.access import authorise
 from services.intake.domain.actions import ACTIONS, facts
 from services.intake.domain.commands import LifecycleCommand, SubmitReferral, Submitted
 from services.intake.domain.errors import Conflict, Forbidden
-from services.intake.domain.parsing import check_idempotency_key, parse_json, strings_of, validate
+from services.intake.domain.parsing import check_age, check_idempotency_key, parse_json, strings_of, validate
 from services.intake.domain.referral import Referral
 from shared.clock import LONDON
 from shared.logging import get_logger, sensitive_scope
@@ -39,6 +39,7 @@ async def submit_referral(cmd: SubmitReferral, ctx: Context) -> Submitted:
     data = parse_json(cmd.body)
     with sensitive_scope(strings_of(data)):
         referral = validate(Referral, data)
+        check_age(referral.age_band, referral.content.subject.date_of_birth, ctx.clock().astimezone(LONDON).date())
         if client.organisation != referral.force:
             raise Forbidden("The referral's force is not this client's organisation", reason="wrong_organisation")
         recipients = ctx.team_keys(referral.la_code, referral.force)
@@ -49,7 +50,9 @@ async def submit_referral(cmd: SubmitReferral, ctx: Context) -> Submitted:
             if row is not None:
                 return await _replay(ctx, cmd, row, body_sha)
         referral_id = str(uuid.uuid4())
-        content = seal_json(referral.content.model_dump(mode="json", exclude_unset=True), referral_id, recipients)
+        # The hold's reason is free text: sealed with the content, shown to the recipient teams only.
+        content = seal_json({**referral.content.model_dump(mode="json", exclude_unset=True),
+                             "holding_reason": referral.holding_instructions.reason}, referral_id, recipients)
         contacts = seal_json(referral.contacts.model_dump(mode="json", exclude_unset=True), referral_id,
                              {**recipients, **ctx.notifier_key()})
         try:

@@ -6,6 +6,7 @@ import asyncio
 import json
 import re
 import time
+from datetime import datetime, timedelta
 
 import aio_pika
 import pytest
@@ -13,7 +14,8 @@ from prometheus_client import REGISTRY, generate_latest
 
 from services.intake.adapters import tables
 from services.intake.domain.referral import Referral
-from tests.factories import referral, referral_body
+from shared.clock import LONDON
+from tests.factories import referral, referral_body, years_ago
 from tests.intake.conftest import make_settings
 
 REFERRAL = referral_body()
@@ -191,3 +193,30 @@ def test_the_example_referral_is_valid():
     from pathlib import Path
 
     Referral.model_validate_json(Path("examples/referral.json").read_bytes())
+
+
+async def test_the_age_band_must_agree_with_the_date_of_birth_and_a_subject_of_18_is_refused(intake):
+    """DESIGN §4 (issue 16): a contradicting age band, or a subject aged 18 or over on the day
+    of receipt, is a 422 naming the field, never its value; an unknown date of birth is fine."""
+    today = datetime.now(LONDON).date()
+    cases = [
+        ("11-15", years_ago(8), "age_band", "age_band_mismatch"),
+        ("16-17", years_ago(18), "content.subject.date_of_birth", "not_a_child"),
+        ("0-10", today + timedelta(days=3), "content.subject.date_of_birth", "date_in_future"),
+    ]
+    for band, born, loc, kind in cases:
+        doc = referral(age_band=band)
+        doc["content"]["subject"]["date_of_birth"] = born.isoformat()
+        resp = await intake.submit(doc)
+        problem = await resp.json()
+        assert resp.status == 422 and problem["errors"] == [{"loc": loc, "type": kind, "msg": problem["errors"][0]["msg"]}]
+        assert born.isoformat() not in json.dumps(problem)
+    unknown = referral(age_band="16-17")
+    del unknown["content"]["subject"]["date_of_birth"]
+    unknown["content"] |= {"how_concern_came_to_light": "a teacher noticed", "person_aware_of_referral": "no",
+                           "family_aware_of_referral": "unknown", "previous_prevent_involvement": "no",
+                           "previous_channel_involvement": "no"}
+    assert (await intake.submit(unknown)).status == 202
+    ten = referral(age_band="0-10")
+    ten["content"]["subject"]["date_of_birth"] = years_ago(10).isoformat()
+    assert (await intake.submit(ten)).status == 202  # ten today: still 0-10

@@ -88,6 +88,32 @@ def validate(model: type[M], data: Any) -> M:
         raise SchemaInvalid(errors) from None
 
 
+AGE_BANDS = {"0-10": (0, 10), "11-15": (11, 15), "16-17": (16, 17)}
+
+
+def age_on(born: date, day: date) -> int:
+    return day.year - born.year - ((day.month, day.day) < (born.month, born.day))
+
+
+def check_age(age_band: str, date_of_birth: date | None, today: date) -> None:
+    """The clear `age_band` must agree with the sealed date of birth, when one is given, on
+    the day of receipt; a referral is about a child (under 18). The 422 names the field,
+    never the value (DESIGN §4)."""
+    if date_of_birth is None:
+        return
+    dob = "content.subject.date_of_birth"
+    if date_of_birth > today:
+        raise SchemaInvalid([{"loc": dob, "type": "date_in_future", "msg": "The date of birth is in the future"}])
+    age = age_on(date_of_birth, today)
+    if age >= 18:
+        raise SchemaInvalid([{"loc": dob, "type": "not_a_child",
+                              "msg": "The subject is 18 or over on the day of receipt; a referral is about a child"}])
+    low, high = AGE_BANDS[age_band]
+    if not low <= age <= high:
+        raise SchemaInvalid([{"loc": "age_band", "type": "age_band_mismatch",
+                              "msg": "The age band does not match the date of birth on the day of receipt"}])
+
+
 def strings_of(value: Any) -> list[str]:
     """Every string inside a JSON-like value (to scrub them from any log line)."""
     if isinstance(value, str):

@@ -20,6 +20,7 @@ ConcernType = Literal[
     "school_massacre", "incel", "conflicted", "other",
 ]
 ReceivedVia = Literal["mash", "out_of_hours_control_room", "ctp_prevent", "police_other"]
+YesNoUnknown = Literal["yes", "no", "unknown"]
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
@@ -40,7 +41,7 @@ class Address(_Strict):
 class Subject(_Strict):
     given_names: str = Field(min_length=1, max_length=200)
     family_name: str = Field(min_length=1, max_length=200)
-    date_of_birth: date
+    date_of_birth: date | None = None  # may be unknown to the referrer (the national form allows it)
     gender: str | None = Field(default=None, max_length=50)
     address: Address | None = None
     school: str | None = Field(default=None, max_length=300)
@@ -72,6 +73,12 @@ class ReferralContent(_Strict):
     parents_guardians: list[Guardian] = Field(default_factory=list, max_length=10)
     referrer: Referrer
     concerns: str = Field(min_length=1, max_length=20000)
+    # What the national Prevent referral form also asks.
+    how_concern_came_to_light: str | None = Field(default=None, max_length=5000)
+    person_aware_of_referral: YesNoUnknown | None = None
+    family_aware_of_referral: YesNoUnknown | None = None
+    previous_prevent_involvement: YesNoUnknown | None = None
+    previous_channel_involvement: YesNoUnknown | None = None
     vulnerabilities: list[str] = Field(default_factory=list, max_length=50)
     other_agencies: list[OtherAgency] = Field(default_factory=list, max_length=20)
 
