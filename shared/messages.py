@@ -107,7 +107,18 @@ class StrategyDiscussionRecorded(ReferralEvent):
     family_contact_lifted: bool  # with ctp_prevent present and the parents informed (DESIGN §4)
 
 
+class TrackClosed(ReferralEvent):
+    """intake: one agency closed its own track (DESIGN §3.3); `referral_closed` when it was
+    the second, so the referral is closed."""
+
+    routing_key: ClassVar[str] = "referral.track_closed"
+    track: Literal["la", "ctp"]
+    referral_closed: bool
+
+
 class ReferralClosed(ReferralEvent):
+    """Before two tracks: one close for the whole referral (still consumed, for events in flight)."""
+
     routing_key: ClassVar[str] = "referral.closed"
 
 
@@ -235,7 +246,7 @@ CATALOGUE: dict[str, type[Message]] = {
     m.routing_key: m
     for m in (
         ReferralReceived, ReferralAcknowledged, ReferralDecided, StrategyDiscussionRecorded, ChecksCompleted,
-        FeedbackReleased, ReferralClosed, NotificationRequested, NotificationSent, NotificationFailed, DeadlineReminder,
+        FeedbackReleased, TrackClosed, ReferralClosed, NotificationRequested, NotificationSent, NotificationFailed, DeadlineReminder,
         DeadlineBreached, AlertRaised, AlertEscalated, AlertAcknowledged, ControlRoomAlert, RetryCopy,
     )
 }

@@ -25,6 +25,7 @@ from services.escalation.domain.timers import MissingRecord, UnknownTimerKind
 from shared.messages import (
     DEADLINE_EVENTS, AlertAcknowledged, AlertEscalated, AlertRaised, ChecksCompleted, FeedbackReleased,
     ReferralAcknowledged, ReferralClosed, ReferralDecided, ReferralEvent, ReferralReceived, StrategyDiscussionRecorded,
+    TrackClosed,
 )
 
 
@@ -52,7 +53,8 @@ async def on_received(conn: AsyncConnection, ev: ReferralReceived, ctx: Context,
                                acknowledged=row.acknowledged_at is not None, decided=row.decided_at is not None,
                                checks_done=row.checks_completed_at is not None, closed=row.closed_at is not None,
                                strategy_done=row.strategy_recorded_at is not None,
-                               configured=_configured(ctx, ev.la_code))
+                               configured=_configured(ctx, ev.la_code), la_closed=row.la_closed_at is not None,
+                               ctp_closed=row.ctp_closed_at is not None)
     strategy = [t.due_at for t in plan.timers if t.kind == ladder.STRATEGY_BREACH]
     referral = await repo.update_referral(
         conn, ev.referral_id, now, reference=ev.reference, force=ev.force, la_code=ev.la_code,
@@ -169,6 +171,24 @@ async def on_feedback_released(conn: AsyncConnection, ev: FeedbackReleased, ctx:
     for note in notes:
         await notify(conn, referral, note.template, note.audience, now, priority=note.priority,
                      contacts_sealed=ev.contacts_sealed if note.with_contacts else None)
+
+
+async def on_track_closed(conn: AsyncConnection, ev: TrackClosed, ctx: Context, now: datetime) -> None:
+    """One agency closed its own track: that track's clocks stop, the other's run on; the
+    second close closes the referral (and its open alerts)."""
+    row = await _ensure(conn, ev, now)
+    column = f"{ev.track}_closed_at"
+    if getattr(row, column) is not None:
+        await audit(conn, "referral.track_closed", ev.reference, now, outcome="duplicate", detail={"track": ev.track})
+        return
+    kinds = ladder.LA_KINDS if ev.track == "la" else ladder.CTP_KINDS
+    cancelled = await repo.cancel_timers(conn, ev.referral_id, kinds)
+    await repo.update_referral(conn, ev.referral_id, now, **{column: ev.at})
+    await audit(conn, "referral.track_closed", ev.reference, now,
+                detail={"track": ev.track, "cancelled": cancelled, **_early(row)})
+    if ev.referral_closed:
+        await on_closed(conn, ReferralClosed(referral_id=ev.referral_id, reference=ev.reference, force=ev.force,
+                                             la_code=ev.la_code, at=ev.at), ctx, now)
 
 
 async def on_closed(conn: AsyncConnection, ev: ReferralClosed, ctx: Context, now: datetime) -> None:

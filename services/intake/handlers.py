@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from dataclasses import replace
 from typing import Any
 
 from services.intake import metrics
@@ -23,6 +24,7 @@ from services.intake.domain.commands import LifecycleCommand, SubmitReferral, Su
 from services.intake.domain.errors import Conflict, Forbidden
 from services.intake.domain.parsing import check_age, check_idempotency_key, parse_json, strings_of, validate
 from services.intake.domain.referral import Referral
+from services.intake.domain.tracks import TRACK_OF_ROLE
 from shared.clock import LONDON
 from shared.logging import get_logger, sensitive_scope
 from shared.messages import Holding, ReferralReceived
@@ -134,23 +136,25 @@ async def act(cmd: LifecycleCommand, ctx: Context) -> dict[str, Any]:
         await repo.begin_write(conn)
         found = await repo.get_referral(conn, cmd.reference, for_update=True)
         authorise(client, found, action.who)  # role first; absent and another organisation's: the same 403
+        cmd = replace(cmd, track=TRACK_OF_ROLE.get(client.role) if client else None)
         change = action.rule(repo.state_of(found), cmd, now)
         row = dict(found._mapping)
         if change.new:
-            values = {**change.values, action.by: cmd.client_id}
+            values = {**change.values, **({action.by: cmd.client_id} if action.by else {})}
             if cmd.sensitive_note and action.sealed_note:
                 values[action.sealed_note] = seal_json(cmd.sensitive_note, row["id"],
                                                        ctx.team_keys(row["la_code"], row["force"]))
             await repo.update_referral(conn, row["id"], values)
             row |= values
-        known = facts(row, cmd.client_id, cmd.action)
+        known = facts(row, cmd.client_id, cmd.action, cmd.track)
         if change.new:
             event = action.event(referral_id=row["id"], reference=row["reference"], force=row["force"],
                                  la_code=row["la_code"], at=now, **{f: known[f] for f in action.event_fields})
             await publish(conn, event, correlation_id=cmd.correlation_id, at=now)
         reply = {"reference": row["reference"], "status": row["status"], "action": cmd.action,
                  **{f: known[f] for f in action.reply_fields}}
-        detail = {k: reply[k] for k in ("pathway", "outcome", "decision", "family_contact_lifted") if k in reply}
+        detail = {k: reply[k] for k in ("pathway", "outcome", "decision", "family_contact_lifted", "track",
+                                        "referral_closed") if k in reply}
         await record(conn, actor=cmd.client_id, action=f"referral.{cmd.action}", reference=cmd.reference,
                      outcome="ok" if change.new else "repeated", detail=detail or None, at=now)
     if change.new:

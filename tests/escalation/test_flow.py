@@ -11,10 +11,11 @@ from prometheus_client import REGISTRY
 from sqlalchemy import select
 
 from services.escalation.adapters.tables import alerts, audit, referrals, timers
+from services.escalation.domain import ladder
 from shared.clock import ManualClock
 from shared.messages import (
     ChecksCompleted, ControlRoomAlert, FeedbackReleased, ReferralAcknowledged, ReferralClosed, ReferralDecided,
-    StrategyDiscussionRecorded,
+    StrategyDiscussionRecorded, TrackClosed,
 )
 from tests.factories import london, referral_event, referral_received
 
@@ -259,3 +260,29 @@ async def test_an_immediate_protection_decision_out_of_hours_alerts_the_control_
         assert (body.kind, body.reference) == ("immediate_safety", ev.reference)
         urgent = sorted(n["audience"] for n in await esc.notes() if n["template"] == "immediate_safety")
         assert urgent == ["force:ctp_prevent_out_of_hours", "la:emergency_duty_team"]
+
+
+async def test_closing_one_track_stops_only_its_own_clocks_and_the_second_closes_the_referral(esc):
+    esc.clock = ManualClock(london(2026, 11, 7, 10))  # Saturday: an out-of-hours concern is raised
+    async with esc.app() as server:
+        ev = referral_received(london(2026, 11, 7, 10))
+        await esc.wait_processed(await esc.publish(ev))
+        track = lambda which, closed, at: TrackClosed(  # noqa: E731
+            referral_id=ev.referral_id, reference=ev.reference, force=ev.force, la_code=ev.la_code, at=at,
+            track=which, referral_closed=closed)
+        await esc.wait_processed(await esc.publish(track("la", False, london(2026, 11, 7, 11))))
+        states = {r.kind: r.status for r in await esc.rows(select(timers).where(timers.c.referral_id == ev.referral_id))}
+        assert {k: v for k, v in states.items() if k in ladder.LA_KINDS} == {
+            k: "cancelled" for k in states if k in ladder.LA_KINDS}
+        assert states["checks_breach"] == "pending" and states["alert_reescalate"] == "pending"
+        esc.clock.set(london(2026, 11, 28, 10, 1))  # day 21: the CTP clock still runs
+        await esc.take("notifier.requests")
+        await esc.fire(server)
+        assert [n["template"] for n in await esc.notes() if n["reference"] == ev.reference].count("checks_reminder") == 1
+        await esc.wait_processed(await esc.publish(track("ctp", True, london(2026, 11, 28, 11))))
+        [row] = await esc.rows(select(referrals).where(referrals.c.referral_id == ev.referral_id))
+        assert row.la_closed_at and row.ctp_closed_at and row.closed_at == london(2026, 11, 28, 11)
+        assert {r.status for r in await esc.rows(select(alerts).where(alerts.c.referral_id == ev.referral_id))} == {
+            "closed"}
+        assert await esc.rows(select(timers).where(timers.c.referral_id == ev.referral_id,
+                                                   timers.c.status == "pending")) == []

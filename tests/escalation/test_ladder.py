@@ -80,7 +80,7 @@ def test_an_la_immediate_protection_decision_is_the_same_immediate_safety_concer
     assert ladder.immediate_safety(True) == (receipt.notifications[2:], [])
     notes, alerts = ladder.immediate_safety(False)
     assert alerts == ["immediate_safety"] and {n.audience for n in notes} == set(ladder.STRATEGY_OUT_OF_HOURS)
-    row = SimpleNamespace(closed_at=None, strategy_recorded_at=None)
+    row = SimpleNamespace(closed_at=None, la_closed_at=None, ctp_closed_at=None, strategy_recorded_at=None)
     assert not ladder.clock_stopped("strategy_breach", row)
     row.strategy_recorded_at = london(2026, 11, 2, 11, 40)
     assert ladder.clock_stopped("strategy_reminder", row)
@@ -136,7 +136,7 @@ def test_a_hold_with_a_review_date_reminds_ctp_prevent_at_the_start_of_that_work
     no_hold = ev.model_copy(update={"holding": Holding(no_further_sharing=False, no_family_contact=False)})
     assert not [x for x in timers(ladder.plan_receipt(no_hold, CAL, T)) if x[0] == "hold_review"]
     assert ladder.TIMER_ACTIONS["hold_review"][:2] == ("hold_review", ("force:ctp_prevent",))
-    row = SimpleNamespace(closed_at=None, holding={"no_further_sharing": False, "no_family_contact": True})
+    row = SimpleNamespace(closed_at=None, la_closed_at=None, ctp_closed_at=None, holding={"no_further_sharing": False, "no_family_contact": True})
     assert not ladder.clock_stopped("hold_review", row)  # one hold still on: remind
     row.holding = {"no_further_sharing": False, "no_family_contact": False}
     assert ladder.clock_stopped("hold_review", row)  # both lifted before the date: nothing to review

@@ -39,14 +39,25 @@ async def test_the_whole_lifecycle(intake):
         status, fb = await post("feedback", "dev-prevent")
         assert (status, fb["family_contact_lifted"], fb["audiences"]) == (200, True, ["social_care", "referrer", "guardians"])
         assert await post("feedback", "dev-prevent") == (200, fb)
-        status, closed = await post("close", "dev-prevent")
-        assert (status, closed["status"]) == (200, "closed")
-        assert await post("close", "dev-social-care") == (200, closed)            # close twice: idempotent
+        status, ctp = await post("close", "dev-prevent")                          # CTP closes its own track
+        assert (status, ctp["status"], ctp["track"], ctp["referral_closed"]) == (200, "decided", "ctp", False)
+        assert ctp["tracks"]["ctp"]["status"] == "closed" and ctp["tracks"]["la"]["status"] == "decided"
+        assert await post("close", "dev-prevent") == (200, ctp)                   # close twice: idempotent
+        status, closed = await post("close", "dev-social-care")                  # the second track: closed
+        assert (status, closed["status"], closed["track"], closed["referral_closed"]) == (200, "closed", "la", True)
 
         other = (await (await intake.submit(referral())).json())["reference"]
         assert (await intake.call("POST", f"/v1/referrals/{other}/close", "dev-social-care")).status == 200
         resp = await intake.call("POST", f"/v1/referrals/{other}/acknowledgement", "dev-social-care")
-        assert resp.status == 409 and (await resp.json())["reason"] == "closed"
+        assert resp.status == 409 and (await resp.json())["reason"] == "closed"  # the LA's track is closed
+        resp = await intake.call("POST", f"/v1/referrals/{other}/checks", "dev-prevent", {"outcome": "not_suitable"})
+        assert resp.status == 200  # ... and CTP still records its checks (DESIGN §3.3)
+        resp = await intake.call("POST", f"/v1/referrals/{other}/feedback", "dev-prevent")
+        assert resp.status == 200 and (await resp.json())["status"] == "received"
+        view = await (await intake.call("GET", f"/v1/referrals/{other}", "dev-prevent")).json()
+        assert view["tracks"]["la"]["status"] == "closed" and view["tracks"]["ctp"]["status"] == "feedback_released"
+        assert [s["event"] for s in view["timeline"]][-1] == "feedback_released"
+        assert "la_track_closed" in [s["event"] for s in view["timeline"]]
         assert (await intake.call("POST", "/v1/referrals/PRV-2000-000999/close", "dev-prevent")).status == 403
 
         events = [(m.routing_key, json.loads(m.body)) for m in await drain(queue, 2.0)]
@@ -54,7 +65,10 @@ async def test_the_whole_lifecycle(intake):
         await conn.close()
     assert [k for k, _ in events] == [
         "referral.received", "referral.acknowledged", "referral.decided", "referral.checks_completed",
-        "referral.feedback_released", "referral.closed", "referral.received", "referral.closed"]
+        "referral.feedback_released", "referral.track_closed", "referral.track_closed", "referral.received",
+        "referral.track_closed", "referral.checks_completed", "referral.feedback_released"]
+    assert [(e["track"], e["referral_closed"]) for k, e in events if k == "referral.track_closed"] == [
+        ("ctp", False), ("la", True), ("la", False)]
     fb_event = events[4][1]
     assert (fb_event["family_contact_lifted"], fb_event["audiences"]) == (True, ["social_care", "referrer", "guardians"])
     assert events[1][1]["client_id"] == "dev-social-care"
@@ -74,7 +88,10 @@ async def test_the_whole_lifecycle(intake):
     view = await resp.json()
     assert view["status"] == "closed" and "content_sealed" not in view and "content" not in view
     assert [s["event"] for s in view["timeline"]] == [
-        "received", "acknowledged", "decided", "checks_completed", "feedback_released", "closed"]
+        "received", "acknowledged", "decided", "checks_completed", "feedback_released", "ctp_track_closed",
+        "la_track_closed", "closed"]
+    assert view["tracks"] == {"la": {"status": "closed", "closed_at": view["timeline"][-1]["at"]},
+                              "ctp": {"status": "closed", "closed_at": view["timeline"][-3]["at"]}}
     assert view["holding"]["no_family_contact"] is False
     for client_id in ("other-social-care", "dev-ops"):
         assert (await intake.call("GET", f"/v1/referrals/{ref}", client_id)).status == 403
@@ -83,7 +100,9 @@ async def test_the_whole_lifecycle(intake):
     resp = await intake.call("GET", "/v1/stats", "dev-ops", query="from=2025-01-01&to=2030-12-31")
     stats = await resp.json()
     assert resp.status == 200
-    assert (stats["total"], stats["by_status"], stats["by_pathway"]) == (2, {"closed": 2}, {"section_47": 1})
+    # `other`: only the LA's track is closed, so the referral is not (its status is the LA's last step).
+    assert (stats["total"], stats["by_status"], stats["by_pathway"]) == (
+        2, {"closed": 1, "received": 1}, {"section_47": 1})
     assert stats["by_age_band"] == {"11-15": 2} and stats["by_concern_type"] == {"mixed_unclear_unstable": 2}
     assert stats["acknowledged_on_time"] == {"due": 1, "on_time": 1, "rate": 1.0}
     assert stats["decided_on_time"] == {"due": 1, "on_time": 1, "rate": 1.0}  # decided at once: within the day

@@ -35,7 +35,8 @@ async def new_referral(intake: Intake, doc: dict, *, close_days_ago: int | None)
         "notes": doc["content"]["concerns"]})
     assert resp.status == 200
     if close_days_ago is not None:
-        assert (await intake.call("POST", f"/v1/referrals/{ref}/close", "dev-social-care")).status == 200
+        for client in ("dev-social-care", "dev-prevent"):  # a referral is closed when both tracks are
+            assert (await intake.call("POST", f"/v1/referrals/{ref}/close", client)).status == 200
         async with intake.engine.begin() as conn:  # closed that long ago
             await conn.execute(sa.update(tables.referrals).where(tables.referrals.c.id == rid).values(
                 closed_at=datetime.now(UTC) - timedelta(days=close_days_ago, minutes=5)))

@@ -56,7 +56,7 @@ def test_held_at_may_be_a_little_ahead_of_our_clock_and_up_to_a_day_before_recei
 
 
 def test_one_record_per_referral_the_same_again_is_a_repeat():
-    recorded = rules.State(status="closed", received_at=RECEIVED, strategy=details())
+    recorded = rules.State(status="closed", received_at=RECEIVED, strategy=details(), la_closed_at=NOW)
     london = (NOW - timedelta(minutes=10)).astimezone(ZoneInfo("Europe/London"))
     assert rules.record_strategy(recorded, details(held_at=london, agencies=list(details()["agencies"])), NOW) \
         == rules.Change(False)  # even after close
@@ -69,8 +69,10 @@ def test_one_record_per_referral_the_same_again_is_a_repeat():
 
 def test_no_record_after_close_and_no_acknowledgement_needed():
     with pytest.raises(Conflict) as err:
-        rules.record_strategy(rules.State(status="closed", received_at=RECEIVED), details(), NOW)
-    assert err.value.reason == "closed"
+        rules.record_strategy(rules.State(status="decided", received_at=RECEIVED, la_closed_at=NOW), details(), NOW)
+    assert err.value.reason == "closed"  # the LA's track is closed
+    assert rules.record_strategy(rules.State(status="decided", received_at=RECEIVED, ctp_closed_at=NOW), details(),
+                                 NOW).new  # CTP's closed track does not stop the LA's work
     assert rules.record_strategy(rules.State(status="received", received_at=RECEIVED), details(), NOW).new
 
 

@@ -30,6 +30,9 @@ CHECKS_KINDS = (CHECKS_REMINDER, CHECKS_BREACH)
 STRATEGY_KINDS = (STRATEGY_REMINDER, STRATEGY_BREACH)
 TIMER_KINDS = (*ACK_KINDS, *DECIDE_KINDS, *STRATEGY_KINDS, *CHECKS_KINDS, HOLD_REVIEW, ALERT_REESCALATE)
 BREACH_KINDS = (ACK_BREACH, DECIDE_BREACH, STRATEGY_BREACH, CHECKS_BREACH)  # a clock missed (metrics)
+# Whose track each clock is on: closing a track stops that track's clocks only (DESIGN §4).
+LA_KINDS = (*ACK_KINDS, *DECIDE_KINDS, *STRATEGY_KINDS)
+CTP_KINDS = (*CHECKS_KINDS, HOLD_REVIEW)
 # Who is asked for an immediate strategy discussion (DESIGN §4), in and out of hours;
 # the NSPCC only where the LA configures a contact for it.
 STRATEGY_IN_HOURS = ("la:duty_manager", "force:ctp_prevent", "force:police_mash", "la:health_safeguarding")
@@ -87,6 +90,10 @@ DEADLINE_COLUMN = {"acknowledge_by": "acknowledge_by", "decide_by": "acknowledge
 def clock_stopped(kind: str, referral: Any) -> bool:
     """Whether a timer's clock has stopped on this referral row (closed, or its step done)."""
     if referral.closed_at is not None:
+        return True
+    if kind in LA_KINDS and referral.la_closed_at is not None:
+        return True
+    if kind in CTP_KINDS and referral.ctp_closed_at is not None:
         return True
     if kind in ACK_KINDS:
         return referral.acknowledged_at is not None
@@ -159,7 +166,8 @@ def strategy_timers(raised_at: datetime, t: EscalationTimings) -> list[TimerSpec
 def plan_receipt(
     ev: ReferralReceived, calendar: WorkingCalendar, timings: EscalationTimings, *,
     acknowledged: bool = False, decided: bool = False, checks_done: bool = False, closed: bool = False,
-    strategy_done: bool = False, configured: Collection[str] = (),
+    strategy_done: bool = False, configured: Collection[str] = (), la_closed: bool = False,
+    ctp_closed: bool = False,
 ) -> Plan:
     """Timers and immediate actions for a receipt. Flags say what already happened
     (events that arrived before the receipt): their clocks are not started."""
@@ -178,4 +186,5 @@ def plan_receipt(
     timers += [] if decided else decide_timers(ev, calendar, timings)
     timers += [] if checks_done else checks_timers(ev, calendar, timings)
     timers += hold_review_timer(ev, calendar)
+    timers = [t for t in timers if not (la_closed and t.kind in LA_KINDS or ctp_closed and t.kind in CTP_KINDS)]
     return Plan(notes, alerts, sorted(timers, key=lambda s: (s.due_at, s.kind)))

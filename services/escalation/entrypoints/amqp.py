@@ -27,7 +27,7 @@ from shared.bus.dispatch import Dispatcher
 from shared.logging import bound_contextvars, get_logger
 from shared.messages import (
     ChecksCompleted, FeedbackReleased, ReferralAcknowledged, ReferralClosed, ReferralDecided, ReferralReceived,
-    StrategyDiscussionRecorded,
+    StrategyDiscussionRecorded, TrackClosed,
 )
 from shared.relay import OutboxRelay
 from shared.runtime import Runtime
@@ -44,6 +44,7 @@ DISPATCH: Dispatcher[EventHandler] = Dispatcher({
     StrategyDiscussionRecorded: handlers.on_strategy_discussion_recorded,
     ChecksCompleted: handlers.on_checks_completed,
     FeedbackReleased: handlers.on_feedback_released,
+    TrackClosed: handlers.on_track_closed,
     ReferralClosed: handlers.on_closed,
 }, unknown="unknown_event", require_id=True, aware_times=True)
 

@@ -11,7 +11,7 @@ from sqlalchemy.engine import Row
 from services.intake.adapters import repository as repo
 from services.intake.adapters.effects import record
 from services.intake.context import Context
-from services.intake.domain import figures
+from services.intake.domain import figures, tracks
 from services.intake.domain.access import performance_scope, recipient_team, staff_of
 from services.intake.domain.errors import Gone
 from shared.clock import LONDON
@@ -27,6 +27,8 @@ def timeline(row: Any) -> list[dict[str, Any]]:
              ("decided", row.decided_at, row.decided_by), ("checks_completed", row.checks_at, row.checks_by),
              ("feedback_released", row.feedback_at, row.feedback_by),
              ("strategy_discussion_recorded", row.strategy_at, row.strategy_by),
+             ("la_track_closed", row.la_closed_at, row.la_closed_by),
+             ("ctp_track_closed", row.ctp_closed_at, row.ctp_closed_by),
              ("closed", row.closed_at, row.closed_by)]
     return sorted(({"event": e, "at": _iso(at), "by": by} for e, at, by in steps if at is not None),
                   key=lambda s: s["at"])
@@ -55,6 +57,7 @@ def summary(row: Any) -> dict[str, Any]:
         "acknowledge_by": _iso(row.acknowledge_by), "checks_due_by": _iso(row.checks_due_by),
         "pathway": row.pathway, "checks_outcome": row.checks_outcome,
         "family_contact_lifted": row.family_contact_lifted, "strategy_discussion": strategy_discussion(row),
+        "tracks": tracks.summary(row._mapping, _iso),
         "shredded": row.shredded_at is not None, "timeline": timeline(row),
     }
 

@@ -60,6 +60,7 @@ def state_of(row: Row) -> State:
         checks_outcome=row.checks_outcome, feedback_at=row.feedback_at,
         family_contact_hold=row.family_contact_hold, family_contact_lifted=row.family_contact_lifted,
         closed_at=row.closed_at, received_at=row.received_at,
+        la_closed_at=row.la_closed_at, ctp_closed_at=row.ctp_closed_at,
         strategy=None if row.strategy_at is None else {
             "held_at": row.strategy_held_at, "agencies": tuple(row.strategy_agencies),
             "legal_advice_sought": row.strategy_legal_advice_sought, "decision": row.strategy_decision,

@@ -47,8 +47,12 @@ referrals = Table(
     Column("family_contact_lifted", Boolean, nullable=False, default=False),
     Column("feedback_at", UtcDateTime(), nullable=True),
     Column("feedback_by", String(100), nullable=True),
-    Column("closed_at", UtcDateTime(), nullable=True),
+    Column("closed_at", UtcDateTime(), nullable=True),  # both tracks closed
     Column("closed_by", String(100), nullable=True),
+    Column("la_closed_at", UtcDateTime(), nullable=True),
+    Column("la_closed_by", String(100), nullable=True),
+    Column("ctp_closed_at", UtcDateTime(), nullable=True),
+    Column("ctp_closed_by", String(100), nullable=True),
     Column("content_sealed", JSON, nullable=False),
     Column("contacts_sealed", JSON, nullable=False),
     Column("shredded_at", UtcDateTime(), nullable=True),

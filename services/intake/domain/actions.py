@@ -12,13 +12,14 @@ from typing import Any
 from pydantic import BaseModel
 
 from services.intake.domain import lifecycle as rules
+from services.intake.domain import tracks
 from services.intake.domain.access import RECIPIENT_TEAMS
 from services.intake.domain.commands import (
     Action, ChecksBody, DecisionBody, FeedbackBody, LifecycleCommand, StrategyBody,
 )
 from shared.messages import (
-    ChecksCompleted, FeedbackReleased, Message, ReferralAcknowledged, ReferralClosed, ReferralDecided,
-    StrategyDiscussionRecorded,
+    ChecksCompleted, FeedbackReleased, Message, ReferralAcknowledged, ReferralDecided, StrategyDiscussionRecorded,
+    TrackClosed,
 )
 
 
@@ -28,7 +29,7 @@ class LifecycleAction:
     rule: Callable[[rules.State, LifecycleCommand, datetime], rules.Change]
     event: type[Message]
     event_fields: tuple[str, ...]  # from `facts`, beside the referral's ids, organisations and time
-    by: str  # the column naming the client that took the action
+    by: str | None  # the column naming the client that took the action (None: the rule names it)
     reply_fields: tuple[str, ...]  # from `facts`, after reference, status and action
     body: type[BaseModel] | None = None  # the JSON body it takes (None: no body, or `{}`)
     sealed_note: str | None = None  # the column the command's sensitive note is sealed into
@@ -61,9 +62,9 @@ ACTIONS: dict[Action, LifecycleAction] = {
         by="strategy_by", reply_fields=(*STRATEGY, "strategy_at"), body=StrategyBody,
         sealed_note="strategy_notes_sealed"),
     "close": LifecycleAction(
-        who=RECIPIENT_TEAMS, rule=lambda s, _cmd, now: rules.close(s, now),
-        event=ReferralClosed, event_fields=(),
-        by="closed_by", reply_fields=("closed_at",)),
+        who=RECIPIENT_TEAMS, rule=lambda s, cmd, now: rules.close(s, cmd.track, cmd.client_id, now),  # type: ignore[arg-type]
+        event=TrackClosed, event_fields=("track", "referral_closed"),
+        by=None, reply_fields=("track", "tracks", "referral_closed", "closed_at")),
 }
 
 
@@ -71,7 +72,7 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
 
 
-def facts(row: Mapping[str, Any], client_id: str, action: Action) -> dict[str, Any]:
+def facts(row: Mapping[str, Any], client_id: str, action: Action, track: str | None = None) -> dict[str, Any]:
     """What `action`'s event and reply may name, from the referral row after the action.
     `family_contact_lifted` is what that action did: the feedback release's or the strategy
     discussion's own (a repeat of either says the same as the first time)."""
@@ -85,4 +86,5 @@ def facts(row: Mapping[str, Any], client_id: str, action: Action) -> dict[str, A
             "held_at": _iso(row["strategy_held_at"]), "agencies": list(row["strategy_agencies"] or ()),
             "legal_advice_sought": row["strategy_legal_advice_sought"], "decision": row["strategy_decision"],
             "parents_informed": row["strategy_parents_informed"],
+            "track": track, "tracks": tracks.summary(row), "referral_closed": row["status"] == "closed",
             **{t: _iso(row[t]) for t in times}}

@@ -41,6 +41,7 @@ class LifecycleCommand:
     family_contact: FamilyContact = "lift"  # feedback: lift the family-contact hold, or keep it
     correlation_id: str | None = None
     details: Mapping[str, Any] = field(default_factory=dict)  # the body's other fields (not the note)
+    track: str | None = None  # the caller's track ("la" | "ctp"), from its role (set by `handlers.act`)
 
 
 class DecisionBody(BaseModel):

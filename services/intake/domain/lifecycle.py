@@ -1,8 +1,9 @@
 """The referral lifecycle as pure rules: references, states and transitions.
 
-`status` moves received → acknowledged → decided → closed (close is allowed from
-any state). CTP checks and the feedback release run on their own track beside it; the
-LA's strategy discussion is recorded once, before or after acknowledgement.
+The LA's actions (acknowledge, decide, the strategy discussion) run on its track and CTP
+Prevent's (checks, feedback) on its own (`domain/tracks.py`); each agency closes only its
+own track, and `status` becomes `closed` when both are. The LA's strategy discussion is
+recorded once, before or after acknowledgement.
 Every action is idempotent: repeating an action that already happened returns the
 recorded result and changes nothing (`Change.new` is False, so no new event);
 an action that contradicts what happened, or comes after close, is a `Conflict`.
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from services.intake.domain import tracks
 from services.intake.domain.errors import Conflict, SchemaInvalid
 
 # At most 20 characters: the width of the reference columns (longer ones are never issued).
@@ -42,6 +44,8 @@ class State:
     closed_at: datetime | None = None
     received_at: datetime | None = None
     strategy: Mapping[str, Any] | None = None  # the recorded strategy discussion (STRATEGY_FIELDS)
+    la_closed_at: datetime | None = None
+    ctp_closed_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -53,9 +57,8 @@ class Change:
 _SAME = Change(False)
 
 
-def _open(s: State, what: str) -> None:
-    if s.status == "closed":
-        raise Conflict(f"The referral is closed: {what} is no longer possible", reason="closed")
+def _open(s: State, what: str, track: tracks.Track = "la") -> None:
+    tracks.require_open(s.la_closed_at if track == "la" else s.ctp_closed_at, track, what)
 
 
 def acknowledge(s: State, now: datetime) -> Change:
@@ -81,7 +84,7 @@ def complete_checks(s: State, outcome: str, now: datetime) -> Change:
         if s.checks_outcome == outcome:
             return _SAME
         raise Conflict("CTP checks already have a different outcome", reason="already_checked")
-    _open(s, "recording CTP checks")
+    _open(s, "recording CTP checks", "ctp")
     # DESIGN §4: the checks outcome lifts no_further_sharing (the family-contact hold stays).
     return Change(True, {"checks_outcome": outcome, "checks_at": now, "no_further_sharing": False})
 
@@ -91,7 +94,7 @@ def release_feedback(s: State, now: datetime, family_contact: str = "lift") -> C
     releases feedback to social care and the referrer only and leaves the hold on."""
     if s.feedback_at is not None:
         return _SAME
-    _open(s, "releasing feedback")
+    _open(s, "releasing feedback", "ctp")
     if s.checks_outcome is None:
         raise Conflict("CTP checks must be completed before feedback", reason="checks_pending")
     lifts = s.family_contact_hold and family_contact == "lift"
@@ -140,7 +143,7 @@ def record_strategy(s: State, d: Mapping[str, Any], now: datetime) -> Change:
         "family_contact_hold": s.family_contact_hold and not lifts})
 
 
-def close(s: State, now: datetime) -> Change:
-    if s.status == "closed":
-        return _SAME
-    return Change(True, {"status": "closed", "closed_at": now})
+def close(s: State, track: tracks.Track | None, client_id: str, now: datetime) -> Change:
+    """Close the caller's own track; the referral closes with the second (DESIGN §3.3)."""
+    values = tracks.close(s.la_closed_at, s.ctp_closed_at, track, client_id, now)
+    return _SAME if values is None else Change(True, values)
