@@ -7,6 +7,8 @@ field appears in no email (beyond each address in its own mail's envelope), card
 line or bus message."""
 from __future__ import annotations
 
+import asyncio
+import io
 import json
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -14,6 +16,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from safeguard import trace
 from shared.storage import create_engine
 from tests.factories import canary_phone, new_canary, postcode_of, referral
 from tests.integration.e2e import System, running_system, until
@@ -109,3 +112,42 @@ async def test_feedback_reaches_the_team_the_referrer_and_only_unheld_guardians(
     else:  # the family-contact hold stays on: the notifier refuses the guardians and says so
         assert len(refused) == 1 and "holding_instruction" in json.dumps(refused[0], default=str)
     assert leaked(system, canaries, {referrer, guardian}) == {}
+
+
+async def test_the_la_closing_its_track_leaves_ctp_to_finish_and_trace_shows_both_tracks(tmp_path, amqp_url):
+    """Issue 16 / DESIGN §3.3: the LA acknowledges, decides no further action and closes its
+    track; CTP Prevent still records its checks and releases feedback (which reaches people),
+    then closes its own track, which closes the referral. `safeguard trace` shows both."""
+    canary = new_canary()
+    doc = referral(canary=canary, phone=canary_phone())
+    referrer, guardian = doc["contacts"]["referrer"]["email"], doc["contacts"]["guardians"][0]["email"]
+    async with running_system(tmp_path, amqp_url, a_weekday_at_ten(), db="sqlite") as system:
+        resp = await system.submit(doc)
+        ref = (await resp.json())["reference"]
+        for action, body in (("acknowledgement", None), ("decision", {"pathway": "no_further_action"}),
+                             ("close", None)):
+            resp = await system.act("dev-social-care", ref, action, body)
+            assert resp.status == 200, await resp.text()
+        la = await resp.json()
+        assert (la["track"], la["referral_closed"], la["tracks"]["ctp"]["status"]) == ("la", False, "checks_pending")
+        for action, body in (("checks", {"outcome": "not_suitable"}), ("feedback", None)):
+            resp = await system.act("dev-prevent", ref, action, body)
+            assert resp.status == 200, await resp.text()
+        await until(lambda: len(system.smtp.to(MASH_EMAIL)) >= 2 and len(system.smtp.to(referrer)) >= 2
+                    and len(system.smtp.to(guardian)) >= 1, timeout=60)
+        resp = await system.act("dev-prevent", ref, "close")
+        closed = await resp.json()
+        assert (closed["status"], closed["track"], closed["referral_closed"]) == ("closed", "ctp", True)
+        await until(lambda: system.tapped_keys().count("referral.track_closed") == 2, timeout=30)
+        await until(lambda: system.tapped_keys().count("notification.sent") >= 7, timeout=30)
+        await asyncio.sleep(0.5)  # escalation applies the second close
+        out, err = io.StringIO(), io.StringIO()
+        assert await trace.trace_command(system.settings["intake"], ref, out=out, err=err) == 0, err.getvalue()
+    text = out.getvalue()
+    print(text)  # the note shows it (pytest -s)
+    lines = text.splitlines()
+    step = lambda service, words: next(i for i, li in enumerate(lines) if service in li and words in li)  # noqa: E731
+    assert step("intake", "closed its track") < step("intake", "checks") < step("intake", "feedback")
+    assert len([li for li in lines if "escalation" in li and "track closed; its clocks stopped" in li]) == 2
+    assert canary not in text
+    assert "feedback" in "".join(m.subject.lower() for m in system.smtp.to(MASH_EMAIL))
