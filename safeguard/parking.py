@@ -47,7 +47,9 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 import aiormq.exceptions
-from aio_pika.abc import AbstractConnection, AbstractIncomingMessage, AbstractRobustConnection
+from aio_pika.abc import (
+    AbstractChannel, AbstractConnection, AbstractIncomingMessage, AbstractQueue, AbstractRobustConnection,
+)
 from nacl.signing import SigningKey, VerifyKey
 
 from shared.bus.message import FORGED_REASONS, PRODUCER_HEADER, BusMessage, ForgedMessage, signed_routing_key, verify
@@ -204,15 +206,20 @@ class Held:
         self.settled.add(index)
 
 
+async def _existing(channel: AbstractChannel, parking_queue: str) -> AbstractQueue:
+    """The parking queue, declared passively (never created here); QueueMissing if absent."""
+    try:
+        return await channel.declare_queue(parking_queue, passive=True, robust=False)
+    except aiormq.exceptions.ChannelNotFoundEntity:
+        raise QueueMissing(parking_queue) from None
+
+
 @contextlib.asynccontextmanager
 async def held(connection: AbstractConnection, parking_queue: str, *, get_timeout: float = 5) -> AsyncIterator[Held]:
     """Take the messages now in `parking_queue`; on exit return every unsettled one."""
     channel = await connection.channel(publisher_confirms=False)
     try:
-        try:
-            queue = await channel.declare_queue(parking_queue, passive=True, robust=False)
-        except aiormq.exceptions.ChannelNotFoundEntity:
-            raise QueueMissing(parking_queue) from None
+        queue = await _existing(channel, parking_queue)
         count = queue.declaration_result.message_count or 0
         batch = Held(parking_queue)
         try:
@@ -416,10 +423,7 @@ async def purge(connection: AbstractConnection, parking_queue: str, *, who: str 
     are not purged: they return to the queue when that command ends."""
     channel = await connection.channel(publisher_confirms=False)
     try:
-        try:
-            queue = await channel.declare_queue(parking_queue, passive=True, robust=False)
-        except aiormq.exceptions.ChannelNotFoundEntity:
-            raise QueueMissing(parking_queue) from None
+        queue = await _existing(channel, parking_queue)
         ok = await queue.purge()
         count = int(getattr(ok, "message_count", 0) or 0)
     finally:
