@@ -112,7 +112,7 @@ async def test_report_over_a_synthetic_year(intake, year, monkeypatch, capsys):
     parsed = list(csv.DictReader(io.StringIO(out.getvalue())))
     by = {(r["section"], r["category"]): r for r in parsed}
     assert by[("total", "referrals")]["count"] == "5000"
-    assert by[("by_concern_type", RARE)]["count"] == "<5"
+    assert by[("by_concern_type", RARE)]["count"] == "[c]"
     assert by[("by_age_band", "11-15")]["count"] == str(_cells(tables["by_age_band"])["11-15"]["count"])
     assert float(by[("measure", "checks_within_28_days")]["percent"]) == m["checks_within_28_days"]["percent"]
     assert len([r for r in parsed if r["section"] == "trend_no_further_action"]) == 12
@@ -164,7 +164,8 @@ async def test_report_page_needs_sign_in_and_renders_tables_and_charts(intake, y
                   "Median time to acknowledgement", "Received out of hours"):
         assert title in html, title
     assert html.count("<svg") == 7 and html.count('role="img"') == 7
-    assert f"<th scope=\"row\">{RARE}</th><td class=\"num\">&lt;5</td>" in html
+    assert f"<th scope=\"row\">{RARE}</th><td class=\"num\">[c]</td>" in html
+    assert "“[c]” marks a figure withheld to protect confidentiality" in html
     assert ">5000<" in html
     csv_resp = await intake.client.get(f"/report/report.csv?{YEAR}")
     assert csv_resp.status == 200 and csv_resp.content_type == "text/csv"

@@ -37,7 +37,7 @@ def test_a_small_report_is_suppressed_and_its_exports_say_so():
     assert doc["measures"]["median_time_to_acknowledgement"] == {"hours": None, "count": None, "suppressed": True}
     assert [t["referrals"]["count"] for t in doc["trend"]] == [None, 0]
     rows_out = export.rows(doc)
-    assert {"section": "total", "category": "referrals", "count": "<5", "numerator": "", "denominator": "",
+    assert {"section": "total", "category": "referrals", "count": "[c]", "numerator": "", "denominator": "",
             "percent": "", "value": ""} in rows_out
     loose = figures.build(rows, date(2026, 3, 1), date(2026, 3, 31), at + timedelta(days=60), threshold=0)
     assert loose["total"]["count"] == 3 and loose["measures"]["median_time_to_acknowledgement"]["hours"] == 2.0
@@ -65,8 +65,8 @@ def test_the_page_shows_suppressed_counts_and_rates_as_such():
     doc = figures.build(rows, date(2026, 3, 1), date(2026, 3, 31), at + timedelta(days=60), threshold=5)
     html = page._env.get_template("report.html").render(
         report=doc, charts=report_charts(doc), titles=page.TABLE_TITLES, measures=export.MEASURE_TITLES,
-        hidden="<5", query="")
-    assert "<dt>Received out of hours</dt><dd>suppressed (a count under 5)</dd>" in html
+        hidden="[c]", query="")
+    assert "<dt>Received out of hours</dt><dd>[c]</dd>" in html
     assert "<dt>Referrals</dt><dd>6</dd>" in html and '<th scope="row">0-10</th><td class="num">0</td>' in html
     assert [r["percent"] for r in export.rows(doc) if r["category"] == "out_of_hours_share"] == ["[c]"]
 
@@ -105,7 +105,7 @@ def _hidden(doc: dict, table: str) -> set[str]:
 def test_a_lone_suppressed_cell_takes_the_next_smallest_with_it():
     rows = _many(2, age_band="0-10") + _many(30, age_band="11-15") + _many(8, age_band="16-17")
     doc = _build(rows)
-    assert doc["total"]["count"] == 40  # 40 - 30 - 8 would give the "<5" away
+    assert doc["total"]["count"] == 40  # 40 - 30 would give the withheld 2 away
     assert _hidden(doc, "by_age_band") == {"0-10", "16-17"}
     assert {c["key"]: c["count"] for c in doc["tables"]["by_age_band"]} == {"0-10": None, "11-15": 30, "16-17": None}
     assert_nothing_recoverable(rows, doc, LATER)
@@ -172,6 +172,24 @@ def test_a_report_with_no_small_numbers_is_unchanged():
     assert {**doc, "threshold": 0} == plain
     assert not any(c["suppressed"] for cells in doc["tables"].values() for c in cells)
     assert_nothing_recoverable(rows, doc, LATER)
+
+
+def test_secondary_cells_look_like_primary_ones_in_the_csv_the_page_and_the_charts():
+    from services.intake.entrypoints import report as page
+
+    rows = _many(2, age_band="0-10") + _many(30, age_band="11-15") + _many(8, age_band="16-17")
+    doc = _build(rows)
+    by = {(r["section"], r["category"]): r["count"] for r in export.rows(doc)}
+    assert [by[("by_age_band", k)] for k in ("0-10", "11-15", "16-17")] == ["[c]", "30", "[c]"]
+    charts = report_charts(doc)
+    svg = ElementTree.fromstring(charts["by_age_band"])
+    assert len(svg.findall("{http://www.w3.org/2000/svg}rect")) == 1
+    assert svg.find("{http://www.w3.org/2000/svg}desc").text == "0-10: [c]; 11-15: 30; 16-17: [c]"
+    html = page._env.get_template("report.html").render(
+        report=doc, charts=charts, titles=page.TABLE_TITLES, measures=export.MEASURE_TITLES, hidden="[c]", query="")
+    assert '<th scope="row">0-10</th><td class="num">[c]</td>' in html
+    assert '<th scope="row">16-17</th><td class="num">[c]</td>' in html
+    assert '<th scope="row">11-15</th><td class="num">30</td>' in html
 
 
 AGES = ("0-10", "11-15", "16-17")
