@@ -250,7 +250,7 @@ def _table(f: Figures, name: str, keys: Iterable[str], counts: Counter, total: K
     known = list(keys)
     extra = sorted(k for k in counts if k not in known)
     cells = [f.add((name, k), counts.get(k, 0)) for k in [*known, *extra]]
-    f.total_of(cells, total or f.add((name, "total"), sum(counts.values()), "total"))
+    f.total_of(cells, total or f.add((name,), sum(counts.values()), "total"))  # (name,): no cell's key
     return cells
 
 
@@ -275,8 +275,8 @@ def build(rows: Sequence[Any], start: date, end: date, now: datetime, threshold:
         cells[name] = _table(f, name, CATEGORIES[name], Counter(v for v in vals if v is not None))
 
     # the pathway table and the monthly "no further action" trend share their counts
-    decided, nfa = ("by_pathway", "total"), ("by_pathway", NFA)
-    others = f.add(("by_pathway", "other"), f.values[decided] - f.values[nfa], "derived")
+    decided, nfa = ("by_pathway",), ("by_pathway", NFA)
+    others = f.add((*nfa, "rest"), f.values[decided] - f.values[nfa], "derived")  # the other pathways
     f.total_of([c for c in cells["by_pathway"] if c != nfa], others)
     f.total_of([nfa, others], decided)
     per: dict[str, list[Any]] = {k: [] for k in keys}
