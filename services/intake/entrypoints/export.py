@@ -1,5 +1,6 @@
-"""The report as CSV (one long table; suppressed counts written "<5", suppressed percentages
-"[c]") or JSON (suppressed values `null` with `"suppressed": true`), both from `figures.build`."""
+"""The report as CSV (one long table; withheld counts and percentages written "[c]", the GSS
+marker, whether small themselves or withheld so that a small one cannot be worked out from the
+totals) or JSON (withheld values `null` with `"suppressed": true`), both from `figures.build`."""
 from __future__ import annotations
 
 import csv
@@ -7,7 +8,7 @@ import io
 import json
 from typing import Any
 
-SUPPRESSED_RATE = "[c]"  # the GSS marker for a value withheld to protect confidentiality
+SUPPRESSED = "[c]"  # the GSS marker for a value withheld to protect confidentiality
 COLUMNS = ("section", "category", "count", "numerator", "denominator", "percent", "value")
 MEASURE_TITLES = {
     "acknowledged_within_one_working_day": "Acknowledged within one working day",
@@ -23,8 +24,8 @@ def _shown(v: Any, hidden: str) -> str:
 
 
 def rows(report: dict[str, Any]) -> list[dict[str, str]]:
-    """Flat rows (strings) for CSV and the page's tables; suppressed values as "<threshold"."""
-    hidden = f"<{report['threshold']}"
+    """Flat rows (strings) for CSV and the page's tables; withheld values as "[c]"."""
+    hidden = SUPPRESSED
     out = [{"section": "total", "category": "referrals", "count": _shown(report["total"]["count"], hidden)}]
     for name, cells in report["tables"].items():
         out += [{"section": name, "category": c["key"], "count": _shown(c["count"], hidden)} for c in cells]
@@ -46,7 +47,7 @@ def _rate(m: dict[str, Any], hidden: str) -> dict[str, str]:
     if m["denominator"] == 0:
         return {"numerator": "0", "denominator": "0", "percent": ""}
     return {"numerator": _shown(m["numerator"], hidden), "denominator": _shown(m["denominator"], hidden),
-            "percent": _shown(m["percent"], SUPPRESSED_RATE)}
+            "percent": _shown(m["percent"], hidden)}
 
 
 def to_csv(report: dict[str, Any]) -> str:

@@ -88,7 +88,7 @@ async def report_page(request: web.Request) -> web.Response:
     except IntakeError as err:
         return problem_response(err)
     return _page("report.html", report=report, charts=report_charts(report), titles=TABLE_TITLES,
-                 measures=export.MEASURE_TITLES, hidden=f"<{report['threshold']}", query=request.query_string)
+                 measures=export.MEASURE_TITLES, hidden=export.SUPPRESSED, query=request.query_string)
 
 
 async def report_csv(request: web.Request) -> web.Response:

@@ -1,8 +1,9 @@
 """Small server-side SVG charts (no JavaScript, no network): horizontal bars and a line.
 
 `report_charts(report)` draws the /report page's charts from the report's JSON document
-(the same as `GET /v1/report`). A suppressed value (`null`) is drawn as no bar with the
-label "<threshold" (official-statistics style).
+(the same as `GET /v1/report`). A withheld value (`null`) is drawn as no bar (no point) with
+the label "[c]", the GSS marker, whether it was small or withheld so that a small one cannot
+be worked out from the totals: the two look alike.
 Every chart is `role="img"` with a title and description for screen readers.
 """
 from __future__ import annotations
@@ -28,7 +29,7 @@ def _open(title: str, desc: str, height: int) -> str:
 
 
 def bar_chart(title: str, items: Sequence[tuple[str, float | None]], *, unit: str = "",
-              hidden_label: str = "<5") -> str:
+              hidden_label: str = "[c]") -> str:
     """Horizontal bars, one per (label, value); None means suppressed."""
     label_w, row, top = 210, 24, 8
     height = top * 2 + row * max(len(items), 1)
@@ -50,7 +51,7 @@ def bar_chart(title: str, items: Sequence[tuple[str, float | None]], *, unit: st
 
 
 def line_chart(title: str, labels: Sequence[str], values: Sequence[float | None], *, unit: str = "",
-               hidden_label: str = "<5") -> str:
+               hidden_label: str = "[c]") -> str:
     """One series over `labels` (e.g. months); None breaks the line (suppressed)."""
     left, right, top, bottom, height = 50, 20, 16, 40, 220
     top_value = max([v for v in values if v is not None] + [1])
@@ -86,7 +87,7 @@ TABLE_TITLES = {"by_month": "Referrals by month", "by_age_band": "Referrals by a
 
 def report_charts(report: dict[str, Any]) -> dict[str, str]:
     """The report's charts as SVG strings, keyed like its tables plus `trend_*`."""
-    hidden = f"<{report['threshold']}"
+    hidden = "[c]"
     charts = {name: bar_chart(title, [(c["key"], c["count"]) for c in report["tables"][name]], hidden_label=hidden)
               for name, title in TABLE_TITLES.items()}
     months = [t["month"] for t in report["trend"]]
