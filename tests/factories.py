@@ -186,6 +186,7 @@ def intake_referral_row(received_at: datetime, **values: Any) -> dict[str, Any]:
         "id": str(uuid.uuid4()), "reference": f"PRV-{received_at.year:04d}-{n:06d}", "client_id": "dev-mash",
         "client_reference": f"MASH-ROW-{n:06d}", "force": "dev-force", "la_code": "E99999999", "received_via": "mash",
         "immediate_risk": False, "age_band": "11-15", "concern_types": ["mixed_unclear_unstable"],
+        "referral_source_sector": None, "gender": None,
         "no_further_sharing": True, "no_family_contact": True, "holding_review_by": None,
         "received_at": received_at, "out_of_hours": False, "acknowledge_by": received_at + timedelta(days=1),
         "checks_due_by": received_at + timedelta(days=28), "status": "received",

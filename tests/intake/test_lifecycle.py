@@ -123,3 +123,17 @@ async def test_feedback_that_keeps_the_family_contact_hold(intake):
     status = await (await intake.call("GET", base, "dev-prevent")).json()
     assert status["holding"]["no_family_contact"] is True  # the hold stays on
     assert status["holding"]["no_further_sharing"] is False  # lifted by the checks outcome (DESIGN §4)
+
+
+async def test_the_referrers_sector_and_gender_are_clear_reporting_codes(intake):
+    """National referral form (issue 16): optional codes in the clear metadata, counted in
+    /v1/stats and the report; anything but a known code is a 422."""
+    for sector, gender in (("education", "female"), ("education", "male"), ("health", None)):
+        doc = referral(referral_source_sector=sector, **({"gender": gender} if gender else {}))
+        assert (await intake.submit(doc)).status == 202
+    assert (await intake.submit(referral(gender="Sam"))).status == 422  # codes only, never free text
+    stats = await (await intake.call("GET", "/v1/stats", "dev-ops", query="from=2025-01-01&to=2030-12-31")).json()
+    assert stats["by_referral_source_sector"] == {"education": 2, "health": 1}
+    assert stats["by_gender"] == {"female": 1, "male": 1}
+    report = await (await intake.call("GET", "/v1/report", "dev-ops", query="from=2025-01-01&to=2030-12-31")).json()
+    assert {c["key"] for c in report["tables"]["by_gender"]} == {"male", "female", "other", "not_known"}

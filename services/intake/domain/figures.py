@@ -37,13 +37,14 @@ from fractions import Fraction
 from statistics import median
 from typing import Any, get_args
 
-from services.intake.domain.referral import ConcernType
+from services.intake.domain.referral import ConcernType, Gender, ReferralSourceSector
 from shared.clock import LONDON
 from shared.messages import AgeBand, ChecksOutcome, Pathway
 
 CATEGORIES: dict[str, tuple[str, ...]] = {
     "by_age_band": get_args(AgeBand), "by_concern_type": get_args(ConcernType),
     "by_pathway": get_args(Pathway), "by_checks_outcome": get_args(ChecksOutcome),
+    "by_referral_source_sector": get_args(ReferralSourceSector), "by_gender": get_args(Gender),
 }
 NFA = "no_further_action"
 Key = tuple[str, ...]
@@ -96,6 +97,8 @@ def stats(rows: Sequence[Any], start: date, end: date, now: datetime) -> dict[st
         "by_checks_outcome": count(r.checks_outcome for r in rows),
         "by_age_band": count(r.age_band for r in rows),
         "by_concern_type": count(c for r in rows for c in r.concern_types),
+        "by_referral_source_sector": count(r.referral_source_sector for r in rows),
+        "by_gender": count(r.gender for r in rows),
         "immediate_risk": sum(1 for r in rows if r.immediate_risk),
         "out_of_hours": sum(1 for r in rows if r.out_of_hours),
         "acknowledged_on_time": {"due": ack_due, "on_time": ack_hits, "rate": share(ack_hits, ack_due)},
@@ -270,7 +273,9 @@ def build(rows: Sequence[Any], start: date, end: date, now: datetime, threshold:
     cells = {"by_month": _table(f, "by_month", keys, Counter(month_of(r.received_at) for r in rows), total)}
     values = {"by_age_band": (r.age_band for r in rows), "by_pathway": (r.pathway for r in rows),
               "by_concern_type": (c for r in rows for c in r.concern_types),
-              "by_checks_outcome": (r.checks_outcome for r in rows)}
+              "by_checks_outcome": (r.checks_outcome for r in rows),
+              "by_referral_source_sector": (r.referral_source_sector for r in rows),
+              "by_gender": (r.gender for r in rows)}
     for name, vals in values.items():
         cells[name] = _table(f, name, CATEGORIES[name], Counter(v for v in vals if v is not None))
 

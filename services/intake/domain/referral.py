@@ -21,6 +21,10 @@ ConcernType = Literal[
 ]
 ReceivedVia = Literal["mash", "out_of_hours_control_room", "ctp_prevent", "police_other"]
 YesNoUnknown = Literal["yes", "no", "unknown"]
+# Clear reporting codes the national form asks for (optional; never free text).
+ReferralSourceSector = Literal["education", "health", "police", "local_authority", "community", "family_friend",
+                               "other"]
+Gender = Literal["male", "female", "other", "not_known"]
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
@@ -103,6 +107,8 @@ class Referral(_Strict):
     immediate_risk: bool
     age_band: AgeBand
     concern_types: list[ConcernType] = Field(min_length=1, max_length=8)
+    referral_source_sector: ReferralSourceSector | None = None
+    gender: Gender | None = None
     holding_instructions: HoldingInstructions
     content: ReferralContent
     contacts: Contacts
