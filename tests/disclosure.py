@@ -56,6 +56,9 @@ def assert_nothing_recoverable(rows: Sequence[Any], doc: dict[str, Any], now: da
         "by_concern_type": Counter(c for r in rows for c in r.concern_types),
         "by_pathway": Counter(r.pathway for r in rows if r.pathway is not None),
         "by_checks_outcome": Counter(r.checks_outcome for r in rows if r.checks_outcome is not None),
+        "by_referral_source_sector": Counter(r.referral_source_sector for r in rows
+                                             if r.referral_source_sector is not None),
+        "by_gender": Counter(r.gender for r in rows if r.gender is not None),
     }
     assert doc["total"]["count"] in (None, len(rows)) and doc["total"]["suppressed"] == small(len(rows))
     trend = doc["trend"]

@@ -208,7 +208,9 @@ def _random_rows(rng: random.Random) -> list[SimpleNamespace]:
             pathway=rng.choices(PATHWAYS, (3, 10, 25, 20, 35, 7))[0],
             checks_outcome=rng.choices(OUTCOMES, (40, 30, 13, 7, 10))[0], out_of_hours=rng.random() < 0.25,
             immediate_risk=rng.random() < 0.08, acknowledged_at=late(0.9) if rng.random() < 0.97 else None,
-            decided_at=late(0.8) if rng.random() < 0.9 else None, checks_at=at + timedelta(days=rng.choice((3, 30))))))
+            decided_at=late(0.8) if rng.random() < 0.9 else None, checks_at=at + timedelta(days=rng.choice((3, 30))),
+            referral_source_sector=rng.choice((None, "education", "education", "health", "police", "community")),
+            gender=rng.choice((None, "male", "female", "female", "not_known")))))
     return rows
 
 
