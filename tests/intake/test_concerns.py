@@ -3,16 +3,33 @@ LA (its emergency duty team out of hours) raises a concern for the force's contr
 once-only: each call is a new concern with its own id and its own `referral.concern_raised`
 event (ids, category and time only); an Idempotency-Key makes a retry return the first reply.
 Refused once the LA track is closed; wrong callers and malformed bodies are refused, audited,
-and change nothing. The status reply shows the concerns."""
+and change nothing. The status reply shows the concerns; with escalation running, each
+concern reaches `control-room.<force>` as its own `out_of_hours_concern` alert with no
+content, the control room's outcome is recorded there, and `safeguard trace` shows both."""
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import io
 import json
+from datetime import timedelta
 
+import aio_pika
+import aiohttp
 import sqlalchemy as sa
+from aiohttp.test_utils import TestServer
 
+from safeguard import trace
+from services.escalation.adapters.tables import alerts as escalation_alerts
+from services.escalation.bootstrap import create_app as escalation_app
 from services.intake.adapters import tables
-from shared.messages import ConcernRaised
-from tests.factories import referral
+from services.intake.entrypoints.client import open_envelope
+from services.intake.entrypoints.http import CONTEXT
+from shared.clock import ManualClock
+from shared.httpsig import authority_of, sign_request
+from shared.messages import ConcernRaised, ControlRoomAlert
+from tests.factories import london, new_canary, referral
+from tests.intake.test_sealing import _dump_database, log_stream  # noqa: F401 (a fixture)
 from tests.intake.test_submit import bind_events, drain
 
 EVENT = ConcernRaised.routing_key
@@ -149,3 +166,124 @@ async def test_each_call_is_a_new_concern_on_the_status_reply_idempotency_key_an
     assert audit == [("ok", "missing"), ("ok", "missing"), ("ok", "new_information"), ("replayed", None),
                      ("rejected", "idempotency_conflict"), ("rejected", "idempotency_conflict"), ("ok", "other"),
                      ("rejected", "closed"), ("replayed", None)]
+
+
+@contextlib.asynccontextmanager
+async def escalation_beside(intake, clock: ManualClock):
+    """escalation's real app on intake's broker vhost and database (its own tables)."""
+    server = TestServer(escalation_app(intake.settings, clock, tokens={"dev-force": "console-code-for-dev-force"},
+                                       timer_options={"poll_interval_s": 3600}))
+    await server.start_server()
+    try:
+        yield server
+    finally:
+        await server.close()
+
+
+async def tap(settings) -> tuple[aio_pika.abc.AbstractConnection, aio_pika.abc.AbstractQueue]:
+    """A queue bound to every message on the events and alerts exchanges."""
+    conn = await aio_pika.connect(settings.amqp_url)
+    queue = await (await conn.channel()).declare_queue(exclusive=True)
+    await queue.bind("safeguard.events", "#")
+    await queue.bind("safeguard.alerts", "#")
+    return conn, queue
+
+
+async def control_room(settings, n: int, timeout: float = 10.0) -> list[ControlRoomAlert]:
+    """The next `n` alerts on control-room.dev-force (what a control-room consumer takes)."""
+    got: list[ControlRoomAlert] = []
+    async with await aio_pika.connect(settings.amqp_url) as conn:
+        queue = await (await conn.channel()).declare_queue("control-room.dev-force", passive=True)
+        async with asyncio.timeout(timeout):
+            while len(got) < n:
+                message = await queue.get(no_ack=True, fail=False)
+                if message is None:
+                    await asyncio.sleep(0.05)
+                    continue
+                got.append(ControlRoomAlert.model_validate_json(message.body))
+        await asyncio.sleep(0.5)
+        assert await queue.get(no_ack=True, fail=False) is None  # and no more
+    return got
+
+
+async def post_outcome(server, alert_id: str, payload: dict, intake) -> tuple[int, str]:
+    path, body = f"/v1/alerts/{alert_id}/outcome", json.dumps(payload).encode()
+    headers = {"Content-Type": "application/json", **sign_request(
+        method="POST", path=path, body=body, key_id="dev-control-room", key=intake.key("dev-control-room"),
+        authority=authority_of(server.make_url(path)))}
+    async with aiohttp.ClientSession() as session:
+        async with session.post(server.make_url(path), data=body, headers=headers) as resp:
+            return resp.status, await resp.text()
+
+
+async def test_concerns_reach_the_control_room_without_content_and_the_trace_shows_concern_and_outcome(
+        intake, log_stream):  # noqa: F811
+    canary, notes_canary = new_canary(), new_canary()
+    clock = ManualClock(london(2026, 11, 30, 14))  # Monday afternoon: the receipt itself raises no alert
+    intake.app[CONTEXT].clock = clock
+    conn, queue = await tap(intake.settings)
+    replies = []
+    try:
+        async with escalation_beside(intake, clock) as esc:
+            ref = await submit(intake, canary=canary)
+            clock.advance(timedelta(hours=9))  # 23:00: the LA's emergency duty team
+            status, first = await concern(intake, ref, payload={"category": "welfare"})
+            assert status == 201
+            clock.advance(timedelta(minutes=3))
+            status, second = await concern(intake, ref, payload={"category": "missing"})
+            assert status == 201
+            alerts = await control_room(intake.settings, 2)
+            assert [(a.kind, a.reference, a.force, a.la_code, a.level) for a in alerts] == [
+                ("out_of_hours_concern", ref, "dev-force", "E99999999", "control_room")] * 2
+            assert len({a.alert_id for a in alerts}) == 2  # one alert per concern
+            assert all(ref in a.summary and "Out-of-hours concern" in a.summary for a in alerts)
+            async with intake.engine.connect() as c:
+                by_concern = dict((await c.execute(sa.select(escalation_alerts.c.concern_id,
+                                                             escalation_alerts.c.alert_id))).all())
+            assert by_concern == {first["concern_id"]: alerts[0].alert_id, second["concern_id"]: alerts[1].alert_id}
+            # the control room records what it did about the first: sealed notes, the alert acknowledged
+            status, text = await post_outcome(esc, alerts[0].alert_id,
+                                              {"action": "welfare_check_completed", "notes": notes_canary}, intake)
+            replies.append(text)
+            assert status == 200 and json.loads(text)["status"] == "acknowledged"
+            await asyncio.sleep(1.0)  # the relays publish
+            messages = await drain(queue, 1.0)
+    finally:
+        await conn.close()
+    keys = [m.routing_key for m in messages]
+    assert keys.count("referral.concern_raised") == 2 and keys.count("control-room.dev-force") == 2
+    assert keys.count("alert.raised") == 2 and "alert.outcome_recorded" in keys
+    for message in messages:
+        wire = message.body.decode() + json.dumps(dict(message.headers or {}), default=str)
+        assert canary not in wire and notes_canary not in wire, message.routing_key
+    assert not any(canary in r or notes_canary in r for r in replies)
+    async with intake.engine.connect() as c:
+        row = (await c.execute(sa.select(escalation_alerts).where(
+            escalation_alerts.c.alert_id == alerts[0].alert_id))).one()
+        rid = (await c.execute(sa.select(tables.referrals.c.id))).scalar_one()
+    assert (row.outcome_action, row.outcome_by, row.concern_id) == (
+        "welfare_check_completed", "dev-control-room", first["concern_id"])
+    for org in ("E99999999", "dev-force"):  # the notes are sealed to both teams
+        assert json.loads(open_envelope(row.outcome_notes_sealed, rid, intake.team_key(org))) == notes_canary
+    dump = await _dump_database(intake.engine)
+    assert ref in dump and canary not in dump and notes_canary not in dump
+
+    out, err = io.StringIO(), io.StringIO()
+    assert await trace.trace_command(intake.settings, ref, as_json=True, out=out, err=err) == 0
+    entries = json.loads(out.getvalue())["entries"]
+    steps = [(e["service"], e["step"]) for e in entries]
+    assert steps.count(("intake", "concern raised for the control room")) == 2
+    assert steps.count(("escalation", "concern consumed")) == 2
+    assert steps.count(("escalation", "control-room alert raised")) == 2
+    [outcome] = [e for e in entries if e["step"] == "control-room outcome recorded"]
+    assert (outcome["actor"], outcome["detail"]["action"], outcome["detail"]["alert_id"]) == (
+        "dev-control-room", "welfare_check_completed", alerts[0].alert_id)
+    assert outcome["detail"]["notes"] is True and outcome["detail"]["acknowledged"] is True
+    assert steps.index(("intake", "concern raised for the control room")) < steps.index(
+        ("escalation", "concern consumed")) < steps.index(("escalation", "control-room outcome recorded"))
+    concerns = [e for e in entries if e["step"] == "concern raised for the control room"]
+    assert [e["detail"]["concern_id"] for e in concerns] == [first["concern_id"], second["concern_id"]]
+    assert canary not in out.getvalue() + err.getvalue() and notes_canary not in out.getvalue()
+    await asyncio.sleep(0.1)
+    logs = log_stream.getvalue()
+    assert ref in logs and canary not in logs and notes_canary not in logs
