@@ -38,6 +38,7 @@ STEPS: dict[tuple[str, str], str] = {
     ("escalation", "referral.concern_raised"): "concern consumed",
     ("escalation", "alert.outcome_recorded"): "control-room outcome recorded",
     ("escalation", "alert.outcome"): "control-room outcome refused",
+    ("escalation", "alert.notes_shredded"): "outcome notes shredded (retention)",
     ("escalation", "clock.stopped"): "clock stopped",
     ("escalation", "referral.decided"): "decision consumed",
     ("escalation", "referral.feedback_released"): "feedback consumed",

@@ -258,3 +258,40 @@ async def test_a_canary_in_the_notes_is_sealed_to_the_la_and_the_force_and_nowhe
     logs = log_stream.getvalue()
     assert alert.alert_id in logs or received.reference in logs
     assert canary not in logs
+
+
+async def test_retention_shreds_the_outcome_notes_of_alerts_of_referrals_closed_past_their_period(esc):
+    from safeguard.retention import shred_outcome_notes
+    from shared.crypto import CryptoError, envelope_key_ids
+    from shared.messages import TrackClosed
+
+    days = esc.settings.file.system.retention_days
+    async with esc.app() as server:
+        closed, kept = referral_received(london(2026, 11, 7, 10)), referral_received(london(2026, 11, 7, 10))
+        ids = {}
+        for received in (closed, kept):
+            await esc.publish(received)
+            [message] = await esc.take("control-room.dev-force", timeout=5)
+            ids[received.referral_id] = ControlRoomAlert.model_validate_json(message.body).alert_id
+            status, _, _ = await post(esc, server, ids[received.referral_id], "dev-control-room",
+                                      {"action": "passed_to_patrol", "notes": "patrol 4 attended"})
+            assert status == 200
+        for track, last in (("la", False), ("ctp", True)):  # the first referral is closed, the other open
+            mid = await esc.publish(referral_event(TrackClosed, closed, esc.clock(), track=track, referral_closed=last))
+            await esc.wait_processed(mid)
+    settings = esc.settings
+    assert await shred_outcome_notes(settings, esc.clock() + timedelta(days=days - 1)) == []  # not yet
+    later = esc.clock() + timedelta(days=days, minutes=1)
+    assert await shred_outcome_notes(settings, later) == [ids[closed.referral_id]]
+    assert await shred_outcome_notes(settings, later) == []  # a second run: nothing left to do
+    shredded, young = await alert_of(esc, ids[closed.referral_id]), await alert_of(esc, ids[kept.referral_id])
+    assert envelope_key_ids(shredded.outcome_notes_sealed) == [] and shredded.outcome_action == "passed_to_patrol"
+    for org in ("E99999999", "dev-force"):
+        key = load_private_sealing_key(esc.keys_dir / f"{org}.x25519")
+        with pytest.raises(CryptoError):
+            open_envelope(shredded.outcome_notes_sealed, closed.referral_id, key)
+        assert json.loads(open_envelope(young.outcome_notes_sealed, kept.referral_id, key)) == "patrol 4 attended"
+    entries = [(r.reference, r.actor, r.detail) for r in await esc.rows(
+        select(audit).where(audit.c.action == "alert.notes_shredded"))]
+    assert entries == [(closed.reference, "safeguard-retention",
+                        {"alert_id": ids[closed.referral_id], "retention_days": days})]
