@@ -176,8 +176,25 @@ async def raise_concern(cmd: RaiseConcern, body: ConcernBody, ctx: Context) -> d
     for the force's control room: a new concern each time, refused once the LA track is closed.
     With an `Idempotency-Key`, the same key and body give the first reply again (audited
     `replayed`, nothing published); the same key with another body or referral is a 409."""
-    client = ctx.settings.client(cmd.client_id)
     check_idempotency_key(cmd.idempotency_key)
+    try:
+        reply, new = await _raise_concern(cmd, body, ctx)
+    except repo.IntegrityError:
+        if not cmd.idempotency_key:
+            raise
+        # The same key at the same moment for another referral (a retry of one referral's
+        # concern waits for the first on the referral's row lock): that one won.
+        raise Conflict("This Idempotency-Key was used with a different body or referral",
+                       reason="idempotency_conflict") from None
+    if new:
+        ctx.notify()
+        log.info("concern_raised", reference=cmd.reference, client_id=cmd.client_id, category=body.category)
+    return reply
+
+
+async def _raise_concern(cmd: RaiseConcern, body: ConcernBody, ctx: Context) -> tuple[dict[str, Any], bool]:
+    """(the reply, whether a concern was raised) in one transaction."""
+    client = ctx.settings.client(cmd.client_id)
     body_sha = _concern_sha(cmd.reference, cmd.body)
     now = ctx.clock()
     async with ctx.engine.begin() as conn:
@@ -194,7 +211,7 @@ async def raise_concern(cmd: RaiseConcern, body: ConcernBody, ctx: Context) -> d
                 reply = dict(stored.response)
                 await record(conn, actor=client.id, action="referral.concern", reference=cmd.reference,
                              outcome="replayed", detail={"concern_id": reply["concern_id"]}, at=now)
-                return reply
+                return reply, False
         tracks.require_open(found.la_closed_at, "la", "raising a concern")
         concern_id = str(uuid.uuid4())
         await repo.insert_concern(conn, {"id": concern_id, "referral_id": found.id, "reference": found.reference,
@@ -210,6 +227,4 @@ async def raise_concern(cmd: RaiseConcern, body: ConcernBody, ctx: Context) -> d
         ), correlation_id=cmd.correlation_id, at=now)
         await record(conn, actor=client.id, action="referral.concern", reference=cmd.reference,
                      detail={"concern_id": concern_id, "category": body.category}, at=now)
-    ctx.notify()
-    log.info("concern_raised", reference=cmd.reference, client_id=client.id, category=body.category)
-    return reply
+    return reply, True

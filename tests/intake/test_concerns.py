@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import io
 import json
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import aio_pika
 import aiohttp
@@ -33,6 +33,10 @@ from tests.intake.test_sealing import _dump_database, log_stream  # noqa: F401 (
 from tests.intake.test_submit import bind_events, drain
 
 EVENT = ConcernRaised.routing_key
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)
 
 
 async def submit(intake, **overrides) -> str:
@@ -287,3 +291,20 @@ async def test_concerns_reach_the_control_room_without_content_and_the_trace_sho
     await asyncio.sleep(0.1)
     logs = log_stream.getvalue()
     assert ref in logs and canary not in logs and notes_canary not in logs
+
+
+async def test_a_key_taken_meanwhile_for_another_concern_is_a_409_never_a_500(intake):
+    """Another request with the same key (for another referral, so not behind this one's row
+    lock) inserts the key after this one looked it up and before this one stores it."""
+    ref = await submit(intake)
+    async with intake.engine.connect() as other:
+        tx = await other.begin()
+        await other.execute(sa.insert(tables.idempotency_keys).values(
+            client_id="dev-social-care", key="race-1", body_sha256="0" * 64, response={}, created_at=now_utc()))
+        request = asyncio.create_task(concern(intake, ref, key="race-1"))
+        await asyncio.sleep(1.5)
+        assert not request.done()  # it waits for the other transaction's key
+        await tx.commit()
+        status, problem = await request
+    assert (status, problem["reason"], problem["type"]) == (409, "idempotency_conflict", "/problems/conflict")
+    assert await rows(intake, tables.concerns) == []
