@@ -1,8 +1,10 @@
 """`safeguard retention run`: apply `[system] retention_days` (DESIGN §5).
 
 Crypto-shreds every referral closed more than `retention_days` ago in intake's
-database (services/intake/retention.py) and deletes each service's *sent* outbox rows
-older than the same cut-off (they hold copies of the sealed contacts envelope).
+database (services/intake/retention.py) and the control room's sealed outcome notes of
+their alerts in escalation's (services/escalation/retention.py), and deletes each service's
+*sent* outbox rows older than the same cut-off (they hold copies of the sealed contacts
+envelope).
 Idempotent: run it daily (cron or a Kubernetes CronJob); a second run does nothing.
 """
 from __future__ import annotations
@@ -25,6 +27,21 @@ async def _purge_outbox(settings: Settings, service: str, before: datetime) -> i
         return None if conn is None else await purge_sent(conn, table, before)
 
 
+async def shred_outcome_notes(settings: Settings, now: datetime) -> list[str] | None:
+    """The alert ids whose outcome notes were shredded; None when escalation has no tables yet."""
+    from safeguard.audit_db import service_table
+    from services.escalation import retention as escalation_retention
+    from services.escalation.adapters.tables import alerts
+    from services.intake import retention
+
+    days = settings.file.system.retention_days
+    async with service_table(settings, "escalation", alerts) as conn:
+        if conn is None:
+            return None
+        return await escalation_retention.shred_expired(conn, before=retention.cutoff(now, days),
+                                                        retention_days=days, now=now)
+
+
 async def run(settings: Settings, now: datetime | None = None) -> tuple[list[str], dict[str, int | None]]:
     """(references shredded, sent outbox rows purged per service)."""
     from services.intake import retention
@@ -44,9 +61,13 @@ async def run(settings: Settings, now: datetime | None = None) -> tuple[list[str
 
 def _cmd_run(_args: argparse.Namespace) -> int:
     settings = load_settings()
-    shredded, purged = asyncio.run(run(settings))
+    now = datetime.now(UTC)
+    shredded, purged = asyncio.run(run(settings, now))
+    notes = asyncio.run(shred_outcome_notes(settings, now))
     days = settings.file.system.retention_days
     print(f"intake: {len(shredded)} referrals closed over {days} days ago shredded")
+    print("escalation: " + ("no alerts table yet" if notes is None else
+                            f"control-room outcome notes of {len(notes)} alerts shredded"))
     for svc, n in purged.items():
         print(f"{svc}: {'no outbox yet' if n is None else f'{n} sent outbox messages purged'}")
     return 0

@@ -26,6 +26,7 @@ STEPS: dict[tuple[str, str], str] = {
     ("intake", "referral.feedback"): "feedback released",
     ("intake", "referral.strategy-discussion"): "strategy discussion recorded",
     ("intake", "referral.close"): "closed its track (detail: which; referral_closed with the second)",
+    ("intake", "referral.concern"): "concern raised for the control room",
     ("intake", "referral.read"): "metadata read",
     ("intake", "referral.sealed_read"): "sealed content fetched",
     ("escalation", "referral.received"): "consumed; clocks scheduled",
@@ -34,6 +35,10 @@ STEPS: dict[tuple[str, str], str] = {
     ("escalation", "alert.escalated"): "alert re-escalated",
     ("escalation", "alert.acknowledged"): "alert acknowledged",
     ("escalation", "alert.acknowledge"): "alert acknowledgement refused",
+    ("escalation", "referral.concern_raised"): "concern consumed",
+    ("escalation", "alert.outcome_recorded"): "control-room outcome recorded",
+    ("escalation", "alert.outcome"): "control-room outcome refused",
+    ("escalation", "alert.notes_shredded"): "outcome notes shredded (retention)",
     ("escalation", "clock.stopped"): "clock stopped",
     ("escalation", "referral.decided"): "decision consumed",
     ("escalation", "referral.feedback_released"): "feedback consumed",
@@ -50,9 +55,13 @@ STEPS: dict[tuple[str, str], str] = {
 }
 
 
+# Refusals audited under their own action, the reason as the outcome: the step names it.
+REFUSALS = {("escalation", "alert.acknowledge"), ("escalation", "alert.outcome")}
+
+
 def step_of(service: str, action: str, outcome: str) -> str:
     step = STEPS.get((service, action), action)
-    if outcome in ("rejected", "duplicate", "repeated", "replayed"):
+    if outcome in ("rejected", "duplicate", "repeated", "replayed") or (service, action) in REFUSALS:
         step += f" [{outcome}]"
     return step
 

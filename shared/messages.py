@@ -28,6 +28,9 @@ ChecksOutcome = Literal["suitable_for_prevent", "not_suitable", "channel_referra
 AlertKind = Literal["out_of_hours_concern", "immediate_safety", "deadline_breach"]
 Agency = Literal["local_authority", "police", "ctp_prevent", "health", "nspcc", "other"]
 StrategyDecision = Literal["immediate_safeguarding_action", "section_47_enquiry", "no_immediate_action"]
+ConcernCategory = Literal["welfare", "missing", "new_information", "other"]
+# What a force control room did about an alert (DESIGN §3.5).
+OutcomeAction = Literal["welfare_check_completed", "passed_to_patrol", "referred_to_la_edt", "no_action_needed"]
 
 
 class Message(BaseModel):
@@ -114,6 +117,17 @@ class TrackClosed(ReferralEvent):
     routing_key: ClassVar[str] = "referral.track_closed"
     track: Literal["la", "ctp"]
     referral_closed: bool
+
+
+class ConcernRaised(ReferralEvent):
+    """intake: the LA (its emergency duty team out of hours) raised a concern about a referral
+    for its force's control room (DESIGN §3.3). Not once-only: each concern has its own id.
+    The category is a code; what the concern is about is never on the bus."""
+
+    routing_key: ClassVar[str] = "referral.concern_raised"
+    concern_id: Id
+    category: ConcernCategory
+    client_id: Annotated[str, Field(min_length=1, max_length=100)]
 
 
 class ReferralClosed(ReferralEvent):
@@ -237,6 +251,16 @@ class AlertAcknowledged(AlertEvent):
     acknowledged_by: str
 
 
+class AlertOutcomeRecorded(AlertEvent):
+    """escalation: the control room recorded what it did about an alert (DESIGN §3.5); its
+    notes, if any, stay sealed in escalation (`notes` only says whether there are some)."""
+
+    routing_key: ClassVar[str] = "alert.outcome_recorded"
+    action: OutcomeAction
+    recorded_by: Annotated[str, Field(min_length=1, max_length=100)]
+    notes: bool
+
+
 DEADLINE_EVENTS: dict[str, type[DeadlineEvent]] = {
     DeadlineReminder.routing_key: DeadlineReminder, DeadlineBreached.routing_key: DeadlineBreached,
 }
@@ -246,7 +270,8 @@ CATALOGUE: dict[str, type[Message]] = {
     m.routing_key: m
     for m in (
         ReferralReceived, ReferralAcknowledged, ReferralDecided, StrategyDiscussionRecorded, ChecksCompleted,
-        FeedbackReleased, TrackClosed, ReferralClosed, NotificationRequested, NotificationSent, NotificationFailed, DeadlineReminder,
-        DeadlineBreached, AlertRaised, AlertEscalated, AlertAcknowledged, ControlRoomAlert, RetryCopy,
+        FeedbackReleased, TrackClosed, ConcernRaised, ReferralClosed, NotificationRequested, NotificationSent,
+        NotificationFailed, DeadlineReminder, DeadlineBreached, AlertRaised, AlertEscalated, AlertAcknowledged,
+        AlertOutcomeRecorded, ControlRoomAlert, RetryCopy,
     )
 }

@@ -9,6 +9,7 @@ when it comes, starts only the clocks still running.
 """
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Any
 
@@ -21,11 +22,13 @@ from services.escalation.adapters.effects import alert_event, audit, emit, new_i
 from services.escalation.context import Context
 from services.escalation.domain import alerts as alert_rules
 from services.escalation.domain import ladder
+from services.escalation.domain import outcomes as outcome_rules
 from services.escalation.domain.timers import MissingRecord, UnknownTimerKind
+from shared.crypto import seal
 from shared.messages import (
-    DEADLINE_EVENTS, AlertAcknowledged, AlertEscalated, AlertRaised, ChecksCompleted, FeedbackReleased,
-    ReferralAcknowledged, ReferralClosed, ReferralDecided, ReferralEvent, ReferralReceived, StrategyDiscussionRecorded,
-    TrackClosed,
+    DEADLINE_EVENTS, AlertAcknowledged, AlertEscalated, AlertOutcomeRecorded, AlertRaised, ChecksCompleted,
+    ConcernRaised, FeedbackReleased, ReferralAcknowledged, ReferralClosed, ReferralDecided, ReferralEvent,
+    ReferralReceived, StrategyDiscussionRecorded, TrackClosed,
 )
 
 
@@ -134,6 +137,18 @@ async def on_strategy_discussion_recorded(conn: AsyncConnection, ev: StrategyDis
     await audit(conn, "clock.stopped", ev.reference, now, detail={
         "clock": "strategy_discussion_by", "cancelled": cancelled, "decision": ev.decision,
         "family_contact_lifted": ev.family_contact_lifted, **_early(row)})
+
+
+async def on_concern_raised(conn: AsyncConnection, ev: ConcernRaised, ctx: Context, now: datetime) -> None:
+    """The LA raised a concern for the force's control room: one `out_of_hours_concern` alert
+    per concern (re-escalated, shown on the console and counted like every alert)."""
+    referral = await _ensure(conn, ev, now)
+    detail = {"concern_id": ev.concern_id, "category": ev.category, "raised_by": ev.client_id}
+    if await repo.alert_for_concern(conn, ev.concern_id) is not None:  # the same concern again
+        await audit(conn, "referral.concern_raised", ev.reference, now, outcome="duplicate", detail=detail)
+        return
+    await audit(conn, "referral.concern_raised", ev.reference, now, detail={**detail, **_early(referral)})
+    await raise_alert(conn, ctx, referral, "out_of_hours_concern", now, concern_id=ev.concern_id)
 
 
 def _configured(ctx: Context, la_code: str) -> frozenset[str]:
@@ -263,21 +278,24 @@ async def _reescalate(conn: AsyncConnection, timer: Row[Any], ctx: Context, now:
 # --- alerts ----------------------------------------------------------------------
 
 async def raise_alert(conn: AsyncConnection, ctx: Context, referral: Row[Any], kind: str,
-                      now: datetime) -> str | None:
-    """Open a control-room alert at the first level; None if the force has no queue."""
+                      now: datetime, *, concern_id: str | None = None) -> str | None:
+    """Open a control-room alert at the first level; None if the force has no queue.
+    `concern_id`: the LA's concern it is raised for (one alert per concern)."""
+    concern = {"concern_id": concern_id} if concern_id else {}
     if ctx.settings.force(referral.force) is None:
-        await audit(conn, "alert.raised", referral.reference, now, outcome="unknown_force", detail={"kind": kind})
+        await audit(conn, "alert.raised", referral.reference, now, outcome="unknown_force",
+                    detail={"kind": kind, **concern})
         return None
     alert_id = new_id()
     values = dict(alert_id=alert_id, referral_id=referral.referral_id, reference=referral.reference, kind=kind,
                   force=referral.force, la_code=referral.la_code, level_index=0, level=ctx.timings.alert_levels[0],
-                  status="open", raised_at=now, last_raised_at=now)
+                  status="open", raised_at=now, last_raised_at=now, concern_id=concern_id)
     alert = await repo.insert_alert(conn, **values)
     await publish_alert(conn, ctx.settings.file.system.console_base_url, alert, now, referral.acknowledge_by)
     await emit(conn, alert_event(AlertRaised, alert, now), now)
     await schedule_reescalation(conn, ctx, alert, now)
     await audit(conn, "alert.raised", referral.reference, now,
-                detail={"alert_id": alert_id, "kind": kind, "level": alert.level})
+                detail={"alert_id": alert_id, "kind": kind, "level": alert.level, **concern})
     metrics.ALERTS_RAISED.labels(kind=kind).inc()
     return alert_id
 
@@ -293,20 +311,63 @@ async def schedule_reescalation(conn: AsyncConnection, ctx: Context, alert: Row[
 # --- commands --------------------------------------------------------------------
 
 async def acknowledge_alert(conn: AsyncConnection, alert_id: str, actor: str, now: datetime) -> Row[Any] | None:
-    """Stop an alert's re-escalation. Idempotent: a second call changes nothing.
-    Timers are locked before the alert (the fire loop's order), so the two never deadlock."""
+    """Stop an alert's re-escalation. Idempotent: a second call changes nothing."""
+    alert, _ = await _acknowledge(conn, alert_id, actor, now)
+    return alert
+
+
+async def _acknowledge(conn: AsyncConnection, alert_id: str, actor: str, now: datetime,
+                       via: str | None = None) -> tuple[Row[Any] | None, bool]:
+    """(the alert, whether this call acknowledged it). Timers are locked before the alert (the
+    fire loop's order), so the two never deadlock."""
     alert = await repo.get_alert(conn, alert_id)
     if alert is None:
-        return None
+        return None, False
     if alert.status != "open":
-        return alert
+        return alert, False
     cancelled = await repo.cancel_timers(conn, alert.referral_id, [ladder.ALERT_REESCALATE], alert_id=alert_id)
     alert = await repo.get_alert(conn, alert_id, lock=True)
     if alert.status != "open":
-        return alert
+        return alert, False
     await repo.update_alert(conn, alert_id, status="acknowledged", acknowledged_at=now, acknowledged_by=actor)
     alert = await repo.get_alert(conn, alert_id)
     await emit(conn, alert_event(AlertAcknowledged, alert, now, acknowledged_by=actor), now)
-    await audit(conn, "alert.acknowledged", alert.reference, now, actor=actor,
-                detail={"alert_id": alert_id, "level": alert.level, "cancelled": cancelled})
-    return alert
+    detail = {"alert_id": alert_id, "level": alert.level, "cancelled": cancelled, **({"via": via} if via else {})}
+    await audit(conn, "alert.acknowledged", alert.reference, now, actor=actor, detail=detail)
+    return alert, True
+
+
+async def record_outcome(conn: AsyncConnection, ctx: Context, alert_id: str, action: str, notes: str | None,
+                         actor: str, now: datetime) -> tuple[Row[Any], bool, bool]:
+    """What the control room did about an alert, recorded once (DESIGN §3.5); it also
+    acknowledges the alert if still open (stopping its re-escalation). The same action again
+    changes nothing; a different one is refused (`OutcomeRefused` 409) before any write.
+    `notes` are sealed (as JSON, like intake's notes) to the LA's and the force's team keys. Returns (alert, new, acknowledged
+    by this call). Lock order as `acknowledge_alert`: the alert's timers, then the alert."""
+    alert = await repo.get_alert(conn, alert_id)
+    assert alert is not None
+    if not outcome_rules.is_new(alert.outcome_action, action):
+        await audit(conn, "alert.outcome_recorded", alert.reference, now, actor=actor, outcome="repeated",
+                    detail={"alert_id": alert_id, "action": action})
+        return alert, False, False
+    _, acknowledged = await _acknowledge(conn, alert_id, actor, now, via="outcome")
+    alert = await repo.get_alert(conn, alert_id, lock=True)
+    assert alert is not None
+    if not outcome_rules.is_new(alert.outcome_action, action):  # another call recorded it meanwhile
+        await audit(conn, "alert.outcome_recorded", alert.reference, now, actor=actor, outcome="repeated",
+                    detail={"alert_id": alert_id, "action": action})
+        return alert, False, acknowledged
+    sealed = None
+    if notes:
+        sealed = seal(json.dumps(notes, ensure_ascii=False).encode(), referral_id=alert.referral_id,
+                      recipients=ctx.team_keys(alert.la_code, alert.force))
+    await repo.update_alert(conn, alert_id, outcome_action=action, outcome_at=now, outcome_by=actor,
+                            outcome_notes_sealed=sealed)
+    alert = await repo.get_alert(conn, alert_id)
+    assert alert is not None
+    await emit(conn, alert_event(AlertOutcomeRecorded, alert, now, action=action, recorded_by=actor,
+                                 notes=sealed is not None), now)
+    await audit(conn, "alert.outcome_recorded", alert.reference, now, actor=actor, detail={
+        "alert_id": alert_id, "kind": alert.kind, "action": action, "notes": sealed is not None,
+        "acknowledged": acknowledged})
+    return alert, True, acknowledged

@@ -4,7 +4,8 @@ A handler takes a command and the `Context`, and returns a result or raises an
 `IntakeError`. Accepted work commits in one transaction with its audit entry and
 its outbox event; the entrypoint audits rejections (`effects.audit_rejection`).
 `act` runs every lifecycle action from its row in `domain.actions.ACTIONS`; a repeated
-action returns the recorded result and publishes nothing.
+action returns the recorded result and publishes nothing. `raise_concern` is not
+once-only: each call raises a new concern (an `Idempotency-Key` makes a retry safe).
 """
 from __future__ import annotations
 
@@ -19,15 +20,16 @@ from services.intake.adapters.effects import publish, record, seal_json
 from services.intake.context import Context
 from services.intake.domain import lifecycle as rules
 from services.intake.domain.access import authorise
-from services.intake.domain.actions import ACTIONS, facts
-from services.intake.domain.commands import LifecycleCommand, SubmitReferral, Submitted
+from services.intake.domain import tracks
+from services.intake.domain.actions import ACTIONS, SOCIAL_CARE, facts
+from services.intake.domain.commands import ConcernBody, LifecycleCommand, RaiseConcern, SubmitReferral, Submitted
 from services.intake.domain.errors import Conflict, Forbidden
 from services.intake.domain.parsing import check_age, check_idempotency_key, parse_json, strings_of, validate
 from services.intake.domain.referral import Referral
 from services.intake.domain.tracks import TRACK_OF_ROLE
 from shared.clock import LONDON
 from shared.logging import get_logger, sensitive_scope
-from shared.messages import Holding, ReferralReceived
+from shared.messages import ConcernRaised, Holding, ReferralReceived
 from shared.worktime import compute_deadlines
 
 log = get_logger(__name__)
@@ -163,3 +165,67 @@ async def act(cmd: LifecycleCommand, ctx: Context) -> dict[str, Any]:
         log.info("referral_action", action=cmd.action, reference=cmd.reference, client_id=cmd.client_id)
     return reply
 
+
+
+def _concern_sha(reference: str, body: bytes) -> str:
+    """What an Idempotency-Key of a concern stands for: this referral and this body."""
+    return hashlib.sha256(f"concern {reference}\n".encode() + body).hexdigest()
+
+
+async def raise_concern(cmd: RaiseConcern, body: ConcernBody, ctx: Context) -> dict[str, Any]:
+    """Social care of the referral's LA (its emergency duty team out of hours) raises a concern
+    for the force's control room: a new concern each time, refused once the LA track is closed.
+    With an `Idempotency-Key`, the same key and body give the first reply again (audited
+    `replayed`, nothing published); the same key with another body or referral is a 409."""
+    check_idempotency_key(cmd.idempotency_key)
+    try:
+        reply, new = await _raise_concern(cmd, body, ctx)
+    except repo.IntegrityError:
+        if not cmd.idempotency_key:
+            raise
+        # The same key at the same moment for another referral (a retry of one referral's
+        # concern waits for the first on the referral's row lock): that one won.
+        raise Conflict("This Idempotency-Key was used with a different body or referral",
+                       reason="idempotency_conflict") from None
+    if new:
+        ctx.notify()
+        log.info("concern_raised", reference=cmd.reference, client_id=cmd.client_id, category=body.category)
+    return reply
+
+
+async def _raise_concern(cmd: RaiseConcern, body: ConcernBody, ctx: Context) -> tuple[dict[str, Any], bool]:
+    """(the reply, whether a concern was raised) in one transaction."""
+    client = ctx.settings.client(cmd.client_id)
+    body_sha = _concern_sha(cmd.reference, cmd.body)
+    now = ctx.clock()
+    async with ctx.engine.begin() as conn:
+        await repo.begin_write(conn)  # with the row lock: one key's retries are taken one at a time
+        found = await repo.get_referral(conn, cmd.reference, for_update=True)
+        client = authorise(client, found, SOCIAL_CARE)  # role first; absent and another organisation's: 403
+        assert found is not None
+        if cmd.idempotency_key:
+            stored = await repo.get_idempotent(conn, client.id, cmd.idempotency_key)
+            if stored is not None:
+                if stored.body_sha256 != body_sha:
+                    raise Conflict("This Idempotency-Key was used with a different body or referral",
+                                   reason="idempotency_conflict")
+                reply = dict(stored.response)
+                await record(conn, actor=client.id, action="referral.concern", reference=cmd.reference,
+                             outcome="replayed", detail={"concern_id": reply["concern_id"]}, at=now)
+                return reply, False
+        tracks.require_open(found.la_closed_at, "la", "raising a concern")
+        concern_id = str(uuid.uuid4())
+        await repo.insert_concern(conn, {"id": concern_id, "referral_id": found.id, "reference": found.reference,
+                                         "category": body.category, "raised_at": now, "raised_by": client.id})
+        reply = {"reference": found.reference, "status": found.status, "action": "concern",
+                 "concern_id": concern_id, "category": body.category, "raised_at": now.isoformat(),
+                 "raised_by": client.id}
+        if cmd.idempotency_key:
+            await repo.save_idempotent(conn, client.id, cmd.idempotency_key, body_sha, reply, now)
+        await publish(conn, ConcernRaised(
+            referral_id=found.id, reference=found.reference, force=found.force, la_code=found.la_code, at=now,
+            concern_id=concern_id, category=body.category, client_id=client.id,
+        ), correlation_id=cmd.correlation_id, at=now)
+        await record(conn, actor=client.id, action="referral.concern", reference=cmd.reference,
+                     detail={"concern_id": concern_id, "category": body.category}, at=now)
+    return reply, True

@@ -35,8 +35,10 @@ POLICY: dict[tuple[str, str], tuple[dict[str, str], dict | None]] = {
     ("POST", REF + "/strategy-discussion"): ({"social_care": LA}, {
         "held_at": (datetime.now(UTC) - timedelta(hours=1)).isoformat(), "agencies": ["local_authority", "police"], "legal_advice_sought": False,
         "decision": "no_immediate_action", "parents_informed": False}),
+    ("POST", REF + "/concerns"): ({"social_care": LA}, {"category": "welfare"}),  # not once-only: 201 each
     ("POST", REF + "/close"): ({"social_care": LA, "prevent": FORCE}, None),
 }
+CREATED = {("POST", "/v1/referrals"): 202, ("POST", REF + "/concerns"): 201}  # else 200 when allowed
 
 
 def with_other_force(settings: Settings, keys_dir: Path) -> Settings:
@@ -102,8 +104,7 @@ async def test_only_the_allowed_cells_of_the_matrix_succeed(intake_settings, aio
                 expected[cell] = 401
             else:
                 resp = await intake.call(method, path, client.id, payload)
-                expected[cell] = (202 if method == "POST" and route == "/v1/referrals" else 200) \
-                    if allowed(rule, client, row) else 403
+                expected[cell] = CREATED.get((method, route), 200) if allowed(rule, client, row) else 403
             actual[cell] = resp.status
             text = await resp.text()
             replies += 1

@@ -172,6 +172,10 @@ async def get_alert(conn: AsyncConnection, alert_id: str, *, lock: bool = False)
     return (await conn.execute(query)).first()
 
 
+async def alert_for_concern(conn: AsyncConnection, concern_id: str) -> Row[Any] | None:
+    return (await conn.execute(select(alerts).where(alerts.c.concern_id == concern_id))).first()
+
+
 async def update_alert(conn: AsyncConnection, alert_id: str, **values: Any) -> None:
     await conn.execute(update(alerts).where(alerts.c.alert_id == alert_id).values(**values))
 

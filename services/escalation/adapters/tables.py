@@ -78,4 +78,12 @@ alerts = Table(
     Column("acknowledged_at", UtcDateTime(), nullable=True),
     Column("acknowledged_by", String(100), nullable=True),
     Index("ix_escalation_alerts_force_status", "force", "status"),
+    # --- revision 0006: the LA's concern an alert was raised for (one alert per concern), and
+    # what the control room did about the alert (once; its notes sealed to the LA and the force)
+    Column("concern_id", String(64), nullable=True),
+    Column("outcome_action", String(40), nullable=True),
+    Column("outcome_at", UtcDateTime(), nullable=True),
+    Column("outcome_by", String(100), nullable=True),
+    Column("outcome_notes_sealed", JSON, nullable=True),
+    Index("ix_escalation_alerts_concern_id", "concern_id", unique=True),
 )

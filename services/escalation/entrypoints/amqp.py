@@ -26,8 +26,8 @@ from shared import bus
 from shared.bus.dispatch import Dispatcher
 from shared.logging import bound_contextvars, get_logger
 from shared.messages import (
-    ChecksCompleted, FeedbackReleased, ReferralAcknowledged, ReferralClosed, ReferralDecided, ReferralReceived,
-    StrategyDiscussionRecorded, TrackClosed,
+    ChecksCompleted, ConcernRaised, FeedbackReleased, ReferralAcknowledged, ReferralClosed, ReferralDecided,
+    ReferralReceived, StrategyDiscussionRecorded, TrackClosed,
 )
 from shared.relay import OutboxRelay
 from shared.runtime import Runtime
@@ -45,6 +45,7 @@ DISPATCH: Dispatcher[EventHandler] = Dispatcher({
     ChecksCompleted: handlers.on_checks_completed,
     FeedbackReleased: handlers.on_feedback_released,
     TrackClosed: handlers.on_track_closed,
+    ConcernRaised: handlers.on_concern_raised,
     ReferralClosed: handlers.on_closed,
 }, unknown="unknown_event", require_id=True, aware_times=True)
 

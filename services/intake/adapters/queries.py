@@ -1,8 +1,9 @@
-"""Reads: a referral's status and timeline (no content), its sealed envelopes (recipient
-teams only), and performance statistics (no personal data). Every read is audited."""
+"""Reads: a referral's status and timeline (no content; with the concerns the LA raised for
+the control room), its sealed envelopes (recipient teams only), and performance statistics
+(no personal data). Every read is audited."""
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -22,14 +23,15 @@ def _iso(v: datetime | None) -> str | None:
     return v.astimezone(LONDON).isoformat() if v is not None else None
 
 
-def timeline(row: Any) -> list[dict[str, Any]]:
+def timeline(row: Any, concerns: Sequence[Any] = ()) -> list[dict[str, Any]]:
     steps = [("received", row.received_at, row.client_id), ("acknowledged", row.acknowledged_at, row.acknowledged_by),
              ("decided", row.decided_at, row.decided_by), ("checks_completed", row.checks_at, row.checks_by),
              ("feedback_released", row.feedback_at, row.feedback_by),
              ("strategy_discussion_recorded", row.strategy_at, row.strategy_by),
              ("la_track_closed", row.la_closed_at, row.la_closed_by),
              ("ctp_track_closed", row.ctp_closed_at, row.ctp_closed_by),
-             ("closed", row.closed_at, row.closed_by)]
+             ("closed", row.closed_at, row.closed_by),
+             *(("concern_raised", c.raised_at, c.raised_by) for c in concerns)]
     return sorted(({"event": e, "at": _iso(at), "by": by} for e, at, by in steps if at is not None),
                   key=lambda s: s["at"])
 
@@ -45,7 +47,12 @@ def strategy_discussion(row: Any) -> dict[str, Any] | None:
             "recorded_at": _iso(row.strategy_at), "recorded_by": row.strategy_by}
 
 
-def summary(row: Any) -> dict[str, Any]:
+def concern(c: Any) -> dict[str, Any]:
+    """One concern raised for the control room: its id, category, when and by whom."""
+    return {"concern_id": c.id, "category": c.category, "raised_at": _iso(c.raised_at), "raised_by": c.raised_by}
+
+
+def summary(row: Any, concerns: Sequence[Any] = ()) -> dict[str, Any]:
     return {
         "referral_id": row.id, "reference": row.reference, "status": row.status,
         "client_reference": row.client_reference, "force": row.force, "la_code": row.la_code,
@@ -58,7 +65,8 @@ def summary(row: Any) -> dict[str, Any]:
         "pathway": row.pathway, "checks_outcome": row.checks_outcome,
         "family_contact_lifted": row.family_contact_lifted, "strategy_discussion": strategy_discussion(row),
         "tracks": tracks.summary(row._mapping, _iso),
-        "shredded": row.shredded_at is not None, "timeline": timeline(row),
+        "concerns": [concern(c) for c in concerns],
+        "shredded": row.shredded_at is not None, "timeline": timeline(row, concerns),
     }
 
 
@@ -74,8 +82,14 @@ async def _read(ctx: Context, client_id: str, reference: str, check: Callable[[C
 
 
 async def get_referral(ctx: Context, client_id: str, reference: str) -> dict[str, Any]:
-    """Any staff role of the LA or the force: status and timeline, never content."""
-    return await _read(ctx, client_id, reference, staff_of, "referral.read", summary)
+    """Any staff role of the LA or the force: status, concerns and timeline, never content."""
+    client = ctx.settings.client(client_id)
+    async with ctx.engine.begin() as conn:
+        row = await repo.get_referral(conn, reference)
+        staff_of(client, row)  # role first; absent and another organisation's: the same 403
+        reply = summary(row, await repo.concerns_of(conn, row.id))
+        await record(conn, actor=client_id, action="referral.read", reference=reference, at=ctx.clock())
+    return reply
 
 
 def _sealed(row: Any) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from services.intake.adapters.tables import idempotency_keys, nonces, reference_counters, referrals
+from services.intake.adapters.tables import concerns, idempotency_keys, nonces, reference_counters, referrals
 from services.intake.domain.lifecycle import State
 
 _INSERTS = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
@@ -52,6 +52,16 @@ async def get_referral(conn: AsyncConnection, reference: str, *, for_update: boo
 
 async def update_referral(conn: AsyncConnection, referral_id: str, values: dict[str, Any]) -> None:
     await conn.execute(sa.update(referrals).where(referrals.c.id == referral_id).values(**values))
+
+
+async def insert_concern(conn: AsyncConnection, values: dict[str, Any]) -> None:
+    await conn.execute(sa.insert(concerns), values)
+
+
+async def concerns_of(conn: AsyncConnection, referral_id: str) -> list[Row]:
+    """A referral's concerns, oldest first."""
+    return list((await conn.execute(sa.select(concerns).where(concerns.c.referral_id == referral_id)
+                                    .order_by(concerns.c.raised_at, concerns.c.id))).all())
 
 
 def state_of(row: Row) -> State:
@@ -108,6 +118,7 @@ async def stats_rows(conn: AsyncConnection, start: datetime, end: datetime, org:
 
 
 __all__ = [
-    "IntegrityError", "begin_write", "claim_nonce", "get_idempotent", "get_referral", "insert_referral",
+    "IntegrityError", "begin_write", "claim_nonce", "concerns_of", "get_idempotent", "get_referral",
+    "insert_concern", "insert_referral",
     "next_sequence", "purge_nonces", "save_idempotent", "state_of", "stats_rows", "update_referral",
 ]

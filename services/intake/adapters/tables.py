@@ -97,3 +97,15 @@ nonces = Table(
     Column("expires_at", UtcDateTime(), nullable=False, index=True),
     PrimaryKeyConstraint("client_id", "nonce", name="pk_intake_nonces"),
 )
+
+# --- revision 0006: concerns the LA raises for its force's control room (DESIGN §3.3) ---
+# Not once-only: one row per concern. A category code, when and who: never what it is about.
+concerns = Table(
+    "intake_concerns", metadata,
+    Column("id", String(36), primary_key=True),
+    Column("referral_id", String(36), nullable=False, index=True),
+    Column("reference", String(20), nullable=False),
+    Column("category", String(20), nullable=False),
+    Column("raised_at", UtcDateTime(), nullable=False),
+    Column("raised_by", String(100), nullable=False),
+)

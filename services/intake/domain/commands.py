@@ -9,7 +9,7 @@ from typing import Any, Literal, get_args
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictBool, field_validator
 
-from shared.messages import Agency, ChecksOutcome, Pathway, StrategyDecision
+from shared.messages import Agency, ChecksOutcome, ConcernCategory, Pathway, StrategyDecision
 
 
 @dataclass(frozen=True)
@@ -99,6 +99,23 @@ class StrategyBody(BaseModel):
         if len(set(value)) != len(value):
             raise ValueError("agencies must not repeat")
         return sorted(value, key=AGENCIES.index)
+
+
+@dataclass(frozen=True)
+class RaiseConcern:
+    """The LA raises an out-of-hours concern about a referral for its force's control room
+    (DESIGN §3.3). Each one is new; an `Idempotency-Key` makes a retry return the first reply."""
+    client_id: str
+    reference: str
+    body: bytes
+    idempotency_key: str | None = None
+    correlation_id: str | None = None
+
+
+class ConcernBody(BaseModel):
+    """What kind of concern it is, as a code: what it is about never reaches intake."""
+    model_config = ConfigDict(extra="forbid")
+    category: ConcernCategory
 
 
 class EmptyBody(BaseModel):

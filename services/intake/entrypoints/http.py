@@ -18,7 +18,9 @@ from services.intake.adapters import queries
 from services.intake.adapters.effects import audit_rejection
 from services.intake.context import Context
 from services.intake.domain.actions import ACTIONS
-from services.intake.domain.commands import Action, EmptyBody, LifecycleCommand, SubmitReferral
+from services.intake.domain.commands import (
+    Action, ConcernBody, EmptyBody, LifecycleCommand, RaiseConcern, SubmitReferral,
+)
 from services.intake.domain.errors import Forbidden, IntakeError, NotFound, TooLarge, UnsupportedMediaType
 from services.intake.domain.lifecycle import is_reference
 from services.intake.domain.parsing import parse_json, period, validate
@@ -129,6 +131,14 @@ def lifecycle_view(action: Action, model: type[BaseModel] | None):
     return view
 
 
+@guarded("referral.concern")
+async def raise_concern(request: web.Request, ctx: Context, client: Client, body: bytes, corr: str) -> web.Response:
+    """A new out-of-hours concern for the force's control room: 201 with its id (DESIGN §3.3)."""
+    parsed = validate(ConcernBody, _json_body(request, body))
+    cmd = RaiseConcern(client.id, _reference(request), body, request.headers.get("Idempotency-Key"), corr)
+    return web.json_response(await handlers.raise_concern(cmd, parsed, ctx), status=201)
+
+
 @guarded("referral.read")
 async def get_referral(request: web.Request, ctx: Context, client: Client, _b: bytes, _c: str) -> web.Response:
     return web.json_response(await queries.get_referral(ctx, client.id, _reference(request)))
@@ -151,4 +161,5 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/v1/referrals/{reference}/sealed", get_sealed)
     for action, spec in ACTIONS.items():
         app.router.add_post(f"/v1/referrals/{{reference}}/{action}", lifecycle_view(action, spec.body))
+    app.router.add_post("/v1/referrals/{reference}/concerns", raise_concern)
     app.router.add_get("/v1/stats", get_stats)

@@ -7,8 +7,9 @@ from aiohttp import web
 from pydantic import BaseModel, Field
 from pydantic.json_schema import models_json_schema
 
-from services.intake.domain.commands import ChecksBody, DecisionBody, FeedbackBody, StrategyBody
+from services.intake.domain.commands import ChecksBody, ConcernBody, DecisionBody, FeedbackBody, StrategyBody
 from services.intake.domain.referral import Referral
+from shared.messages import ConcernCategory
 
 REF = "#/components/schemas/{model}"
 
@@ -23,6 +24,17 @@ class Accepted(BaseModel):
     checks_due_by: str
 
 
+class ConcernRaised(BaseModel):
+    """The reply to a concern: a new one (or, for a repeated Idempotency-Key, the first reply)."""
+    reference: str = Field(pattern=r"^PRV-\d{4}-\d{6,11}$")
+    status: str
+    action: Literal["concern"]
+    concern_id: str
+    category: ConcernCategory
+    raised_at: str
+    raised_by: str
+
+
 class Problem(BaseModel):
     type: str
     title: str
@@ -34,7 +46,8 @@ class Problem(BaseModel):
 
 def _schemas() -> dict[str, Any]:
     _, top = models_json_schema(
-        [(m, "validation") for m in (Referral, DecisionBody, ChecksBody, FeedbackBody, StrategyBody, Accepted, Problem)],
+        [(m, "validation") for m in (Referral, DecisionBody, ChecksBody, FeedbackBody, StrategyBody, ConcernBody,
+                                         Accepted, ConcernRaised, Problem)],
         ref_template=REF)
     return top["$defs"]
 
@@ -107,6 +120,15 @@ def spec() -> dict[str, Any]:
                 "Record the strategy discussion (social_care); `notes` is sealed to the teams; with `ctp_prevent` "
                 "among the agencies and the parents informed it lifts the family-contact hold", "StrategyBody"),
             "/v1/referrals/{reference}/close": _action("Close (social_care or prevent)", None),
+            "/v1/referrals/{reference}/concerns": {"post": {
+                "summary": "Raise an out-of-hours concern for the force's control room (social_care of the "
+                           "referral's LA): each call raises a new `out_of_hours_concern` alert; the same "
+                           "Idempotency-Key and body give the first reply again, another body a 409; 409 once "
+                           "the LA track is closed",
+                "parameters": [REF_PARAM, {"name": "Idempotency-Key", "in": "header", "schema": {"type": "string"}}],
+                "security": [{"httpsig": []}],
+                "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("ConcernBody")}}},
+                "responses": {"201": _json("The concern raised", _ref("ConcernRaised")), **_problems(*COMMON)}}},
             "/v1/stats": {"get": {
                 "summary": "Performance data (no personal data)", "security": [{"httpsig": []}],
                 "parameters": [{"name": n, "in": "query", "schema": {"type": "string", "format": "date"}}
