@@ -25,7 +25,7 @@ from collections.abc import Mapping, Sequence
 from datetime import date, datetime
 from typing import Any
 
-from services.intake.domain import figures
+from services.intake.domain import figures, tracks
 
 NFA = "no_further_action"
 
@@ -59,6 +59,8 @@ def assert_nothing_recoverable(rows: Sequence[Any], doc: dict[str, Any], now: da
         "by_referral_source_sector": Counter(r.referral_source_sector for r in rows
                                              if r.referral_source_sector is not None),
         "by_gender": Counter(r.gender for r in rows if r.gender is not None),
+        "by_la_track": Counter(tracks.statuses(r)[0] for r in rows),
+        "by_ctp_track": Counter(tracks.statuses(r)[1] for r in rows),
     }
     assert doc["total"]["count"] in (None, len(rows)) and doc["total"]["suppressed"] == small(len(rows))
     trend = doc["trend"]

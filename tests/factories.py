@@ -193,6 +193,7 @@ def intake_referral_row(received_at: datetime, **values: Any) -> dict[str, Any]:
         "acknowledged_at": None, "acknowledged_by": None, "pathway": None, "decided_at": None, "decided_by": None,
         "checks_outcome": None, "checks_at": None, "checks_by": None,
         "family_contact_hold": True, "family_contact_lifted": False, "closed_at": None, "closed_by": None,
+        "feedback_at": None, "la_closed_at": None, "ctp_closed_at": None,
         "content_sealed": {"v": 1, "recipients": {}}, "contacts_sealed": {"v": 1, "recipients": {}},
     }
     return {**row, **values}

@@ -137,3 +137,13 @@ async def test_the_referrers_sector_and_gender_are_clear_reporting_codes(intake)
     assert stats["by_gender"] == {"female": 1, "male": 1}
     report = await (await intake.call("GET", "/v1/report", "dev-ops", query="from=2025-01-01&to=2030-12-31")).json()
     assert {c["key"] for c in report["tables"]["by_gender"]} == {"male", "female", "other", "not_known"}
+
+
+async def test_stats_and_the_report_count_each_track(intake):
+    refs = [(await (await intake.submit(referral())).json())["reference"] for _ in range(2)]
+    assert (await intake.call("POST", f"/v1/referrals/{refs[0]}/close", "dev-social-care")).status == 200
+    assert (await intake.call("POST", f"/v1/referrals/{refs[1]}/checks", "dev-prevent",
+                              {"outcome": "not_suitable"})).status == 200
+    stats = await (await intake.call("GET", "/v1/stats", "dev-ops", query="from=2025-01-01&to=2030-12-31")).json()
+    assert stats["by_la_track"] == {"closed": 1, "received": 1}
+    assert stats["by_ctp_track"] == {"checks_completed": 1, "checks_pending": 1}

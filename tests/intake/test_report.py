@@ -162,9 +162,10 @@ async def test_report_page_needs_sign_in_and_renders_tables_and_charts(intake, y
                   "Referrals by pathway decision", "Referrals by CTP checks outcome", "Trend of referrals per month",
                   "Acknowledged within one working day", "CTP checks done within 28 days",
                   "Median time to acknowledgement", "Received out of hours", "Referrals by the referrer's sector",
-                  "Referrals by gender", "Next step decided within one working day"):
+                  "Referrals by gender", "Next step decided within one working day", "Local authority track now",
+                  "CTP Prevent track now"):
         assert title.replace("'", "&#39;") in html, title
-    assert html.count("<svg") == 9 and html.count('role="img"') == 9  # one chart a table, plus the trend
+    assert html.count("<svg") == 11 and html.count('role="img"') == 11  # one chart a table, plus the trend
     assert f"<th scope=\"row\">{RARE}</th><td class=\"num\">[c]</td>" in html
     assert "“[c]” marks a figure withheld to protect confidentiality" in html
     assert ">5000<" in html

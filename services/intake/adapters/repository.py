@@ -109,7 +109,7 @@ async def purge_nonces(engine: AsyncEngine, now: datetime) -> int:
 async def stats_rows(conn: AsyncConnection, start: datetime, end: datetime, org: str | None) -> list[Row]:
     r = referrals.c
     query = sa.select(r.status, r.pathway, r.checks_outcome, r.age_band, r.concern_types, r.referral_source_sector,
-                      r.gender,
+                      r.gender, r.feedback_at, r.la_closed_at, r.ctp_closed_at,
                       r.acknowledged_at, r.decided_at, r.acknowledge_by, r.checks_at, r.checks_due_by, r.immediate_risk,
                       r.out_of_hours, r.received_at).where(r.received_at >= start, r.received_at < end)
     if org is not None:

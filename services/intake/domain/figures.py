@@ -37,6 +37,7 @@ from fractions import Fraction
 from statistics import median
 from typing import Any, get_args
 
+from services.intake.domain import tracks
 from services.intake.domain.referral import ConcernType, Gender, ReferralSourceSector
 from shared.clock import LONDON
 from shared.messages import AgeBand, ChecksOutcome, Pathway
@@ -45,6 +46,7 @@ CATEGORIES: dict[str, tuple[str, ...]] = {
     "by_age_band": get_args(AgeBand), "by_concern_type": get_args(ConcernType),
     "by_pathway": get_args(Pathway), "by_checks_outcome": get_args(ChecksOutcome),
     "by_referral_source_sector": get_args(ReferralSourceSector), "by_gender": get_args(Gender),
+    "by_la_track": tracks.LA_STATUSES, "by_ctp_track": tracks.CTP_STATUSES,
 }
 NFA = "no_further_action"
 Key = tuple[str, ...]
@@ -99,6 +101,8 @@ def stats(rows: Sequence[Any], start: date, end: date, now: datetime) -> dict[st
         "by_concern_type": count(c for r in rows for c in r.concern_types),
         "by_referral_source_sector": count(r.referral_source_sector for r in rows),
         "by_gender": count(r.gender for r in rows),
+        "by_la_track": count(tracks.statuses(r)[0] for r in rows),
+        "by_ctp_track": count(tracks.statuses(r)[1] for r in rows),
         "immediate_risk": sum(1 for r in rows if r.immediate_risk),
         "out_of_hours": sum(1 for r in rows if r.out_of_hours),
         "acknowledged_on_time": {"due": ack_due, "on_time": ack_hits, "rate": share(ack_hits, ack_due)},
@@ -275,7 +279,9 @@ def build(rows: Sequence[Any], start: date, end: date, now: datetime, threshold:
               "by_concern_type": (c for r in rows for c in r.concern_types),
               "by_checks_outcome": (r.checks_outcome for r in rows),
               "by_referral_source_sector": (r.referral_source_sector for r in rows),
-              "by_gender": (r.gender for r in rows)}
+              "by_gender": (r.gender for r in rows),
+              "by_la_track": (tracks.statuses(r)[0] for r in rows),
+              "by_ctp_track": (tracks.statuses(r)[1] for r in rows)}
     for name, vals in values.items():
         cells[name] = _table(f, name, CATEGORIES[name], Counter(v for v in vals if v is not None))
 

@@ -15,20 +15,30 @@ TRACK_OF_ROLE: dict[str, Track] = {"social_care": "la", "prevent": "ctp"}
 NAMES: dict[Track, str] = {"la": "local authority", "ctp": "CTP Prevent"}
 
 
-def la_status(row: Mapping[str, Any]) -> str:
-    if row["la_closed_at"] is not None:
+LA_STATUSES = ("received", "acknowledged", "decided", "closed")
+CTP_STATUSES = ("checks_pending", "checks_completed", "feedback_released", "closed")
+
+
+def la_status(*, closed_at: datetime | None, pathway: str | None, acknowledged_at: datetime | None) -> str:
+    if closed_at is not None:
         return "closed"
-    if row["pathway"] is not None:
+    if pathway is not None:
         return "decided"
-    return "acknowledged" if row["acknowledged_at"] is not None else "received"
+    return "acknowledged" if acknowledged_at is not None else "received"
 
 
-def ctp_status(row: Mapping[str, Any]) -> str:
-    if row["ctp_closed_at"] is not None:
+def ctp_status(*, closed_at: datetime | None, feedback_at: datetime | None, checks_at: datetime | None) -> str:
+    if closed_at is not None:
         return "closed"
-    if row["feedback_at"] is not None:
+    if feedback_at is not None:
         return "feedback_released"
-    return "checks_completed" if row["checks_at"] is not None else "checks_pending"
+    return "checks_completed" if checks_at is not None else "checks_pending"
+
+
+def statuses(row: Any) -> tuple[str, str]:
+    """(LA track, CTP track) of a referral row (attribute access: a Row or a namespace)."""
+    return (la_status(closed_at=row.la_closed_at, pathway=row.pathway, acknowledged_at=row.acknowledged_at),
+            ctp_status(closed_at=row.ctp_closed_at, feedback_at=row.feedback_at, checks_at=row.checks_at))
 
 
 def _iso(v: datetime | None) -> str | None:
@@ -37,8 +47,10 @@ def _iso(v: datetime | None) -> str | None:
 
 def summary(row: Mapping[str, Any], iso: Callable[[datetime | None], str | None] = _iso) -> dict[str, dict[str, Any]]:
     """Both tracks as the status reply and the action replies show them."""
-    return {"la": {"status": la_status(row), "closed_at": iso(row["la_closed_at"])},
-            "ctp": {"status": ctp_status(row), "closed_at": iso(row["ctp_closed_at"])}}
+    la = la_status(closed_at=row["la_closed_at"], pathway=row["pathway"], acknowledged_at=row["acknowledged_at"])
+    ctp = ctp_status(closed_at=row["ctp_closed_at"], feedback_at=row["feedback_at"], checks_at=row["checks_at"])
+    return {"la": {"status": la, "closed_at": iso(row["la_closed_at"])},
+            "ctp": {"status": ctp, "closed_at": iso(row["ctp_closed_at"])}}
 
 
 def require_open(closed_at: datetime | None, track: Track, what: str) -> None:

@@ -83,7 +83,8 @@ def line_chart(title: str, labels: Sequence[str], values: Sequence[float | None]
 TABLE_TITLES = {"by_month": "Referrals by month", "by_age_band": "Referrals by age band",
                 "by_concern_type": "Referrals by type of concern", "by_pathway": "Referrals by pathway decision",
                 "by_checks_outcome": "Referrals by CTP checks outcome",
-                "by_referral_source_sector": "Referrals by the referrer's sector", "by_gender": "Referrals by gender"}
+                "by_referral_source_sector": "Referrals by the referrer's sector", "by_gender": "Referrals by gender",
+                "by_la_track": "Local authority track now", "by_ctp_track": "CTP Prevent track now"}
 
 
 def report_charts(report: dict[str, Any]) -> dict[str, str]:
