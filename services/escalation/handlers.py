@@ -37,10 +37,20 @@ async def _ensure(conn: AsyncConnection, ev: ReferralEvent, now: datetime) -> Ro
                                       force=ev.force, la_code=ev.la_code, now=now)
 
 
-def _holding_after(holding: dict[str, Any], *, checks_done: bool) -> dict[str, Any]:
-    """DESIGN §4: the CTP checks outcome lifts no_further_sharing (in whichever order the
-    receipt and the outcome arrive)."""
-    return {**holding, "no_further_sharing": False} if checks_done else holding
+def _holding_after(holding: dict[str, Any], *, checks_done: bool, earlier: dict[str, Any] | None = None) -> dict[str, Any]:
+    """DESIGN §4, in whichever order the receipt and the other events arrive: the CTP checks
+    outcome lifts no_further_sharing; a family-contact lift recorded before the receipt
+    (`earlier`, the placeholder row's holding) stays lifted."""
+    out = {**holding, "no_further_sharing": False} if checks_done else dict(holding)
+    if earlier is not None and earlier.get("no_family_contact") is False:
+        out["no_family_contact"] = False
+    return out
+
+
+def _lift_family_hold(holding: dict[str, Any] | None) -> dict[str, Any]:
+    """The family-contact hold lifted; before the receipt only the lift is known (the
+    receipt fills in the rest, see `_holding_after`)."""
+    return {**(holding or {}), "no_family_contact": False}
 
 
 def _early(row: Row[Any]) -> dict:
@@ -63,7 +73,8 @@ async def on_received(conn: AsyncConnection, ev: ReferralReceived, ctx: Context,
         conn, ev.referral_id, now, reference=ev.reference, force=ev.force, la_code=ev.la_code,
         received_at=ev.received_at, out_of_hours=ev.out_of_hours, immediate_risk=ev.immediate_risk,
         acknowledge_by=ev.acknowledge_by, checks_due_by=ev.checks_due_by,
-        holding=_holding_after(ev.holding.model_dump(), checks_done=row.checks_completed_at is not None),
+        holding=_holding_after(ev.holding.model_dump(), checks_done=row.checks_completed_at is not None,
+                               earlier=row.holding),
         **({"strategy_by": strategy[0]} if strategy else {}))
     await audit(conn, "referral.received", ev.reference, now, detail={
         "out_of_hours": ev.out_of_hours, "immediate_risk": ev.immediate_risk, "timers": len(plan.timers),
@@ -100,7 +111,8 @@ async def on_decided(conn: AsyncConnection, ev: ReferralDecided, ctx: Context, n
     await audit(conn, "referral.decided", ev.reference, now, detail={"pathway": ev.pathway, **_early(row)})
     await audit(conn, "clock.stopped", ev.reference, now,
                 detail={"clock": "decide_by", "cancelled": cancelled, **_early(row)})
-    if ev.pathway == "immediate_protection" and row.strategy_by is None and row.closed_at is None:
+    if (ev.pathway == "immediate_protection" and row.strategy_by is None and row.strategy_recorded_at is None
+            and row.closed_at is None and row.la_closed_at is None):
         await _immediate_safety(conn, ctx, referral, ev.at, now)
 
 
@@ -130,8 +142,8 @@ async def on_strategy_discussion_recorded(conn: AsyncConnection, ev: StrategyDis
         return
     cancelled = await repo.cancel_timers(conn, ev.referral_id, ladder.STRATEGY_KINDS)
     values: dict[str, Any] = {"strategy_recorded_at": ev.at}
-    if ev.family_contact_lifted and row.holding is not None:
-        values["holding"] = {**row.holding, "no_family_contact": False}
+    if ev.family_contact_lifted:
+        values["holding"] = _lift_family_hold(row.holding)
     await repo.update_referral(conn, ev.referral_id, now, **values)
     metrics.count_deadline_met("strategy_discussion_by", row.strategy_by, ev.at)
     await audit(conn, "clock.stopped", ev.reference, now, detail={
@@ -177,8 +189,8 @@ async def on_feedback_released(conn: AsyncConnection, ev: FeedbackReleased, ctx:
         await audit(conn, "referral.feedback_released", ev.reference, now, outcome="duplicate")
         return
     values: dict[str, Any] = {"feedback_released_at": ev.at}
-    if ev.family_contact_lifted and row.holding is not None:
-        values["holding"] = {**row.holding, "no_family_contact": False}
+    if ev.family_contact_lifted:
+        values["holding"] = _lift_family_hold(row.holding)
     referral = await repo.update_referral(conn, ev.referral_id, now, **values)
     notes = ladder.plan_feedback()
     await audit(conn, "referral.feedback_released", ev.reference, now,

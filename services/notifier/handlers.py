@@ -1,7 +1,8 @@
 """The notifier's message handlers: holds from intake's events, requests from escalation.
 
-`on_received` / `on_checks_completed` / `on_feedback_released` keep the notifier's own
-hold record (intake's `referral.received` / `.checks_completed` / `.feedback_released`); `on_request` plans a
+`on_received` / `on_checks_completed` / `on_strategy_discussion` / `on_feedback_released`
+keep the notifier's own hold record (intake's `referral.received` / `.checks_completed` /
+`.strategy_discussion_recorded` / `.feedback_released`); `on_request` plans a
 `notification.requested` (or a retry or fallback copy of one, for one delivery key):
 guard → render → recipients, then hands each target to `Delivery`, which commits the
 state row as `sending` before the channel is called and the outcome after (see

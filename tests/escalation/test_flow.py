@@ -286,3 +286,38 @@ async def test_closing_one_track_stops_only_its_own_clocks_and_the_second_closes
             "closed"}
         assert await esc.rows(select(timers).where(timers.c.referral_id == ev.referral_id,
                                                    timers.c.status == "pending")) == []
+
+
+async def test_a_family_hold_lifted_before_the_receipt_stays_lifted(esc):
+    """Events in any order: a release that lifted the family-contact hold, seen before the
+    receipt, is not undone by the receipt's original holds."""
+    esc.clock = ManualClock(london(2026, 11, 2, 14))
+    async with esc.app():
+        ev = referral_received(london(2026, 11, 2, 14))
+        await esc.wait_processed(await esc.publish(FeedbackReleased(
+            referral_id=ev.referral_id, reference=ev.reference, force=ev.force, la_code=ev.la_code,
+            at=london(2026, 11, 2, 14), family_contact_lifted=True, audiences=("social_care", "referrer", "guardians"))))
+        await esc.wait_processed(await esc.publish(ev))
+        [row] = await esc.rows(select(referrals).where(referrals.c.referral_id == ev.referral_id))
+        assert row.holding == {"no_further_sharing": True, "no_family_contact": False}
+        guardians = [n for n in await esc.notes() if n["audience"] == "guardians"]
+        # asked before the receipt: the lift is known, every other hold assumed
+        assert [n["holding"] for n in guardians] == [{"no_further_sharing": True, "no_family_contact": False}]
+
+
+async def test_a_decision_for_immediate_protection_after_a_recorded_discussion_asks_for_none(esc):
+    esc.clock = ManualClock(london(2026, 11, 2, 11))
+    async with esc.app():
+        ev = referral_received(london(2026, 11, 2, 10))
+        await esc.wait_processed(await esc.publish(ev))
+        await esc.wait_processed(await esc.publish(StrategyDiscussionRecorded(
+            referral_id=ev.referral_id, reference=ev.reference, force=ev.force, la_code=ev.la_code,
+            at=london(2026, 11, 2, 10, 40), held_at=london(2026, 11, 2, 10, 30), agencies=("local_authority", "police"),
+            legal_advice_sought=False, decision="section_47_enquiry", parents_informed=False,
+            family_contact_lifted=False)))
+        await esc.wait_processed(await esc.publish(referral_event(ReferralDecided, ev, london(2026, 11, 2, 11),
+                                                                  pathway="immediate_protection")))
+        await esc.settle()
+        assert [n for n in await esc.notes() if n["template"] == "immediate_safety"] == []
+        assert not [r for r in await esc.rows(select(timers).where(timers.c.referral_id == ev.referral_id))
+                    if r.kind.startswith("strategy")]

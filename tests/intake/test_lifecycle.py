@@ -120,6 +120,9 @@ async def test_feedback_that_keeps_the_family_contact_hold(intake):
     resp = await intake.call("POST", f"{base}/feedback", "dev-prevent", {"family_contact": "keep"})
     body = await resp.json()
     assert (resp.status, body["family_contact_lifted"], body["audiences"]) == (200, False, ["social_care", "referrer"])
+    assert (await intake.call("POST", f"{base}/feedback", "dev-prevent", {"family_contact": "keep"})).status == 200
+    resp = await intake.call("POST", f"{base}/feedback", "dev-prevent")  # now asks to lift: contradicts the release
+    assert resp.status == 409 and (await resp.json())["reason"] == "already_released"
     status = await (await intake.call("GET", base, "dev-prevent")).json()
     assert status["holding"]["no_family_contact"] is True  # the hold stays on
     assert status["holding"]["no_further_sharing"] is False  # lifted by the checks outcome (DESIGN §4)

@@ -51,8 +51,9 @@ async def emit(conn: AsyncConnection, message: Message, now: datetime, *, exchan
 
 
 def _holding(referral: Row[Any]) -> Holding:
-    h = referral.holding or {"no_further_sharing": True, "no_family_contact": True}
-    return Holding(no_further_sharing=bool(h["no_further_sharing"]), no_family_contact=bool(h["no_family_contact"]))
+    h = referral.holding or {}  # unknown (before the receipt): every hold assumed
+    return Holding(no_further_sharing=bool(h.get("no_further_sharing", True)),
+                   no_family_contact=bool(h.get("no_family_contact", True)))
 
 
 def referral_times(referral: Row[Any]) -> dict[str, datetime]:

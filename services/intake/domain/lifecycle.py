@@ -93,6 +93,11 @@ def release_feedback(s: State, now: datetime, family_contact: str = "lift") -> C
     """`family_contact` "lift" lifts the family-contact hold with the release; "keep"
     releases feedback to social care and the referrer only and leaves the hold on."""
     if s.feedback_at is not None:
+        kept = family_contact == "lift" and s.family_contact_hold  # the release kept the hold
+        lifted = family_contact == "keep" and s.family_contact_lifted  # the release lifted it
+        if kept or lifted:
+            raise Conflict("Feedback was already released with the other family-contact choice",
+                           reason="already_released")
         return _SAME
     _open(s, "releasing feedback", "ctp")
     if s.checks_outcome is None:

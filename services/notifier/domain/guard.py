@@ -1,7 +1,8 @@
 """The holding-instruction guard (DESIGN §4 "Holding instructions").
 
 The notifier keeps its OWN record of each referral's holds, built from intake's
-`referral.received` and `referral.feedback_released` events; a request's `holding`
+`referral.received`, `.checks_completed`, `.strategy_discussion_recorded` and
+`.feedback_released` events; a request's `holding`
 can only make things stricter, never looser. Rules:
 
 - `guardians` audience: refused (final state `refused`, reason `holding_instruction`,
