@@ -41,15 +41,8 @@ async def on_received(ev: ReferralReceived, ctx: Context) -> None:
 
 
 async def on_feedback_released(ev: FeedbackReleased, ctx: Context) -> None:
-    now = ctx.clock()
-    async with ctx.engine.begin() as conn:
-        old = await repo.load_hold(conn, ev.referral_id)
-        new = (old.on_feedback_released(family_contact_lifted=ev.family_contact_lifted, audiences=ev.audiences)
-               if old else HoldRecord.unknown_then_released(
-                   ev.referral_id, family_contact_lifted=ev.family_contact_lifted, audiences=ev.audiences))
-        if new != old:
-            await repo.save_hold(conn, new, ev.reference, now)
-            await effects.hold_updated(conn, new, ev.reference, now)
+    await _update_hold(ev, ctx, lambda rec: rec.on_feedback_released(
+        family_contact_lifted=ev.family_contact_lifted, audiences=ev.audiences))
 
 
 async def on_checks_completed(ev: ChecksCompleted, ctx: Context) -> None:
@@ -63,7 +56,7 @@ async def on_strategy_discussion(ev: StrategyDiscussionRecorded, ctx: Context) -
 async def _update_hold(ev: ReferralEvent, ctx: Context, change: Callable[[HoldRecord], HoldRecord]) -> None:
     now = ctx.clock()
     async with ctx.engine.begin() as conn:
-        old = await repo.load_hold(conn, ev.referral_id)
+        old = await repo.lock_hold(conn, ev.referral_id, ev.reference, now)
         # Seen before its receipt: every other hold is assumed until the receipt says otherwise.
         new = change(old or HoldRecord(ev.referral_id, True, True))
         if new != old:

@@ -63,7 +63,7 @@ def test_the_checks_outcome_lifts_no_further_sharing_and_nothing_else():
 
 
 def test_release_before_receipt_assumes_every_hold():
-    rec = HoldRecord.unknown_then_released("r1", family_contact_lifted=False, audiences=("referrer",))
+    rec = HoldRecord("r1", True, True).on_feedback_released(family_contact_lifted=False, audiences=("referrer",))
     assert rec.no_family_contact and rec.no_further_sharing and rec.feedback_released
 
 
@@ -145,3 +145,11 @@ def test_recipients_from_routes_and_contacts():
         audience_kind("ops")
     assert fallback_channel("teams", {"teams", "email"}) == "email"
     assert fallback_channel("email", {"email"}) is None
+
+
+def test_a_release_naming_guardians_means_the_hold_is_off_in_whichever_order_events_come():
+    # intake names guardians only once the family hold is off (here: a strategy discussion
+    # the notifier has not applied yet)
+    released = HELD.on_feedback_released(family_contact_lifted=False, audiences=("social_care", "referrer", "guardians"))
+    assert not released.no_family_contact and verdict(record=released).allowed
+    assert released.on_strategy_discussion(family_contact_lifted=True) == released

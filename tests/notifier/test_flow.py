@@ -12,7 +12,7 @@ from prometheus_client import REGISTRY
 
 from services.notifier.bootstrap import NOTIFIER
 from shared.crypto import b64e, generate_sealing_key
-from shared.messages import ChecksCompleted
+from shared.messages import ChecksCompleted, FeedbackReleased, StrategyDiscussionRecorded
 from tests.notifier.conftest import ACK_BY_TEXT, CANARY, FORCE, LA
 
 pytestmark = [pytest.mark.broker, pytest.mark.database]
@@ -111,6 +111,34 @@ async def test_the_checks_outcome_lifts_no_further_sharing_for_later_messages(wo
     assert any(s.startswith("Reminder: CTP checks: referral") for s in subjects)  # minimal: kind and reference
     assert f"Feedback released for referral {world.reference}" in subjects  # the full message
     assert world.hold().no_family_contact  # still on
+
+
+async def test_hold_events_arriving_together_are_all_applied(world):
+    await _hold_events_together(world)
+
+
+async def test_hold_events_arriving_together_are_all_applied_on_sqlite(world_sqlite):
+    await _hold_events_together(world_sqlite)
+
+
+async def _hold_events_together(world) -> None:
+    """The checks outcome, a strategy discussion and the feedback release published back to
+    back (as `make run` showed they arrive): each update reads what the one before wrote."""
+    await world.received(nfc=True, nfs=True)
+    base = dict(referral_id=world.referral_id, reference=world.reference, force=FORCE, la_code=LA, at=datetime.now(UTC))
+    for message in (ChecksCompleted(**base, outcome="suitable_for_prevent"),
+                    StrategyDiscussionRecorded(**base, held_at=base["at"], agencies=("ctp_prevent",),
+                                               legal_advice_sought=False, decision="no_immediate_action",
+                                               parents_informed=True, family_contact_lifted=True),
+                    FeedbackReleased(**base, family_contact_lifted=False,
+                                     audiences=("social_care", "referrer", "guardians"))):
+        await world.publish(message, "intake")
+    await world.wait(lambda: (h := world.hold()) is not None and h.feedback_released)
+    await asyncio.sleep(0.5)
+    await world.refresh()
+    h = world.hold()
+    assert (h.no_further_sharing, h.no_family_contact, h.feedback_released, h.guardians_released) == (
+        False, False, True, True)
 
 
 async def test_release_that_does_not_lift_the_hold_still_refuses_guardians(world):

@@ -15,12 +15,26 @@ from services.notifier.domain.lifecycle import Status, check_transition
 _INSERTS = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
 
 
-async def load_hold(conn: AsyncConnection, referral_id: str) -> HoldRecord | None:
-    row = (await conn.execute(select(holds).where(holds.c.referral_id == referral_id))).first()
-    if row is None:
-        return None
+def _record(row: Row[Any]) -> HoldRecord:
     return HoldRecord(row.referral_id, row.no_further_sharing, row.no_family_contact,
                       row.feedback_released, row.guardians_released)
+
+
+async def load_hold(conn: AsyncConnection, referral_id: str) -> HoldRecord | None:
+    row = (await conn.execute(select(holds).where(holds.c.referral_id == referral_id))).first()
+    return None if row is None else _record(row)
+
+
+async def lock_hold(conn: AsyncConnection, referral_id: str, reference: str, now: datetime) -> HoldRecord | None:
+    """The referral's hold record, locked until commit, so that hold events arriving together
+    update it one after another (read, change, write) and none is lost. None if there was
+    none: a placeholder assuming every hold now stands in its place (a write, so SQLite
+    takes its write lock here too)."""
+    created = await insert_hold_if_absent(conn, HoldRecord(referral_id, True, True), reference, now)
+    query = select(holds).where(holds.c.referral_id == referral_id)
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update()
+    return None if created else _record((await conn.execute(query)).one())
 
 
 async def insert_hold_if_absent(conn: AsyncConnection, record: HoldRecord, reference: str, now: datetime) -> bool:

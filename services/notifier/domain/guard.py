@@ -37,10 +37,13 @@ class HoldRecord:
         return cls(referral_id, no_further_sharing, no_family_contact)
 
     def on_feedback_released(self, *, family_contact_lifted: bool, audiences: tuple[str, ...]) -> "HoldRecord":
-        """Only a prevent client's feedback release (intake checks the role) lifts a hold."""
-        lifted = family_contact_lifted or not self.no_family_contact
+        """Only a prevent client's feedback release (intake checks the role) lifts a hold.
+        Intake names `guardians` only once the hold is off (lifted by this release or before,
+        e.g. by a strategy discussion whose event this record may not have seen yet: the
+        events of one referral can be handled in any order)."""
+        lifted = family_contact_lifted or not self.no_family_contact or GUARDIANS in audiences
         return HoldRecord(
-            self.referral_id, self.no_further_sharing, self.no_family_contact and not family_contact_lifted,
+            self.referral_id, self.no_further_sharing, self.no_family_contact and not lifted,
             feedback_released=True,
             guardians_released=self.guardians_released or (lifted and GUARDIANS in audiences),
         )
@@ -53,13 +56,6 @@ class HoldRecord:
     def on_checks_completed(self) -> "HoldRecord":
         """DESIGN §4: the CTP checks outcome lifts no_further_sharing; nothing else."""
         return replace(self, no_further_sharing=False)
-
-    @classmethod
-    def unknown_then_released(cls, referral_id: str, *, family_contact_lifted: bool,
-                              audiences: tuple[str, ...]) -> "HoldRecord":
-        """A release seen before its receipt: assume every hold until told otherwise."""
-        return cls(referral_id, True, True).on_feedback_released(
-            family_contact_lifted=family_contact_lifted, audiences=audiences)
 
 
 @dataclass(frozen=True)
