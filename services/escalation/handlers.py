@@ -189,8 +189,13 @@ async def on_feedback_released(conn: AsyncConnection, ev: FeedbackReleased, ctx:
         await audit(conn, "referral.feedback_released", ev.reference, now, outcome="duplicate")
         return
     values: dict[str, Any] = {"feedback_released_at": ev.at}
-    if ev.family_contact_lifted:
-        values["holding"] = _lift_family_hold(row.holding)
+    # What the release itself tells, whatever order this service sees the events in: intake
+    # releases feedback only after the CTP checks (so no_further_sharing is off) and names
+    # guardians only once the family hold is off (lifted now, or before by a strategy discussion).
+    if row.holding is not None:
+        values["holding"] = _holding_after(row.holding, checks_done=True)
+    if ev.family_contact_lifted or "guardians" in ev.audiences:
+        values["holding"] = _lift_family_hold(values.get("holding", row.holding))
     referral = await repo.update_referral(conn, ev.referral_id, now, **values)
     notes = ladder.plan_feedback()
     await audit(conn, "referral.feedback_released", ev.reference, now,

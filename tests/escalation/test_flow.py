@@ -321,3 +321,18 @@ async def test_a_decision_for_immediate_protection_after_a_recorded_discussion_a
         assert [n for n in await esc.notes() if n["template"] == "immediate_safety"] == []
         assert not [r for r in await esc.rows(select(timers).where(timers.c.referral_id == ev.referral_id))
                     if r.kind.startswith("strategy")]
+
+
+async def test_a_release_seen_before_the_checks_and_the_discussion_still_requests_guardians_unheld(esc):
+    """Events of one referral may be handled in any order (several at a time): the release
+    itself says the checks are done and, naming guardians, that the family hold is off."""
+    esc.clock = ManualClock(london(2026, 11, 2, 14))
+    async with esc.app():
+        ev = referral_received(london(2026, 11, 2, 14))
+        await esc.wait_processed(await esc.publish(ev))
+        await esc.take("notifier.requests")
+        await esc.wait_processed(await esc.publish(FeedbackReleased(
+            referral_id=ev.referral_id, reference=ev.reference, force=ev.force, la_code=ev.la_code,
+            at=london(2026, 11, 2, 15), family_contact_lifted=False, audiences=("social_care", "referrer", "guardians"))))
+        [guardians] = [n for n in await esc.notes() if n["audience"] == "guardians"]
+        assert guardians["holding"] == {"no_further_sharing": False, "no_family_contact": False}
