@@ -106,24 +106,27 @@ async def on_decided(conn: AsyncConnection, ev: ReferralDecided, ctx: Context, n
         await audit(conn, "clock.stopped", ev.reference, now, outcome="duplicate", detail={"clock": "decide_by"})
         return
     cancelled = await repo.cancel_timers(conn, ev.referral_id, ladder.DECIDE_KINDS)
-    referral = await repo.update_referral(conn, ev.referral_id, now, decided_at=ev.at, pathway=ev.pathway)
+    # An LA decision `immediate_protection` asks for a strategy discussion unless one is
+    # already asked for or recorded (its clock: strategy-discussion-by from the decision).
+    asks = (ev.pathway == "immediate_protection" and row.strategy_by is None and row.strategy_recorded_at is None
+            and row.closed_at is None and row.la_closed_at is None)
+    timers = ladder.strategy_timers(ev.at, ctx.timings) if asks else []
+    referral = await repo.update_referral(conn, ev.referral_id, now, decided_at=ev.at, pathway=ev.pathway,
+                                          **({"strategy_by": timers[-1].due_at} if timers else {}))
     metrics.count_deadline_met("decide_by", row.acknowledge_by, ev.at)
     await audit(conn, "referral.decided", ev.reference, now, detail={"pathway": ev.pathway, **_early(row)})
     await audit(conn, "clock.stopped", ev.reference, now,
                 detail={"clock": "decide_by", "cancelled": cancelled, **_early(row)})
-    if (ev.pathway == "immediate_protection" and row.strategy_by is None and row.strategy_recorded_at is None
-            and row.closed_at is None and row.la_closed_at is None):
-        await _immediate_safety(conn, ctx, referral, ev.at, now)
+    if timers:
+        await _immediate_safety(conn, ctx, referral, ev.at, timers, now)
 
 
 async def _immediate_safety(conn: AsyncConnection, ctx: Context, referral: Row[Any], raised_at: datetime,
-                            now: datetime) -> None:
+                            timers: list[ladder.TimerSpec], now: datetime) -> None:
     """An LA decision `immediate_protection`: the same alert, requests and strategy-discussion
     clock as a submitter's `immediate_risk` (DESIGN §4), in or out of hours as it is now."""
     in_hours = ctx.settings.calendar(referral.la_code).is_working_time(raised_at)
     notes, alerts = ladder.immediate_safety(in_hours, _configured(ctx, referral.la_code))
-    timers = ladder.strategy_timers(raised_at, ctx.timings)
-    referral = await repo.update_referral(conn, referral.referral_id, now, strategy_by=timers[-1].due_at)
     for note in notes:
         await notify(conn, referral, note.template, note.audience, now, priority=note.priority)
     for kind in alerts:

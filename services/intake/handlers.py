@@ -167,6 +167,10 @@ async def act(cmd: LifecycleCommand, ctx: Context) -> dict[str, Any]:
 
 
 
+def _key_conflict() -> Conflict:
+    return Conflict("This Idempotency-Key was used with a different body or referral", reason="idempotency_conflict")
+
+
 def _concern_sha(reference: str, body: bytes) -> str:
     """What an Idempotency-Key of a concern stands for: this referral and this body."""
     return hashlib.sha256(f"concern {reference}\n".encode() + body).hexdigest()
@@ -185,8 +189,7 @@ async def raise_concern(cmd: RaiseConcern, body: ConcernBody, ctx: Context) -> d
             raise
         # The same key at the same moment for another referral (a retry of one referral's
         # concern waits for the first on the referral's row lock): that one won.
-        raise Conflict("This Idempotency-Key was used with a different body or referral",
-                       reason="idempotency_conflict") from None
+        raise _key_conflict() from None
     if new:
         ctx.notify()
         log.info("concern_raised", reference=cmd.reference, client_id=cmd.client_id, category=body.category)
@@ -207,8 +210,7 @@ async def _raise_concern(cmd: RaiseConcern, body: ConcernBody, ctx: Context) -> 
             stored = await repo.get_idempotent(conn, client.id, cmd.idempotency_key)
             if stored is not None:
                 if stored.body_sha256 != body_sha:
-                    raise Conflict("This Idempotency-Key was used with a different body or referral",
-                                   reason="idempotency_conflict")
+                    raise _key_conflict()
                 reply = dict(stored.response)
                 await record(conn, actor=client.id, action="referral.concern", reference=cmd.reference,
                              outcome="replayed", detail={"concern_id": reply["concern_id"]}, at=now)
