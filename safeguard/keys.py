@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from safeguard import devidp
 from shared.config import FileConfig, LocalAuthority, Organisation
 from shared.crypto import b64e, generate_sealing_key, generate_signing_key, write_private_key
 
@@ -92,6 +93,8 @@ def render_config(keys: Path) -> str:
         if org:
             out.append(f'organisation = "{org}"')
         out += [f'verify_key = "{_signing(keys, client_id)}"', ""]
+    out += ["# People sign in to the pages at the development identity provider `make run` starts.",
+            *devidp.config_lines(), ""]
     return "\n".join(out)
 
 
@@ -99,12 +102,20 @@ def init(directory: Path, force: bool = False) -> Path:
     """Create the dev set-up in `directory`; return the config path."""
     config = directory / "safeguard.toml"
     if config.exists() and not force:
+        _add_dev_sign_in(config)
         return config
     keys = directory / "keys"
     keys.mkdir(parents=True, exist_ok=True, mode=0o700)
     text = render_config(keys)
     config.write_text(text + "\n", encoding="utf-8")
     return config
+
+
+def _add_dev_sign_in(config: Path) -> None:
+    """A dev set-up written before people could sign in gets the dev identity provider."""
+    text = config.read_text(encoding="utf-8")
+    if text.startswith("# Safeguard Relay development configuration") and "[[identity_providers]]" not in text:
+        config.write_text(text.rstrip("\n") + "\n\n" + "\n".join(devidp.config_lines()) + "\n", encoding="utf-8")
 
 
 def find_org(fc: FileConfig, code: str) -> Organisation | None:

@@ -10,8 +10,10 @@ import asyncio
 import os
 import signal
 import sys
+from pathlib import Path
 
-from shared.config import SERVICES, service_port
+from safeguard import devidp
+from shared.config import SERVICES, ConfigError, load_file_config, service_port
 
 GRACE_S = 20.0
 DEFAULT_SMTP_URL = "smtp://127.0.0.1:8025"
@@ -20,6 +22,16 @@ DEFAULT_SMTP_URL = "smtp://127.0.0.1:8025"
 def wants_sink(env: dict[str, str]) -> bool:
     """Start the dev mail/Teams sink when mail goes to the default local relay."""
     return env.get("SAFEGUARD_SMTP_URL", DEFAULT_SMTP_URL) == DEFAULT_SMTP_URL
+
+
+def wants_dev_idp(env: dict[str, str]) -> bool:
+    """Start the development identity provider when the configuration signs people in there."""
+    path = env.get("SAFEGUARD_CONFIG") or os.path.join(env.get("SAFEGUARD_DATA_DIR", "./var"), "safeguard.toml")
+    try:
+        providers = load_file_config(Path(path)).identity_providers
+    except ConfigError:
+        return False
+    return any(p.issuer == devidp.issuer() for p in providers)
 
 
 async def _pump(name: str, stream: asyncio.StreamReader) -> None:
@@ -57,13 +69,18 @@ async def run(services: tuple[str, ...] = SERVICES, extra_env: dict[str, str] | 
             sys.executable, "-m", "safeguard", "sink",
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env=env,
         )
-    pumps = [asyncio.create_task(_pump(n, p.stdout)) for n, p in procs.items()]  # type: ignore[arg-type]
-    if sink is not None:
-        pumps.append(asyncio.create_task(_pump("sink", sink.stdout)))  # type: ignore[arg-type]
+    helpers = {"sink": sink} if sink is not None else {}
+    if wants_dev_idp(env):
+        helpers["idp"] = await asyncio.create_subprocess_exec(
+            *devidp.command(), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env=env)
+    pumps = [asyncio.create_task(_pump(n, p.stdout)) for n, p in {**procs, **helpers}.items()]  # type: ignore[arg-type]
     for name in services:
         print(f"{name:<10} http://127.0.0.1:{service_port(name, env)}/  (healthz, readyz, metrics)", flush=True)
     if sink is not None:
         print(f"{'sink':<10} http://127.0.0.1:8026/  (emails and Teams cards the notifier sent)", flush=True)
+    if "idp" in helpers:
+        print(f"{'sign-in':<10} {devidp.issuer()}/  (the development identity provider)", flush=True)
+        print("\n".join(devidp.banner()), flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -72,7 +89,7 @@ async def run(services: tuple[str, ...] = SERVICES, extra_env: dict[str, str] | 
     stopper = asyncio.create_task(stop.wait())
     done, _ = await asyncio.wait([*waits, stopper], return_when=asyncio.FIRST_COMPLETED)
     failed = [waits[t] for t in done if t in waits]
-    await _stop({**procs, **({"sink": sink} if sink is not None else {})})
+    await _stop({**procs, **helpers})
     stopper.cancel()
     await asyncio.gather(*pumps, return_exceptions=True)
     if failed:

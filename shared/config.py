@@ -13,7 +13,8 @@ from collections.abc import Mapping
 from datetime import date, time
 from functools import cache
 from pathlib import Path
-from typing import Literal
+from urllib.parse import urlsplit
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -85,6 +86,37 @@ class Client(_Model):
     verify_key: str = Field(min_length=40, max_length=60)
 
 
+class ClaimMapping(_Model):
+    """People in identity-provider group `group` sign in with `role` for `organisation`
+    (an LA's ONS code or a force's slug; none for `ops`)."""
+    group: str = Field(min_length=1, max_length=200)
+    role: Role
+    organisation: str | None = None
+
+
+class IdentityProvider(_Model):
+    """An OpenID Connect issuer staff sign in at (authorisation code + PKCE; DESIGN §3.7)."""
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
+    name: str = Field(min_length=1, max_length=100)  # shown on the sign-in button
+    issuer: str = Field(pattern=r"^https?://")
+    client_id: str = Field(min_length=1)
+    client_secret_env: str | None = None  # environment variable holding the client secret
+    # A literal secret only for a provider on this machine (the development one accepts any).
+    client_secret: str | None = Field(default=None, max_length=200)
+    groups_claim: str = "groups"  # Entra ID: "groups" (group object ids) or "roles" (app roles)
+    scopes: tuple[str, ...] = ("openid", "profile", "email")
+    claims: tuple[ClaimMapping, ...] = Field(min_length=1)
+
+    @field_validator("client_secret")
+    @classmethod
+    def _literal_secret_only_on_loopback(cls, value: str | None, info: Any) -> str | None:
+        host = urlsplit(str(info.data.get("issuer", ""))).hostname
+        if value is not None and host not in ("127.0.0.1", "localhost", "::1"):
+            raise ValueError("a literal client_secret is for a provider on this machine only; "
+                             "use client_secret_env (a Secret) for any other issuer")
+        return value
+
+
 class ServiceKeys(_Model):
     verify_key: str = Field(min_length=40, max_length=60)
     signing_key_file: str | None = None
@@ -118,6 +150,8 @@ class SystemConfig(_Model):
     max_body_bytes: int = Field(default=256 * 1024, ge=1024)
     rate_limit_per_minute: int = Field(default=120, ge=1)
     small_number_threshold: int = Field(default=5, ge=0)
+    # Reverse proxies (addresses or networks) whose X-Forwarded-Proto/-Host/-For are honoured.
+    trusted_proxies: tuple[str, ...] = ()
 
 
 class FileConfig(_Model):
@@ -128,6 +162,7 @@ class FileConfig(_Model):
     clients: tuple[Client, ...] = ()
     escalation: EscalationTimings = EscalationTimings()
     delivery: DeliveryPacing = DeliveryPacing()
+    identity_providers: tuple[IdentityProvider, ...] = ()
 
     @field_validator("clients")
     @classmethod
@@ -197,6 +232,13 @@ def _cross_check(path: Path, fc: FileConfig) -> None:
     for i, c in enumerate(fc.clients):
         if c.role != "ops" and c.organisation not in orgs:
             raise ConfigError(f"{path}: clients[{i}].organisation: unknown organisation for client {c.id}")
+    for i, idp in enumerate(fc.identity_providers):
+        for j, m in enumerate(idp.claims):
+            if (m.role == "ops") != (m.organisation is None) or (m.organisation and m.organisation not in orgs):
+                raise ConfigError(f"{path}: identity_providers[{i}].claims[{j}].organisation: "
+                                  "an organisation configured here for every role but ops (none for ops)")
+    if len({idp.id for idp in fc.identity_providers}) != len(fc.identity_providers):
+        raise ConfigError(f"{path}: identity_providers: duplicate ids")
     missing = [s for s in SERVICES if s not in fc.services]
     if missing:
         raise ConfigError(f"{path}: services.{missing[0]}: missing section")

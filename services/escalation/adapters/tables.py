@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from sqlalchemy import JSON, Boolean, Column, Index, Integer, MetaData, String, Table, UniqueConstraint
 
+from shared.web.sessions import session_table
 from shared.storage.tables import ID_TYPE, UtcDateTime, common_tables
 
 SERVICE = "escalation"
@@ -87,3 +88,6 @@ alerts = Table(
     Column("outcome_notes_sealed", JSON, nullable=True),
     Index("ix_escalation_alerts_concern_id", "concern_id", unique=True),
 )
+
+# --- revision 0007: the pages' server-side sessions ---
+web_sessions = session_table(metadata, SERVICE)

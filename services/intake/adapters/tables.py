@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from sqlalchemy import JSON, Boolean, Column, Date, Integer, MetaData, PrimaryKeyConstraint, String, Table
 
+from shared.web.sessions import session_table
 from shared.storage.tables import UtcDateTime, common_tables
 
 SERVICE = "intake"
@@ -109,3 +110,6 @@ concerns = Table(
     Column("raised_at", UtcDateTime(), nullable=False),
     Column("raised_by", String(100), nullable=False),
 )
+
+# --- revision 0008: the pages' server-side sessions ---
+web_sessions = session_table(metadata, SERVICE)

@@ -1,0 +1,44 @@
+"""A named person signed in at an identity provider (pure): who acted, as recorded in the
+audit, the events and the timeline (DESIGN §3.7: issuer, subject, display name, role and
+organisation)."""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass
+from typing import Any
+
+ROLE_LABELS = {"social_care": "Social care", "prevent": "CTP Prevent", "control_room": "Control room",
+               "ops": "Operations", "referrer": "Referrer"}
+
+
+@dataclass(frozen=True)
+class Person:
+    issuer: str
+    subject: str
+    name: str
+    role: str
+    organisation: str | None
+
+    @property
+    def id(self) -> str:
+        """A short stable actor id (≤ 100 characters): `person:` and a hash of issuer and subject.
+        The audit detail and the events carry the issuer, subject and name in full."""
+        digest = hashlib.sha256(f"{self.issuer}\n{self.subject}".encode()).hexdigest()[:24]
+        return f"person:{digest}"
+
+    @property
+    def role_label(self) -> str:
+        return ROLE_LABELS.get(self.role, self.role)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Person:
+        return cls(**{k: data.get(k) for k in ("issuer", "subject", "name", "role", "organisation")})
+
+    @property
+    def display(self) -> str:
+        """The timeline's "by": the name with role and organisation."""
+        org = f", {self.organisation}" if self.organisation else ""
+        return f"{self.name} ({self.role_label}{org})"
