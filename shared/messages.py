@@ -52,6 +52,21 @@ class Holding(BaseModel):
     no_family_contact: bool
 
 
+class Actor(BaseModel):
+    """Who took a step: a system client (`id` its client id), or a named person (`id`
+    `person:…`, with the identity provider's issuer and subject and the display name) —
+    signed in to the pages, or named by a staff system's `On-Behalf-Of` header (`client_id`:
+    the system that relayed it). Staff identities only, never anything about the child."""
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    id: Annotated[str, Field(min_length=1, max_length=100)]
+    role: Code
+    organisation: OrgCode | None = None
+    issuer: Annotated[str, Field(max_length=300)] | None = None
+    subject: Annotated[str, Field(max_length=200)] | None = None
+    name: Annotated[str, Field(max_length=100)] | None = None
+    client_id: Annotated[str, Field(max_length=100)] | None = None
+
+
 class ReferralEvent(Message):
     producer: ClassVar[str] = "intake"
     referral_id: Id
@@ -59,6 +74,7 @@ class ReferralEvent(Message):
     force: OrgCode
     la_code: LaCode
     at: datetime
+    by: Actor | None = None  # who took the step (staff actions); None for a submission
 
 
 class ReferralReceived(ReferralEvent):

@@ -12,8 +12,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from services.intake.auth import Authenticator, RateLimiter
 from services.intake.domain.errors import SchemaInvalid
 from shared.clock import Clock, utcnow
-from shared.config import Settings
+from shared.config import Client, Settings
 from shared.crypto import public_key_from_b64
+from shared.web.identity import Person
 
 
 @dataclass
@@ -25,6 +26,11 @@ class Context:
     # None where nothing is authenticated (the `safeguard report` CLI reads the database directly).
     auth: Authenticator | None = None
     limiter: RateLimiter | None = None
+
+    def principal(self, client_id: str, person: Person | None = None) -> Client | Person | None:
+        """Who acts, for the access rules: a configured client (a staff system, also when it names
+        a person On-Behalf-Of), or the signed-in person whose id `client_id` is (the pages)."""
+        return self.settings.client(client_id) or (person if person is not None and person.id == client_id else None)
 
     def team_keys(self, la_code: str, force: str) -> dict[str, PublicKey]:
         """Active sealing keys of the recipient teams: the LA's and the force's."""

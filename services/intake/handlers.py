@@ -29,7 +29,8 @@ from services.intake.domain.referral import Referral
 from services.intake.domain.tracks import TRACK_OF_ROLE
 from shared.clock import LONDON
 from shared.logging import get_logger, sensitive_scope
-from shared.messages import ConcernRaised, Holding, ReferralReceived
+from shared.messages import Actor, ConcernRaised, Holding, ReferralReceived
+from shared.web.identity import Person
 from shared.worktime import compute_deadlines
 
 log = get_logger(__name__)
@@ -131,19 +132,39 @@ async def _store(ctx: Context, cmd: SubmitReferral, r: Referral, referral_id: st
     return reply
 
 
+def actor_of(client: Any, person: Person | None) -> Actor:
+    """The event's and the audit's "who": the named person (relayed by `client` when it is a
+    system naming them On-Behalf-Of), else the client."""
+    if person is None:
+        return Actor(id=client.id, role=client.role, organisation=client.organisation)
+    return Actor(id=person.id, role=person.role, organisation=person.organisation, issuer=person.issuer,
+                 subject=person.subject, name=person.name, client_id=None if client.id == person.id else client.id)
+
+
+def _who(actor: Actor) -> dict[str, Any]:
+    """The audit detail naming a person (issuer, subject, name, role, organisation, relaying client)."""
+    if actor.subject is None:
+        return {}
+    return {"person": actor.model_dump(exclude={"id", "client_id"}),
+            **({"client_id": actor.client_id} if actor.client_id else {})}
+
+
 async def act(cmd: LifecycleCommand, ctx: Context) -> dict[str, Any]:
     action = ACTIONS[cmd.action]
-    client = ctx.settings.client(cmd.client_id)
+    client = ctx.principal(cmd.client_id, cmd.person)
     now = ctx.clock()
     async with ctx.engine.begin() as conn:
         await repo.begin_write(conn)
         found = await repo.get_referral(conn, cmd.reference, for_update=True)
         authorise(client, found, action.who)  # role first; absent and another organisation's: the same 403
-        cmd = replace(cmd, track=TRACK_OF_ROLE.get(client.role) if client else None)
+        actor = actor_of(client, cmd.person)
+        cmd = replace(cmd, track=TRACK_OF_ROLE.get(client.role) if client else None, client_id=actor.id)
         change = action.rule(repo.state_of(found), cmd, now)
         row = dict(found._mapping)
         if change.new:
-            values = {**change.values, **({action.by: cmd.client_id} if action.by else {})}
+            if cmd.person is not None:
+                await repo.remember_person(conn, cmd.person, now)
+            values = {**change.values, **({action.by: actor.id} if action.by else {})}
             if cmd.sensitive_note and action.sealed_note:
                 values[action.sealed_note] = seal_json(cmd.sensitive_note, row["id"],
                                                        ctx.team_keys(row["la_code"], row["force"]))
@@ -152,14 +173,15 @@ async def act(cmd: LifecycleCommand, ctx: Context) -> dict[str, Any]:
         known = facts(row, cmd.client_id, cmd.action, cmd.track)
         if change.new:
             event = action.event(referral_id=row["id"], reference=row["reference"], force=row["force"],
-                                 la_code=row["la_code"], at=now, **{f: known[f] for f in action.event_fields})
+                                 la_code=row["la_code"], at=now, by=actor,
+                                 **{f: known[f] for f in action.event_fields})
             await publish(conn, event, correlation_id=cmd.correlation_id, at=now)
         reply = {"reference": row["reference"], "status": row["status"], "action": cmd.action,
                  **{f: known[f] for f in action.reply_fields}}
         detail = {k: reply[k] for k in ("pathway", "outcome", "decision", "family_contact_lifted", "track",
                                         "referral_closed") if k in reply}
-        await record(conn, actor=cmd.client_id, action=f"referral.{cmd.action}", reference=cmd.reference,
-                     outcome="ok" if change.new else "repeated", detail=detail or None, at=now)
+        await record(conn, actor=actor.id, action=f"referral.{cmd.action}", reference=cmd.reference,
+                     outcome="ok" if change.new else "repeated", detail={**detail, **_who(actor)} or None, at=now)
     if change.new:
         ctx.notify()
         log.info("referral_action", action=cmd.action, reference=cmd.reference, client_id=cmd.client_id)
@@ -198,7 +220,7 @@ async def raise_concern(cmd: RaiseConcern, body: ConcernBody, ctx: Context) -> d
 
 async def _raise_concern(cmd: RaiseConcern, body: ConcernBody, ctx: Context) -> tuple[dict[str, Any], bool]:
     """(the reply, whether a concern was raised) in one transaction."""
-    client = ctx.settings.client(cmd.client_id)
+    client = ctx.principal(cmd.client_id, cmd.person)
     body_sha = _concern_sha(cmd.reference, cmd.body)
     now = ctx.clock()
     async with ctx.engine.begin() as conn:
@@ -206,6 +228,7 @@ async def _raise_concern(cmd: RaiseConcern, body: ConcernBody, ctx: Context) -> 
         found = await repo.get_referral(conn, cmd.reference, for_update=True)
         client = authorise(client, found, SOCIAL_CARE)  # role first; absent and another organisation's: 403
         assert found is not None
+        actor = actor_of(client, cmd.person)
         if cmd.idempotency_key:
             stored = await repo.get_idempotent(conn, client.id, cmd.idempotency_key)
             if stored is not None:
@@ -217,17 +240,19 @@ async def _raise_concern(cmd: RaiseConcern, body: ConcernBody, ctx: Context) -> 
                 return reply, False
         tracks.require_open(found.la_closed_at, "la", "raising a concern")
         concern_id = str(uuid.uuid4())
+        if cmd.person is not None:
+            await repo.remember_person(conn, cmd.person, now)
         await repo.insert_concern(conn, {"id": concern_id, "referral_id": found.id, "reference": found.reference,
-                                         "category": body.category, "raised_at": now, "raised_by": client.id})
+                                         "category": body.category, "raised_at": now, "raised_by": actor.id})
         reply = {"reference": found.reference, "status": found.status, "action": "concern",
                  "concern_id": concern_id, "category": body.category, "raised_at": now.isoformat(),
-                 "raised_by": client.id}
+                 "raised_by": actor.id}
         if cmd.idempotency_key:
             await repo.save_idempotent(conn, client.id, cmd.idempotency_key, body_sha, reply, now)
         await publish(conn, ConcernRaised(
             referral_id=found.id, reference=found.reference, force=found.force, la_code=found.la_code, at=now,
-            concern_id=concern_id, category=body.category, client_id=client.id,
+            concern_id=concern_id, category=body.category, client_id=client.id, by=actor,
         ), correlation_id=cmd.correlation_id, at=now)
-        await record(conn, actor=client.id, action="referral.concern", reference=cmd.reference,
-                     detail={"concern_id": concern_id, "category": body.category}, at=now)
+        await record(conn, actor=actor.id, action="referral.concern", reference=cmd.reference,
+                     detail={"concern_id": concern_id, "category": body.category, **_who(actor)}, at=now)
     return reply, True

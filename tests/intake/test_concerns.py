@@ -161,7 +161,9 @@ async def test_each_call_is_a_new_concern_on_the_status_reply_idempotency_key_an
     for event in events:
         assert ConcernRaised.model_validate(event)
         assert set(event) == {"referral_id", "reference", "force", "la_code", "at", "concern_id", "category",
-                              "client_id"}
+                              "client_id", "by"}
+        assert event["by"] == {"id": "dev-social-care", "role": "social_care", "organisation": "E99999999",
+                               "issuer": None, "subject": None, "name": None, "client_id": None}
         assert (event["la_code"], event["force"], event["client_id"]) == ("E99999999", "dev-force",
                                                                           "dev-social-care")
     assert not concern_events(messages, other)

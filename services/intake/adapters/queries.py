@@ -3,7 +3,7 @@ the control room), its sealed envelopes (recipient teams only), and performance 
 (no personal data). Every read is audited."""
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -16,14 +16,16 @@ from services.intake.domain import figures, tracks
 from services.intake.domain.access import performance_scope, recipient_team, staff_of
 from services.intake.domain.errors import Gone
 from shared.clock import LONDON
-from shared.config import Client
+from shared.web.identity import Person
 
 
 def _iso(v: datetime | None) -> str | None:
     return v.astimezone(LONDON).isoformat() if v is not None else None
 
 
-def timeline(row: Any, concerns: Sequence[Any] = ()) -> list[dict[str, Any]]:
+def timeline(row: Any, concerns: Sequence[Any] = (), people: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+    """Each step with when and by whom: `by` the client or person id; for a person, `by_name`
+    (their display name, role and organisation) too."""
     steps = [("received", row.received_at, row.client_id), ("acknowledged", row.acknowledged_at, row.acknowledged_by),
              ("decided", row.decided_at, row.decided_by), ("checks_completed", row.checks_at, row.checks_by),
              ("feedback_released", row.feedback_at, row.feedback_by),
@@ -32,8 +34,21 @@ def timeline(row: Any, concerns: Sequence[Any] = ()) -> list[dict[str, Any]]:
              ("ctp_track_closed", row.ctp_closed_at, row.ctp_closed_by),
              ("closed", row.closed_at, row.closed_by),
              *(("concern_raised", c.raised_at, c.raised_by) for c in concerns)]
-    return sorted(({"event": e, "at": _iso(at), "by": by} for e, at, by in steps if at is not None),
-                  key=lambda s: s["at"])
+    people = people or {}
+    return sorted(({"event": e, "at": _iso(at), "by": by,
+                    **({"by_name": _display(people[by])} if by in people else {})}
+                   for e, at, by in steps if at is not None), key=lambda s: s["at"])
+
+
+def _display(person: Any) -> str:
+    return Person(person.issuer, person.subject, person.name, person.role, person.organisation).display
+
+
+def by_ids(row: Any, concerns: Sequence[Any] = ()) -> set[str]:
+    """Every actor id the referral's `*_by` columns and concerns name."""
+    cols = ("acknowledged_by", "decided_by", "checks_by", "feedback_by", "strategy_by", "la_closed_by",
+            "ctp_closed_by", "closed_by")
+    return {getattr(row, c) for c in cols if getattr(row, c)} | {c.raised_by for c in concerns}
 
 
 def strategy_discussion(row: Any) -> dict[str, Any] | None:
@@ -52,7 +67,7 @@ def concern(c: Any) -> dict[str, Any]:
     return {"concern_id": c.id, "category": c.category, "raised_at": _iso(c.raised_at), "raised_by": c.raised_by}
 
 
-def summary(row: Any, concerns: Sequence[Any] = ()) -> dict[str, Any]:
+def summary(row: Any, concerns: Sequence[Any] = (), people: Mapping[str, Any] | None = None) -> dict[str, Any]:
     return {
         "referral_id": row.id, "reference": row.reference, "status": row.status,
         "client_reference": row.client_reference, "force": row.force, "la_code": row.la_code,
@@ -66,29 +81,39 @@ def summary(row: Any, concerns: Sequence[Any] = ()) -> dict[str, Any]:
         "family_contact_lifted": row.family_contact_lifted, "strategy_discussion": strategy_discussion(row),
         "tracks": tracks.summary(row._mapping, _iso),
         "concerns": [concern(c) for c in concerns],
-        "shredded": row.shredded_at is not None, "timeline": timeline(row, concerns),
+        "shredded": row.shredded_at is not None, "timeline": timeline(row, concerns, people),
     }
 
 
-async def _read(ctx: Context, client_id: str, reference: str, check: Callable[[Client | None, Row | None], None],
-                action: str, build: Callable[[Row], dict[str, Any]]) -> dict[str, Any]:
-    client = ctx.settings.client(client_id)
+def _reader(person: Person | None, client_id: str) -> dict[str, Any] | None:
+    """The audit detail of a read by a named person."""
+    if person is None:
+        return None
+    return {"person": person.as_dict(), **({"client_id": client_id} if client_id != person.id else {})}
+
+
+async def _read(ctx: Context, client_id: str, reference: str, check: Callable[[Any, Row | None], None],
+                action: str, build: Callable[[Row], dict[str, Any]], person: Person | None = None) -> dict[str, Any]:
+    client = ctx.principal(client_id, person)
     async with ctx.engine.begin() as conn:
         row = await repo.get_referral(conn, reference)
         check(client, row)  # role first; absent and another organisation's: the same 403
         reply = build(row)
-        await record(conn, actor=client_id, action=action, reference=reference, at=ctx.clock())
+        await record(conn, actor=person.id if person else client_id, action=action, reference=reference,
+                     detail=_reader(person, client_id), at=ctx.clock())
     return reply
 
 
-async def get_referral(ctx: Context, client_id: str, reference: str) -> dict[str, Any]:
+async def get_referral(ctx: Context, client_id: str, reference: str, person: Person | None = None) -> dict[str, Any]:
     """Any staff role of the LA or the force: status, concerns and timeline, never content."""
-    client = ctx.settings.client(client_id)
+    client = ctx.principal(client_id, person)
     async with ctx.engine.begin() as conn:
         row = await repo.get_referral(conn, reference)
         staff_of(client, row)  # role first; absent and another organisation's: the same 403
-        reply = summary(row, await repo.concerns_of(conn, row.id))
-        await record(conn, actor=client_id, action="referral.read", reference=reference, at=ctx.clock())
+        concerns = await repo.concerns_of(conn, row.id)
+        reply = summary(row, concerns, await repo.names_of(conn, by_ids(row, concerns)))
+        await record(conn, actor=person.id if person else client_id, action="referral.read", reference=reference,
+                     detail=_reader(person, client_id), at=ctx.clock())
     return reply
 
 
@@ -99,9 +124,9 @@ def _sealed(row: Any) -> dict[str, Any]:
             "content_sealed": row.content_sealed, "contacts_sealed": row.contacts_sealed}
 
 
-async def get_sealed(ctx: Context, client_id: str, reference: str) -> dict[str, Any]:
+async def get_sealed(ctx: Context, client_id: str, reference: str, person: Person | None = None) -> dict[str, Any]:
     """Recipient teams only (social care of the LA, CTP Prevent of the force)."""
-    return await _read(ctx, client_id, reference, recipient_team, "referral.sealed_read", _sealed)
+    return await _read(ctx, client_id, reference, recipient_team, "referral.sealed_read", _sealed, person)
 
 
 async def _performance_rows(ctx: Context, actor: str, org: str | None, start: date, end: date,

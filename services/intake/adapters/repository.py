@@ -14,7 +14,9 @@ from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from services.intake.adapters.tables import concerns, idempotency_keys, nonces, reference_counters, referrals
+from services.intake.adapters.tables import (
+    concerns, idempotency_keys, nonces, people, reference_counters, referrals,
+)
 from services.intake.domain.lifecycle import State
 
 _INSERTS = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
@@ -122,3 +124,20 @@ __all__ = [
     "insert_concern", "insert_referral",
     "next_sequence", "purge_nonces", "save_idempotent", "state_of", "stats_rows", "update_referral",
 ]
+
+
+async def remember_person(conn: AsyncConnection, person: Any, now: datetime) -> None:
+    """Keep the named person a `*_by` column will hold the id of (their latest name and role)."""
+    values = {"issuer": person.issuer, "subject": person.subject, "name": person.name, "role": person.role,
+              "organisation": person.organisation, "updated_at": now}
+    stmt = _insert(conn, people).values(id=person.id, **values)
+    await conn.execute(stmt.on_conflict_do_update(index_elements=[people.c.id], set_=values))
+
+
+async def names_of(conn: AsyncConnection, ids: set[str]) -> dict[str, Row]:
+    """The people among `ids` (actor ids), by id."""
+    wanted = sorted(i for i in ids if i and i.startswith("person:"))
+    if not wanted:
+        return {}
+    rows = (await conn.execute(sa.select(people).where(people.c.id.in_(wanted)))).all()
+    return {r.id: r for r in rows}

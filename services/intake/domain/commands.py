@@ -9,6 +9,7 @@ from typing import Any, Literal, get_args
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictBool, field_validator
 
+from shared.web.identity import Person
 from shared.messages import Agency, ChecksOutcome, ConcernCategory, Pathway, StrategyDecision
 
 
@@ -42,6 +43,7 @@ class LifecycleCommand:
     correlation_id: str | None = None
     details: Mapping[str, Any] = field(default_factory=dict)  # the body's other fields (not the note)
     track: str | None = None  # the caller's track ("la" | "ctp"), from its role (set by `handlers.act`)
+    person: Person | None = None  # the named person: signed in (client_id is theirs) or On-Behalf-Of
 
 
 class DecisionBody(BaseModel):
@@ -110,6 +112,7 @@ class RaiseConcern:
     body: bytes
     idempotency_key: str | None = None
     correlation_id: str | None = None
+    person: Person | None = None
 
 
 class ConcernBody(BaseModel):
