@@ -6,9 +6,10 @@
 #       -v "$PWD/var:/etc/safeguard:ro" -e SAFEGUARD_CONFIG=/etc/safeguard/safeguard.toml \
 #       safeguard-relay:dev intake          # or escalation / notifier
 #
-# Stage 1 builds wheels for the project and every dependency; stage 2 installs them
-# into a slim Python 3.11 runtime with no compiler, no pip cache and no source tree.
-# See docs/deploy.md.
+# Stage 1 builds wheels for the project and every dependency; the assets stage installs
+# the front-end assets from package-lock.json (npm ci, Debian's Node.js) and keeps only the
+# folders the pages serve; the runtime installs the wheels into a slim Python 3.11 image
+# with no compiler, no pip cache, no Node.js and no source tree. See docs/deploy.md.
 
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
@@ -26,6 +27,26 @@ RUN pip wheel --wheel-dir /wheels . \
  && ls /wheels/safeguard_relay-*.whl
 
 # ---------------------------------------------------------------------------------
+FROM ${PYTHON_IMAGE} AS assets
+# GOV.UK Frontend, MOJ Frontend and libsodium-wrappers exactly as locked (DESIGN §3.7);
+# /assets gets the dist folders shared/web/assets.py serves, with the packages' licences.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends nodejs npm \
+ && rm -rf /var/lib/apt/lists/*
+WORKDIR /src
+COPY package.json package-lock.json ./
+RUN npm ci --no-audit --no-fund --loglevel=error \
+ && cd node_modules \
+ && mkdir /assets \
+ && cp -r --parents govuk-frontend/dist/govuk/assets \
+        govuk-frontend/dist/govuk/govuk-frontend.min.css govuk-frontend/dist/govuk/govuk-frontend.min.js \
+        @ministryofjustice/frontend/moj/assets @ministryofjustice/frontend/moj/moj-frontend.min.css \
+        @ministryofjustice/frontend/moj/moj-frontend.min.js \
+        libsodium-wrappers/dist/modules-esm libsodium-wrappers/dist/modules libsodium-wrappers/LICENSE \
+        libsodium/dist/modules-esm libsodium/dist/modules libsodium/LICENSE \
+        govuk-frontend/package.json @ministryofjustice/frontend/package.json /assets/
+
+# ---------------------------------------------------------------------------------
 FROM ${PYTHON_IMAGE} AS runtime
 LABEL org.opencontainers.image.title="safeguard-relay" \
       org.opencontainers.image.description="Safeguard Relay: intake, escalation and notifier services"
@@ -37,7 +58,8 @@ ENV PYTHONUNBUFFERED=1 \
     SAFEGUARD_BIND=0.0.0.0 \
     SAFEGUARD_DATA_DIR=/var/lib/safeguard \
     SAFEGUARD_CONFIG=/etc/safeguard/safeguard.toml \
-    SAFEGUARD_LOG_FORMAT=json
+    SAFEGUARD_LOG_FORMAT=json \
+    SAFEGUARD_ASSETS_DIR=/usr/local/share/safeguard/node_modules
 
 # A fixed non-root uid/gid (10001) that Kubernetes' runAsUser and compose's user match.
 # /var/lib/safeguard is the only directory the services write to (mount a volume or an
@@ -56,6 +78,8 @@ RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
  && safeguard --help >/dev/null
 
 COPY --chmod=0755 deploy/docker/healthcheck.py /usr/local/lib/safeguard/healthcheck.py
+# The front-end assets the pages serve under /assets/ (read-only, owned by root).
+COPY --from=assets /assets /usr/local/share/safeguard/node_modules
 
 USER 10001:10001
 WORKDIR /var/lib/safeguard

@@ -6,9 +6,14 @@ STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: run test install services bench clean fresh-check test-cluster test-faults
+.PHONY: run test install assets services bench clean fresh-check test-cluster test-faults
 
-install: $(STAMP)
+install: $(STAMP) assets
+
+# The front-end assets (package.json, locked by package-lock.json) in node_modules/;
+# instant when they are up to date with the lock file.
+assets:
+	@scripts/ensure-node.sh
 
 $(STAMP): pyproject.toml
 	@scripts/bootstrap-venv.sh $(VENV)
@@ -57,4 +62,4 @@ fresh-check:
 	@scripts/fresh-machine-check.sh
 
 clean:
-	rm -rf $(VENV) var .pytest_cache
+	rm -rf $(VENV) var .pytest_cache node_modules

@@ -47,7 +47,7 @@ copy_tree() {
     git -C "$repo" archive --format=tar HEAD | tar -x -C "$work"
   else
     tar -C "$repo" -c \
-      --exclude=./.git --exclude=./.venv --exclude=./var --exclude=./build \
+      --exclude=./.git --exclude=./.venv --exclude=./node_modules --exclude=./var --exclude=./build \
       --exclude=./.pytest_cache --exclude=./.hypothesis --exclude='*.egg-info' \
       --exclude='__pycache__' --exclude=./deploy/compose/secrets . | tar -x -C "$work"
   fi
