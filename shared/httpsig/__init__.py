@@ -140,14 +140,16 @@ def signature_base(components: Sequence[str], params: str, *, method: str,
 def sign_request(*, method: str, path: str, query: str = "", body: bytes | None,
                  key_id: str, key: SigningKey, authority: str,
                  created: int | None = None, nonce: str | None = None,
-                 label: str = "sig1") -> dict[str, str]:
-    """Headers to add: Content-Digest (if body), Signature-Input, Signature. `authority`:
+                 label: str = "sig1", covered: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Headers to add: Content-Digest (if body), Signature-Input, Signature, and `covered`
+    (further header fields, e.g. On-Behalf-Of, sent and covered by the signature). `authority`:
     the host[:port] the request goes to (`authority_of(url)`)."""
     if not authority:
         raise ValueError("sign_request needs the authority (host[:port]) the request is sent to")
     components = ["@method", "@authority", "@path"]
     components += ["@query"] if query.lstrip("?") else []
-    headers: dict[str, str] = {}
+    headers: dict[str, str] = dict(covered or {})
+    components += [name.lower() for name in covered or {}]
     if body is not None:
         headers["Content-Digest"] = content_digest(body)
         components.append("content-digest")
@@ -183,8 +185,10 @@ def _parse(sig_input: str, sig: str, label: str) -> tuple[list[str], Params, byt
 def verify_request(*, method: str, path: str, query: str, headers: Mapping[str, str],
                    body: bytes | None, resolve_key: Callable[[str], VerifyKey | None],
                    nonces: NonceStore, now: float | None = None, max_skew: int = 300,
-                   label: str = "sig1", authority: str | None = None) -> str:
-    """Verify a signed request; return its key id or raise SignatureRejected."""
+                   label: str = "sig1", authority: str | None = None,
+                   covered_when_present: Sequence[str] = ("on-behalf-of",)) -> str:
+    """Verify a signed request; return its key id or raise SignatureRejected. A header named in
+    `covered_when_present` that the request carries must be covered by the signature."""
     fields = _lower_headers(headers)
     if "signature-input" not in fields or "signature" not in fields:
         raise SignatureRejected("missing_signature")
@@ -197,6 +201,7 @@ def verify_request(*, method: str, path: str, query: str, headers: Mapping[str, 
         raise SignatureRejected("unknown_keyid", key_id)
     required = set(REQUIRED) | ({"content-digest"} if body else set())
     required |= {"@query"} if query.lstrip("?") else set()
+    required |= {name for name in covered_when_present if name in fields}
     if not required <= set(components):
         raise SignatureRejected("missing_component", key_id)
     now = time.time() if now is None else now

@@ -42,3 +42,28 @@ class Person:
         """The timeline's "by": the name with role and organisation."""
         org = f", {self.organisation}" if self.organisation else ""
         return f"{self.name} ({self.role_label}{org})"
+
+
+ON_BEHALF_OF = "On-Behalf-Of"
+
+
+def on_behalf_of(value: str, role: str, organisation: str | None) -> Person:
+    """The person a staff system names in its signed `On-Behalf-Of` header (an RFC 9651
+    dictionary: `iss="https://…", sub="…", name="…"`; a name outside ASCII as a byte
+    sequence of its UTF-8, `name=:…:`). They act with the system's role and organisation.
+    ValueError when it is malformed."""
+    from shared.httpsig.sfv import Token, parse_dictionary
+
+    members = parse_dictionary(value)
+    fields: dict[str, str] = {}
+    for key, limit in (("iss", 300), ("sub", 200), ("name", 100)):
+        item = members.get(key, (None, {}))[0]
+        if isinstance(item, bytes):
+            item = item.decode("utf-8")
+        if not isinstance(item, str) or isinstance(item, Token) or not item.strip() or len(item) > limit:
+            raise ValueError(f"On-Behalf-Of needs {key} as a string of 1 to {limit} characters")
+        fields[key] = item.strip()
+    if set(members) - {"iss", "sub", "name"}:
+        raise ValueError("On-Behalf-Of takes iss, sub and name only")
+    return Person(issuer=fields["iss"], subject=fields["sub"], name=fields["name"], role=role,
+                  organisation=organisation)

@@ -23,13 +23,15 @@ DEFAULT_URL = "http://127.0.0.1:8080"
 
 async def signed_request(method: str, base_url: str, path: str, *, client_id: str, key_file: str | Path,
                          body: bytes | None = None, query: str = "",
-                         headers: dict[str, str] | None = None) -> tuple[int, Any]:
-    """Send one signed request; return (status, parsed JSON reply)."""
+                         headers: dict[str, str] | None = None,
+                         covered: dict[str, str] | None = None) -> tuple[int, Any]:
+    """Send one signed request; return (status, parsed JSON reply). `covered`: header fields
+    sent and covered by the signature (e.g. On-Behalf-Of)."""
     key = load_signing_key(key_file)
     url = URL(base_url.rstrip("/") + path + (f"?{query}" if query else ""), encoded=True)
     all_headers = dict(headers or {})
     all_headers |= sign_request(method=method, path=path, query=query, body=body, key_id=client_id, key=key,
-                                authority=authority_of(url))
+                                authority=authority_of(url), covered=covered)
     if body is not None:
         all_headers.setdefault("Content-Type", "application/json")
     async with aiohttp.ClientSession() as session:

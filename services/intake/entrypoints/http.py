@@ -28,8 +28,10 @@ from shared.clock import LONDON
 from shared.config import Client
 from shared.http import PROBLEM_CONTENT_TYPE
 from shared.logging import bound_contextvars, get_logger, sensitive_scope
+from shared.web.identity import ON_BEHALF_OF, Person, on_behalf_of
 
 CONTEXT = web.AppKey("intake_context", Context)
+PERSON = web.RequestKey("intake_on_behalf_of", Person)
 log = get_logger(__name__)
 _CORRELATION = re.compile(r"[A-Za-z0-9._-]{1,64}")
 View = Callable[[web.Request, Context, Client, bytes, str], Awaitable[web.StreamResponse]]
@@ -70,6 +72,7 @@ def guarded(action: str) -> Callable[[View], Callable[[web.Request], Awaitable[w
                         query=request.rel_url.raw_query_string, headers=request.headers, body=body or None)
                     actor = client.id
                     ctx.limiter.take(client.id)
+                    _named_person(request, client)
                     response = await view(request, ctx, client, body, corr)
                 except IntakeError as err:
                     log.info("request_refused", action=action, status=err.status, reason=err.reason,
@@ -81,6 +84,21 @@ def guarded(action: str) -> Callable[[View], Callable[[web.Request], Awaitable[w
                 return response
         return handler
     return wrap
+
+
+def _named_person(request: web.Request, client: Client) -> None:
+    """A staff system may name the person it acts for (signed `On-Behalf-Of`, DESIGN §3.7)."""
+    value = request.headers.get(ON_BEHALF_OF)
+    if value is None:
+        return
+    try:
+        request[PERSON] = on_behalf_of(value, client.role, client.organisation)
+    except ValueError as exc:
+        raise IntakeError(str(exc), reason="bad_on_behalf_of") from None
+
+
+def person_of(request: web.Request) -> Person | None:
+    return request.get(PERSON)
 
 
 def _json_body(request: web.Request, body: bytes, *, optional: bool = False) -> Any:
@@ -125,7 +143,7 @@ def lifecycle_view(action: Action, model: type[BaseModel] | None):
             action, client.id, _reference(request), pathway=getattr(parsed, "pathway", None),
             outcome=getattr(parsed, "outcome", None), sensitive_note=note,
             family_contact=getattr(parsed, "family_contact", "lift"), correlation_id=corr,
-            details=parsed.model_dump(exclude=SEALED_FIELDS))
+            details=parsed.model_dump(exclude=SEALED_FIELDS), person=person_of(request))
         with sensitive_scope([note] if note else []):  # the note reaches no log line
             return web.json_response(await handlers.act(cmd, ctx))
     return view
@@ -135,18 +153,19 @@ def lifecycle_view(action: Action, model: type[BaseModel] | None):
 async def raise_concern(request: web.Request, ctx: Context, client: Client, body: bytes, corr: str) -> web.Response:
     """A new out-of-hours concern for the force's control room: 201 with its id (DESIGN §3.3)."""
     parsed = validate(ConcernBody, _json_body(request, body))
-    cmd = RaiseConcern(client.id, _reference(request), body, request.headers.get("Idempotency-Key"), corr)
+    cmd = RaiseConcern(client.id, _reference(request), body, request.headers.get("Idempotency-Key"), corr,
+                       person=person_of(request))
     return web.json_response(await handlers.raise_concern(cmd, parsed, ctx), status=201)
 
 
 @guarded("referral.read")
 async def get_referral(request: web.Request, ctx: Context, client: Client, _b: bytes, _c: str) -> web.Response:
-    return web.json_response(await queries.get_referral(ctx, client.id, _reference(request)))
+    return web.json_response(await queries.get_referral(ctx, client.id, _reference(request), person_of(request)))
 
 
 @guarded("referral.sealed_read")
 async def get_sealed(request: web.Request, ctx: Context, client: Client, _b: bytes, _c: str) -> web.Response:
-    return web.json_response(await queries.get_sealed(ctx, client.id, _reference(request)))
+    return web.json_response(await queries.get_sealed(ctx, client.id, _reference(request), person_of(request)))
 
 
 @guarded("stats.read")
