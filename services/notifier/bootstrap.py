@@ -69,8 +69,7 @@ def build_notifier(settings: Settings, runtime: Runtime, policy: RetryPolicy) ->
     if (notify := NotifyConfig.from_env(os.environ)) is not None:
         channels["sms"] = SmsChannel(notify, rate_per_s=pace.sms_per_s)
     return Notifier(
-        runtime.engine, settings, Renderer(public_base_url=system.public_base_url,
-                                           console_base_url=system.console_base_url),
+        runtime.engine, settings, Renderer(public_base_url=system.public_base_url),
         channels, policy=policy, sealing_key=sealing_key, sealing_key_id=keys.sealing_key_id,
         notify=runtime.relay.notify, defer_after_s=pace.defer_after_s,
     )

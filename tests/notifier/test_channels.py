@@ -18,7 +18,7 @@ TIMES = {"acknowledge_by": datetime(2026, 12, 29, 15, tzinfo=UTC)}
 
 @pytest.fixture
 def rendered():
-    return Renderer(public_base_url="http://p", console_base_url="http://c").render(
+    return Renderer(public_base_url="http://p").render(
         template="receipt", kind="team", reference="SR-1", times=TIMES)
 
 
@@ -156,3 +156,36 @@ def test_webhook_url_validation(url, ok):
 async def test_invalid_webhook_is_permanent_without_a_request(rendered):
     result = await TeamsChannel().send(rendered, "http://example.com/hook", "m")
     assert (result.outcome, result.reason) == (Outcome.PERMANENT, "invalid_webhook_url")
+
+
+async def test_team_messages_link_to_the_workspace_and_referrers_and_families_get_no_link(smtp, teams):
+    """DESIGN §3.7: links in emails and Teams cards open `{public_base_url}/referrals/{reference}`
+    (the intake workspace page), in the text part, the HTML part and the card; a referrer's or a
+    family's message, as delivered, carries no link (they cannot sign in)."""
+    renderer = Renderer(public_base_url="http://127.0.0.1:8080/")
+    url = "http://127.0.0.1:8080/referrals/PRV-2026-000042"
+    team = renderer.render(template="receipt", kind="team", reference="PRV-2026-000042", times=TIMES)
+    email_channel, teams_channel = EmailChannel(smtp.url), TeamsChannel()
+    try:
+        assert (await email_channel.send(team, "mash@x.example", "t-1")).outcome == Outcome.DELIVERED
+        assert (await teams_channel.send(team, f"{teams.base}/teams/mash", "t-2")).outcome == Outcome.DELIVERED
+        for kind, minimal in [("referrer", False), ("guardians", False), ("referrer", True), ("guardians", True)]:
+            out = renderer.render(template="feedback", kind=kind, reference="PRV-2026-000042", times={},
+                                  minimal=minimal)
+            assert (await email_channel.send(out, f"{kind}@x.example", f"{kind}-{minimal}")).outcome == Outcome.DELIVERED
+    finally:
+        await email_channel.close()
+        await teams_channel.close()
+    [mail] = smtp.to("mash@x.example")
+    assert f"Open the referral: {url}" in mail.text
+    assert f'<a href="{url}"' in mail.html
+    [card] = teams.posts["mash"]
+    assert card["attachments"][0]["content"]["actions"] == [
+        {"type": "Action.OpenUrl", "title": "Open the referral", "url": url}]
+    assert "8081" not in mail.text + mail.html + str(card)  # not the escalation console
+    for kind in ("referrer", "guardians"):
+        mails = smtp.to(f"{kind}@x.example")
+        assert len(mails) == 2
+        for m in mails:
+            assert "PRV-2026-000042" in m.text
+            assert "http" not in m.text and "<a " not in m.html and "/referrals/" not in m.raw

@@ -64,7 +64,7 @@ async def notify():
 
 
 def rendered():
-    return Renderer(public_base_url="http://p", console_base_url="http://c").render(
+    return Renderer(public_base_url="http://p").render(
         template="immediate_safety", kind="team", reference="PRV-2026-000042",
         times={"acknowledge_by": datetime(2026, 12, 29, 15, tzinfo=UTC)}, urgent=True)
 

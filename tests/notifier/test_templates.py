@@ -19,7 +19,7 @@ PAIRS = [(t, k) for t, kinds in TEMPLATES.items() for k in kinds]
 
 @pytest.fixture
 def renderer():
-    return Renderer(public_base_url="https://relay.example", console_base_url="https://console.example/")
+    return Renderer(public_base_url="https://relay.example/")  # a trailing slash is harmless
 
 
 @pytest.mark.parametrize("minimal", [False, True])
@@ -40,10 +40,13 @@ def test_renders_with_reference_times_and_a_valid_card(renderer, template, kind,
     actions = [n for n in objects(card) if str(n.get("type", "")).startswith("Action.")]
     assert all(a["type"] == "Action.OpenUrl" for a in actions)
     if kind == "team":
-        assert [a["url"] for a in actions] == ["https://console.example/referrals/SR-2026-000123"]
+        url = "https://relay.example/referrals/SR-2026-000123"  # the intake workspace page
+        assert [a["url"] for a in actions] == [url]
+        assert f"Open the referral: {url}" in out.text and f'href="{url}"' in out.html
         assert "changes nothing" in out.text
-    else:  # referrers and families get no link to act on
-        assert actions == [] and "http" not in out.text
+    else:  # referrers and families cannot sign in: no link, and no "sign in" either
+        assert actions == [] and "http" not in out.text and "href" not in out.html
+        assert "sign in" not in (out.text + out.html).lower()
 
 
 def test_minimal_shows_the_reference_the_kind_and_the_times_only(renderer):
@@ -61,6 +64,13 @@ def test_minimal_shows_the_reference_the_kind_and_the_times_only(renderer):
     assert "a concern about a child" in full.text and "child" not in minimal.text  # the kind, not the full wording
     for label, value in [("Received", human_time(TIMES["received_at"]))]:
         assert label in minimal.text and value in minimal.text
+
+
+def test_the_reference_is_quoted_in_the_link(renderer):
+    out = renderer.render(template="receipt", kind="team", reference="SR 1/2?x=<y>", times=TIMES)
+    url = "https://relay.example/referrals/SR%201%2F2%3Fx%3D%3Cy%3E"
+    assert out.card["attachments"][0]["content"]["actions"][0]["url"] == url
+    assert f'href="{url}"' in out.html and f": {url}" in out.text
 
 
 def test_markup_in_inputs_is_escaped_in_html_and_json(renderer):

@@ -212,7 +212,7 @@ async def test_a_relay_that_does_not_offer_starttls_gets_no_credentials_and_no_m
     address = _non_loopback_address()
     if address is None:
         pytest.skip("this machine has no non-loopback address to run a relay on")
-    rendered = Renderer(public_base_url="https://relay.example", console_base_url="https://console.example").render(
+    rendered = Renderer(public_base_url="https://relay.example").render(
         template="receipt", kind="team", reference="PRV-2026-000001",
         times={"acknowledge_by": datetime(2026, 12, 29, 15, tzinfo=UTC)})
     with _Relay(address) as stripped:  # STARTTLS not offered (stripped by an attacker, or never there)

@@ -35,7 +35,7 @@ def requested() -> set[tuple[str, str]]:
 
 @pytest.mark.parametrize("template,audience", sorted(requested()))
 def test_the_notifier_renders_what_escalation_requests(template, audience):
-    renderer = Renderer(public_base_url="https://relay.example", console_base_url="https://console.example")
+    renderer = Renderer(public_base_url="https://relay.example")
     kind = audience_kind(audience)
     assert renderer.supports(template, kind), f"notifier has no {template}.{kind} template"
     ev = referral_received(london(2026, 11, 2, 14))

@@ -3,8 +3,10 @@
 Inputs are the reference, the times (shown in Europe/London), the template and the
 audience kind — never a name, narrative or contact. Each message is a small Jinja2
 module `<template>.<kind>.j2` that sets `subject`, `headline`, `action`, `link_label`;
-the layouts wrap it. The Adaptive Card (schema 1.4, `Action.OpenUrl` only) is built in
-Python and serialised with `json.dumps`, so it is always valid JSON.
+the layouts wrap it. A team message links to the referral's page in the intake workspace,
+`{public_base_url}/referrals/{reference}`; a referrer's or family's never links (they
+cannot sign in). The Adaptive Card (schema 1.4, `Action.OpenUrl` only) is built in Python
+and serialised with `json.dumps`, so it is always valid JSON.
 """
 from __future__ import annotations
 
@@ -79,14 +81,18 @@ def human_time(value: datetime) -> str:
 
 
 class Renderer:
-    def __init__(self, *, public_base_url: str, console_base_url: str) -> None:
+    def __init__(self, *, public_base_url: str) -> None:
         self.public_base_url = public_base_url.rstrip("/")
-        self.console_base_url = console_base_url.rstrip("/")
         self.env = jinja2.Environment(
             loader=jinja2.PackageLoader("services.notifier", "templates"),
             autoescape=jinja2.select_autoescape(enabled_extensions=("html.j2",), default_for_string=True),
             undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
         )
+
+    def referral_url(self, reference: str) -> str:
+        """The intake workspace page for one referral (DESIGN §3.7): `{public_base_url}/referrals/{reference}`.
+        Only team messages link there; referrers and families cannot sign in."""
+        return f"{self.public_base_url}/referrals/{quote(reference, safe='')}"
 
     @staticmethod
     def supports(template: str, kind: str) -> bool:
@@ -100,12 +106,12 @@ class Renderer:
         name = "minimal.any.j2" if minimal else f"{template}.{kind}.j2"
         try:
             module = self.env.get_template(name).make_module({
-                "reference": reference, "times": shown, "urgent": urgent,
+                "reference": reference, "times": shown, "urgent": urgent, "team": kind == "team",
                 "label": KIND_LABELS.get(template, "Update"), "immediate": template == "immediate_safety"})
             parts = {p: " ".join(str(getattr(module, p)).split()) for p in ("subject", "headline", "action", "link_label")}
         except jinja2.UndefinedError:
             raise RenderError("template_data_missing") from None
-        link = f"{self.console_base_url}/referrals/{quote(reference, safe='')}" if parts["link_label"] and kind == "team" else ""
+        link = self.referral_url(reference) if parts["link_label"] and kind == "team" else ""
         facts = [(TIME_LABELS.get(k, k.replace("_", " ").capitalize()), v) for k, v in shown.items()]
         context = {**parts, "reference": reference, "facts": facts, "link": link, "urgent": urgent}
         text = self.env.get_template("layout.txt.j2").render(context)
