@@ -24,14 +24,19 @@ def wants_sink(env: dict[str, str]) -> bool:
     return env.get("SAFEGUARD_SMTP_URL", DEFAULT_SMTP_URL) == DEFAULT_SMTP_URL
 
 
-def wants_dev_idp(env: dict[str, str]) -> bool:
-    """Start the development identity provider when the configuration signs people in there."""
+def dev_idp_port(env: dict[str, str]) -> int | None:
+    """The port to start the development identity provider on, when the configuration signs
+    people in there (its client id on an issuer at http://127.0.0.1:<port>); else None."""
     path = env.get("SAFEGUARD_CONFIG") or os.path.join(env.get("SAFEGUARD_DATA_DIR", "./var"), "safeguard.toml")
     try:
         providers = load_file_config(Path(path)).identity_providers
     except ConfigError:
-        return False
-    return any(p.issuer == devidp.issuer() for p in providers)
+        return None
+    for p in providers:
+        host, _, port = p.issuer.removeprefix("http://").partition(":")
+        if p.client_id == devidp.DEV_CLIENT_ID and host == "127.0.0.1" and port.isdigit():
+            return int(port)
+    return None
 
 
 async def _pump(name: str, stream: asyncio.StreamReader) -> None:
@@ -70,17 +75,18 @@ async def run(services: tuple[str, ...] = SERVICES, extra_env: dict[str, str] | 
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env=env,
         )
     helpers = {"sink": sink} if sink is not None else {}
-    if wants_dev_idp(env):
+    idp_port = dev_idp_port(env)
+    if idp_port is not None:
         helpers["idp"] = await asyncio.create_subprocess_exec(
-            *devidp.command(), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env=env)
+            *devidp.command(idp_port), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env=env)
     pumps = [asyncio.create_task(_pump(n, p.stdout)) for n, p in {**procs, **helpers}.items()]  # type: ignore[arg-type]
     for name in services:
         print(f"{name:<10} http://127.0.0.1:{service_port(name, env)}/  (healthz, readyz, metrics)", flush=True)
     if sink is not None:
         print(f"{'sink':<10} http://127.0.0.1:8026/  (emails and Teams cards the notifier sent)", flush=True)
-    if "idp" in helpers:
-        print(f"{'sign-in':<10} {devidp.issuer()}/  (the development identity provider)", flush=True)
-        print("\n".join(devidp.banner()), flush=True)
+    if idp_port is not None:
+        print(f"{'sign-in':<10} {devidp.issuer(idp_port)}/  (the development identity provider)", flush=True)
+        print("\n".join(devidp.banner(idp_port)), flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -7,7 +7,7 @@ import socket
 import aiohttp
 import pytest
 
-from safeguard import keys
+from safeguard import devidp, keys
 from tests.support.processes import ServiceProcess, free_port, port_env
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
@@ -16,6 +16,8 @@ SERVICES = ("intake", "escalation", "notifier")
 
 async def test_up_runs_three_services_that_answer_health_and_stop_cleanly(tmp_path, amqp_url):
     config = keys.init(tmp_path)
+    idp_port = free_port()  # the development identity provider, on a port of the test's own
+    config.write_text(config.read_text().replace(devidp.issuer(), devidp.issuer(idp_port)))
     ports = {svc: free_port() for svc in SERVICES}
     env = {"SAFEGUARD_CONFIG": str(config), "SAFEGUARD_DATA_DIR": str(tmp_path), "SAFEGUARD_AMQP_URL": amqp_url}
     for svc, port in ports.items():
@@ -38,6 +40,7 @@ async def test_up_runs_three_services_that_answer_health_and_stop_cleanly(tmp_pa
                     assert resp.status == 404
                     assert resp.content_type == "application/problem+json"
         assert {p.name for p in tmp_path.glob("*.db")} == {"intake.db", "escalation.db", "notifier.db"}
+        await up.ready(60, url=devidp.issuer(idp_port), path="/.well-known/openid-configuration")
     finally:
         code = await up.stop(grace=60)
     text = up.output()
@@ -46,6 +49,9 @@ async def test_up_runs_three_services_that_answer_health_and_stop_cleanly(tmp_pa
         assert f"http://127.0.0.1:{port}/" in text
         assert f"{svc:<10} | " in text  # prefixed child output
     assert "service_ready" in text
+    assert f"sign-in    {devidp.issuer(idp_port)}/" in text  # how to sign in as each dev person
+    for person in devidp.DEV_PEOPLE:
+        assert person.sub in text and person.name in text
 
 
 async def test_up_stops_all_when_one_service_cannot_start(tmp_path, amqp_url):

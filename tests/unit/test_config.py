@@ -137,3 +137,39 @@ def test_the_notifier_paces_its_channels_as_configured(dev_config):
     assert notifier.channels["email"].limiter.interval == pytest.approx(1 / 50)
     assert notifier.channels["teams"].limiter.interval == pytest.approx(1 / 2)
     assert notifier.defer_after_s == 0.5
+
+
+def test_the_dev_setup_signs_people_in_at_the_development_provider(dev_config):
+    from safeguard import devidp
+    idp = load_settings(env_for(dev_config)).file.identity_providers
+    assert [(p.id, p.issuer, p.client_id) for p in idp] == [("dev", devidp.issuer(), devidp.DEV_CLIENT_ID)]
+    mapped = {(m.group, m.role, m.organisation) for m in idp[0].claims}
+    assert mapped == {(p.group, p.role, p.organisation) for p in devidp.DEV_PEOPLE}
+
+
+def test_an_older_dev_setup_gains_the_development_provider_once(dev_config):
+    text = dev_config.read_text()
+    dev_config.write_text(text[:text.index("# People sign in")])
+    keys.init(dev_config.parent)
+    keys.init(dev_config.parent)
+    assert dev_config.read_text().count("[[identity_providers]]") == 1
+    assert load_settings(env_for(dev_config)).file.identity_providers[0].id == "dev"
+
+
+@pytest.mark.parametrize("old, new, key", [
+    ('group = "sg-ops"\nrole = "ops"\n', 'group = "sg-ops"\nrole = "ops"\norganisation = "E99999999"\n', r"identity_providers\[0\]\.claims\[4\]\.organisation"),
+    ('group = "sg-prevent-dev-force"\nrole = "prevent"\norganisation = "dev-force"',
+     'group = "sg-prevent-dev-force"\nrole = "prevent"\norganisation = "nowhere"',
+     r"identity_providers\[0\]\.claims\[2\]\.organisation"),
+    ('issuer = "http://127.0.0.1:9400"', 'issuer = "https://login.example.com"',
+     r"identity_providers\[0\]\.client_secret: .*client_secret_env"),
+    ('group = "sg-social-care-E99999999"\nrole = "social_care"', 'group = "sg-social-care-E99999999"\nrole = "superuser"',
+     r"identity_providers\[0\]\.claims\[0\]\.role"),
+])
+def test_bad_identity_provider_config_is_named(dev_config, old, new, key):
+    text = dev_config.read_text()
+    assert old in text
+    dev_config.write_text(text.replace(old, new, 1))
+    with pytest.raises(ConfigError, match=key):
+        load_settings(env_for(dev_config))
+
