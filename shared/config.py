@@ -149,6 +149,9 @@ class SystemConfig(_Model):
     retention_days: int = Field(default=2555, ge=1)
     max_body_bytes: int = Field(default=256 * 1024, ge=1024)
     rate_limit_per_minute: int = Field(default=120, ge=1)
+    # Before authentication, per client address (every replica its own): a flood of unsigned
+    # requests is refused before any signature work.
+    rate_limit_per_address_per_minute: int = Field(default=600, ge=1)
     small_number_threshold: int = Field(default=5, ge=0)
     # Reverse proxies (addresses or networks) whose X-Forwarded-Proto/-Host/-For are honoured.
     trusted_proxies: tuple[str, ...] = ()

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from services.intake import rejections
 from services.intake.adapters import repository, tables
 from services.intake.auth import Authenticator, RateLimiter
 from services.intake.context import Context
@@ -31,6 +32,8 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(runtime_ctx(SERVICE, settings, tables.outbox))
     app.cleanup_ctx.append(_context_ctx(settings))
     app.cleanup_ctx.append(_consumer_ctx)
+    app.cleanup_ctx.append(rejections.flusher_ctx(lambda a: a[http.CONTEXT].rejections, lambda a: a[RUNTIME].engine,
+                                                  lambda a: a[http.CONTEXT].clock()))
     app.cleanup_ctx.append(checkpointer.checkpointer_ctx(tables.audit, tables.audit_checkpoints, also=_purge_nonces))
     http.add_routes(app)
     openapi.add_route(app)
@@ -43,7 +46,8 @@ def _context_ctx(settings: Settings):
         rt = app[RUNTIME]
         app[http.CONTEXT] = Context(settings=settings, engine=rt.engine, notify=rt.relay.notify,
                                     auth=Authenticator(settings, rt.engine),
-                                    limiter=RateLimiter(settings.file.system.rate_limit_per_minute))
+                                    limiter=RateLimiter(settings.file.system.rate_limit_per_minute),
+                                    address_limiter=RateLimiter(settings.file.system.rate_limit_per_address_per_minute))
         yield
     return ctx
 

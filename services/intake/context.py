@@ -4,13 +4,14 @@ name."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from nacl.public import PublicKey
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.intake.auth import Authenticator, RateLimiter
 from services.intake.domain.errors import SchemaInvalid
+from services.intake.rejections import RejectionTally
 from shared.clock import Clock, utcnow
 from shared.config import Client, Settings
 from shared.crypto import public_key_from_b64
@@ -26,6 +27,8 @@ class Context:
     # None where nothing is authenticated (the `safeguard report` CLI reads the database directly).
     auth: Authenticator | None = None
     limiter: RateLimiter | None = None
+    address_limiter: RateLimiter | None = None  # before authentication, per client address
+    rejections: RejectionTally = field(default_factory=RejectionTally)
 
     def principal(self, client_id: str, person: Person | None = None) -> Client | Person | None:
         """Who acts, for the access rules: a configured client (a staff system, also when it names

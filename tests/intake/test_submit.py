@@ -10,6 +10,8 @@ from datetime import datetime, timedelta
 
 import aio_pika
 import pytest
+
+from services.intake.entrypoints.http import CONTEXT
 from prometheus_client import REGISTRY, generate_latest
 
 from services.intake.adapters import tables
@@ -92,9 +94,17 @@ async def _refuse(intake, case: str) -> None:
                                                         "content.subject.date_of_birth",
                                                         "content.subject.(unknown field #8)"}
         assert all(set(e) == {"loc", "type", "msg"} for e in problem["errors"])
+    before_authentication = status in (401, 413)
+    if before_authentication:  # counted, written as one aggregate entry a minute (issue 18 #7)
+        ctx = intake.app[CONTEXT]
+        assert await ctx.rejections.flush(intake.engine, ctx.clock()) == 1
     entry = (await intake.audit_rows())[-1]
     assert (entry.action, entry.outcome, entry.detail["reason"]) == ("referral.submit", "rejected", reason), case
-    if case not in ("unsigned", "unknown_client", "oversize"):
+    if before_authentication:
+        assert entry.actor == "unauthenticated" and entry.detail["count"] == 1, case
+        assert entry.detail.get("claimed_keyid") == (None if case in ("unsigned", "oversize") else
+                                                     "nobody" if case == "unknown_client" else "dev-mash"), case
+    elif case not in ("unsigned", "unknown_client", "oversize"):
         assert entry.actor == ("dev-prevent" if case == "wrong_role" else "dev-mash"), case
         assert entry.detail["client_id"] == entry.actor
     assert "SECRET-VALUE" not in json.dumps(entry.detail)
@@ -130,8 +140,11 @@ async def test_replayed_nonce_is_refused(intake):
     assert again.status == 401
     assert (await again.json())["reason"] == "replayed_nonce"
     assert await intake.count(tables.referrals) == 1
+    ctx = intake.app[CONTEXT]
+    await ctx.rejections.flush(intake.engine, ctx.clock())
     entry = (await intake.audit_rows())[-1]
-    assert (entry.actor, entry.outcome, entry.detail["reason"]) == ("dev-mash", "rejected", "replayed_nonce")
+    assert (entry.actor, entry.outcome, entry.detail["reason"]) == ("unauthenticated", "rejected", "replayed_nonce")
+    assert entry.detail["claimed_keyid"] == "dev-mash"
 
 
 async def test_rate_limit_gives_429_with_retry_after(tmp_path, amqp_url, pg_url, aiohttp_client):

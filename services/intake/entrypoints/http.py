@@ -13,7 +13,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel
 
-from services.intake import handlers
+from services.intake import handlers, metrics
 from services.intake.adapters import queries
 from services.intake.adapters.effects import audit_rejection
 from services.intake.context import Context
@@ -21,7 +21,9 @@ from services.intake.domain.actions import ACTIONS
 from services.intake.domain.commands import (
     Action, ConcernBody, EmptyBody, LifecycleCommand, RaiseConcern, SubmitReferral,
 )
-from services.intake.domain.errors import Forbidden, IntakeError, NotFound, TooLarge, UnsupportedMediaType
+from services.intake.domain.errors import (
+    Forbidden, IntakeError, NotFound, RateLimited, TooLarge, UnsupportedMediaType,
+)
 from services.intake.domain.lifecycle import is_reference
 from services.intake.domain.parsing import parse_json, period, validate
 from shared.clock import LONDON
@@ -66,6 +68,7 @@ def guarded(action: str) -> Callable[[View], Callable[[web.Request], Awaitable[w
             with bound_contextvars(correlation_id=corr, reference=ref):
                 actor: str | None = None
                 try:
+                    _limit_address(ctx, request.remote)
                     body = await _read_body(request, ctx)
                     client = await ctx.auth.verify_http(
                         method=request.method, path=request.rel_url.raw_path,
@@ -76,14 +79,28 @@ def guarded(action: str) -> Callable[[View], Callable[[web.Request], Awaitable[w
                     response = await view(request, ctx, client, body, corr)
                 except IntakeError as err:
                     log.info("request_refused", action=action, status=err.status, reason=err.reason,
-                             client_id=actor or err.actor)
-                    await audit_rejection(ctx, actor=actor or err.actor, action=action, reference=ref,
-                                          err=err, via="http")
+                             client_id=actor, claimed_keyid=None if actor else err.actor)
+                    if actor is None:  # before authentication: counted, audited once a minute
+                        metrics.REJECTED.labels(action=action, reason=err.reason, via="http").inc()
+                        ctx.rejections.add(action=action, reason=err.reason, claimed=err.actor, via="http")
+                    else:
+                        await audit_rejection(ctx, actor=actor, action=action, reference=ref, err=err, via="http")
                     response = problem_response(err)
                 response.headers["X-Correlation-Id"] = corr
                 return response
         return handler
     return wrap
+
+
+def _limit_address(ctx: Context, address: str | None) -> None:
+    """The limit per client address, before any signature work (refusals name no client)."""
+    if ctx.address_limiter is None:
+        return
+    try:
+        ctx.address_limiter.take(address or "unknown")
+    except RateLimited as err:
+        err.actor = None
+        raise
 
 
 def _named_person(request: web.Request, client: Client) -> None:
