@@ -103,10 +103,13 @@ def init(directory: Path, force: bool = False) -> Path:
     config = directory / "safeguard.toml"
     if config.exists() and not force:
         _add_dev_sign_in(config)
+        config.chmod(0o600)
         return config
     keys = directory / "keys"
     keys.mkdir(parents=True, exist_ok=True, mode=0o700)
     text = render_config(keys)
+    config.touch(mode=0o600)  # it names every key file: readable by this user only
+    config.chmod(0o600)
     config.write_text(text + "\n", encoding="utf-8")
     return config
 

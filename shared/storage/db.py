@@ -55,7 +55,7 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
 def _sqlite_engine(url: str, database: str | None, **kwargs: Any) -> AsyncEngine:
     in_memory = not database or database == ":memory:" or database.startswith("file:")
     if not in_memory:
-        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        _private_file(Path(database).expanduser())
     engine = create_async_engine(url, **kwargs)
 
     @event.listens_for(engine.sync_engine, "connect")
@@ -70,6 +70,14 @@ def _sqlite_engine(url: str, database: str | None, **kwargs: Any) -> AsyncEngine
             cursor.close()
 
     return engine
+
+
+def _private_file(path: Path) -> None:
+    """The database file readable by this user only (0600; a new directory 0700): SQLite makes
+    its -wal and -shm files with the database file's permissions."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
+    os.chmod(path, 0o600)
 
 
 def _guard_checkout(engine: AsyncEngine) -> None:

@@ -173,3 +173,7 @@ def test_bad_identity_provider_config_is_named(dev_config, old, new, key):
     with pytest.raises(ConfigError, match=key):
         load_settings(env_for(dev_config))
 
+
+
+def test_the_dev_config_is_readable_by_its_user_only(dev_config):
+    assert stat.S_IMODE(dev_config.stat().st_mode) == 0o600  # issue 18 #16: it was 0644
