@@ -49,10 +49,10 @@ ON_BEHALF_OF = "On-Behalf-Of"
 
 def on_behalf_of(value: str, role: str, organisation: str | None) -> Person:
     """The person a staff system names in its signed `On-Behalf-Of` header (an RFC 9651
-    dictionary: `iss="https://…", sub="…", name="…"`; a name outside ASCII as a byte
-    sequence of its UTF-8, `name=:…:`). They act with the system's role and organisation.
-    ValueError when it is malformed."""
-    from shared.httpsig.sfv import Token, parse_dictionary
+    dictionary: `iss="https://…", sub="…", name="…"`; a name outside ASCII as a display
+    string, `name=%"Zo%c3%ab"`, or a byte sequence of its UTF-8, `name=:…:`). They act with
+    the system's role and organisation. ValueError when it is malformed."""
+    from shared.httpsig.sfv import DisplayString, parse_dictionary
 
     members = parse_dictionary(value)
     fields: dict[str, str] = {}
@@ -60,7 +60,9 @@ def on_behalf_of(value: str, role: str, organisation: str | None) -> Person:
         item = members.get(key, (None, {}))[0]
         if isinstance(item, bytes):
             item = item.decode("utf-8")
-        if not isinstance(item, str) or isinstance(item, Token) or not item.strip() or len(item) > limit:
+        elif isinstance(item, DisplayString):
+            item = str(item)
+        if not isinstance(item, str) or not item.strip() or len(item) > limit:
             raise ValueError(f"On-Behalf-Of needs {key} as a string of 1 to {limit} characters")
         fields[key] = item.strip()
     if set(members) - {"iss", "sub", "name"}:

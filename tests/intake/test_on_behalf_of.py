@@ -68,12 +68,12 @@ async def test_an_uncovered_or_malformed_on_behalf_of_is_refused(intake):
     assert acked is None
 
 
-async def test_a_name_outside_ascii_travels_as_utf8_bytes(intake):
-    import base64
-    name = base64.b64encode("Zoë Ó Briain".encode()).decode()
+@pytest.mark.parametrize("encoded", ['%"Zo%c3%ab %c3%93 Briain"',  # an RFC 9651 display string
+                                     ":" + __import__("base64").b64encode("Zoë Ó Briain".encode()).decode() + ":"])
+async def test_a_name_outside_ascii_travels_as_a_display_string_or_utf8_bytes(intake, encoded):
     ref = (await (await intake.submit(referral())).json())["reference"]
     resp = await _post(intake, f"/v1/referrals/{ref}/acknowledgement", "dev-social-care",
-                       covered={"On-Behalf-Of": f'iss="{ISSUER}", sub="zoe", name=:{name}:'})
-    assert resp.status == 200
+                       covered={"On-Behalf-Of": f'iss="{ISSUER}", sub="zoe", name={encoded}'})
+    assert resp.status == 200, await resp.text()
     entry = [r for r in await intake.audit_rows() if r.action == "referral.acknowledgement"][-1]
     assert entry.detail["person"]["name"] == "Zoë Ó Briain"
