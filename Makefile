@@ -2,33 +2,42 @@
 SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed-stamp
+RUN_STAMP := $(VENV)/.installed-run
+TEST_STAMP := $(VENV)/.installed-test
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: run test install assets services bench clean fresh-check test-cluster test-faults
+.PHONY: run test install install-test assets services bench clean fresh-check test-cluster test-faults
 
-install: $(STAMP) assets
+# What running needs (the services and the development identity provider); the test extra
+# (pytest, Playwright, schemathesis, kubernetes-validate, ...) only for the test targets.
+install: $(RUN_STAMP) assets
+install-test: $(TEST_STAMP) assets
 
 # The front-end assets (package.json, locked by package-lock.json) in node_modules/;
 # instant when they are up to date with the lock file.
 assets:
 	@scripts/ensure-node.sh
 
-$(STAMP): pyproject.toml
+$(RUN_STAMP): pyproject.toml
+	@scripts/bootstrap-venv.sh $(VENV)
+	$(PY) -m pip install -q -e '.[dev]'
+	@touch $(RUN_STAMP)
+
+$(TEST_STAMP): pyproject.toml
 	@scripts/bootstrap-venv.sh $(VENV)
 	$(PY) -m pip install -q -e '.[dev,test]'
-	@touch $(STAMP)
+	@touch $(TEST_STAMP) $(RUN_STAMP)
 
 services:
 	@scripts/ensure-services.sh rabbitmq postgres
 
 run: install
 	@scripts/ensure-services.sh rabbitmq
-	$(VENV)/bin/safeguard up --init
+	SAFEGUARD_LOG_FORMAT=$${SAFEGUARD_LOG_FORMAT:-console} $(VENV)/bin/safeguard up --init
 
 # pytest exits 5 when it collected no tests: that is a failure here, not a pass.
-test: install services
+test: install-test services
 	@scripts/ensure-promtool.sh $(VENV)
 	@scripts/ensure-chromium.sh
 	@set +e; $(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
@@ -37,7 +46,7 @@ test: install services
 # The four benchmarks of tests/perf/ (ours vs the bare broker, interleaved, median of 3 rounds);
 # writes docs/performance.md. About 10 minutes on 2 cores; not part of `make test`.
 # Sizes and rounds: make bench BENCH_ARGS="--rounds 5 --pending 1000000" (see python -m tests.perf -h).
-bench: install services
+bench: install-test services
 	$(PY) -m tests.perf $(BENCH_ARGS)
 
 # Fault injection under load (tests/faults/, marked `faults`, left out of `make test`): the
@@ -45,7 +54,7 @@ bench: install services
 # while referrals flow; a checker classifies every referral, timer, email and alert and the
 # tables go to docs/reliability.md. ~5 minutes. Bigger: make test-faults FAULTS_REFERRALS=2000;
 # FAULTS_RESTART_SERVERS=1 also restarts RabbitMQ and PostgreSQL (shared: not on a busy machine).
-test-faults: install services
+test-faults: install-test services
 	@set +e; $(PY) -m pytest -m faults -s tests/faults $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test-faults: pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
@@ -53,7 +62,7 @@ test-faults: install services
 # nodes sgc<pid>x1..3@localhost in a temp dir), 2 processes of each service, 1,000 referrals,
 # one node killed mid-run; prints its figures. Minutes; not part of `make test` (tests/cluster
 # is deselected unless `-m cluster`). Size: make test-cluster SAFEGUARD_CLUSTER_REFERRALS=300
-test-cluster: install services
+test-cluster: install-test services
 	$(PY) -m pytest -m cluster -s -p no:cacheprovider tests/cluster $(PYTEST_ARGS)
 
 # A clean copy of the repo in a temp dir: new venv, unit tests, wheel, make run + /healthz.

@@ -108,8 +108,17 @@ def _cmd_audit_verify(_args: argparse.Namespace) -> int:
     return asyncio.run(_verify_audit())
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        return version("safeguard-relay")
+    except PackageNotFoundError:  # run from a source tree that is not installed
+        return "(not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="safeguard", description="Safeguard Relay")
+    parser.add_argument("--version", action="version", version=f"safeguard {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     keys = sub.add_parser("keys", help="key management").add_subparsers(dest="keys_command", required=True)

@@ -11,10 +11,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any, TextIO
 
+from shared.clock import LONDON, utcnow
 from shared.config import Settings, load_settings
 
 
@@ -57,13 +58,24 @@ def _day(text: str) -> date:
         raise argparse.ArgumentTypeError("expected a date YYYY-MM-DD") from None
 
 
+DAYS_BACK = 364  # like the /report page: the last year, ending today
+
+
+def default_period(start: date | None, end: date | None, today: date) -> tuple[date, date]:
+    """`--to` defaults to today (London) and `--from` to 364 days before it."""
+    end = end or today
+    return start or end - timedelta(days=DAYS_BACK), end
+
+
 def _cmd(args: argparse.Namespace) -> int:
-    return asyncio.run(report_command(load_settings(), args.start, args.end, fmt=args.format))
+    start, end = default_period(args.start, args.end, utcnow().astimezone(LONDON).date())
+    return asyncio.run(report_command(load_settings(), start, end, fmt=args.format))
 
 
 def register(sub: Any) -> None:
     p = sub.add_parser("report", help="performance data report (small numbers suppressed)")
-    p.add_argument("--from", dest="start", type=_day, required=True, metavar="DATE", help="first day (London)")
-    p.add_argument("--to", dest="end", type=_day, required=True, metavar="DATE", help="last day (London)")
+    p.add_argument("--from", dest="start", type=_day, metavar="DATE",
+                   help="first day (London; default: 364 days before --to)")
+    p.add_argument("--to", dest="end", type=_day, metavar="DATE", help="last day (London; default: today)")
     p.add_argument("--format", choices=("csv", "json"), default="csv")
     p.set_defaults(func=_cmd)

@@ -38,3 +38,17 @@ def test_keys_init_then_config_error_names_file_and_key(tmp_path):
     proc = run_cli("deadlines", "2026-11-02T14:00", "--la", "E99999999", env=env, inherit=False)
     assert proc.returncode == 2
     assert f"{config}: forces[0].slug" in proc.stderr
+
+
+def test_version_prints_the_installed_version():
+    from importlib.metadata import version
+    done = run_cli("--version")
+    assert done.returncode == 0 and done.stdout.strip() == f"safeguard {version('safeguard-relay')}"
+
+
+def test_the_report_defaults_to_the_last_year_like_the_page():
+    from datetime import date
+    from safeguard.report import default_period
+    assert default_period(None, None, date(2026, 12, 4)) == (date(2025, 12, 5), date(2026, 12, 4))
+    assert default_period(None, date(2026, 6, 30), date(2026, 12, 4)) == (date(2025, 7, 1), date(2026, 6, 30))
+    assert default_period(date(2026, 1, 1), None, date(2026, 12, 4)) == (date(2026, 1, 1), date(2026, 12, 4))
