@@ -202,10 +202,13 @@ async def test_accepted_referral_replies_202_and_publishes_sealed_contacts_only(
         await conn.close()
 
 
-def test_the_example_referral_is_valid():
+def test_the_example_referrals_are_valid_one_with_and_one_without_holding_instructions():
     from pathlib import Path
 
-    Referral.model_validate_json(Path("examples/referral.json").read_bytes())
+    held = Referral.model_validate_json(Path("examples/referral.json").read_bytes())
+    free = Referral.model_validate_json(Path("examples/referral-no-hold.json").read_bytes())
+    assert held.holding_instructions.no_family_contact and held.holding_instructions.no_further_sharing
+    assert not (free.holding_instructions.no_family_contact or free.holding_instructions.no_further_sharing)
 
 
 async def test_the_age_band_must_agree_with_the_date_of_birth_and_a_subject_of_18_is_refused(intake):
