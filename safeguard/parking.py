@@ -53,6 +53,7 @@ from aio_pika.abc import (
 from nacl.signing import SigningKey, VerifyKey
 
 from shared.bus.message import FORGED_REASONS, PRODUCER_HEADER, BusMessage, ForgedMessage, signed_routing_key, verify
+from shared.bus.parked import FORM_HEADER, STRIPPED_HEADER
 from shared.bus.publisher import Publisher
 from shared.bus.topology import INTAKE_SUBMISSIONS, QueueSpec, all_queues
 from shared.logging import get_logger
@@ -63,6 +64,7 @@ PARKED_SUFFIX = ".parked"
 # Headers the parking step adds; removed again on replay.
 PARKING_HEADERS = frozenset({
     "x-parked-reason", "x-parked-at", "x-parked-from", "x-original-exchange", "x-original-routing-key",
+    FORM_HEADER, STRIPPED_HEADER,
 })
 # Headers the broker maintains; a stale copy would mislead the consumer (e.g. a kept
 # `x-delivery-count` would count the old attempts against the new delivery limit).
