@@ -4,10 +4,13 @@ Each submission carries canaries in every content and contact string (the child'
 the narrative, the guardians' contacts). Rejected — an unknown local authority (validly
 signed), a schema-invalid body, a bad signature — it is parked as metadata only (message
 id, client, reason, time, body size and SHA-256) with the original message sealed to the
-`[system] parking_key`; without a parking key the body is dropped."""
+`[system] parking_key`; without a parking key the body is dropped. `safeguard dlq show`
+prints the metadata, `safeguard dlq open --key` the sealed original for an operator
+holding the parking key's private half."""
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 from pathlib import Path
 
@@ -114,6 +117,44 @@ async def test_without_a_parking_key_only_metadata_is_parked(case, tmp_path, amq
     doc = json.loads(parked.body)
     assert (doc["form"], doc["reason"], doc["sealed"]) == ("metadata", reason, None)
     assert parked.headers["x-parked-form"] == "metadata"
+
+
+async def test_dlq_show_prints_metadata_and_open_needs_the_parking_key(with_key, aiohttp_client, tmp_path):
+    from safeguard.dlq import open_command, show_command
+    from services.intake.bootstrap import create_app
+    from tests.bus.helpers import ready_count
+
+    private, settings = with_key
+    intake = Intake(await aiohttp_client(create_app(settings)), settings, tmp_path)
+    canary, phone = new_canary(), canary_phone()
+    conn = await aio_pika.connect_robust(settings.amqp_url)
+    try:
+        channel = await conn.channel()
+        replies = await channel.declare_queue(exclusive=True)
+        message = signed_message(intake, referral_body(canary, phone, la_code="E11111111"), replies.name)
+        await (await channel.get_exchange("safeguard.submissions")).publish(message, "referral")
+        await get_one(replies)
+        await _wait_parked(conn)
+        out, err = io.StringIO(), io.StringIO()
+        assert await show_command(settings, message_id=message.message_id, out=out, err=err) == 0
+        shown = json.loads(out.getvalue())
+        assert (shown["reason"], shown["form"], shown["client_id"]) == ("unknown_organisation", "sealed", "dev-mash")
+        assert shown["sealed_to"] == ["parking-test"] and leaks_in(out.getvalue() + err.getvalue(), canary, phone) == []
+        out, err = io.StringIO(), io.StringIO()
+        wrong = tmp_path / "wrong.x25519"
+        write_private_key(wrong, bytes(generate_sealing_key()))
+        assert await open_command(settings, message_id=message.message_id, key_file=wrong, out=out, err=err) == 1
+        assert out.getvalue() == "" and "cannot open" in err.getvalue()
+        out, err = io.StringIO(), io.StringIO()
+        key_file = tmp_path / "parking-test.x25519"
+        assert await open_command(settings, message_id=message.message_id, key_file=key_file, out=out, err=err) == 0
+        assert out.getvalue().encode() == message.body and canary not in err.getvalue()
+        assert await ready_count(conn, PARKED) == 1  # reading is not taking: it stays parked
+    finally:
+        await conn.close()
+    rows = [(r.action, r.outcome, r.detail.get("message_id")) for r in await intake.audit_rows()
+            if r.action.startswith("dlq.")]
+    assert rows == [("dlq.open", "refused", message.message_id), ("dlq.open", "ok", message.message_id)]
 
 
 def leaks_in(text: str, canary: str, phone: str) -> list[str]:
