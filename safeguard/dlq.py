@@ -1,10 +1,12 @@
-"""`safeguard dlq list|replay|purge` — operate the parking queues (docs/operations.md).
+"""`safeguard dlq list|show|open|replay|purge` — operate the parking queues (docs/operations.md).
 
 The work is in `safeguard.parking` (how messages are read without ever being lost, what
 a replay refuses, the audit lines). This module parses arguments, reads the settings
 like the services do (`SAFEGUARD_AMQP_URL`, `SAFEGUARD_CONFIG`), connects and prints.
 The `*_command` coroutines take the settings and output streams so tests run them
-in-process; `register(subparsers)` wires them into `safeguard`'s parser.
+in-process; `register(subparsers)` wires them into `safeguard`'s parser. `show` and `open`
+(one message's metadata; a sealed submission opened with the parking key) are in
+`safeguard.dlq_show`.
 """
 from __future__ import annotations
 
@@ -14,18 +16,18 @@ import json
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TextIO
 
 from nacl.signing import VerifyKey
 
-from safeguard import parking
+from safeguard import dlq_show, parking
+from safeguard.dlq_common import _audit, _connect, _queues
+from safeguard.dlq_show import open_command, show_command
 from shared.config import Settings, load_settings
 
-CONNECTION_NAME = "safeguard-dlq"
-
-
-def _forces(settings: Settings) -> list[str]:
-    return [f.slug for f in settings.file.forces]
+__all__ = ["format_age", "list_command", "open_command", "purge_command", "register", "replay_command",
+           "service_verify_keys", "show_command"]
 
 
 def service_verify_keys(settings: Settings) -> dict[str, VerifyKey]:
@@ -48,26 +50,6 @@ def format_age(seconds: float | None) -> str:
     if minutes:
         return f"{minutes}m{s:02d}s"
     return f"{s}s"
-
-
-async def _connect(settings: Settings, err: TextIO):
-    from shared import bus
-
-    try:
-        return await bus.connect(settings.amqp_url, name=CONNECTION_NAME, timeout=10)
-    except Exception as exc:
-        print(f"safeguard dlq: cannot reach the broker ({type(exc).__name__}); check SAFEGUARD_AMQP_URL",
-              file=err)
-        return None
-
-
-def _queues(settings: Settings, queue: str | None, err: TextIO) -> list[str] | None:
-    try:
-        return parking.parking_queues(_forces(settings), queue)
-    except parking.UnknownQueue:
-        known = ", ".join(parking.parking_queues(_forces(settings)))
-        print(f"safeguard dlq: unknown queue {queue!r}; parking queues: {known}", file=err)
-        return None
 
 
 async def list_command(settings: Settings, *, queue: str | None = None, as_json: bool = False,
@@ -105,21 +87,31 @@ async def list_command(settings: Settings, *, queue: str | None = None, as_json:
 
 async def replay_command(settings: Settings, *, message_id: str | None = None, queue: str | None = None,
                          force: bool = False, as_json: bool = False, actor: str | None = None,
-                         out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
-    """Replay one message (`--id`) or a whole parking queue (`--queue`); 0 only if all went."""
+                         key_file: Path | None = None, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
+    """Replay one message (`--id`) or a whole parking queue (`--queue`); 0 only if all went.
+    `key_file`: the parking key's private half, to replay submissions parked sealed."""
     if message_id is None and queue is None:
         print("safeguard dlq replay: give --id MESSAGE_ID or --queue QUEUE", file=err)
         return 2
     queues = _queues(settings, queue, err)
     if queues is None:
         return 2
+    parking_key = None
+    if key_file is not None:
+        from shared.crypto import CryptoError, load_private_sealing_key
+
+        try:
+            parking_key = load_private_sealing_key(key_file)
+        except (OSError, CryptoError) as exc:
+            print(f"safeguard dlq replay: cannot read the key file ({type(exc).__name__})", file=err)
+            return 2
     connection = await _connect(settings, err)
     if connection is None:
         return 1
     who = actor or parking.actor()
     try:
         results = await parking.replay(connection, queues, verify_keys=service_verify_keys(settings),
-                                       message_id=message_id, force=force, who=who)
+                                       message_id=message_id, force=force, who=who, parking_key=parking_key)
     finally:
         await connection.close()
     audited = await _audit(settings, [
@@ -174,26 +166,6 @@ async def purge_command(settings: Settings, *, queue: str, yes: bool = False, ac
     return 0 if audited else 1
 
 
-async def _audit(settings: Settings, entries: list[tuple[str, str, str, dict]], who: str, err: TextIO) -> bool:
-    """Record each action in the owning service's audit chain; False if one could not be written."""
-    from safeguard.audit_db import record_operator_action
-
-    ok = True
-    for queue, action, outcome, detail in entries:
-        try:
-            service = await record_operator_action(settings, queue, actor=f"operator:{who}", action=action,
-                                                   outcome=outcome, detail=detail)
-        except Exception as exc:
-            print(f"safeguard dlq: could not write the audit entry ({type(exc).__name__}); "
-                  "keep this output with the change record", file=err)
-            ok = False
-            continue
-        if service is None:
-            print(f"safeguard dlq: no audit table for {queue}'s service yet; the log line is the only record",
-                  file=err)
-    return ok
-
-
 def _run(args: argparse.Namespace) -> int:
     from shared.logging import configure
 
@@ -203,12 +175,16 @@ def _run(args: argparse.Namespace) -> int:
         return asyncio.run(list_command(settings, queue=args.queue, as_json=args.json))
     if args.dlq_command == "replay":
         return asyncio.run(replay_command(settings, message_id=args.id, queue=args.queue, force=args.force,
-                                          as_json=args.json))
+                                          as_json=args.json, key_file=args.key))
+    if args.dlq_command == "show":
+        return asyncio.run(show_command(settings, message_id=args.id, queue=args.queue))
+    if args.dlq_command == "open":
+        return asyncio.run(open_command(settings, message_id=args.id, key_file=args.key, queue=args.queue))
     return asyncio.run(purge_command(settings, queue=args.queue, yes=args.yes))
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add `dlq list|replay|purge` to the `safeguard` parser."""
+    """Add `dlq list|show|open|replay|purge` to the `safeguard` parser."""
     parser = subparsers.add_parser("dlq", help="inspect, replay and purge parked (dead-letter) messages")
     sub = parser.add_subparsers(dest="dlq_command", required=True)
 
@@ -216,11 +192,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ls.add_argument("--queue", metavar="QUEUE", help="one work or parking queue (default: all)")
     ls.add_argument("--json", action="store_true", help="print JSON")
     ls.set_defaults(func=_run)
+    dlq_show.register(sub, _run)
 
     rp = sub.add_parser("replay", help="re-publish parked messages to where they came from")
     rp.add_argument("--id", metavar="MESSAGE_ID", help="the message to replay")
     rp.add_argument("--queue", metavar="QUEUE", help="replay every message of this queue (or search only it)")
     rp.add_argument("--force", action="store_true", help="replay even what would fail the same way")
+    rp.add_argument("--key", metavar="FILE", type=Path, help="the parking key's private half (sealed submissions)")
     rp.add_argument("--json", action="store_true", help="print JSON")
     rp.set_defaults(func=_run)
 

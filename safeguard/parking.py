@@ -29,6 +29,15 @@ so a message re-parked by a replay during the same run is never picked up again.
 Nothing here reads, prints or logs a body: listings carry queue names, the reason code,
 times, the message id and the routing key only.
 
+Parked forms
+------------
+A parked copy holds no content in clear (shared/bus/parked.py, `x-parked-form`): a
+submission is metadata with the original sealed to the parking key (`sealed`) or dropped
+(`metadata`); a service message is kept without its `*_sealed` sections (`stripped`) or
+unchanged (`original`). Only `original` copies and, given the parking key's private half,
+`sealed` ones can be replayed (the sealed original is restored: body, signature headers,
+ids); `stripped` and `metadata` copies are refused even with `--force`.
+
 Audit
 -----
 Every replay (and every refusal) and every purge writes one structlog line
@@ -50,11 +59,14 @@ import aiormq.exceptions
 from aio_pika.abc import (
     AbstractChannel, AbstractConnection, AbstractIncomingMessage, AbstractQueue, AbstractRobustConnection,
 )
+from nacl.public import PrivateKey
 from nacl.signing import SigningKey, VerifyKey
 
 from shared.bus.message import FORGED_REASONS, PRODUCER_HEADER, BusMessage, ForgedMessage, signed_routing_key, verify
+from shared.bus.parked import CLIENT_SIGNED_QUEUES, FORM_HEADER, STRIPPED_HEADER, AmqpMessage, open_parked
 from shared.bus.publisher import Publisher
-from shared.bus.topology import INTAKE_SUBMISSIONS, QueueSpec, all_queues
+from shared.bus.topology import QueueSpec, all_queues
+from shared.crypto import CryptoError
 from shared.logging import get_logger
 
 log = get_logger(__name__)
@@ -63,6 +75,7 @@ PARKED_SUFFIX = ".parked"
 # Headers the parking step adds; removed again on replay.
 PARKING_HEADERS = frozenset({
     "x-parked-reason", "x-parked-at", "x-parked-from", "x-original-exchange", "x-original-routing-key",
+    FORM_HEADER, STRIPPED_HEADER,
 })
 # Headers the broker maintains; a stale copy would mislead the consumer (e.g. a kept
 # `x-delivery-count` would count the old attempts against the new delivery limit).
@@ -72,9 +85,8 @@ BROKER_HEADERS = frozenset({
 })
 REPLAYED_AT_HEADER = "x-safeguard-replayed-at"
 REPLAY_COUNT_HEADER = "x-safeguard-replay-count"
-# Queues consumed without the service signature check: §3.4 submissions carry a MASH
-# client's signature with a freshness window instead, which a replay cannot satisfy.
-CLIENT_SIGNED_QUEUES = frozenset({INTAKE_SUBMISSIONS})
+# CLIENT_SIGNED_QUEUES: queues consumed without the service signature check: §3.4
+# submissions carry a MASH client's signature with a freshness window instead.
 
 
 class UnknownQueue(LookupError):
@@ -136,6 +148,7 @@ class ParkedMessage:
     exchange: str  # where it was originally published (replay target)
     routing_key: str
     producer: str | None
+    form: str = "clear"  # x-parked-form; "clear": parked by an earlier version or by the broker itself
 
     def age_seconds(self, now: datetime | None = None) -> float | None:
         if self.parked_at is None:
@@ -155,6 +168,7 @@ class ParkedMessage:
             "exchange": self.exchange,
             "routing_key": self.routing_key,
             "producer": self.producer,
+            "form": self.form,
         }
 
 
@@ -163,6 +177,7 @@ def describe(incoming: AbstractIncomingMessage, parking_queue: str) -> ParkedMes
     headers = dict(incoming.headers or {})
     default_queue = parking_queue.removesuffix(PARKED_SUFFIX)
     producer = _text(headers.get(PRODUCER_HEADER))
+    form = _text(headers.get(FORM_HEADER)) or "clear"
     reason = _text(headers.get("x-parked-reason"))
     if reason is not None:
         return ParkedMessage(
@@ -175,6 +190,7 @@ def describe(incoming: AbstractIncomingMessage, parking_queue: str) -> ParkedMes
             exchange=_text(headers.get("x-original-exchange")) or "",
             routing_key=_text(headers.get("x-original-routing-key")) or "",
             producer=producer,
+            form=form,
         )
     deaths = _deaths(headers)
     death = deaths[0] if deaths else {}
@@ -190,6 +206,7 @@ def describe(incoming: AbstractIncomingMessage, parking_queue: str) -> ParkedMes
         exchange=_text(death.get("exchange")) or "",
         routing_key=routing_key or "",
         producer=producer,
+        form=form,
     )
 
 
@@ -347,10 +364,12 @@ def actor() -> str:
 async def replay(
     connection: AbstractRobustConnection, queues: Sequence[str], *, verify_keys: Mapping[str, VerifyKey],
     message_id: str | None = None, force: bool = False, who: str | None = None, timeout: float = 10,
+    parking_key: PrivateKey | None = None,
 ) -> list[ReplayResult]:
     """Re-publish parked messages (one id, or every message of `queues`) to where they
     came from with publisher confirms (mandatory, persistent), and remove each from its
-    parking queue only after its confirm. Refused or failed ones stay parked."""
+    parking queue only after its confirm. Refused or failed ones stay parked. A `sealed`
+    copy is opened with `parking_key` and its original re-published."""
     who = who or actor()
     results: list[ReplayResult] = []
     # publish_raw never signs: the producer's own signature travels unchanged.
@@ -363,7 +382,7 @@ async def replay(
                         if message_id is not None and parked.message_id != message_id:
                             continue
                         results.append(await _replay_one(publisher, batch, index, incoming, parked,
-                                                         verify_keys, force, who, timeout))
+                                                         verify_keys, force, who, timeout, parking_key))
             except QueueMissing:
                 continue
     finally:
@@ -373,9 +392,10 @@ async def replay(
 
 async def _replay_one(
     publisher: Publisher, batch: Held, index: int, incoming: AbstractIncomingMessage, parked: ParkedMessage,
-    verify_keys: Mapping[str, VerifyKey], force: bool, who: str, timeout: float,
+    verify_keys: Mapping[str, VerifyKey], force: bool, who: str, timeout: float, parking_key: PrivateKey | None,
 ) -> ReplayResult:
     exchange, routing_key, headers = replay_message(incoming, parked)
+    original, why_not = _original(incoming, parked, parking_key)
     audit = {"message_id": parked.message_id, "parking_queue": parked.parking_queue,
              "queue": parked.original_queue, "reason": parked.reason, "actor": who,
              "exchange": exchange, "routing_key": routing_key, "forced": force}
@@ -387,9 +407,13 @@ async def _replay_one(
     if not parked.routing_key and not parked.exchange:
         log.warning("dlq_replay_refused", **audit, refusal="no original destination")
         return result("refused", "no original exchange or routing key recorded")
+    if original is None:  # not even with --force: what is parked is not the message
+        log.warning("dlq_replay_refused", **audit, refusal=f"form {parked.form}")
+        return result("refused", why_not)
+    headers = {**headers, **original.headers}
     message = BusMessage(
-        message_id=incoming.message_id or "", routing_key=signed_routing_key(routing_key, headers),
-        producer=parked.producer or "", body=incoming.body, correlation_id=incoming.correlation_id,
+        message_id=original.message_id, routing_key=signed_routing_key(routing_key, headers),
+        producer=parked.producer or "", body=original.body, correlation_id=original.correlation_id,
         headers=headers,
     )
     refusal = replay_refusal(parked, message, verify_keys)
@@ -398,9 +422,9 @@ async def _replay_one(
         return result("refused", refusal + " (use --force to replay anyway)")
     try:
         await publisher.publish_raw(
-            exchange, routing_key, incoming.body, message_id=incoming.message_id or "",
-            correlation_id=incoming.correlation_id, headers=headers, timeout=timeout,
-            app_id=incoming.app_id, content_type=incoming.content_type,
+            exchange, routing_key, original.body, message_id=original.message_id,
+            correlation_id=original.correlation_id, headers=headers, timeout=timeout,
+            app_id=original.app_id, content_type=original.content_type,
         )
     except Exception as exc:  # not confirmed: it stays parked
         log.error("dlq_replay_failed", **audit, error=type(exc).__name__)
@@ -412,6 +436,25 @@ async def _replay_one(
         return result("failed", "re-published, but could not be removed from the parking queue")
     log.warning("dlq_replayed", **audit, override=refusal)
     return result("replayed", f"forced past: {refusal}" if refusal else None)
+
+
+def _original(incoming: AbstractIncomingMessage, parked: ParkedMessage,
+              parking_key: PrivateKey | None) -> tuple[AmqpMessage | None, str]:
+    """The message to re-publish (its headers are added to the replay's), or None and why not."""
+    if parked.form == "stripped":
+        return None, ("its sealed sections were removed when it was parked (DESIGN §5): it no longer matches "
+                      "its signature and cannot be replayed; have the producer send it again")
+    if parked.form == "metadata":
+        return None, "its body was dropped when it was parked (no parking key): the sender must submit again"
+    if parked.form != "sealed":
+        return AmqpMessage(incoming.body, {}, incoming.message_id or "", incoming.correlation_id,
+                           incoming.content_type, incoming.app_id), ""
+    if parking_key is None:
+        return None, "its body is sealed to the parking key: give --key FILE (the key's private half) to replay it"
+    try:
+        return open_parked(incoming.body, parking_key), ""
+    except CryptoError as exc:
+        return None, f"{exc} (--key)"
 
 
 # -- purge --------------------------------------------------------------------------------

@@ -4,14 +4,17 @@ Crypto-shreds every referral closed more than `retention_days` ago in intake's
 database (services/intake/retention.py) and the control room's sealed outcome notes of
 their alerts in escalation's (services/escalation/retention.py), and deletes each service's
 *sent* outbox rows older than the same cut-off (they hold copies of the sealed contacts
-envelope).
+envelope). On the broker it sweeps the parking queues (safeguard/parking_retention.py):
+messages parked longer than `[system] parking_ttl_days` are deleted (the queues' own TTL
+does this too, except on a queue declared before it), copies still in clear are re-parked
+without their content, and what remains is counted.
 Idempotent: run it daily (cron or a Kubernetes CronJob); a second run does nothing.
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import MetaData
 
@@ -59,6 +62,34 @@ async def run(settings: Settings, now: datetime | None = None) -> tuple[list[str
     return shredded, purged
 
 
+async def sweep_broker(settings: Settings, now: datetime | None = None) -> list:
+    """Sweep every parking queue of the topology; a list of `parking_retention.SweepResult`."""
+    from safeguard import parking, parking_retention
+    from shared import bus
+
+    system = settings.file.system
+    queues = parking.parking_queues([f.slug for f in settings.file.forces])
+    connection = await bus.connect(settings.amqp_url, name="safeguard-retention", timeout=10)
+    try:
+        return await parking_retention.sweep(connection, queues, parking_key=bus.ParkingKey.of(system.parking_key),
+                                             max_age=timedelta(days=system.parking_ttl_days), now=now)
+    finally:
+        await connection.close()
+
+
+def _print_broker(settings: Settings) -> int:
+    try:
+        swept = asyncio.run(sweep_broker(settings))
+    except Exception as exc:  # the databases were done; say the broker was not
+        print(f"broker: parking queues not swept ({type(exc).__name__}); check SAFEGUARD_AMQP_URL")
+        return 1
+    days = settings.file.system.parking_ttl_days
+    for r in swept:
+        print(f"broker: {r.parking_queue}: {r.expired} parked over {days} days deleted, {r.resealed} in clear "
+              f"re-parked without content, {r.remaining} remain")
+    return 0
+
+
 def _cmd_run(_args: argparse.Namespace) -> int:
     settings = load_settings()
     now = datetime.now(UTC)
@@ -70,7 +101,7 @@ def _cmd_run(_args: argparse.Namespace) -> int:
                             f"control-room outcome notes of {len(notes)} alerts shredded"))
     for svc, n in purged.items():
         print(f"{svc}: {'no outbox yet' if n is None else f'{n} sent outbox messages purged'}")
-    return 0
+    return _print_broker(settings)
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -155,6 +155,10 @@ class SystemConfig(_Model):
     small_number_threshold: int = Field(default=5, ge=0)
     # Reverse proxies (addresses or networks) whose X-Forwarded-Proto/-Host/-For are honoured.
     trusted_proxies: tuple[str, ...] = ()
+    # X25519 public key (ops hold the private half offline) that rejected submissions are
+    # sealed to when parked; none: a parked submission keeps its metadata only (DESIGN §5).
+    parking_key: SealingKey | None = None
+    parking_ttl_days: int = Field(default=14, ge=1, le=3650)  # x-message-ttl of every <queue>.parked
 
 
 class FileConfig(_Model):

@@ -64,7 +64,8 @@ async def open_runtime(service: str, settings: Settings, outbox: Table) -> Runti
     await upgrade(engine, service)
     connection = await bus.connect(settings.amqp_url, name=f"safeguard-{service}")
     async with connection.channel() as channel:
-        await bus.declare_topology(channel, [f.slug for f in settings.file.forces])
+        await bus.declare_topology(channel, [f.slug for f in settings.file.forces],
+                                   parking_ttl_s=settings.file.system.parking_ttl_days * 86400)
     signing_key = service_signing_key(settings, service)
     publisher = bus.Publisher(connection, producer=service, signing_key=signing_key)
     await publisher.start()

@@ -5,7 +5,10 @@
 - `Reject(reason)` → parked at once; any other exception → nack+requeue, or parked as
   `delivery_limit: <ExceptionClass>` on the last allowed attempt (the queue's own
   `x-delivery-limit` dead-lettering stays as a backstop);
-- parking = a confirmed copy to `safeguard.dead-letter` (key = queue name), then ack.
+- parking = a confirmed copy to `safeguard.dead-letter` (key = queue name), then ack. The
+  copy holds no content in clear (shared/bus/parked.py): a client-signed submission is
+  parked as metadata with its body sealed to `parking_key` (or dropped), a service
+  message without its `*_sealed` sections.
 Reasons are fixed codes and class names only, never bodies or exception messages.
 """
 from __future__ import annotations
@@ -22,6 +25,7 @@ from nacl.signing import VerifyKey
 
 from shared import metrics, tracing
 from shared.bus.message import PRODUCER_HEADER, BusMessage, ForgedMessage, Reject, signed_routing_key, verify
+from shared.bus.parked import AmqpMessage, ParkingKey, parked_copy
 from shared.bus.publisher import Publisher
 from shared.bus.topology import DEAD_LETTER, QueueSpec
 from shared.logging import bind_contextvars, get_logger
@@ -59,11 +63,11 @@ class Consumer:
         self, connection: AbstractRobustConnection, spec: QueueSpec, handler: Handler, *,
         publisher: Publisher, verify_keys: Mapping[str, VerifyKey] | None,
         allowed_producers: Collection[str] | None = None, prefetch: int = 16,
-        retry_backoff_s: float = RETRY_BACKOFF_S,
+        retry_backoff_s: float = RETRY_BACKOFF_S, parking_key: ParkingKey | None = None,
     ) -> None:
         self.connection, self.spec, self.handler, self.publisher = connection, spec, handler, publisher
         self.verify_keys, self.allowed_producers, self.prefetch = verify_keys, allowed_producers, prefetch
-        self.retry_backoff_s = retry_backoff_s
+        self.retry_backoff_s, self.parking_key = retry_backoff_s, parking_key
         self._channel: AbstractRobustChannel | None = None
         self._queue: AbstractQueue | None = None
         self._tag: str | None = None
@@ -129,7 +133,7 @@ class Consumer:
             await self.handler(message)
         except Reject as exc:
             reason = exc.reason if _REASON.fullmatch(exc.reason or "") else "rejected"
-            return await self._park(incoming, reason)
+            return await self._park(incoming, reason, exc.client, exc.client_verified)
         except Exception as exc:
             error = type(exc).__name__
             log.warning("bus_handler_failed", queue=self.spec.name, message_id=message.message_id,
@@ -146,20 +150,22 @@ class Consumer:
         await self._settle(incoming, ack=True)
         return "ok"
 
-    async def _park(self, incoming: AbstractIncomingMessage, reason: str) -> str:
-        headers = dict(incoming.headers or {})
-        headers.update({
-            "x-parked-reason": reason,
-            "x-parked-at": datetime.now(UTC).isoformat(),
-            "x-original-exchange": incoming.exchange or "",
-            "x-original-routing-key": incoming.routing_key or "",
-            "x-parked-from": self.spec.name,
-        })
+    async def _park(self, incoming: AbstractIncomingMessage, reason: str, client: str | None = None,
+                    client_verified: bool = False) -> str:
+        at = datetime.now(UTC).isoformat()
         try:
+            copy = parked_copy(self.spec.name, AmqpMessage.of(incoming), {
+                "x-parked-reason": reason,
+                "x-parked-at": at,
+                "x-original-exchange": incoming.exchange or "",
+                "x-original-routing-key": incoming.routing_key or "",
+                "x-parked-from": self.spec.name,
+            }, reason=reason, parked_at=at, parking_key=self.parking_key, client=client,
+                client_verified=client_verified)
             await self.publisher.publish_raw(
-                DEAD_LETTER, self.spec.name, incoming.body, message_id=incoming.message_id or "",
-                correlation_id=incoming.correlation_id, headers=headers,
-                app_id=incoming.app_id, content_type=incoming.content_type,
+                DEAD_LETTER, self.spec.name, copy.body, message_id=copy.message_id,
+                correlation_id=copy.correlation_id, headers=copy.headers,
+                app_id=copy.app_id, content_type=copy.content_type,
             )
         except Exception as exc:  # not parked: leave it to a redelivery (or the broker's DLX)
             log.error("bus_park_failed", queue=self.spec.name, message_id=incoming.message_id,

@@ -40,12 +40,14 @@ class ForgedMessage(Exception):
 class Reject(Exception):
     """Raised by a handler for a permanently bad message: parked at once, never retried.
 
-    `reason` must be a fixed code (e.g. "schema_invalid"), never content.
+    `reason` must be a fixed code (e.g. "schema_invalid"), never content. `client` is the
+    id of the client that sent it, when known (`client_verified`: its signature checked),
+    for the parked copy's metadata (shared/bus/parked.py).
     """
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, *, client: str | None = None, client_verified: bool = False) -> None:
         super().__init__(reason)
-        self.reason = reason
+        self.reason, self.client, self.client_verified = reason, client, client_verified
 
 
 @dataclass(frozen=True)

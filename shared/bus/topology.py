@@ -3,6 +3,10 @@
 Work queues are durable quorum queues with an explicit `x-delivery-limit` (RabbitMQ
 3.10 has no default) that dead-letter, at-least-once, into `<queue>.parked` through
 the `safeguard.dead-letter` exchange. Declaring is idempotent: same name, same args.
+Parking queues have a message TTL (`[system] parking_ttl_days`, default 14): what is
+parked is dropped after it (DESIGN §5). A parking queue declared earlier without that
+TTL (or with another) cannot be changed in place: it is kept as it is, with a warning;
+`safeguard retention run` still deletes what it holds past the period (docs/operations.md).
 """
 from __future__ import annotations
 
@@ -10,8 +14,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+import asyncio
+
+import aiormq.exceptions
 from aio_pika import ExchangeType
-from aio_pika.abc import AbstractChannel
+from aio_pika.abc import AbstractChannel, AbstractRobustChannel
+
+from shared.logging import get_logger
+
+log = get_logger(__name__)
 
 EVENTS = "safeguard.events"
 ALERTS = "safeguard.alerts"
@@ -39,6 +50,7 @@ OPS_EVENTS = "ops.events"
 # `dead-letter-strategy=at-least-once` (which needs `overflow=reject-publish`) an
 # expiring retry is never dropped on its way back, so these are quorum queues too.
 RETRY_DELAYS_S: tuple[int, ...] = (5, 30, 120, 600, 1800)
+DEFAULT_PARKING_TTL_S = 14 * 86400
 
 
 @dataclass(frozen=True)
@@ -125,22 +137,45 @@ async def declare_exchanges(channel: AbstractChannel) -> None:
         await channel.declare_exchange(name, kind, durable=True)
 
 
-async def declare_queue(channel: AbstractChannel, spec: QueueSpec) -> None:
+def parking_queue_arguments(ttl_s: int = DEFAULT_PARKING_TTL_S) -> dict[str, Any]:
+    return {"x-queue-type": "quorum", "x-message-ttl": ttl_s * 1000}
+
+
+async def declare_queue(channel: AbstractChannel, spec: QueueSpec, *,
+                        parking_ttl_s: int = DEFAULT_PARKING_TTL_S) -> None:
     """Declare `spec`, its bindings and its parking queue (exchanges must exist)."""
     queue = await channel.declare_queue(spec.name, durable=True, arguments=queue_arguments(spec))
     for key in spec.routing_keys:
         await queue.bind(spec.exchange, key)
-    parked = await channel.declare_queue(
-        spec.parking_queue, durable=True, arguments={"x-queue-type": "quorum"}
-    )
+    robust = {"robust": False} if isinstance(channel, AbstractRobustChannel) else {}  # not re-declared on reconnect
+    try:
+        parked = await channel.declare_queue(spec.parking_queue, durable=True,
+                                             arguments=parking_queue_arguments(parking_ttl_s), **robust)
+    except aiormq.exceptions.ChannelPreconditionFailed:  # declared before with other arguments
+        log.warning("parking_queue_without_ttl", queue=spec.parking_queue, ttl_s=parking_ttl_s,
+                    hint="kept as declared; drain it, delete it and restart to get the TTL "
+                         "(safeguard retention run deletes expired messages meanwhile)")
+        await _reopened(channel)
+        parked = await channel.declare_queue(spec.parking_queue, passive=True, **robust)
     await parked.bind(DEAD_LETTER, spec.name)
 
 
-async def declare_topology(channel: AbstractChannel, forces: Iterable[str]) -> None:
+async def _reopened(channel: AbstractChannel, timeout: float = 10) -> None:
+    """The channel the broker closed, open again (a robust channel reopens itself)."""
+    if not isinstance(channel, AbstractRobustChannel):
+        await channel.reopen()
+        return
+    async with asyncio.timeout(timeout):
+        while channel.is_closed:
+            await asyncio.sleep(0.05)
+
+
+async def declare_topology(channel: AbstractChannel, forces: Iterable[str], *,
+                           parking_ttl_s: int = DEFAULT_PARKING_TTL_S) -> None:
     """Declare every exchange, work, parking and retry queue; safe to run again."""
     await declare_exchanges(channel)
     for spec in all_queues(forces):
-        await declare_queue(channel, spec)
+        await declare_queue(channel, spec, parking_ttl_s=parking_ttl_s)
     for delay in RETRY_DELAYS_S:
         await channel.declare_queue(
             retry_queue_name(delay), durable=True, arguments=retry_queue_arguments(delay)

@@ -49,7 +49,8 @@ async def test_declare_topology_twice_creates_quorum_queues_with_limits(connecti
             "x-dead-letter-exchange": "safeguard.dead-letter", "x-dead-letter-routing-key": name,
             "x-dead-letter-strategy": "at-least-once", "x-overflow": "reject-publish",
         }
-        assert queues[f"{name}.parked"][:2] == ("quorum", True)
+        assert queues[f"{name}.parked"] == ("quorum", True, {"x-queue-type": "quorum",
+                                                            "x-message-ttl": bus.DEFAULT_PARKING_TTL_S * 1000})
     for delay in bus.RETRY_DELAYS_S:
         kind, durable, args = queues[f"notifier.retry.{delay}s"]
         assert (kind, durable) == ("quorum", True)

@@ -359,3 +359,98 @@ async def test_escalation_requires_and_checks_the_authority(esc, reliability):
                     before="without @authority: accepted (on to the alert)",
                     after=f"{legacy[0]} missing_component; {elsewhere[0]} bad_signature; signed for this "
                           f"host: {here[0]} (no such alert)")
+
+
+async def test_a_rejected_amqp_submission_is_never_parked_in_clear(intake, amqp_vhost, rabbitmqctl, reliability):
+    """#1: with broker credentials, read what intake parks for three rejected submissions."""
+    from shared.crypto import load_private_sealing_key
+    from tests.bus.test_topology import list_queues
+    from tests.factories import canary_phone, new_canary, postcode_of, referral_body
+
+    cases = {"unknown LA, validly signed": ({"la_code": "E11111111"}, False),
+             "schema-invalid, validly signed": ({"age_band": "99-100"}, False),
+             "bad signature": ({}, True)}
+    leaked, reasons, kept = [], [], []
+    conn = await aio_pika.connect(intake.settings.amqp_url)
+    try:
+        channel = await conn.channel()
+        replies = await channel.declare_queue(exclusive=True)
+        exchange = await channel.get_exchange("safeguard.submissions")
+        parked_queue = await channel.declare_queue("intake.submissions.parked", passive=True)
+        for overrides, tamper in cases.values():
+            canary, phone = new_canary(), canary_phone()
+            message = signed_message(intake, referral_body(canary, phone, **overrides), replies.name, tamper=tamper)
+            await exchange.publish(message, "referral")
+            reasons.append(json.loads((await get_one(replies)).body)["reason"])
+            parked = await get_one(parked_queue)
+            seen = (parked.body.decode("utf-8", "replace") + repr(parked.headers) + str(parked.message_id)
+                    + str(parked.correlation_id))
+            leaked += [m for m in (canary, postcode_of(canary), phone[1:]) if m in seen]
+            kept.append((canary, parked.body))
+    finally:
+        await conn.close()
+    assert leaked == []
+    from shared.bus.parked import open_parked
+
+    key = load_private_sealing_key(intake.dir / "keys" / "parking.x25519")
+    opened = sum(canary.encode() in open_parked(body, key).body for canary, body in kept)
+    assert opened == len(cases)
+    ttls = {name: args.get("x-message-ttl") for name, (_, _, args) in list_queues(rabbitmqctl, amqp_vhost).items()
+            if name.endswith(".parked")}
+    assert ttls and set(ttls.values()) == {14 * 86400 * 1000}
+    reliability.row("attacks", finding="#1", attack="read intake.submissions.parked with broker credentials "
+                    "after " + ", ".join(f"{c} ({r})" for c, r in zip(cases, reasons)) + " AMQP submissions "
+                    "carrying canaries in the child's name, address and school, the narrative and the guardians' contacts",
+                    before="the full submission in clear (name, date of birth, narrative, guardian contacts) "
+                           "with its signature headers; no TTL: kept forever",
+                    after=f"canaries found in parked bodies or headers: {len(leaked)}; metadata only (id, "
+                          f"client, reason, size, SHA-256) with the message sealed to the parking key "
+                          f"(opened by its holder: {opened} of {len(cases)}; dropped without a key); "
+                          f"x-message-ttl 14 days on all {len(ttls)} parking queues; retention re-parks the "
+                          "broker's own dead letters safely and deletes expired ones")
+
+
+async def test_a_parked_bus_message_keeps_no_sealed_section(intake, reliability):
+    """#3: a notifier-bound message with the sealed contacts, parked by the notifier's dispatch table."""
+    from services.notifier.entrypoints.amqp import DISPATCH
+    from shared import bus
+    from shared.crypto import load_private_sealing_key, open_sealed, public_key_from_b64, seal
+    from shared.runtime import service_signing_key, service_verify_keys
+    from tests.bus.helpers import Recorder
+    from tests.bus.helpers import get_one as take
+    from tests.factories import new_canary, referral_received
+
+    settings, canary = intake.settings, new_canary()
+    svc = settings.file.services["notifier"]
+    contacts = seal(json.dumps({"guardians": [{"email": f"{canary}@example.org"}]}).encode(), referral_id="r1",
+                    recipients={svc.sealing_key_id: public_key_from_b64(svc.sealing_public_key)})
+    notifier_key = load_private_sealing_key(settings.resolve_path(svc.sealing_key_file))
+    assert canary.encode() in open_sealed(contacts, referral_id="r1", key_id=svc.sealing_key_id,
+                                          private_key=notifier_key)  # what a kept copy would still give away
+    connection = await bus.connect(settings.amqp_url, name="attack-parked")
+    publisher = bus.Publisher(connection, producer="intake", signing_key=service_signing_key(settings, "intake"))
+    liar = bus.Publisher(connection, producer="escalation", signing_key=service_signing_key(settings, "escalation"))
+    consumer = bus.Consumer(connection, bus.queue_spec(bus.NOTIFIER_REQUESTS), Recorder(lambda m, n: DISPATCH(m)),
+                            publisher=publisher, verify_keys=service_verify_keys(settings),
+                            allowed_producers=DISPATCH.producers)
+    await consumer.start()
+    try:  # escalation may not send referral.received: parked producer_not_allowed_for_key
+        body = referral_received(datetime.now(UTC), referral_id="r1", contacts_sealed=contacts).to_bytes()
+        await liar.publish(bus.EVENTS, "referral.received", body, message_id=str(uuid.uuid4()))
+        parked = await take(connection, "notifier.requests.parked")
+    finally:
+        await consumer.stop()
+        await liar.close()
+        await publisher.close()
+        await connection.close()
+    assert parked.headers["x-parked-reason"] == "producer_not_allowed_for_key"
+    kept = [k for k in ("contacts_sealed", "ciphertext", "sealed_key") if k.encode() in parked.body]
+    assert kept == [] and parked.headers["x-parked-stripped"] == "contacts_sealed"
+    reliability.row("attacks", finding="#3", attack="read a parked notifier.requests message that carried the "
+                    "sealed contacts (parked producer_not_allowed_for_key), then open it with the notifier's "
+                    "key (retired or not)",
+                    before="the parked copy kept contacts_sealed: the notifier key, even after rotation and "
+                           "rewrap, still opened the guardians' contacts",
+                    after=f"sealed fields kept in the parked copy: {len(kept)} (x-parked-stripped: "
+                          f"{parked.headers['x-parked-stripped']}); such a copy is never replayed; ids and codes "
+                          "stay for the operator")

@@ -177,3 +177,39 @@ def test_bad_identity_provider_config_is_named(dev_config, old, new, key):
 
 def test_the_dev_config_is_readable_by_its_user_only(dev_config):
     assert stat.S_IMODE(dev_config.stat().st_mode) == 0o600  # issue 18 #16: it was 0644
+
+
+def test_the_dev_setup_seals_parked_submissions_to_a_parking_key(dev_config):
+    from shared.crypto import load_private_sealing_key, public_key_from_b64
+
+    system = load_settings(env_for(dev_config)).file.system
+    assert system.parking_ttl_days == 14 and system.parking_key.key_id == "parking-1"
+    private = load_private_sealing_key(dev_config.parent / "keys" / "parking.x25519")
+    assert bytes(private.public_key) == bytes(public_key_from_b64(system.parking_key.public_key))
+
+
+def test_an_older_dev_setup_gains_a_parking_key_once(dev_config):
+    text = dev_config.read_text()
+    start = text.index("[system.parking_key]")
+    dev_config.write_text(text[:start] + text[text.index("\n\n", start) + 2:])
+    (dev_config.parent / "keys" / "parking.x25519").unlink()
+    assert load_settings(env_for(dev_config)).file.system.parking_key is None  # optional
+    keys.init(dev_config.parent)
+    keys.init(dev_config.parent)
+    assert dev_config.read_text().count("[system.parking_key]") == 1
+    assert load_settings(env_for(dev_config)).file.system.parking_key.key_id == "parking-1"
+    assert (dev_config.parent / "keys" / "parking.x25519").exists()
+
+
+@pytest.mark.parametrize("line, key", [
+    ("parking_ttl_days = 0", r"system\.parking_ttl_days"),
+    ('parking_key = { key_id = "p-1", public_key = "short" }', r"system\.parking_key\.public_key"),
+])
+def test_bad_parking_config_is_named(tmp_path, line, key):
+    config = keys.init(tmp_path)
+    text = config.read_text()
+    start = text.index("[system.parking_key]")
+    text = text[:start] + text[text.index("\n\n", start) + 2:]
+    config.write_text(text.replace("[system]\n", f"[system]\n{line}\n", 1))
+    with pytest.raises(ConfigError, match=key):
+        load_settings(env_for(config))

@@ -5,7 +5,9 @@ not by a service, so the consumer runs with `verify_keys=None` and this handler
 checks the client signature. It shares `handlers.submit_referral` with HTTP and
 answers on `reply_to` (if set) with the same JSON as the HTTP 202, or the problem
 document. A bad message is audited, answered, then parked with its reason
-(`Reject`); a transient failure (database down) is retried by the consumer.
+(`Reject`, naming the client when it is a configured one); a transient failure
+(database down) is retried by the consumer. What is parked is metadata, with the
+submission sealed to `[system] parking_key` or dropped (shared/bus/parked.py).
 A redelivered message (same client, same message id) gets the stored reply again.
 No rate limit here: the queue and the consumer's prefetch already pace the work.
 """
@@ -64,11 +66,15 @@ def make_handler(ctx: Context, publisher: bus.Publisher):
                 await audit_rejection(ctx, actor=actor or err.actor, action="referral.submit", reference=None,
                                       err=err, via="amqp")
                 await _reply(publisher, message, err.problem())
-                raise bus.Reject(err.reason) from None
+                client = actor or err.actor
+                known = client is not None and ctx.settings.client(client) is not None
+                raise bus.Reject(err.reason, client=client if known else None,
+                                 client_verified=known and actor is not None) from None
             await _reply(publisher, message, done.reply)
     return handle
 
 
 def submissions_consumer(ctx: Context, connection, publisher: bus.Publisher) -> bus.Consumer:
     return bus.Consumer(connection, bus.queue_spec(bus.INTAKE_SUBMISSIONS), make_handler(ctx, publisher),
-                              publisher=publisher, verify_keys=None, prefetch=16)
+                        publisher=publisher, verify_keys=None, prefetch=16,
+                        parking_key=bus.ParkingKey.of(ctx.settings.file.system.parking_key))
