@@ -38,7 +38,7 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(_context_ctx(settings))
     signin.setup(app, WebConfig(
         service=SERVICE, settings=settings, base_url=settings.file.system.public_base_url, home="/referrals",
-        service_name="Referrals", templates=TEMPLATES, sessions=tables.web_sessions, audit=tables.audit,
+        service_name="Prevent referrals", templates=TEMPLATES, sessions=tables.web_sessions, audit=tables.audit,
         clock=lambda: app[http.CONTEXT].clock(),  # the context's clock, which a test may move
         navigation=(("Referrals", "/referrals", PAGE_ROLES), ("Performance report", "/report", REPORT_ROLES))))
     app.cleanup_ctx.append(_consumer_ctx)
