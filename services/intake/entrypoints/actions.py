@@ -57,7 +57,7 @@ def action_view(action: str):
                 posted = forms.parse(action, form, agencies)  # type: ignore[arg-type]
                 await _run(request, posted, ref, corr)
             except IntakeError as err:
-                await refused(request, ctx, person, audit_action, request.match_info["reference"][:40], err)
+                await refused(request, ctx, person, audit_action, err)
                 return await _refusal(request, action, err, form, agencies)
         query = f"done={action}" + ("&already=1" if already else "")
         raise web.HTTPSeeOther(f"/referrals/{ref}?{query}")

@@ -55,9 +55,11 @@ def not_found(request: web.Request) -> web.Response:
                        "the reference, or find the referral in your list of referrals.")
 
 
-async def refused(request: web.Request, ctx: Context, person: Person, action: str, ref: str | None,
-                  err: IntakeError) -> None:
-    await audit_rejection(ctx, actor=person.id, action=action, reference=ref, err=err, via="page")
+async def refused(request: web.Request, ctx: Context, person: Person, action: str, err: IntakeError) -> None:
+    """Audit a refusal (the reference only when it is one: the path is the client's text)."""
+    given = request.match_info.get("reference", "")
+    await audit_rejection(ctx, actor=person.id, action=action, reference=given if is_reference(given) else None,
+                          err=err, via="page")
 
 
 def reference_of(request: web.Request) -> str:
@@ -92,7 +94,7 @@ async def referral_response(request: web.Request, status: int = 200, *, done: st
         ref = reference_of(request)
         summary, meta = await worklist.referral_page(ctx, person, ref)
     except (Forbidden, NotFound) as err:
-        await refused(request, ctx, person, "referral.read", request.match_info["reference"][:40], err)
+        await refused(request, ctx, person, "referral.read", err)
         return not_found(request)
     org = ctx.settings.local_authority(person.organisation or "") or ctx.settings.force(person.organisation or "")
     return render(
@@ -120,7 +122,7 @@ async def sealed_json(request: web.Request) -> web.Response:
         ref = reference_of(request)
         reply = await queries.get_sealed(ctx, person.id, ref, person=person)
     except IntakeError as err:
-        await refused(request, ctx, person, "referral.sealed_read", request.match_info["reference"][:40], err)
+        await refused(request, ctx, person, "referral.sealed_read", err)
         return problem(410 if err.status == 410 else 404, headers=headers)  # absent or not theirs: the same
     return web.json_response(reply, headers=headers)
 
