@@ -30,8 +30,6 @@ from shared.httpsig import authority_of, sign_request
 
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
           response_schema_conformance, response_headers_conformance]
-# Error responses documented as HTML pages rather than problem documents (the sign-in form).
-HTML_ERRORS = {("GET", "/report", 401), ("POST", "/report/session", 401)}
 OWN_ORGANISATIONS = {"force": "dev-force", "la_code": "E99999999"}  # dev-mash's force and a configured LA
 
 
@@ -64,10 +62,11 @@ class Signer(requests.auth.AuthBase):
 
 
 def problem_failure(method: str, path: str, resp: Response) -> str | None:
-    """Why an error response is not an RFC 9457 problem document (None if it is)."""
-    if resp.status_code < 400 or (method, path, resp.status_code) in HTML_ERRORS:
-        return None
+    """Why an error response is not an RFC 9457 problem document (None if it is). The pages for
+    people (not under /v1/) answer their errors as HTML pages, as the document says."""
     content_type = (resp.headers.get("content-type") or [""])[0]
+    if resp.status_code < 400 or (not path.startswith("/v1/") and content_type.startswith("text/html")):
+        return None
     if content_type.split(";")[0] != "application/problem+json":
         return f"{resp.status_code} with Content-Type {content_type!r}"
     try:

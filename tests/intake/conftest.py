@@ -3,17 +3,19 @@ built from a `safeguard keys init` set-up, and helpers to sign requests as its c
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 import sqlalchemy as sa
 
 from safeguard import keys
 from services.intake.adapters import tables
 from services.intake.bootstrap import create_app
-from shared.config import Client, LocalAuthority, SealingKey, Settings, load_settings
+from shared.config import ClaimMapping, Client, Force, LocalAuthority, SealingKey, Settings, load_settings
 from shared.crypto import (
     b64e, generate_sealing_key, generate_signing_key, load_private_sealing_key, load_signing_key,
     write_private_key,
@@ -21,6 +23,8 @@ from shared.crypto import (
 from shared.httpsig import authority_of, sign_request
 from shared.runtime import RUNTIME
 from tests.conftest import mark_directory
+from tests.support.oidc import identity_provider, sign_in
+from tests.support.processes import free_port
 
 
 def pytest_collection_modifyitems(config, items):
@@ -112,3 +116,66 @@ def intake_settings(tmp_path, amqp_url, pg_url) -> Settings:
 async def intake(intake_settings, aiohttp_client, tmp_path) -> Intake:
     client = await aiohttp_client(create_app(intake_settings))
     return Intake(client, intake_settings, tmp_path)
+
+
+# --- the pages: signed-in people at the real development identity provider (DESIGN §3.7) ---
+
+OTHER_FORCE = "other-force"
+# Beside the dev people: a social worker of the other LA and a CTP officer of another force.
+OTHER_PEOPLE = (
+    {"sub": "social.worker@other-borough.example", "name": "Robin Hale", "groups": [f"sg-social-care-{OTHER_LA}"]},
+    {"sub": "ctp.officer@other-force.example", "name": "Kit Marsh", "groups": ["sg-prevent-other-force"]},
+)
+
+
+def with_pages(settings: Settings, issuer: str, base_url: str, keys_dir: Path) -> Settings:
+    """Sign in at the test's provider (`issuer`), links at `base_url`; another force, and the
+    groups of OTHER_PEOPLE mapped to the other LA and the other force."""
+    seal_key = generate_sealing_key()
+    write_private_key(keys_dir / f"{OTHER_FORCE}.x25519", bytes(seal_key))
+    force = Force(slug=OTHER_FORCE, name="Other Force", sealing_keys=(SealingKey(
+        key_id=f"{OTHER_FORCE}-1", public_key=b64e(bytes(seal_key.public_key))),))
+    f = settings.file
+    (idp,) = f.identity_providers
+    claims = (*idp.claims, ClaimMapping(group=f"sg-social-care-{OTHER_LA}", role="social_care", organisation=OTHER_LA),
+              ClaimMapping(group="sg-prevent-other-force", role="prevent", organisation=OTHER_FORCE))
+    idp = idp.model_copy(update={"issuer": issuer, "claims": claims})
+    system = f.system.model_copy(update={"public_base_url": base_url})
+    return settings.model_copy(update={"file": f.model_copy(update={
+        "identity_providers": (idp,), "system": system, "forces": (*f.forces, force)})})
+
+
+@dataclass
+class Pages(Intake):
+    url: str = ""
+
+    def session(self) -> aiohttp.ClientSession:
+        """A browser-like client (cookie jar for 127.0.0.1)."""
+        return aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
+
+    async def signed_in(self, http: aiohttp.ClientSession, sub: str, next_path: str = "/referrals") -> str:
+        """Sign `http` in as `sub`; the HTML of the page it lands on."""
+        async with await sign_in(http, self.url, sub, next_path) as page:
+            assert page.status == 200, (sub, page.status)
+            return await page.text()
+
+
+@pytest.fixture
+async def idp(tmp_path) -> AsyncIterator[str]:
+    async with identity_provider(tmp_path, OTHER_PEOPLE) as issuer:
+        yield issuer
+
+
+@pytest.fixture
+async def pages(intake_settings, idp, tmp_path, aiohttp_server, aiohttp_client) -> Pages:
+    """intake served on a free port that is its public_base_url (the OIDC redirect URI is
+    `{public_base_url}/auth/callback`), signing in at the real development provider."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    settings = with_pages(intake_settings, idp, url, tmp_path / "keys")
+    server = await aiohttp_server(create_app(settings), port=port)
+    return Pages(await aiohttp_client(server), settings, tmp_path, url=url)
+
+
+def csrf_of(html: str) -> str:
+    return html.split('name="csrf_token" value="', 1)[1].split('"', 1)[0]

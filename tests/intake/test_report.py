@@ -1,7 +1,7 @@
 """The performance data report over a synthetic year of 5,000 referrals (tests/synthetic.py)
 in intake's real PostgreSQL table: the shares come out as generated, small numbers are
 suppressed (and the cells that would give them away from the totals), CSV and JSON parse, the /report page renders its tables and SVG charts for a
-signed-in browser only, and no canary from the referrals appears anywhere."""
+signed-in person only (ops: every organisation; staff: their own), and no canary from the referrals appears anywhere."""
 from __future__ import annotations
 
 import asyncio
@@ -19,11 +19,11 @@ import pytest
 
 from safeguard import cli
 from safeguard import report as report_cli
-from services.intake.entrypoints.report import CODE_ENV, COOKIE, REPORT_CODE, access_code
-from shared.config import ConfigError
 from tests import synthetic
 from tests.disclosure import assert_nothing_recoverable
 from tests.factories import new_canary
+from tests.intake.conftest import OTHER_PEOPLE
+from tests.support.oidc import person
 
 RARE = "left_wing_anarchist_single_issue"  # given to exactly 3 referrals: must be suppressed
 YEAR = "from=2025-01-01&to=2025-12-31"
@@ -132,45 +132,38 @@ async def test_report_over_a_synthetic_year(intake, year, monkeypatch, capsys):
                                                            ("cli", "cli"), ("cli", "cli"), ("cli", "cli")]
 
 
-async def test_report_page_needs_sign_in_and_renders_tables_and_charts(intake, year):
-    rows, canary = year
-    page = await intake.client.get(f"/report?{YEAR}")
-    assert page.status == 401 and "Report access code" in await page.text()
-    assert "default-src 'none'" in page.headers["Content-Security-Policy"]
-    assert (await intake.client.get(f"/report/report.csv?{YEAR}")).status == 401
-    wrong = await intake.client.post("/report/session", data={"code": "not-the-code", "query": YEAR})
-    assert wrong.status == 401 and "The access code is not right." in await wrong.text()
-    code = intake.app[REPORT_CODE]
-    token = intake.settings.data_dir / "report" / "ops.token"  # generated at start, private
-    assert token.read_text().strip() == code and token.stat().st_mode & 0o077 == 0 and len(code) >= 16
-    assert access_code(intake.settings, {CODE_ENV: "x" * 16}) == "x" * 16
-    with pytest.raises(ConfigError):
-        access_code(intake.settings, {CODE_ENV: "short"})
-    cross = await intake.client.post("/report/session", data={"code": code}, headers={"Origin": "https://evil.example"})
-    assert cross.status == 403
-    ok = await intake.client.post("/report/session", data={"code": code, "query": YEAR + "&x=javascript:1"},
-                                  allow_redirects=False)
-    assert ok.status == 303 and ok.headers["Location"] == "/report?from=2025-01-01&to=2025-12-31"
-    assert code not in ok.headers["Set-Cookie"] and "HttpOnly" in ok.headers["Set-Cookie"]
-    assert intake.client.session.cookie_jar.filter_cookies(intake.client.make_url("/report")).get(COOKIE)
-
-    page = await intake.client.get(f"/report?{YEAR}")
-    assert page.status == 200
-    html = await page.text()
-    assert canary not in html and "PRV-2025" not in html and "<script" not in html
-    for title in ("Referrals by month", "Referrals by age band", "Referrals by type of concern",
-                  "Referrals by pathway decision", "Referrals by CTP checks outcome", "Trend of referrals per month",
-                  "Acknowledged within one working day", "CTP checks done within 28 days",
-                  "Median time to acknowledgement", "Received out of hours", "Referrals by the referrer's sector",
-                  "Referrals by gender", "Next step decided within one working day", "Local authority track now",
-                  "CTP Prevent track now"):
-        assert title.replace("'", "&#39;") in html, title
-    assert html.count("<svg") == 11 and html.count('role="img"') == 11  # one chart a table, plus the trend
-    assert f"<th scope=\"row\">{RARE}</th><td class=\"num\">[c]</td>" in html
-    assert "“[c]” marks a figure withheld to protect confidentiality" in html
-    assert ">5000<" in html
-    csv_resp = await intake.client.get(f"/report/report.csv?{YEAR}")
-    assert csv_resp.status == 200 and csv_resp.content_type == "text/csv"
-    assert canary not in await csv_resp.text()
-    css = await intake.client.get("/report/report.css")
-    assert css.status == 200 and css.content_type == "text/css"
+async def test_report_page_needs_sign_in_and_renders_tables_and_charts(pages):
+    rows, canary = _synthetic_year()
+    await synthetic.insert(pages.engine, rows)
+    async with pages.session() as http:
+        async with http.get(f"{pages.url}/report?{YEAR}", allow_redirects=False) as page:
+            assert page.status == 303 and page.headers["Location"].startswith("/sign-in?next=")
+        async with http.get(f"{pages.url}/report/report.csv?{YEAR}", allow_redirects=False) as csv_resp:
+            assert csv_resp.status == 303
+        html = await pages.signed_in(http, person("ops").sub, f"/report?{YEAR}")  # lands back on the report
+        assert "<main" in html and "all organisations" in html
+        assert canary not in html and "PRV-2025" not in html
+        for title in ("Referrals by month", "Referrals by age band", "Referrals by type of concern",
+                      "Referrals by pathway decision", "Referrals by CTP checks outcome",
+                      "Trend of referrals per month", "Acknowledged within one working day",
+                      "CTP checks done within 28 days", "Median time to acknowledgement", "Received out of hours",
+                      "Referrals by the referrer's sector", "Referrals by gender",
+                      "Next step decided within one working day", "Local authority track now",
+                      "CTP Prevent track now"):
+            assert title.replace("'", "&#39;") in html, title
+        assert html.count("<svg") == 11 + 2 and html.count('role="img"') == 11  # the charts, the GOV.UK logos
+        assert (f'<th scope="row" class="govuk-table__header">{RARE}</th>'
+                '<td class="govuk-table__cell govuk-table__cell--numeric">[c]</td>') in html
+        assert "“[c]” marks a figure withheld to protect confidentiality" in html
+        assert ">5000<" in html
+        async with http.get(f"{pages.url}/report/report.csv?{YEAR}") as csv_resp:
+            assert csv_resp.status == 200 and csv_resp.content_type == "text/csv"
+            assert canary not in await csv_resp.text()
+        async with http.get(f"{pages.url}/report?from=2025-13-01") as bad:
+            assert bad.status == 422 and "Check the dates" in await bad.text()
+    async with pages.session() as http:  # a staff person sees their own organisation only (no referrals)
+        html = await pages.signed_in(http, OTHER_PEOPLE[0]["sub"], f"/report?{YEAR}")
+        assert "Other Borough only" in html and ">5000<" not in html
+    reads = [r for r in await pages.audit_rows() if r.action == "report.read"]
+    assert [(r.detail["person"]["name"], r.detail["via"]) for r in reads] == [
+        ("Alex Reid", "page"), ("Alex Reid", "page"), ("Robin Hale", "page")]

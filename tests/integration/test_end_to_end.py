@@ -15,9 +15,10 @@ import pytest
 import sqlalchemy as sa
 
 from services.escalation.entrypoints.ops import ops_token
-from services.intake.entrypoints.report import access_code
 from shared.clock import LONDON
 from shared.storage import create_engine
+from shared.web.identity import Person
+from shared.web.pages import WEB
 from tests.factories import canary_phone, new_canary, postcode_of, referral
 from tests.integration.e2e import System, running_system, until
 
@@ -89,8 +90,9 @@ async def pages_text(system: System) -> dict[str, str]:
         code = ops_token(system.settings["escalation"])
         async with http.post(esc.make_url("/ops/session"), data={"code": code}) as resp:
             out["/ops"] = await resp.text()
-        code = access_code(system.settings["intake"])
-        async with http.post(intake.make_url("/report/session"), data={"code": code}) as resp:
+        web = intake.app[WEB]  # an ops person signed in (the pages' own tests sign in at the provider)
+        session = await web.store.signed_in(system.clock(), Person("https://idp.example", "ops", "Ops", "ops", None))
+        async with http.get(intake.make_url("/report"), cookies={web.cookie: session.id}) as resp:
             out["/report"] = await resp.text()
     assert "intake.submissions" in out["/ops"] and "<svg" in out["/report"], "signed in to both pages"
     return out

@@ -4,7 +4,8 @@ does when a person clicks their name (POST `sub`), followed through the redirect
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+import json
+from collections.abc import AsyncIterator, Sequence
 from urllib.parse import urljoin
 
 import aiohttp
@@ -14,10 +15,14 @@ from tests.support.processes import ServiceProcess, free_port
 
 
 @contextlib.asynccontextmanager
-async def identity_provider(tmp_path) -> AsyncIterator[str]:
-    """The provider's issuer URL while it runs."""
+async def identity_provider(tmp_path, extra_people: Sequence[dict] = ()) -> AsyncIterator[str]:
+    """The provider's issuer URL while it runs; `extra_people` (claims: sub, name, groups)
+    are listed beside the dev people."""
     port = free_port()
-    proc = ServiceProcess(devidp.command(port), name="idp", port=port, logs=tmp_path)
+    argv = devidp.command(port)
+    for claims in extra_people:
+        argv += ["--user-claims", json.dumps(claims)]
+    proc = ServiceProcess(argv, name="idp", port=port, logs=tmp_path)
     await proc.start()
     try:
         await proc.ready(timeout=60, path="/.well-known/openid-configuration")

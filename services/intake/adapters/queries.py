@@ -130,11 +130,13 @@ async def get_sealed(ctx: Context, client_id: str, reference: str, person: Perso
 
 
 async def _performance_rows(ctx: Context, actor: str, org: str | None, start: date, end: date,
-                            action: str, via: str | None = None) -> tuple[list[Any], datetime]:
+                            action: str, via: str | None = None,
+                            person: Person | None = None) -> tuple[list[Any], datetime]:
     lo = datetime.combine(start, datetime.min.time(), LONDON)
     hi = datetime.combine(end + timedelta(days=1), datetime.min.time(), LONDON)
     now = ctx.clock()
-    detail = {"from": start.isoformat(), "to": end.isoformat(), **({"via": via} if via else {})}
+    detail = {"from": start.isoformat(), "to": end.isoformat(), **({"via": via} if via else {}),
+              **({"person": person.as_dict()} if person else {})}
     async with ctx.engine.begin() as conn:
         rows = await repo.stats_rows(conn, lo, hi, org)
         await record(conn, actor=actor, action=action, detail=detail, at=now)
@@ -149,9 +151,10 @@ async def stats(ctx: Context, client_id: str, start: date, end: date) -> dict[st
 
 
 async def report(ctx: Context, actor: str, start: date, end: date, *, org: str | None = None,
-                 via: str = "http") -> dict[str, Any]:
+                 via: str = "http", person: Person | None = None) -> dict[str, Any]:
     """The performance data report (small numbers suppressed) over the same rows as `stats`.
-    `org` limits it to one organisation (None: all); callers decide who may see what."""
-    rows, now = await _performance_rows(ctx, actor, org, start, end, "report.read", via)
+    `org` limits it to one organisation (None: all); callers decide who may see what. A page's
+    read names the signed-in `person` in the audit."""
+    rows, now = await _performance_rows(ctx, actor, org, start, end, "report.read", via, person)
     threshold = ctx.settings.file.system.small_number_threshold
     return figures.build(rows, start, end, now, threshold, scope=org or "all")

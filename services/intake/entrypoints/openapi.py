@@ -140,18 +140,62 @@ def spec() -> dict[str, Any]:
                 "parameters": [{"name": n, "in": "query", "schema": {"type": "string", "format": "date"}}
                                for n in ("from", "to")],
                 "responses": {"200": _json("The report"), **_problems(401, 403, 422, 429)}}},
-            "/report": {"get": {"summary": "The report page (HTML; signed-in browser, else a sign-in form)",
-                                "responses": {"200": {"description": "HTML"}, "401": {"description": "Sign in"}}}},
-            "/report/report.csv": {"get": {"summary": "The report as CSV (signed-in browser)",
-                                           "responses": {"200": {"description": "CSV"}, **_problems(401)}}},
-            "/report/session": {"post": {"summary": "Sign in to the report page with the access code",
-                                         "responses": {"303": {"description": "Signed in"},
-                                                       "401": {"description": "Wrong code"}, **_problems(403)}}},
-            "/report/report.css": {"get": {"summary": "Stylesheet", "responses": {"200": {"description": "CSS"}}}},
             "/openapi.json": {"get": {"summary": "This document", "responses": {"200": _json("OpenAPI")}}},
             "/healthz": health, "/readyz": health,
             "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {"200": {"description": "Text"}}}},
+            **pages(),
         },
+    }
+
+
+def _html(description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"text/html": {"schema": {"type": "string"}}}}
+
+
+SEE_OTHER = {"303": {"description": "Redirect (to sign in first, or back to the page)"}}
+PAGE_ACTIONS = ("acknowledgement", "decision", "strategy-discussion", "concerns", "checks", "feedback", "close")
+
+
+def _page(summary: str, *statuses: int, params: list | None = None, problems: tuple[int, ...] = ()) -> dict:
+    """A page for a signed-in person (OpenID Connect session cookie, not a signed request)."""
+    responses = {**SEE_OTHER, **{str(s): _html("Page") for s in statuses}, **_problems(*problems)}
+    return {"summary": summary, "parameters": params or [], "responses": responses}
+
+
+def pages() -> dict[str, Any]:
+    """The HTML pages (DESIGN §3.7): sign-in (shared/web), the case list, the referral page and
+    its forms, the performance report; and the front-end assets they load."""
+    ref = [{**REF_PARAM, "schema": {"type": "string"}}]
+    file = [{"name": n, "in": "path", "required": True, "schema": {"type": "string"}} for n in ("path",)]
+    actions = {f"/referrals/{{reference}}/{a}": {"post": _page(
+        f"The referral page's form: {a} (CSRF token, same origin; 303 back to the page, or the page with an "
+        "error summary)", 401, 403, 404, 409, 422, params=ref, problems=(413,))} for a in PAGE_ACTIONS}
+    return {
+        "/": {"get": {"summary": "Home: redirects to /referrals", "responses": SEE_OTHER}},
+        "/sign-in": {"get": _page("Sign in: the identity providers", 200),
+                     "post": _page("Start signing in at the chosen provider", 400, 401, 403, 429, problems=(413,))},
+        "/auth/callback": {"get": _page("The identity provider's redirect back (OpenID Connect)", 401, 403, 429)},
+        "/sign-out": {"post": _page("Sign out", 200, 403, problems=(413,))},
+        "/referrals": {"get": _page("My organisation's referrals (social_care, prevent)", 200, 403)},
+        "/referrals/{reference}": {"get": _page("A referral: status, clocks, timeline and my role's actions",
+                                                200, 403, 404, params=ref)},
+        "/referrals/{reference}/sealed.json": {"get": {
+            "summary": "The sealed envelopes for the signed-in person's browser to open (audited)",
+            "parameters": ref, "responses": {**SEE_OTHER, "200": _json("Envelopes"), "403": _html("Role"),
+                                             **_problems(404, 410)}}},
+        **actions,
+        "/report": {"get": _page("The performance report page (any staff role; ops: all organisations)",
+                                 200, 403, 422)},
+        "/report/report.csv": {"get": {
+            "summary": "The report as CSV (signed-in person)",
+            "responses": {**SEE_OTHER, "200": {"description": "CSV", "content": {"text/csv": {}}},
+                          "403": _html("Role"), **_problems(422)}}},
+        "/assets/{path}": {"get": {"summary": "Front-end assets (GOV.UK Frontend, MOJ Frontend, libsodium)",
+                                   "parameters": file, "responses": {"200": {"description": "A file"},
+                                                                     **_problems(404)}}},
+        "/static/{name}": {"get": {"summary": "intake's own page scripts and styles",
+                                   "parameters": [{**file[0], "name": "name"}],
+                                   "responses": {"200": {"description": "A file"}, **_problems(404)}}},
     }
 
 
