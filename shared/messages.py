@@ -252,6 +252,7 @@ class AlertEvent(Message):
     kind: AlertKind
     level: str
     at: datetime
+    by: Actor | None = None  # the signed-in person who acknowledged or recorded it (the console)
 
 
 class AlertRaised(AlertEvent):

@@ -5,11 +5,11 @@ Start-up (cleanup contexts, in order): the shared runtime (database migrated, br
 publisher, outbox relay), then escalation's own parts: the timer service (fires
 missed timers at once) and the consumer of `escalation.events`. Their stop hooks
 go on the runtime, so on SIGTERM the consumer stops first, then the timers, then the
-runtime flushes the outbox and closes.
+runtime flushes the outbox and closes. The pages (`/console`, `/ops`) sign people in with
+`shared.web` (OpenID Connect, server-side sessions; DESIGN §3.7).
 """
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 
@@ -17,36 +17,21 @@ from aiohttp import web
 
 from services.escalation.adapters import tables
 from services.escalation.context import Context
-from services.escalation.entrypoints import console, http, ops
+from services.escalation.entrypoints import console, console_actions, console_welfare, http, ops
 from services.escalation.entrypoints.amqp import make_consumer
 from services.escalation.entrypoints.timers import TimerService
-from shared.accesscodes import MIN_LENGTH, generated
 from shared.checkpointer import checkpointer_ctx
 from shared.clock import Clock, utcnow
-from shared.config import ConfigError, Settings
+from shared.config import Settings
 from shared.http import base_app
 from shared.runtime import RUNTIME, runtime_ctx
+from shared.web import signin
+from shared.web.pages import WEB, WebConfig
 
 SERVICE = "escalation"
 TIMERS = web.AppKey("escalation_timers", TimerService)
-TOKENS_ENV = "SAFEGUARD_CONSOLE_TOKENS"
-
-
-def console_tokens(settings: Settings, env: Mapping[str, str] | None = None) -> dict[str, str]:
-    """Console access codes per force: `SAFEGUARD_CONSOLE_TOKENS="force=code;..."`, else one
-    generated file per force under `<data dir>/console/<force>.token` (mode 0600)."""
-    env = os.environ if env is None else env
-    forces = [f.slug for f in settings.file.forces]
-    if env.get(TOKENS_ENV):
-        tokens = {}
-        for item in env[TOKENS_ENV].split(";"):
-            force, sep, code = item.strip().partition("=")
-            if not sep or force not in forces or len(code) < MIN_LENGTH:
-                raise ConfigError(f"environment: {TOKENS_ENV}: expected 'force=code;...' with known forces "
-                                  "and codes of at least 16 characters")
-            tokens[force] = code
-        return tokens
-    return {force: generated(Path(settings.data_dir) / "console" / f"{force}.token") for force in forces}
+TEMPLATES = Path(__file__).parent / "entrypoints" / "templates"
+STATIC = Path(__file__).parent / "entrypoints" / "static"
 
 
 def escalation_ctx(ctx: Context,
@@ -65,15 +50,38 @@ def escalation_ctx(ctx: Context,
     return run
 
 
-def create_app(settings: Settings, clock: Clock = utcnow, *, tokens: Mapping[str, str] | None = None,
-               timer_options: Mapping | None = None) -> web.Application:
+def web_config(settings: Settings, ctx: Context) -> WebConfig:
+    """The pages' sign-in and layout (DESIGN §3.7): control room and ops people only."""
+    return WebConfig(
+        service=SERVICE, settings=settings, base_url=settings.file.system.console_base_url, home="/console",
+        service_name="Control room", templates=TEMPLATES, sessions=tables.web_sessions, audit=tables.audit,
+        clock=lambda: ctx.clock(), navigation=(("Alerts", "/console", {"control_room"}), ("Operations", "/ops", {"ops"})))
+
+
+def organisation_names(settings: Settings) -> Callable[[web.Application], AsyncIterator[None]]:
+    """The identity bar names the person's organisation (a force's or a council's name)."""
+    def name(code: str) -> str:
+        org = settings.force(code) or settings.local_authority(code)
+        return org.name if org else code
+
+    async def run(app: web.Application) -> AsyncIterator[None]:
+        app[WEB].templates.globals["organisation_name"] = name
+        yield
+
+    return run
+
+
+def create_app(settings: Settings, clock: Clock = utcnow, *, timer_options: Mapping | None = None) -> web.Application:
     app = base_app(SERVICE, client_max_size=settings.file.system.max_body_bytes)
     ctx = Context(settings, clock)
     app[http.CONTEXT] = ctx
     http.add_routes(app)
-    console.add_routes(app, dict(tokens) if tokens is not None else console_tokens(settings))
-    ops.add_routes(app, ops.ops_token(settings))
+    for pages in (console, console_actions, console_welfare, ops):
+        pages.add_routes(app)
+    app.router.add_static("/static", STATIC, append_version=False)
     app.cleanup_ctx.append(runtime_ctx(SERVICE, settings, tables.outbox))
+    signin.setup(app, web_config(settings, ctx))
+    app.cleanup_ctx.append(organisation_names(settings))
     app.cleanup_ctx.append(escalation_ctx(ctx, timer_options))
     app.cleanup_ctx.append(checkpointer_ctx(tables.audit, tables.audit_checkpoints, clock=ctx.clock))
     return app

@@ -18,7 +18,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.escalation import metrics
 from services.escalation.adapters import repository as repo
-from services.escalation.adapters.effects import alert_event, audit, emit, new_id, notify, publish_alert
+from services.escalation.adapters import people
+from services.escalation.adapters.effects import alert_event, audit, emit, named, new_id, notify, publish_alert
 from services.escalation.context import Context
 from services.escalation.domain import alerts as alert_rules
 from services.escalation.domain import ladder
@@ -30,6 +31,7 @@ from shared.messages import (
     ConcernRaised, FeedbackReleased, ReferralAcknowledged, ReferralClosed, ReferralDecided, ReferralEvent,
     ReferralReceived, StrategyDiscussionRecorded, TrackClosed,
 )
+from shared.web.identity import Person
 
 
 async def _ensure(conn: AsyncConnection, ev: ReferralEvent, now: datetime) -> Row[Any]:
@@ -330,14 +332,16 @@ async def schedule_reescalation(conn: AsyncConnection, ctx: Context, alert: Row[
 
 # --- commands --------------------------------------------------------------------
 
-async def acknowledge_alert(conn: AsyncConnection, alert_id: str, actor: str, now: datetime) -> Row[Any] | None:
-    """Stop an alert's re-escalation. Idempotent: a second call changes nothing."""
-    alert, _ = await _acknowledge(conn, alert_id, actor, now)
+async def acknowledge_alert(conn: AsyncConnection, alert_id: str, actor: str, now: datetime,
+                            person: Person | None = None) -> Row[Any] | None:
+    """Stop an alert's re-escalation. Idempotent: a second call changes nothing. `person`: the
+    signed-in person acting (then `actor` is their id), named in the event and the audit."""
+    alert, _ = await _acknowledge(conn, alert_id, actor, now, person=person)
     return alert
 
 
 async def _acknowledge(conn: AsyncConnection, alert_id: str, actor: str, now: datetime,
-                       via: str | None = None) -> tuple[Row[Any] | None, bool]:
+                       via: str | None = None, person: Person | None = None) -> tuple[Row[Any] | None, bool]:
     """(the alert, whether this call acknowledged it). Timers are locked before the alert (the
     fire loop's order), so the two never deadlock."""
     alert = await repo.get_alert(conn, alert_id)
@@ -349,16 +353,20 @@ async def _acknowledge(conn: AsyncConnection, alert_id: str, actor: str, now: da
     alert = await repo.get_alert(conn, alert_id, lock=True)
     if alert.status != "open":
         return alert, False
+    by, who = named(person)
+    if person is not None:
+        await people.remember(conn, person, now)
     await repo.update_alert(conn, alert_id, status="acknowledged", acknowledged_at=now, acknowledged_by=actor)
     alert = await repo.get_alert(conn, alert_id)
-    await emit(conn, alert_event(AlertAcknowledged, alert, now, acknowledged_by=actor), now)
-    detail = {"alert_id": alert_id, "level": alert.level, "cancelled": cancelled, **({"via": via} if via else {})}
+    await emit(conn, alert_event(AlertAcknowledged, alert, now, acknowledged_by=actor, by=by), now)
+    detail = {"alert_id": alert_id, "level": alert.level, "cancelled": cancelled, **({"via": via} if via else {}),
+              **who}
     await audit(conn, "alert.acknowledged", alert.reference, now, actor=actor, detail=detail)
     return alert, True
 
 
 async def record_outcome(conn: AsyncConnection, ctx: Context, alert_id: str, action: str, notes: str | None,
-                         actor: str, now: datetime) -> tuple[Row[Any], bool, bool]:
+                         actor: str, now: datetime, person: Person | None = None) -> tuple[Row[Any], bool, bool]:
     """What the control room did about an alert, recorded once (DESIGN §3.5); it also
     acknowledges the alert if still open (stopping its re-escalation). The same action again
     changes nothing; a different one is refused (`OutcomeRefused` 409) before any write.
@@ -370,7 +378,7 @@ async def record_outcome(conn: AsyncConnection, ctx: Context, alert_id: str, act
         await audit(conn, "alert.outcome_recorded", alert.reference, now, actor=actor, outcome="repeated",
                     detail={"alert_id": alert_id, "action": action})
         return alert, False, False
-    _, acknowledged = await _acknowledge(conn, alert_id, actor, now, via="outcome")
+    _, acknowledged = await _acknowledge(conn, alert_id, actor, now, via="outcome", person=person)
     alert = await repo.get_alert(conn, alert_id, lock=True)
     assert alert is not None
     if not outcome_rules.is_new(alert.outcome_action, action):  # another call recorded it meanwhile
@@ -381,13 +389,16 @@ async def record_outcome(conn: AsyncConnection, ctx: Context, alert_id: str, act
     if notes:
         sealed = seal(json.dumps(notes, ensure_ascii=False).encode(), referral_id=alert.referral_id,
                       recipients=ctx.team_keys(alert.la_code, alert.force))
+    by, who = named(person)
+    if person is not None:
+        await people.remember(conn, person, now)
     await repo.update_alert(conn, alert_id, outcome_action=action, outcome_at=now, outcome_by=actor,
                             outcome_notes_sealed=sealed)
     alert = await repo.get_alert(conn, alert_id)
     assert alert is not None
     await emit(conn, alert_event(AlertOutcomeRecorded, alert, now, action=action, recorded_by=actor,
-                                 notes=sealed is not None), now)
+                                 notes=sealed is not None, by=by), now)
     await audit(conn, "alert.outcome_recorded", alert.reference, now, actor=actor, detail={
         "alert_id": alert_id, "kind": alert.kind, "action": action, "notes": sealed is not None,
-        "acknowledged": acknowledged})
+        "acknowledged": acknowledged, **who})
     return alert, True, acknowledged

@@ -81,8 +81,7 @@ async def test_two_replicas_each_on_three_rabbitmq_nodes_lose_nothing_when_a_nod
     config = keys.init(tmp_path / "config")
     load_run_config(config, reescalate_minutes=REESCALATE_MINUTES)
     placement = {"intake": (n1, n2), "escalation": (n2, n3), "notifier": (n3, n1)}
-    env = {"SAFEGUARD_CONFIG": str(config), "SAFEGUARD_SMTP_URL": smtp_sink.url, "SAFEGUARD_DATABASE_POOL_SIZE": "2",
-           "SAFEGUARD_CONSOLE_TOKENS": "dev-force=cluster-run-console-code-0001"}
+    env = {"SAFEGUARD_CONFIG": str(config), "SAFEGUARD_SMTP_URL": smtp_sink.url, "SAFEGUARD_DATABASE_POOL_SIZE": "2"}
     replicas = [fleet.replica(svc, f"{svc}-{'ab'[k]}", node.url,
                               {**env, "SAFEGUARD_DATABASE_URL": service_databases[svc]}, tmp_path)
                 for svc, nodes in placement.items() for k, node in enumerate(nodes)]

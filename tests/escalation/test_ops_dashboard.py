@@ -1,5 +1,6 @@
 """The ops dashboard (`GET /ops`) in real headless Chromium against the real broker and
-PostgreSQL: counts only, the right numbers, a screenshot, auto-refresh, no content."""
+PostgreSQL, signed in as the dev ops person at the real development identity provider: counts
+only, the right numbers, WCAG 2.2 AA at full width and 320 px, auto-refresh, no content."""
 from __future__ import annotations
 
 import asyncio
@@ -8,22 +9,17 @@ import uuid
 
 import aiohttp
 import pytest
-from axe_playwright_python.async_playwright import Axe
 from playwright.async_api import async_playwright, expect
 from sqlalchemy import func, select
 
-from safeguard import keys
 from services.escalation.adapters import ops_queries
 from services.escalation.adapters.tables import timers
-from services.escalation.entrypoints.ops import ops_token
 from shared import bus
-from shared.config import ConfigError, load_settings
 from shared.messages import ReferralAcknowledged
+from tests.escalation.browser import CHROMIUM_ARGS, axe_violations, narrow, screenshot, sign_in
 from tests.escalation.conftest import OTHER
 from tests.factories import london, referral_event, referral_received
 
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
 CANARY = "CANARY-Perpetua-Oakenshaw-7731"
 
 
@@ -60,7 +56,8 @@ async def _seed(esc) -> list[str]:
 @pytest.mark.broker
 @pytest.mark.database
 @pytest.mark.slow
-async def test_ops_dashboard_shows_queue_alert_deadline_and_parked_counts_and_never_content(esc, tmp_path):
+async def test_ops_dashboard_shows_queue_alert_deadline_and_parked_counts_and_never_content(esc_web, tmp_path):
+    esc = esc_web
     async with esc.app() as server, async_playwright() as pw:
         references = await _seed(esc)
         await esc.fire(server)  # the past-due steps of `late` fire now, not during the checks
@@ -70,25 +67,17 @@ async def test_ops_dashboard_shows_queue_alert_deadline_and_parked_counts_and_ne
         counts = await ops_queries.queue_counts(esc.connection, ["no.such.queue", "intake.submissions"])
         assert [(c.name, c.messages, c.consumers) for c in counts] == [  # a missing queue closes the
             ("no.such.queue", None, None), ("intake.submissions", 3, 0)]  # channel: the next gets a new one
-        base = str(server.make_url("/ops"))
+        root = str(server.make_url("")).rstrip("/")
+        base = root + "/ops"
         async with aiohttp.ClientSession() as session:
-            async with session.get(base) as resp:  # no cookie: the sign-in form, no counts
-                assert resp.status == 200 and 'id="queue-table"' not in await resp.text()
-            async with session.post(base + "/session", data={"code": "x"},
-                                    headers={"Origin": "https://evil.example"}) as resp:
-                assert resp.status == 403
+            async with session.get(base, allow_redirects=False) as resp:  # not signed in: to the sign-in page
+                assert resp.status == 303 and resp.headers["Location"] == "/sign-in?next=/ops"
 
         browser = await pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
         try:
-            page = await browser.new_page()
-            await page.goto(base)
-            await expect(page.get_by_role("heading", level=1)).to_have_text("Sign in to the ops dashboard")
-            await page.get_by_label("Ops access code").fill("not-the-code-not-the-code")
-            await page.get_by_role("button", name="Sign in").click()
-            await expect(page.locator(".error-summary")).to_be_visible()
-            await page.get_by_label("Ops access code").fill(ops_token(esc.settings, env={}))
-            await page.get_by_role("button", name="Sign in").click()
-            await expect(page.get_by_role("heading", level=1)).to_have_text("Ops dashboard")
+            page = await browser.new_page(viewport={"width": 1024, "height": 900})
+            await sign_in(page, root, "ops@safeguard.example", "/ops")
+            await expect(page.get_by_role("heading", level=1)).to_have_text("Operations dashboard")
 
             def cell(table: str, row: str, column: str):
                 return page.locator(f"#{table} tr[{row}] td.{column}")
@@ -124,15 +113,15 @@ async def test_ops_dashboard_shows_queue_alert_deadline_and_parked_counts_and_ne
             html = await page.content()
             assert CANARY not in html
             assert not [r for r in references if r in html]
-            results = await Axe().run(page, options={"runOnly": {"type": "tag", "values": [
-                "wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa"]}})
-            assert [v["id"] for v in results.response["violations"]] == []
+            assert await axe_violations(page) == []
+            assert await narrow(page) == (320, [])
             shot = tmp_path / "ops-dashboard.png"
             await page.screenshot(path=str(shot), full_page=True)
             data = shot.read_bytes()
             assert data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR"
             width, height = struct.unpack(">II", data[16:24])
             assert width > 0 and height > 600 and len(data) > 10_000
+            await screenshot(page, "ops-dashboard")
 
             await page.goto(base + "?refresh=2")  # reloads by itself, and can be paused
             await expect(page.locator("#refresh-status")).to_have_text("Refreshes every 2 seconds.")
@@ -144,13 +133,3 @@ async def test_ops_dashboard_shows_queue_alert_deadline_and_parked_counts_and_ne
         finally:
             await browser.close()
 
-
-def test_ops_token_from_environment_or_a_private_generated_file(tmp_path):
-    settings = load_settings({"SAFEGUARD_CONFIG": str(keys.init(tmp_path)), "SAFEGUARD_DATA_DIR": str(tmp_path)})
-    assert ops_token(settings, env={"SAFEGUARD_OPS_TOKEN": "x" * 16}) == "x" * 16
-    with pytest.raises(ConfigError, match="SAFEGUARD_OPS_TOKEN"):
-        ops_token(settings, env={"SAFEGUARD_OPS_TOKEN": "short"})
-    code = ops_token(settings, env={})
-    path = tmp_path / "ops" / "dashboard.token"
-    assert len(code) >= 24 and path.stat().st_mode & 0o777 == 0o600
-    assert ops_token(settings, env={}) == code

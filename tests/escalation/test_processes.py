@@ -68,8 +68,7 @@ async def test_two_processes_fire_1000_timers_exactly_once_across_a_kill_9_and_r
     engine = create_engine(pg_url)
     connection = await bus.connect(amqp_url, name="test-escalation-processes")
     env = {"SAFEGUARD_CONFIG": str(config), "SAFEGUARD_DATA_DIR": str(tmp_path),
-           "SAFEGUARD_AMQP_URL": amqp_url, "SAFEGUARD_DATABASE_URL": pg_url,
-           "SAFEGUARD_CONSOLE_TOKENS": "dev-force=console-code-for-dev-force-0001"}
+           "SAFEGUARD_AMQP_URL": amqp_url, "SAFEGUARD_DATABASE_URL": pg_url}
     a, b = (ServiceProcess.serve("escalation", env, name=name, logs=tmp_path) for name in ("a", "b"))
     try:
         await upgrade(engine, "escalation")

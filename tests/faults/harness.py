@@ -46,7 +46,7 @@ async def running(tmp_path: Path, amqp_url: str, vhost: str, databases: dict[str
         stack.push_async_callback(proxy.close)
         via_proxy = amqp_url.replace(urlsplit(amqp_url).netloc.split("@")[1], f"127.0.0.1:{proxy.port}")
         env = {"SAFEGUARD_CONFIG": str(config), "SAFEGUARD_SMTP_URL": sink.url, "SAFEGUARD_AMQP_URL": via_proxy,
-               "SAFEGUARD_CONSOLE_TOKENS": "dev-force=faults-run-console-code-0001", "SAFEGUARD_LOG_FORMAT": "json"}
+               "SAFEGUARD_LOG_FORMAT": "json"}
         services = {n: ServiceProcess.serve(n, {**env, "SAFEGUARD_DATA_DIR": str(tmp_path / n),
                                                 "SAFEGUARD_DATABASE_URL": databases[n]}, logs=tmp_path)
                     for n in SERVICES}

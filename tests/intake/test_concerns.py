@@ -177,8 +177,7 @@ async def test_each_call_is_a_new_concern_on_the_status_reply_idempotency_key_an
 @contextlib.asynccontextmanager
 async def escalation_beside(intake, clock: ManualClock):
     """escalation's real app on intake's broker vhost and database (its own tables)."""
-    server = TestServer(escalation_app(intake.settings, clock, tokens={"dev-force": "console-code-for-dev-force"},
-                                       timer_options={"poll_interval_s": 3600}))
+    server = TestServer(escalation_app(intake.settings, clock, timer_options={"poll_interval_s": 3600}))
     await server.start_server()
     try:
         yield server

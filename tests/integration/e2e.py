@@ -39,7 +39,6 @@ from tests.factories import SUBMIT_PATH, referral_post_headers
 from tests.notifier.servers import SmtpSink, TeamsStub
 
 SERVICES = ("intake", "escalation", "notifier")
-CONSOLE_TOKEN = "console-code-for-dev-force-0001"
 
 
 @dataclass
@@ -152,8 +151,7 @@ async def running_system(tmp_path: Path, amqp_url: str, start: datetime, db: str
         await intake.start_server()
         stack.push_async_callback(intake.close)
         intake.server.app[CONTEXT].clock = clock
-        escalation = TestServer(escalation_app(settings["escalation"], clock, tokens={"dev-force": CONSOLE_TOKEN},
-                                               timer_options={"poll_interval_s": 3600}))
+        escalation = TestServer(escalation_app(settings["escalation"], clock, timer_options={"poll_interval_s": 3600}))
         await escalation.start_server()
         stack.push_async_callback(escalation.close)
         notifier = TestServer(notifier_app(settings["notifier"]))

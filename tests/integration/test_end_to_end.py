@@ -14,7 +14,6 @@ import holidays
 import pytest
 import sqlalchemy as sa
 
-from services.escalation.entrypoints.ops import ops_token
 from shared.clock import LONDON
 from shared.storage import create_engine
 from shared.web.identity import Person
@@ -87,8 +86,11 @@ async def pages_text(system: System) -> dict[str, str]:
             async with http.get(server.make_url("/metrics")) as resp:
                 out[f"{svc} /metrics"] = await resp.text()
         esc, intake = system.servers["escalation"], system.servers["intake"]
-        code = ops_token(system.settings["escalation"])
-        async with http.post(esc.make_url("/ops/session"), data={"code": code}) as resp:
+        # an ops person's session, as signing in makes it (tests/escalation and tests/web sign in for real)
+        web = esc.app[WEB]
+        ops = Person("http://127.0.0.1:9400", "ops@safeguard.example", "Alex Reid", "ops", None)
+        session = await web.store.signed_in(web.config.clock(), ops)
+        async with http.get(esc.make_url("/ops"), headers={"Cookie": f"{web.cookie}={session.id}"}) as resp:
             out["/ops"] = await resp.text()
         web = intake.app[WEB]  # an ops person signed in (the pages' own tests sign in at the provider)
         session = await web.store.signed_in(system.clock(), Person("https://idp.example", "ops", "Ops", "ops", None))

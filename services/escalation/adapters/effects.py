@@ -16,9 +16,10 @@ from services.escalation.adapters.tables import outbox
 from services.escalation.domain import alerts as alert_rules
 from shared import bus
 from shared.audit import batched as audit_batched, record
-from shared.messages import AlertEvent, Holding, Message, NotificationRequested
+from shared.messages import Actor, AlertEvent, Holding, Message, NotificationRequested
 from shared.storage import OutgoingMessage, enqueue
 from shared.storage.outbox import batched as outbox_batched
+from shared.web.identity import Person
 
 ACTOR = "escalation"
 
@@ -92,6 +93,14 @@ async def publish_alert(conn: AsyncConnection, console_base_url: str, alert: Row
     await emit(conn, body, now, exchange=bus.ALERTS, routing_key=bus.control_room_routing_key(alert.force))
 
 
-def alert_event(cls: type[AlertEvent], alert: Row[Any], now: datetime, **extra: str) -> AlertEvent:
+def named(person: Person | None) -> tuple[Actor | None, dict[str, Any]]:
+    """A signed-in person's action: the events' `by` and the audit detail naming them."""
+    if person is None:
+        return None, {}
+    return (Actor(id=person.id, role=person.role, organisation=person.organisation, issuer=person.issuer,
+                  subject=person.subject, name=person.name), {"person": person.as_dict()})
+
+
+def alert_event(cls: type[AlertEvent], alert: Row[Any], now: datetime, **extra: Any) -> AlertEvent:
     return cls(alert_id=alert.alert_id, referral_id=alert.referral_id, reference=alert.reference,
                force=alert.force, la_code=alert.la_code, kind=alert.kind, level=alert.level, at=now, **extra)

@@ -91,3 +91,16 @@ alerts = Table(
 
 # --- revision 0007: the pages' server-side sessions ---
 web_sessions = session_table(metadata, SERVICE)
+
+# --- revision 0008: the people named in `acknowledged_by` / `outcome_by` (DESIGN §3.7: issuer,
+# subject, name), one row per person id (`person:…`), updated as they act; the console shows the name.
+people = Table(
+    "escalation_people", metadata,
+    Column("id", String(100), primary_key=True),
+    Column("issuer", String(300), nullable=False),
+    Column("subject", String(200), nullable=False),
+    Column("name", String(100), nullable=False),
+    Column("role", String(20), nullable=False),
+    Column("organisation", String(63), nullable=True),
+    Column("updated_at", UtcDateTime(), nullable=False),
+)

@@ -1,124 +1,109 @@
-"""The control-room console: open alerts for one force, live over Server-Sent Events.
+"""The control-room console (DESIGN §3.7): the signed-in operator's force's alerts, live over
+Server-Sent Events. The force is the person's organisation (a `?force=` is ignored).
 
-Staff authentication is deliberately simple: each force has a console access code
-(`SAFEGUARD_CONSOLE_TOKENS="force=code;..."` or a generated file
-`<data dir>/console/<force>.token`). Signing in posts the code once; the browser then
-holds it in an HttpOnly, SameSite=Strict cookie scoped to `/console`. The page, the
-event stream and the acknowledge action all need that cookie for the force in the
-URL. Acknowledging is a same-origin POST (Origin / Sec-Fetch-Site checked), never a
-GET. Pages show references, kinds, LA codes, levels and times only — no personal data.
+- `GET /console` — open alerts (most urgent first) and those acknowledged but still awaiting
+  an outcome, with who acknowledged and when; a success banner after an action.
+- `GET /console/events` — the same list as JSON events whenever it changes. The stream ends
+  (an `end` event) when the session would idle out or expire: live updates do not keep a
+  session alive; the page then asks for a reload.
+
+The actions (acknowledge, outcome, welfare check) are in `console_actions.py`. Pages show
+references, kinds, councils, levels, times and staff names — nothing about the child.
 """
 from __future__ import annotations
 
 import asyncio
-import hmac
 import json
 from datetime import datetime
-from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
-from services.escalation import handlers, metrics
+from services.escalation.adapters import people
 from services.escalation.adapters import repository as repo
-from services.escalation.domain.alerts import KIND_LABELS, console_order
+from services.escalation.domain import console as shown
 from services.escalation.entrypoints.http import CONTEXT
-from shared import pages
-from shared.http import problem
 from shared.runtime import RUNTIME
+from shared.web.pages import person_of, render, session_of, signed_in
+from shared.web.sessions import IDLE
 
-HERE = Path(__file__).parent
-COOKIE = "sg_console"
-CONSOLE_TOKENS = web.AppKey("console_tokens", dict)
 CLOSING = web.AppKey("console_closing", asyncio.Event)
 SSE_POLL_S = 1.0
 HEARTBEAT_S = 15.0
-TEMPLATES = pages.templates(HERE / "templates")
-HEADERS = {
-    "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; "
-                               "frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
-    "Cache-Control": "no-store", "X-Content-Type-Options": "nosniff", "Referrer-Policy": "same-origin",
-}
+BANNERS = {"acknowledged": "Alert acknowledged", "recorded": "Outcome recorded"}
 
 
-def _force(request: web.Request) -> str | None:
-    slug = request.query.get("force", "")
-    return slug if request.app[CONTEXT].settings.force(slug) else None
+def force_of(request: web.Request) -> str | None:
+    """The signed-in person's force, if it is one this service knows."""
+    person = person_of(request)
+    org = person.organisation if person else None
+    return org if org and request.app[CONTEXT].settings.force(org) else None
 
 
-def _signed_in(request: web.Request, force: str) -> bool:
-    expected = request.app[CONSOLE_TOKENS].get(force)
-    value = request.cookies.get(COOKIE, "")
-    who, _, token = value.partition(":")
-    return bool(expected) and who == force and hmac.compare_digest(token.encode(), expected.encode())
+def council(request: web.Request, la_code: str) -> str:
+    la = request.app[CONTEXT].settings.local_authority(la_code)
+    return la.name if la else la_code
 
 
-def same_origin(request: web.Request) -> bool:
-    site = request.headers.get("Sec-Fetch-Site")
-    if site is not None and site not in ("same-origin", "none"):
-        return False
-    origin = request.headers.get("Origin")
-    return origin is None or origin == f"{request.scheme}://{request.host}"
+async def alerts_view(request: web.Request, force: str) -> dict[str, Any]:
+    ctx = request.app[CONTEXT]
+    async with request.app[RUNTIME].engine.connect() as conn:
+        rows = [dict(r._mapping) for r in await people.console_alerts(conn, force)]
+        names = await people.names_of(conn, [r["acknowledged_by"] for r in rows])
+    now = ctx.clock()
+    return {"now": now.isoformat(), "alerts": [shown.item(a, now, lambda c: council(request, c), names)
+                                              for a in shown.ordered(rows)]}
 
 
-async def open_alerts_view(request: web.Request, force: str) -> dict:
-    rt, ctx = request.app[RUNTIME], request.app[CONTEXT]
-    async with rt.engine.connect() as conn:
-        rows = await repo.open_alerts(conn, force=force)
-    items = sorted(({**row._mapping} for row in rows), key=console_order)
-    return {"now": ctx.clock().isoformat(), "alerts": [{
-        "alert_id": a["alert_id"], "kind": a["kind"], "kind_label": KIND_LABELS.get(a["kind"], a["kind"]),
-        "level": a["level"], "level_index": a["level_index"], "reference": a["reference"],
-        "la_code": a["la_code"], "raised_at": a["raised_at"].isoformat(),
-        "last_raised_at": a["last_raised_at"].isoformat()} for a in items]}
+async def _banner(request: web.Request, force: str) -> dict[str, str] | None:
+    """The success banner after an action (`?done=acknowledged|recorded&alert=…`)."""
+    done, alert_id = request.query.get("done", ""), request.query.get("alert", "")
+    if done not in BANNERS or not alert_id:
+        return None
+    async with request.app[RUNTIME].engine.connect() as conn:
+        alert = await repo.get_alert(conn, alert_id[:64])
+    if alert is None or alert.force != force:
+        return None
+    what = shown.OUTCOME_LABELS.get(alert.outcome_action or "", "") if done == "recorded" else ""
+    return {"title": BANNERS[done], "reference": alert.reference, "what": what}
 
 
-def _age(now: str, then: str) -> str:
-    minutes = int((datetime.fromisoformat(now) - datetime.fromisoformat(then)).total_seconds() // 60)
-    return f"{minutes // 60} h {minutes % 60} min" if minutes >= 60 else f"{max(minutes, 0)} min"
-
-
-def _page(template: str, status: int = 200, **values) -> web.Response:
-    html = TEMPLATES.get_template(template).render(kinds=KIND_LABELS, age=_age, **values)
-    return web.Response(text=html, content_type="text/html", status=status, headers=HEADERS)
-
-
+@signed_in({"control_room", "ops"})
 async def console_page(request: web.Request) -> web.StreamResponse:
-    force = _force(request)
+    person = person_of(request)
+    assert person is not None
+    if person.role == "ops":
+        raise web.HTTPSeeOther("/ops")
+    force = force_of(request)
     if force is None:
-        return _page("unknown.html", 404)
-    name = request.app[CONTEXT].settings.force(force).name
-    if not _signed_in(request, force):
-        return _page("signin.html", force=force, force_name=name, error=None)
-    return _page("console.html", force=force, force_name=name, view=await open_alerts_view(request, force))
+        return render(request, "message.html", 403, title="You cannot use this page",
+                      body="Your organisation has no control-room console here.")
+    return render(request, "console.html", title="Alerts", force_name=request.app[CONTEXT].settings.force(force).name,
+                  view=await alerts_view(request, force), banner=await _banner(request, force))
 
 
-async def sign_in(request: web.Request) -> web.StreamResponse:
-    form = await request.post()
-    force, code = str(form.get("force", "")), str(form.get("code", ""))
-    expected = request.app[CONSOLE_TOKENS].get(force)
-    if not same_origin(request):
-        return problem(403, detail="cross-site request refused")
-    if request.app[CONTEXT].settings.force(force) is None:
-        return _page("unknown.html", 404)
-    if not expected or not hmac.compare_digest(code.encode(), expected.encode()):
-        name = request.app[CONTEXT].settings.force(force).name
-        return _page("signin.html", 401, force=force, force_name=name, error="The access code is not right.")
-    response = web.Response(status=303, headers={"Location": f"/console?force={force}", **HEADERS})
-    response.set_cookie(COOKIE, f"{force}:{code}", httponly=True, samesite="Strict", path="/console",
-                        secure=request.secure)
+@signed_in({"control_room"})
+async def events(request: web.Request) -> web.StreamResponse:
+    force, session = force_of(request), session_of(request)
+    if force is None or session is None:
+        raise web.HTTPForbidden()
+    response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store",
+                                           "X-Accel-Buffering": "no", "X-Content-Type-Options": "nosniff"})
+    await response.prepare(request)
+    try:
+        await _stream(request, response, force, min(session.expires_at, session.last_seen_at + IDLE))
+    except ConnectionResetError:  # the browser went away
+        pass
     return response
 
 
-async def events(request: web.Request) -> web.StreamResponse:
-    force = _force(request)
-    if force is None or not _signed_in(request, force):
-        return problem(401, detail="sign in to the console first")
-    response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store",
-                                           "X-Accel-Buffering": "no"})
-    await response.prepare(request)
-    closing, last, quiet = request.app[CLOSING], None, 0.0
+async def _stream(request: web.Request, response: web.StreamResponse, force: str, ends: datetime) -> None:
+    closing, clock, last, quiet = request.app[CLOSING], request.app[CONTEXT].clock, None, 0.0
     while not closing.is_set():
-        view = await open_alerts_view(request, force)
+        if clock() >= ends:
+            await response.write(b"event: end\ndata: {}\n\n")
+            return
+        view = await alerts_view(request, force)
         payload = json.dumps(view["alerts"])
         if payload != last:
             await response.write(f"event: alerts\ndata: {json.dumps(view)}\n\n".encode())
@@ -130,39 +115,14 @@ async def events(request: web.Request) -> web.StreamResponse:
             await asyncio.wait_for(closing.wait(), SSE_POLL_S)
         except TimeoutError:
             quiet += SSE_POLL_S
-    return response
-
-
-async def acknowledge(request: web.Request) -> web.StreamResponse:
-    if not same_origin(request):
-        return problem(403, detail="cross-site request refused")
-    rt, ctx = request.app[RUNTIME], request.app[CONTEXT]
-    alert_id = request.match_info["alert_id"]
-    async with rt.engine.begin() as conn:
-        alert = await repo.get_alert(conn, alert_id)
-        if alert is None or not _signed_in(request, alert.force):
-            return problem(403 if alert else 404)
-        was_open = alert.status == "open"
-        await handlers.acknowledge_alert(conn, alert_id, f"console:{alert.force}", ctx.clock())
-    if was_open:
-        metrics.ALERTS_ACKNOWLEDGED.labels(via="console").inc()
-        rt.relay.notify()
-    if request.headers.get("Accept", "").startswith("application/json"):
-        return web.json_response({"alert_id": alert_id, "status": "acknowledged"})
-    raise web.HTTPSeeOther(f"/console?force={alert.force}")
 
 
 async def _closing(app: web.Application) -> None:
     app[CLOSING].set()
 
 
-def add_routes(app: web.Application, tokens: dict[str, str]) -> None:
-    app[CONSOLE_TOKENS] = dict(tokens)
+def add_routes(app: web.Application) -> None:
     app[CLOSING] = asyncio.Event()
     app.on_shutdown.append(_closing)
     app.router.add_get("/console", console_page)
-    app.router.add_post("/console/session", sign_in)
     app.router.add_get("/console/events", events)
-    app.router.add_post("/console/alerts/{alert_id}/acknowledgement", acknowledge)
-    app.router.add_get("/console/static/console.css", pages.stylesheet(HERE / "templates" / "console.css"))
-    app.router.add_static("/console/static", HERE / "static", append_version=False)

@@ -2,44 +2,29 @@
 
 Queue depths and consumers (passive declares), parked messages per parking queue,
 escalation's outbox lag, open alerts by force and level, unmet deadlines due today or
-breached, timers by kind. No reference, name or content is ever on the page. Access
-works like the console's: one ops access code (`SAFEGUARD_OPS_TOKEN`, else generated
-once into `<data dir>/ops/dashboard.token`), posted once, then held in an HttpOnly,
-SameSite=Strict cookie scoped to `/ops`. Charts are inline SVG; `static/ops.js`
+breached, timers by kind. No reference, name or content is ever on the page. People with
+the `ops` role sign in (DESIGN §3.7, `shared.web`). Charts are inline SVG; `static/ops.js`
 reloads the page every `?refresh=` seconds (default 15) and can be paused.
 """
 from __future__ import annotations
 
 import asyncio
-import hmac
-import os
-from collections.abc import Mapping
 from datetime import UTC, datetime, time, timedelta
 
 from aiohttp import web
 
 from services.escalation.adapters import ops_queries as q
+from services.escalation.domain.console import level_label
 from services.escalation.domain.ladder import TIMER_KINDS
-from services.escalation.entrypoints.console import HEADERS, TEMPLATES, same_origin
 from services.escalation.entrypoints.http import CONTEXT
-from shared.accesscodes import access_code
 from shared.bus.topology import all_queues
 from shared.clock import LONDON
-from shared.config import Settings
-from shared.http import problem
 from shared.logging import get_logger
 from shared.runtime import RUNTIME
+from shared.web.pages import render, signed_in
 
 log = get_logger(__name__)
-COOKIE = "sg_ops"
-TOKEN_ENV = "SAFEGUARD_OPS_TOKEN"
-OPS_TOKEN = web.AppKey("ops_token", str)
 REFRESH_S, BROKER_TIMEOUT_S = 15, 5.0
-
-
-def ops_token(settings: Settings, env: Mapping[str, str] | None = None) -> str:
-    """The ops access code: `SAFEGUARD_OPS_TOKEN`, else `<data dir>/ops/dashboard.token` (0600)."""
-    return access_code(settings, os.environ if env is None else env, TOKEN_ENV, "ops/dashboard.token")
 
 
 def bars(items: list[tuple[str, int]], width: int = 300) -> list[dict]:
@@ -90,7 +75,8 @@ async def dashboard_view(app: web.Application) -> dict:
         "parked_total": sum(c.messages or 0 for c in parked if c),
         "outbox": {"backlog": backlog, "oldest": _age(oldest)},
         "levels": levels, "alerts": by_force, "alerts_total": sum(n for *_, n in open_alerts),
-        "deadlines": deadlines, "timers": timers,
+        "deadlines": deadlines, "timers": timers, "level_labels": {lvl: level_label(lvl) for lvl in levels},
+        "force_names": {f.slug: f.name for f in settings.file.forces},
         "report_url": settings.file.system.public_base_url.rstrip("/") + "/report",
         "charts": {
             "queues": bars([(c.name, c.messages or 0) for c in queues if c]),
@@ -100,37 +86,14 @@ async def dashboard_view(app: web.Application) -> dict:
     }
 
 
-def _signed_in(request: web.Request) -> bool:
-    return hmac.compare_digest(request.cookies.get(COOKIE, "").encode(), request.app[OPS_TOKEN].encode())
-
-
-def _page(template: str, status: int = 200, **values) -> web.Response:
-    html = TEMPLATES.get_template(template).render(**values)
-    return web.Response(text=html, content_type="text/html", status=status, headers=HEADERS)
-
-
+@signed_in({"ops"})
 async def dashboard(request: web.Request) -> web.StreamResponse:
-    if not _signed_in(request):
-        return _page("ops_signin.html", error=None)
     try:
         refresh = min(max(int(request.query.get("refresh", REFRESH_S)), 2), 3600)
     except ValueError:
         refresh = REFRESH_S
-    return _page("ops.html", view=await dashboard_view(request.app), refresh=refresh)
+    return render(request, "ops.html", title="Operations", view=await dashboard_view(request.app), refresh=refresh)
 
 
-async def sign_in(request: web.Request) -> web.StreamResponse:
-    if not same_origin(request):
-        return problem(403, detail="cross-site request refused")
-    code = str((await request.post()).get("code", ""))
-    if not hmac.compare_digest(code.encode(), request.app[OPS_TOKEN].encode()):
-        return _page("ops_signin.html", 401, error="The access code is not right.")
-    response = web.Response(status=303, headers={"Location": "/ops", **HEADERS})
-    response.set_cookie(COOKIE, code, httponly=True, samesite="Strict", path="/ops", secure=request.secure)
-    return response
-
-
-def add_routes(app: web.Application, token: str) -> None:
-    app[OPS_TOKEN] = token
+def add_routes(app: web.Application) -> None:
     app.router.add_get("/ops", dashboard)
-    app.router.add_post("/ops/session", sign_in)

@@ -1,88 +1,87 @@
-// Control-room console: live list of open alerts over Server-Sent Events.
-// Renders with textContent only (never innerHTML); acknowledges with a same-origin POST.
-(function () {
-  "use strict";
-  var table = document.getElementById("alerts");
-  if (!table) { return; }
-  var force = table.getAttribute("data-force");
-  var rows = document.getElementById("alert-rows");
-  var banner = document.getElementById("urgent-banner");
-  var serverOffset = Date.parse(table.getAttribute("data-now")) - Date.now();
-  var seenUrgent = {};
-  Array.prototype.forEach.call(rows.querySelectorAll("tr[data-kind='immediate_safety']"), function (tr) {
-    seenUrgent[tr.getAttribute("data-alert-id")] = true;
-  });
+// The control-room console's live list: alerts over Server-Sent Events (/console/events, the
+// session cookie), rendered with DOM APIs and textContent only (never innerHTML). The markup
+// is templates/_alert.html's. A new immediate-safety alert shows the red banner and beeps.
+const list = document.getElementById("alerts");
+const banner = document.getElementById("urgent-banner");
+let serverOffset = list ? Date.parse(list.dataset.now) - Date.now() : 0;
+const seenUrgent = new Set();
 
-  function age(raisedAt) {
-    var minutes = Math.max(0, Math.floor((Date.now() + serverOffset - Date.parse(raisedAt)) / 60000));
-    return (minutes >= 60 ? Math.floor(minutes / 60) + " h " + (minutes % 60) + " min" : minutes + " min") + " ago";
-  }
+function el(tag, className, ...children) {
+  const node = document.createElement(tag);
+  if (className) { node.className = className; }
+  for (const child of children) { node.append(child); }
+  return node;
+}
 
-  function cell(tr, text) { var td = document.createElement("td"); td.textContent = text; tr.appendChild(td); return td; }
+function age(raisedAt) {
+  const minutes = Math.max(0, Math.floor((Date.now() + serverOffset - Date.parse(raisedAt)) / 60000));
+  return (minutes >= 60 ? `${Math.floor(minutes / 60)} h ${minutes % 60} min` : `${minutes} min`) + " ago";
+}
 
-  function row(a) {
-    var tr = document.createElement("tr");
-    tr.className = "alert-row" + (a.kind === "immediate_safety" ? " alert-immediate" : "");
-    tr.setAttribute("data-alert-id", a.alert_id);
-    tr.setAttribute("data-kind", a.kind);
-    var kind = cell(tr, "");
-    var tag = document.createElement("strong");
-    tag.className = "tag" + (a.kind === "immediate_safety" ? " tag-red" : "");
-    tag.textContent = a.kind_label;
-    kind.appendChild(tag);
-    cell(tr, a.reference); cell(tr, a.la_code); cell(tr, a.level);
-    var when = cell(tr, ""), span = document.createElement("span");
-    span.className = "age"; span.setAttribute("data-raised-at", a.raised_at); span.textContent = age(a.raised_at);
-    when.appendChild(span);
-    var action = cell(tr, ""), form = document.createElement("form");
-    form.method = "post"; form.className = "ack-form";
-    form.action = "/console/alerts/" + encodeURIComponent(a.alert_id) + "/acknowledgement";
-    var button = document.createElement("button"), hidden = document.createElement("span");
-    button.type = "submit"; button.className = "button button-secondary"; button.textContent = "Acknowledge";
-    hidden.className = "visually-hidden"; hidden.textContent = " alert for " + a.reference;
-    button.appendChild(hidden); form.appendChild(button); action.appendChild(form);
-    return tr;
-  }
+function action(href, text, hidden) {
+  const link = el("a", "govuk-link", text, el("span", "govuk-visually-hidden", hidden));
+  link.href = href;
+  return el("li", "govuk-summary-card__action", link);
+}
 
-  function beep() {
-    try {
-      var Ctx = window.AudioContext || window.webkitAudioContext, ctx = new Ctx(), osc = ctx.createOscillator();
-      osc.frequency.value = 880; osc.connect(ctx.destination); osc.start(); osc.stop(ctx.currentTime + 0.6);
-    } catch (e) { /* sound is a bonus; the banner is the cue */ }
-  }
+function row(key, ...value) {
+  return el("div", "govuk-summary-list__row", el("dt", "govuk-summary-list__key", key),
+            el("dd", "govuk-summary-list__value", ...value));
+}
 
-  function render(view) {
-    serverOffset = Date.parse(view.now) - Date.now();
-    while (rows.firstChild) { rows.removeChild(rows.firstChild); }
-    var urgent = false, fresh = false;
-    view.alerts.forEach(function (a) {
-      rows.appendChild(row(a));
-      if (a.kind === "immediate_safety") {
-        urgent = true;
-        if (!seenUrgent[a.alert_id]) { fresh = true; seenUrgent[a.alert_id] = true; }
-      }
-    });
-    banner.hidden = !urgent;
-    document.getElementById("count").textContent = String(view.alerts.length);
-    document.getElementById("empty").hidden = view.alerts.length > 0;
-    document.title = (urgent ? "(!) " : "") + "Open alerts – Safeguard Relay";
-    if (fresh) { banner.classList.add("flash"); beep(); }
-  }
+function card(a) {
+  const base = `/console/alerts/${encodeURIComponent(a.alert_id)}`;
+  const tagClass = a.urgent ? " govuk-tag--red" : a.kind === "deadline_breach" ? " govuk-tag--orange" : " govuk-tag--blue";
+  const actions = el("ul", "govuk-summary-card__actions");
+  if (!a.acknowledged) { actions.append(action(`${base}/acknowledge`, "Acknowledge", ` alert for ${a.reference}`)); }
+  actions.append(action(`${base}/outcome`, "Record outcome", ` for ${a.reference}`),
+                 action(`${base}/welfare-check`, "Open for a welfare check", ` (${a.reference})`));
+  const title = el("h2", "govuk-summary-card__title", el("strong", "govuk-tag" + tagClass, a.kind_label), " ",
+                   el("span", "sg-alert__reference", a.reference));
+  const ageSpan = el("span", "sg-age", a.raised_age);
+  ageSpan.dataset.raisedAt = a.raised_at;
+  const status = a.acknowledged
+    ? `Acknowledged by ${a.acknowledged_by} at ${a.acknowledged_at}. Outcome not recorded yet.` : "Not acknowledged";
+  const details = el("dl", "govuk-summary-list", row("Council", a.council), row("Level", a.level),
+                     row("Raised", `${a.raised}, `, ageSpan), row("Status", status));
+  details.lastChild.lastChild.classList.add("sg-status");
+  const node = el("div", "govuk-summary-card sg-alert" + (a.urgent ? " sg-alert--urgent" : ""),
+                  el("div", "govuk-summary-card__title-wrapper", title, actions),
+                  el("div", "govuk-summary-card__content", details));
+  node.dataset.alertId = a.alert_id;
+  node.dataset.kind = a.kind;
+  return node;
+}
 
-  rows.addEventListener("submit", function (event) {
-    var form = event.target;
-    if (!form.classList || !form.classList.contains("ack-form")) { return; }
-    event.preventDefault();
-    fetch(form.action, { method: "POST", credentials: "same-origin", headers: { "Accept": "application/json" } })
-      .then(function (resp) { if (resp.ok) { var tr = form.closest("tr"); if (tr) { tr.remove(); } } });
-  });
+function beep() {
+  try {
+    const ctx = new AudioContext(), osc = ctx.createOscillator();
+    osc.frequency.value = 880; osc.connect(ctx.destination); osc.start(); osc.stop(ctx.currentTime + 0.6);
+  } catch { /* sound is a bonus; the banner is the cue */ }
+}
 
-  setInterval(function () {
-    Array.prototype.forEach.call(document.querySelectorAll(".age"), function (span) {
-      span.textContent = age(span.getAttribute("data-raised-at"));
-    });
+function render(view) {
+  serverOffset = Date.parse(view.now) - Date.now();
+  list.replaceChildren(...view.alerts.map(card));
+  const urgent = view.alerts.filter((a) => a.urgent && !a.acknowledged);
+  const fresh = urgent.filter((a) => !seenUrgent.has(a.alert_id));
+  urgent.forEach((a) => seenUrgent.add(a.alert_id));
+  banner.hidden = urgent.length === 0;
+  document.getElementById("count").textContent = String(view.alerts.length);
+  document.getElementById("empty").hidden = view.alerts.length > 0;
+  document.title = (urgent.length ? "(!) " : "") + document.title.replace(/^\(!\) /, "");
+  if (fresh.length) { beep(); }
+}
+
+if (list) {
+  list.querySelectorAll(".sg-alert[data-kind='immediate_safety']").forEach((n) => seenUrgent.add(n.dataset.alertId));
+  setInterval(() => {
+    document.querySelectorAll(".sg-age").forEach((span) => { span.textContent = age(span.dataset.raisedAt); });
   }, 15000);
-
-  var source = new EventSource("/console/events?force=" + encodeURIComponent(force));
-  source.addEventListener("alerts", function (event) { render(JSON.parse(event.data)); });
-}());
+  const source = new EventSource("/console/events");
+  source.addEventListener("alerts", (event) => render(JSON.parse(event.data)));
+  source.addEventListener("end", () => {  // the session's idle or absolute limit: a reload signs in again
+    source.close();
+    document.getElementById("live-ended").hidden = false;
+  });
+}
