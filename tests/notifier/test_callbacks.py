@@ -12,15 +12,19 @@ import os
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
+from aiohttp import web
 from prometheus_client import REGISTRY
 from standardwebhooks import Webhook
 
 from safeguard import keys
 from safeguard.trace import trace_command
 from safeguard.webhooks import send_test_event
+from services.notifier.adapters.channels.webhook import Endpoint, WebhookChannel
 from services.notifier.adapters.effects import message_id
+from services.notifier.domain.callbacks import encode_body
 from shared.config import ConfigError, load_settings
 from shared.crypto import b64e, generate_sealing_key
 from shared.messages import (
@@ -30,6 +34,7 @@ from shared.messages import (
 from tests.factories import referral_received
 from tests.notifier.conftest import CANARY, FORCE, LA, World, running_world
 from tests.notifier.receiver import LocalCa, Received, Receiver
+from tests.support.processes import free_port
 
 pytestmark = [pytest.mark.broker, pytest.mark.database]
 OTHER_LA, OTHER_FORCE = "E88888888", "north-force"
@@ -237,3 +242,29 @@ async def test_webhooks_test_sends_one_signed_test_event_and_prints_one_line(tmp
     out = io.StringIO()  # the receiver is gone: one readable line, no traceback
     assert await send_test_event(settings, "la-cms", env={"SG_TEST_CB_LA": secret}, out=out) == 1
     assert "not delivered: temporary failure (connection_error)" in out.getvalue()
+
+
+async def test_the_receiver_example_in_docs_integration_accepts_our_requests_and_refuses_forged_ones(monkeypatch):
+    text = (Path(__file__).resolve().parents[2] / "docs" / "integration.md").read_text()
+    code = text.split("### Verifying a request", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    secret = new_secret()
+    monkeypatch.setenv("SAFEGUARD_WEBHOOK_SECRET", secret)
+    example: dict = {"__name__": "receiver_example"}
+    exec(compile(code, "docs/integration.md", "exec"), example)  # noqa: S102 - our own documentation
+    port = free_port()
+    runner = web.AppRunner(example["app"], access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    url = f"http://127.0.0.1:{port}/safeguard/events"
+    channel = WebhookChannel({})
+    try:
+        ours, forged = Endpoint("x", url, Webhook(secret)), Endpoint("x", url, Webhook(new_secret()))
+        payload = encode_body("referral.acknowledged", datetime.now(UTC), {"reference": "PRV-2026-000001",
+                                                                           "status": "acknowledged"})
+        assert (await channel.post(ours, "msg_1", payload))[1] == 204
+        assert (await channel.post(ours, "msg_1", payload))[1] == 204  # a repeat: taken, not handled twice
+        assert (await channel.post(forged, "msg_2", payload))[1] == 401
+        assert example["seen"] == {"msg_1"}
+    finally:
+        await channel.close()
+        await runner.cleanup()
