@@ -7,10 +7,10 @@ the notifier with a message naming the key). Every attempt POSTs the JSON body w
 `webhook-id` (stable per subscription and event: a receiver drops a repeat by it),
 `webhook-timestamp` (this attempt, seconds) and `webhook-signature` (`standardwebhooks`).
 TLS trusts the system CA store (`SSL_CERT_FILE` names another bundle, e.g. one holding a
-council's internal CA). Redirects are not followed. Classification: 2xx delivered; 410
-Gone permanent at once (`http_410`); 429 (pausing that subscription for its Retry-After),
-any other status, timeouts, TLS and connection errors temporary (retried with back-off,
-honouring Retry-After, until the retry policy gives up).
+council's internal CA). Redirects are not followed; 15 s per request, 5 s to connect.
+Classification: 2xx delivered; 410 Gone permanent at once (`http_410`); 429 (pausing that
+subscription for its Retry-After), any other status, timeouts, TLS and connection errors
+temporary (retried with back-off, honouring Retry-After, until the retry policy gives up).
 """
 from __future__ import annotations
 
@@ -84,6 +84,8 @@ class WebhookChannel(Paced, HttpSession):
     def __init__(self, endpoints: Mapping[str, Endpoint], *, rate_per_s: float = 10.0, timeout_s: float = 15.0,
                  ssl_context: ssl.SSLContext | None = None) -> None:
         super().__init__(timeout_s, ssl_context or ssl.create_default_context())
+        # A receiver that does not answer at all gives up its consumer slot sooner.
+        self.timeout = aiohttp.ClientTimeout(total=timeout_s, sock_connect=min(5.0, timeout_s))
         self.endpoints = dict(endpoints)
         self.limiter = RateLimiter(rate_per_s)  # paced per subscription
 
