@@ -23,9 +23,9 @@ from services.notifier.adapters import effects, repository as repo
 from services.notifier.adapters.rendering import Rendered
 from services.notifier.context import Context
 from services.notifier.domain import recipients
+from services.notifier.domain.callbacks import CHANNEL
 from services.notifier.domain.lifecycle import FINAL_STATUS, Outcome, SendResult, Status, is_final, may_attempt
 from services.notifier.domain.recipients import FALLBACK, Target
-from services.notifier.domain.callbacks import CHANNEL
 from services.notifier.metrics import CALLBACKS, DEFERRED, NOTIFICATIONS
 from shared import bus
 from shared.logging import get_logger, sensitive_scope

@@ -1,8 +1,8 @@
 """Everything the notifier writes besides its state rows, in the caller's transaction: a
 delivery outcome's event and ops alert through the outbox, a retry copy through the
 outbox to a delay queue (its body a `shared.messages.RetryCopy`, of a request or of a
-status callback), and the audit entries of deliveries and of the hold record. Bodies hold ids, codes and times only (no address,
-no content)."""
+status callback), and the audit entries of deliveries and of the hold record. Bodies hold
+ids, codes and times only (no address, no content)."""
 from __future__ import annotations
 
 import json
