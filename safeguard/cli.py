@@ -158,10 +158,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     retention.register(sub)  # retention run
 
-    from safeguard import report, trace
+    from safeguard import report, trace, webhooks
 
     trace.register(sub)
     report.register(sub)
+    webhooks.register(sub)  # webhooks test
 
     from services.intake.entrypoints import cli as intake_cli
 

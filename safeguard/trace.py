@@ -1,8 +1,10 @@
 """`safeguard trace REFERENCE` — one referral's path across the three services, in time order.
 
-Reads only the services' audit tables (`shared.audit`: actor, action, outcome and a
-`detail` of codes and ids — never content, names or contacts), each in the database
-its service is configured with, exactly as `safeguard audit verify` opens them.
+Reads the services' audit tables (`shared.audit`: actor, action, outcome and a `detail` of
+codes and ids — never content, names or contacts), each in the database its service is
+configured with, exactly as `safeguard audit verify` opens them; and the notifier's
+delivery states, for the notifications and status callbacks not final yet (a final
+outcome is in the audit).
 `trace_command` takes the settings and output stream so tests run it in-process.
 """
 from __future__ import annotations
@@ -52,7 +54,10 @@ STEPS: dict[tuple[str, str], str] = {
     ("notifier", "notification_sent"): "notified (delivered)",
     ("notifier", "notification_failed"): "notification failed",
     ("notifier", "notification_refused"): "notification refused (holding instruction)",
+    ("notifier", "callback_sent"): "status callback delivered",
+    ("notifier", "callback_failed"): "status callback failed",
 }
+PENDING = ("created", "sending", "temporary-failure")  # a delivery not final yet
 
 
 # Refusals audited under their own action, the reason as the outcome: the step names it.
@@ -83,14 +88,39 @@ async def _service_entries(settings: Settings, service: str, reference: str) -> 
              "actor": r.actor, "detail": r.detail or {}} for r in rows]
 
 
+async def _pending_deliveries(settings: Settings, reference: str) -> list[dict[str, Any]]:
+    """The notifier's deliveries for `reference` that are not final yet (waiting for a retry,
+    being sent, deferred), from its state table: their final outcome is audited, not this."""
+    import sqlalchemy as sa
+
+    from safeguard.audit_db import service_table
+    from services.notifier.adapters.tables import deliveries as table
+
+    async with service_table(settings, "notifier", table) as conn:
+        if conn is None:
+            return []
+        rows = (await conn.execute(sa.select(table).where(table.c.reference == reference,
+                                                          table.c.status.in_(PENDING)).order_by(table.c.id))).all()
+    return [{"at": r.updated_at.astimezone(LONDON).isoformat(), "service": "notifier", "seq": r.id,
+             "step": f"{'status callback' if r.channel.startswith('webhook:') else 'notification'} pending "
+                     f"({r.status}; state now, not audited)",
+             "action": "delivery.pending", "outcome": r.status, "actor": "notifier",
+             "detail": {"notification_id": r.notification_id, "template": r.template, "audience": r.audience,
+                        "channel": r.channel, "attempts": r.attempts, "reason": r.reason,
+                        "next_attempt_at": r.next_attempt_at.isoformat() if r.next_attempt_at else None}}
+            for r in rows]
+
+
 async def collect(settings: Settings, reference: str) -> tuple[list[dict[str, Any]], dict[str, str]]:
-    """Every service's entries for `reference` in time order, and each service's status."""
+    """Every service's entries for `reference` in time order, each service's status, and the
+    notifier's deliveries still in progress."""
     entries: list[dict[str, Any]] = []
     status: dict[str, str] = {}
     for svc in SERVICES:
         found = await _service_entries(settings, svc, reference)
         status[svc] = "no audit table" if found is None else f"{len(found)} entries"
         entries += found or []
+    entries += await _pending_deliveries(settings, reference)
     order = {svc: i for i, svc in enumerate(SERVICES)}
     entries.sort(key=lambda e: (datetime.fromisoformat(e["at"]), order[e["service"]], e["seq"]))
     return entries, status

@@ -18,6 +18,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from shared.messages import CALLBACK_EVENTS
+from shared.urls import https_or_loopback
 from shared.worktime import WorkingCalendar, WorkingHours
 
 Role = Literal["referrer", "social_care", "prevent", "control_room", "ops"]
@@ -117,6 +119,32 @@ class IdentityProvider(_Model):
         return value
 
 
+class Subscription(_Model):
+    """A status-callback subscriber (DESIGN §3.6): a case-management or police system that
+    gets the chosen events of its organisation's referrals as Standard Webhooks requests."""
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,31}$")  # a metric label and the delivery key
+    organisation: str  # an LA code or a force slug configured here
+    url: str  # https; http only to this machine
+    events: tuple[str, ...] = Field(min_length=1)
+    secret_env: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")  # holds the whsec_… signing secret
+
+    @field_validator("url")
+    @classmethod
+    def _https(cls, value: str) -> str:
+        if not https_or_loopback(value):
+            raise ValueError("must be https (http only to this machine: localhost, 127.0.0.0/8, ::1), "
+                             "with no user:password part")
+        return value
+
+    @field_validator("events")
+    @classmethod
+    def _known_events(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = [e for e in value if e not in CALLBACK_EVENTS]
+        if unknown:
+            raise ValueError(f"unknown event {unknown[0]!r}; one of: {', '.join(CALLBACK_EVENTS)}")
+        return tuple(dict.fromkeys(value))
+
+
 class ServiceKeys(_Model):
     verify_key: str = Field(min_length=40, max_length=60)
     signing_key_file: str | None = None
@@ -170,6 +198,7 @@ class FileConfig(_Model):
     escalation: EscalationTimings = EscalationTimings()
     delivery: DeliveryPacing = DeliveryPacing()
     identity_providers: tuple[IdentityProvider, ...] = ()
+    subscriptions: tuple[Subscription, ...] = ()
 
     @field_validator("clients")
     @classmethod
@@ -211,6 +240,9 @@ class Settings(_Model):
     def client(self, client_id: str) -> Client | None:
         return next((c for c in self.file.clients if c.id == client_id), None)
 
+    def subscription(self, sub_id: str) -> Subscription | None:
+        return next((s for s in self.file.subscriptions if s.id == sub_id), None)
+
     def calendar(self, la_code: str) -> WorkingCalendar:
         """The working-day calendar of local authority `la_code`: its `working_hours` (the
         default ones for an unknown code) and the bank holidays of England and Wales."""
@@ -244,6 +276,12 @@ def _cross_check(path: Path, fc: FileConfig) -> None:
             if (m.role == "ops") != (m.organisation is None) or (m.organisation and m.organisation not in orgs):
                 raise ConfigError(f"{path}: identity_providers[{i}].claims[{j}].organisation: "
                                   "an organisation configured here for every role but ops (none for ops)")
+    for i, sub in enumerate(fc.subscriptions):
+        if sub.organisation not in orgs:
+            raise ConfigError(f"{path}: subscriptions[{i}].organisation: unknown organisation for subscription "
+                              f"{sub.id} (an LA code or force slug configured here)")
+    if len({sub.id for sub in fc.subscriptions}) != len(fc.subscriptions):
+        raise ConfigError(f"{path}: subscriptions: duplicate ids")
     if len({idp.id for idp in fc.identity_providers}) != len(fc.identity_providers):
         raise ConfigError(f"{path}: identity_providers: duplicate ids")
     missing = [s for s in SERVICES if s not in fc.services]

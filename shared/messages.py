@@ -205,15 +205,45 @@ class ControlRoomAlert(Message):
     summary: str
 
 
+class StatusCallback(BaseModel):
+    """One status callback (DESIGN §3.6) the notifier owes one subscription: the event's
+    metadata as the Standard Webhooks body will carry it (`data`: reference, la_code, force,
+    status, tracks, clocks, pathway?, outcome? — never content). It travels only inside a
+    notifier retry copy; `template`, `audience` and `priority` let the notifier's delivery
+    lifecycle treat it like a request (`notification_id`: one per event, from its message id)."""
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    notification_id: Id
+    subscription: Annotated[str, Field(min_length=1, max_length=32)]
+    type: Code  # the event's routing key, e.g. "referral.acknowledged"
+    referral_id: Id
+    reference: Reference
+    la_code: LaCode
+    force: OrgCode
+    timestamp: datetime  # when the event happened
+    data: dict[str, Any]
+
+    @property
+    def template(self) -> str:
+        return self.type
+
+    @property
+    def audience(self) -> str:
+        return f"subscription:{self.subscription}"
+
+    @property
+    def priority(self) -> str:
+        return "normal"
+
+
 class RetryCopy(Message):
     """notifier → itself through a `notifier.retry.<s>s` delay queue: one channel's retry
-    (or a deferred first attempt) of a request."""
+    (or a deferred first attempt) of a request, or of a status callback."""
 
     routing_key: ClassVar[str] = "notifier.retry."  # notifier.retry.<s>s
     producer: ClassVar[str] = "notifier"
     channel: str
     attempt: int
-    request: NotificationRequested
+    request: NotificationRequested | StatusCallback
 
 
 class DeadlineEvent(Message):
@@ -278,6 +308,11 @@ class AlertOutcomeRecorded(AlertEvent):
     notes: bool
 
 
+# The events a status-callback subscription may ask for (DESIGN §3.6), in that order.
+CALLBACK_EVENTS: tuple[str, ...] = tuple(m.routing_key for m in (
+    ReferralReceived, ReferralAcknowledged, ReferralDecided, StrategyDiscussionRecorded, ChecksCompleted,
+    FeedbackReleased, TrackClosed, DeadlineReminder, DeadlineBreached, AlertRaised, AlertAcknowledged,
+))
 DEADLINE_EVENTS: dict[str, type[DeadlineEvent]] = {
     DeadlineReminder.routing_key: DeadlineReminder, DeadlineBreached.routing_key: DeadlineBreached,
 }

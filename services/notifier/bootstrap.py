@@ -1,11 +1,12 @@
 """Wires the notifier service: settings in, an aiohttp application out.
 
-`create_app` adds the shared runtime (database, broker, outbox relay) and then the
-notifier's own cleanup context, which builds the renderer, channels and `Notifier` (the
-Context with its Delivery and the handlers bound to both) and starts consuming
-`notifier.requests`; stopping is done by the runtime's stop hooks
-(stop consuming and finish in-flight sends first, then close the channels), before the
-outbox is flushed. Nothing connects at import time.
+`create_app` reads the status-callback subscriptions' secrets (a missing one stops it
+here), adds the shared runtime (database, broker, outbox relay) and then the notifier's own
+cleanup context, which builds the renderer, channels (email, Teams, SMS when configured,
+the status-callback webhooks) and `Notifier` (the Context with its Delivery and the
+handlers bound to both) and starts consuming `notifier.requests`; stopping is done by the
+runtime's stop hooks (stop consuming and finish in-flight sends first, then close the
+channels), before the outbox is flushed. Nothing connects at import time.
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from services.notifier.adapters.channels.base import Channel
 from services.notifier.adapters.channels.email import EmailChannel
 from services.notifier.adapters.channels.sms import NotifyConfig, SmsChannel
 from services.notifier.adapters.channels.teams import TeamsChannel
+from services.notifier.adapters.channels.webhook import Endpoint, WebhookChannel, endpoints_from
 from services.notifier.adapters.rendering import Renderer
 from services.notifier.context import Context
 from services.notifier.delivery import Delivery
@@ -60,12 +62,14 @@ class Notifier(Context):
 NOTIFIER = web.AppKey("notifier", Notifier)
 
 
-def build_notifier(settings: Settings, runtime: Runtime, policy: RetryPolicy) -> Notifier:
+def build_notifier(settings: Settings, runtime: Runtime, policy: RetryPolicy,
+                   endpoints: dict[str, Endpoint] | None = None) -> Notifier:
     keys = settings.file.services[SERVICE]
     sealing_key = load_private_sealing_key(settings.resolve_path(keys.sealing_key_file)) if keys.sealing_key_file else None
     system, pace = settings.file.system, settings.file.delivery
     channels: dict[str, Channel] = {"email": EmailChannel(settings.smtp_url, rate_per_s=pace.email_per_s),
-                                    "teams": TeamsChannel(rate_per_s=pace.teams_per_webhook_per_s)}
+                                    "teams": TeamsChannel(rate_per_s=pace.teams_per_webhook_per_s),
+                                    "webhook": WebhookChannel(endpoints or {})}  # status callbacks (DESIGN §3.6)
     if (notify := NotifyConfig.from_env(os.environ)) is not None:
         channels["sms"] = SmsChannel(notify, rate_per_s=pace.sms_per_s)
     return Notifier(
@@ -75,10 +79,11 @@ def build_notifier(settings: Settings, runtime: Runtime, policy: RetryPolicy) ->
     )
 
 
-def notifier_ctx(settings: Settings, policy: RetryPolicy) -> Callable[[web.Application], AsyncIterator[None]]:
+def notifier_ctx(settings: Settings, policy: RetryPolicy,
+                 endpoints: dict[str, Endpoint]) -> Callable[[web.Application], AsyncIterator[None]]:
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         rt = app[RUNTIME]
-        notifier = build_notifier(settings, rt, policy)
+        notifier = build_notifier(settings, rt, policy, endpoints)
         await declare_retry_queues(rt.connection, policy.delays_s)
         consumer = request_consumer(rt, notifier.handle)
 
@@ -97,8 +102,9 @@ def notifier_ctx(settings: Settings, policy: RetryPolicy) -> Callable[[web.Appli
 
 
 def create_app(settings: Settings, *, policy: RetryPolicy | None = None) -> web.Application:
+    endpoints = endpoints_from(settings, os.environ)  # a missing subscription secret stops the start here
     app = base_app(SERVICE, client_max_size=settings.file.system.max_body_bytes)
     app.cleanup_ctx.append(runtime_ctx(SERVICE, settings, tables.outbox))
-    app.cleanup_ctx.append(notifier_ctx(settings, policy or RetryPolicy()))
+    app.cleanup_ctx.append(notifier_ctx(settings, policy or RetryPolicy(), endpoints))
     app.cleanup_ctx.append(checkpointer_ctx(tables.audit, tables.audit_checkpoints))
     return app

@@ -1,4 +1,6 @@
 """Delivering one notification on one channel: claim, send, record (the lifecycle's I/O).
+A status callback (DESIGN §3.6) is delivered the same way, on the `webhook` channel with
+the delivery key `webhook:<subscription>`; its audit actions are `callback_sent/_failed`.
 
 `_claim` commits `sending` (one more attempt) before the channel is called; `_record`
 commits the outcome after it, with its event, retry copy, alert and audit entry in the
@@ -21,17 +23,25 @@ from services.notifier.adapters import effects, repository as repo
 from services.notifier.adapters.rendering import Rendered
 from services.notifier.context import Context
 from services.notifier.domain import recipients
+from services.notifier.domain.callbacks import CHANNEL
 from services.notifier.domain.lifecycle import FINAL_STATUS, Outcome, SendResult, Status, is_final, may_attempt
 from services.notifier.domain.recipients import FALLBACK, Target
-from services.notifier.metrics import DEFERRED, NOTIFICATIONS
+from services.notifier.metrics import CALLBACKS, DEFERRED, NOTIFICATIONS
 from shared import bus
 from shared.logging import get_logger, sensitive_scope
-from shared.messages import NotificationRequested
+from shared.messages import StatusCallback
 
 log = get_logger(__name__)
+Job = effects.Job  # what is delivered: a request, or a status callback (the same lifecycle)
 
 
-def _meta(req: NotificationRequested) -> dict[str, Any]:
+def _count(target: Target, status: str) -> None:
+    NOTIFICATIONS.labels(channel=target.channel, status=status).inc()
+    if target.channel == CHANNEL:  # its address is the subscription id
+        CALLBACKS.labels(subscription=target.address, outcome=status).inc()
+
+
+def _meta(req: Job) -> dict[str, Any]:
     return {"referral_id": req.referral_id[:64], "reference": req.reference[:40], "template": req.template[:40],
             "audience": req.audience[:60], "priority": req.priority}
 
@@ -51,7 +61,7 @@ class Delivery:
         self.ctx = ctx
         self._locks: dict[tuple[str, str], _Lock] = {}
 
-    async def deliver(self, req: NotificationRequested, target: Target, attempt: int, rendered: Rendered,
+    async def deliver(self, req: Job, target: Target, attempt: int, rendered: Rendered | StatusCallback,
                       available: set[str]) -> None:
         key = (req.notification_id, target.key)
         entry = self._locks.setdefault(key, _Lock())
@@ -72,7 +82,7 @@ class Delivery:
             if entry.users == 0:
                 self._locks.pop(key, None)
 
-    def _paced_out(self, req: NotificationRequested, target: Target) -> bool:
+    def _paced_out(self, req: Job, target: Target) -> bool:
         """A routine message whose channel would make it wait longer than `defer_after_s` for
         a pacing slot (a burst of Teams cards: 4 a second per webhook). Waiting here would
         hold one of the consumer's prefetch slots, so the emails queued behind it would wait
@@ -82,7 +92,7 @@ class Delivery:
         backlog = getattr(self.ctx.channels[target.channel], "backlog_s", None)
         return backlog is not None and backlog(target.address) > self.ctx.defer_after_s
 
-    async def _defer(self, req: NotificationRequested, target: Target, attempt: int) -> bool:
+    async def _defer(self, req: Job, target: Target, attempt: int) -> bool:
         """Put this delivery back through a delay queue without trying it (the shortest, or a
         longer one far back in a big burst): no attempt is counted and its retry clock does
         not start. False if it must not wait (a `sending` row: the at-least-once path) or
@@ -101,7 +111,7 @@ class Delivery:
         self.ctx.notify()
         return True
 
-    async def _claim(self, req: NotificationRequested, target: Target, attempt: int) -> Row[Any] | None:
+    async def _claim(self, req: Job, target: Target, attempt: int) -> Row[Any] | None:
         """Commit `sending` (one more attempt) before the send; None if this copy must not send.
 
         A row left in `sending` by another process is either still being sent there or
@@ -127,7 +137,7 @@ class Delivery:
                      wait_s=round(wait, 1))
             await asyncio.sleep(min(wait, 5.0))
 
-    async def _record(self, req: NotificationRequested, target: Target, row: Row[Any], result: SendResult,
+    async def _record(self, req: Job, target: Target, row: Row[Any], result: SendResult,
                       available: set[str]) -> None:
         now = self.ctx.clock()
         urgent = req.priority == "urgent"
@@ -140,7 +150,7 @@ class Delivery:
                                           next_attempt_at=now + timedelta(seconds=delay))
                     await effects.retry_copy(conn, req, target.key, row.attempts,
                                              bus.retry_queue_name(delay), now)
-                    NOTIFICATIONS.labels(channel=target.channel, status="temporary-failure").inc()
+                    _count(target, "temporary-failure")
                     log.info("notification_retry_scheduled", notification_id=req.notification_id,
                              channel=target.key, reason=result.reason, delay_s=delay, attempts=row.attempts)
                     return self.ctx.notify()
@@ -149,20 +159,21 @@ class Delivery:
                 status, reason = FINAL_STATUS[result.outcome], result.reason
             await repo.transition(conn, row, status, now, reason=reason)
             await effects.outcome_event(conn, req, target.key, status.value, reason, now)
+            kind = "callback" if target.channel == CHANNEL else "notification"  # the audit's action
             if status == Status.DELIVERED:
-                await effects.audit(conn, req, "notification_sent", "delivered", now, channel=target.key,
+                await effects.audit(conn, req, f"{kind}_sent", "delivered", now, channel=target.key,
                                     attempts=row.attempts)
             else:
                 fallback = await self._fallback(conn, req, target, available, now) if urgent else None
                 await effects.ops_alert(conn, req, target.key, status.value, reason, now, fallback=fallback)
-                await effects.audit(conn, req, "notification_failed", status.value, now, channel=target.key,
+                await effects.audit(conn, req, f"{kind}_failed", status.value, now, channel=target.key,
                                     reason=reason, attempts=row.attempts, fallback=fallback)
-        NOTIFICATIONS.labels(channel=target.channel, status=status.value).inc()
+        _count(target, status.value)
         log.info("notification_outcome", notification_id=req.notification_id, channel=target.key,
                  status=status.value, reason=reason)
         self.ctx.notify()
 
-    async def _fallback(self, conn: AsyncConnection, req: NotificationRequested, target: Target,
+    async def _fallback(self, conn: AsyncConnection, req: Job, target: Target,
                         available: set[str], now: datetime) -> str | None:
         """Urgent: a final failure on one channel moves the message to the other one
         (Teams → email, email → Teams) unless that one already delivered or is still trying."""
@@ -182,7 +193,7 @@ class Delivery:
             await effects.retry_copy(conn, req, key, 0, bus.retry_queue_name(self.ctx.policy.delays_s[0]), now)
         return key
 
-    async def finish(self, req: NotificationRequested, key: str, channel: str, status: Status,
+    async def finish(self, req: Job, key: str, channel: str, status: Status,
                      reason: str | None) -> None:
         """A final state reached without calling a channel (refused, technical, no channel)."""
         now = self.ctx.clock()

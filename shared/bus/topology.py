@@ -24,6 +24,8 @@ from shared.logging import get_logger
 
 log = get_logger(__name__)
 
+from shared.messages import CALLBACK_EVENTS
+
 EVENTS = "safeguard.events"
 ALERTS = "safeguard.alerts"
 SUBMISSIONS = "safeguard.submissions"
@@ -79,10 +81,11 @@ def control_room_queue(force: str) -> QueueSpec:
 SERVICE_QUEUES: tuple[QueueSpec, ...] = (
     QueueSpec(INTAKE_SUBMISSIONS, SUBMISSIONS, ("referral",)),
     QueueSpec(ESCALATION_EVENTS, EVENTS, ("referral.*",)),
-    # The notifier also keeps its own record of holding instructions (DESIGN §4).
-    QueueSpec(NOTIFIER_REQUESTS, EVENTS,
-              ("notification.requested", "referral.received", "referral.checks_completed",
-               "referral.strategy_discussion_recorded", "referral.feedback_released")),
+    # The notifier also keeps its own record of holding instructions (DESIGN §4) and
+    # delivers status callbacks (§3.6): every event a subscription may ask for.
+    QueueSpec(NOTIFIER_REQUESTS, EVENTS, tuple(dict.fromkeys((
+        "notification.requested", "referral.received", "referral.checks_completed",
+        "referral.strategy_discussion_recorded", "referral.feedback_released", *CALLBACK_EVENTS)))),
     QueueSpec(OPS_ALERTS, ALERTS, ("ops.#",)),
     QueueSpec(OPS_EVENTS, EVENTS, ("notification.sent", "notification.failed", "deadline.*", "alert.*")),
 )

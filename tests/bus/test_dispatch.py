@@ -93,3 +93,15 @@ def test_a_table_may_only_name_catalogue_models() -> None:
 
     with pytest.raises(ValueError, match="Stray"):
         Dispatcher({Stray: Seen()}, unknown="unknown_event")
+
+
+def test_the_notifier_handles_every_key_its_queue_is_bound_to() -> None:
+    """Nothing bound to notifier.requests is parked as unexpected: every status-callback
+    event (DESIGN §3.6) and every hold event has a route in the notifier's table."""
+    from services.notifier.entrypoints.amqp import DISPATCH
+    from shared.bus import NOTIFIER_REQUESTS, queue_spec
+    from shared.messages import CALLBACK_EVENTS
+
+    bound = queue_spec(NOTIFIER_REQUESTS).routing_keys
+    assert set(CALLBACK_EVENTS) <= set(bound)
+    assert all(DISPATCH.route(key) is not None for key in bound)

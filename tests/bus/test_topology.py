@@ -82,6 +82,8 @@ async def test_redeclare_with_other_arguments_is_refused(connection, topology):
     (bus.ALERTS, "ops.outbox.lag", "ops.alerts"),
     (bus.EVENTS, "deadline.breached", "ops.events"),
     (bus.EVENTS, "alert.raised", "ops.events"),
+    (bus.EVENTS, "alert.acknowledged", "notifier.requests"),  # status callbacks (DESIGN §3.6)
+    (bus.EVENTS, "referral.track_closed", "notifier.requests"),
     (bus.ALERTS, "control-room.dev-force", "control-room.dev-force"),
     (bus.DEAD_LETTER, "escalation.events", "escalation.events.parked"),
 ])

@@ -168,10 +168,13 @@ async def world_sqlite(tmp_path, amqp_url):
 
 
 @contextlib.asynccontextmanager
-async def running_world(tmp_path: Path, amqp_url: str, db_url: str | None):
+async def running_world(tmp_path: Path, amqp_url: str, db_url: str | None, extra_toml: str = ""):
+    """`extra_toml` is appended to the dev config (e.g. `[[subscriptions]]`)."""
     async with contextlib.AsyncExitStack() as stack:
         teams, smtp = await stack.enter_async_context(TeamsStub()), stack.enter_context(SmtpSink())
         config = write_config(tmp_path, teams.base)
+        if extra_toml:
+            config.write_text(config.read_text() + "\n" + extra_toml)
         settings = load_settings({"SAFEGUARD_CONFIG": str(config), "SAFEGUARD_DATA_DIR": str(tmp_path),
                                   "SAFEGUARD_AMQP_URL": amqp_url, "SAFEGUARD_DATABASE_URL": db_url or "",
                                   "SAFEGUARD_SMTP_URL": smtp.url})

@@ -31,6 +31,7 @@ PROMQL_WORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", 
 EXPECTED_ALERTS = {
     "SafeguardOutboxLag", "SafeguardMessagesParked", "SafeguardDeadlineBreached",
     "SafeguardImmediateSafetyUnacknowledged", "SafeguardServiceDown", "SafeguardBrokerDown", "SafeguardQueueBacklog",
+    "SafeguardSubscriptionFailing",
 }
 
 
@@ -116,6 +117,8 @@ def test_rules_are_well_formed_and_use_known_metrics():
     assert 'safeguard_deadlines_total{outcome="breached"}' in seen["SafeguardDeadlineBreached"]["expr"]
     immediate = seen["SafeguardImmediateSafetyUnacknowledged"]
     assert 'safeguard_alerts_open{kind="immediate_safety"}' in immediate["expr"] and immediate["for"] == "10m"
+    failing = seen["SafeguardSubscriptionFailing"]
+    assert "safeguard_callbacks_total" in failing["expr"] and failing["for"] == "15m"
 
 
 def test_service_metrics_catalog():

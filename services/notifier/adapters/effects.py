@@ -1,8 +1,8 @@
 """Everything the notifier writes besides its state rows, in the caller's transaction: a
 delivery outcome's event and ops alert through the outbox, a retry copy through the
-outbox to a delay queue (its body a `shared.messages.RetryCopy`), and the audit entries
-of deliveries and of the hold record. Bodies hold ids, codes and times only (no address,
-no content)."""
+outbox to a delay queue (its body a `shared.messages.RetryCopy`, of a request or of a
+status callback), and the audit entries of deliveries and of the hold record. Bodies hold
+ids, codes and times only (no address, no content)."""
 from __future__ import annotations
 
 import json
@@ -15,11 +15,12 @@ from services.notifier.adapters import tables
 from services.notifier.domain.guard import HoldRecord
 from shared import bus
 from shared.audit import record as audit_record
-from shared.messages import NotificationFailed, NotificationRequested, NotificationSent, RetryCopy
+from shared.messages import NotificationFailed, NotificationRequested, NotificationSent, RetryCopy, StatusCallback
 from shared.storage import OutgoingMessage, enqueue
 
 ACTOR = "notifier"
 ALERT_ROUTING_KEY = "ops.notification_failed"
+Job = NotificationRequested | StatusCallback  # a request, or a status callback (DESIGN §3.6)
 _NS = uuid.UUID("6d1c3f3e-4d0b-4a53-9a53-6b9d3c1f0a11")
 
 
@@ -28,7 +29,7 @@ def message_id(*parts: object) -> str:
     return str(uuid.uuid5(_NS, "|".join(str(p) for p in parts)))
 
 
-async def outcome_event(conn: AsyncConnection, req: NotificationRequested, channel: str, status: str,
+async def outcome_event(conn: AsyncConnection, req: Job, channel: str, status: str,
                         reason: str | None, now: datetime) -> None:
     cls = NotificationSent if status == "delivered" else NotificationFailed
     event = cls(notification_id=req.notification_id, reference=req.reference, channel=channel,
@@ -38,7 +39,7 @@ async def outcome_event(conn: AsyncConnection, req: NotificationRequested, chann
         correlation_id=req.notification_id[:64]), now)
 
 
-async def ops_alert(conn: AsyncConnection, req: NotificationRequested, channel: str, status: str,
+async def ops_alert(conn: AsyncConnection, req: Job, channel: str, status: str,
                     reason: str | None, now: datetime, *, fallback: str | None) -> None:
     body = {"kind": "notification_failed", "notification_id": req.notification_id, "reference": req.reference,
             "template": req.template, "audience": req.audience, "priority": req.priority, "channel": channel,
@@ -48,7 +49,7 @@ async def ops_alert(conn: AsyncConnection, req: NotificationRequested, channel: 
         correlation_id=req.notification_id[:64]), now)
 
 
-async def retry_copy(conn: AsyncConnection, req: NotificationRequested, channel: str, attempt: int,
+async def retry_copy(conn: AsyncConnection, req: Job, channel: str, attempt: int,
                      queue: str, now: datetime, *, deferred: bool = False) -> None:
     """The request again, for one delivery key and attempt, into delay queue `queue`
     (default exchange; it dead-letters back to notifier.requests when its TTL expires).
@@ -62,7 +63,7 @@ async def retry_copy(conn: AsyncConnection, req: NotificationRequested, channel:
         correlation_id=req.notification_id[:64]), now)
 
 
-async def audit(conn: AsyncConnection, req: NotificationRequested, action: str, outcome: str, now: datetime,
+async def audit(conn: AsyncConnection, req: Job, action: str, outcome: str, now: datetime,
                 **detail: object) -> None:
     await audit_record(conn, tables.audit, actor=ACTOR, action=action, reference=req.reference, outcome=outcome,
                        detail={"notification_id": req.notification_id, "template": req.template,

@@ -2,8 +2,9 @@
 
 `DISPATCH` is the queue's table (`shared.bus.dispatch`): message model -> handler, the
 routing keys and their one producer each from `shared.messages.CATALOGUE`: intake's hold
-events, escalation's requests and the notifier's own retry and fallback copies
-(`notifier.retry.<s>s`, returning from the delay queues). The consumer lets through the
+events, the events of the status-callback list (DESIGN §3.6: intake's referral events,
+escalation's deadline and alert events), escalation's requests and the notifier's own
+retry and fallback copies (`notifier.retry.<s>s`, returning from the delay queues). The consumer lets through the
 producers the table names; `dispatch` checks each routing key's own producer, validates
 the body and calls the handler. Delay queues other than the production `RETRY_DELAYS_S`
 (shorter ones, for tests) are declared here on start.
@@ -11,17 +12,20 @@ the body and calls the handler. Delay queues other than the production `RETRY_DE
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
 
 from aio_pika.abc import AbstractRobustConnection
 
-from services.notifier import handlers
+from services.notifier import callbacks, handlers
 from services.notifier.context import Context
 from services.notifier.delivery import Delivery
 from shared import bus
 from shared.bus.dispatch import Dispatcher
 from shared.bus.topology import retry_queue_arguments
 from shared.messages import (
-    ChecksCompleted, FeedbackReleased, NotificationRequested, ReferralReceived, RetryCopy, StrategyDiscussionRecorded,
+    AlertAcknowledged, AlertRaised, ChecksCompleted, DeadlineBreached, DeadlineReminder, FeedbackReleased, Message,
+    NotificationRequested, ReferralAcknowledged, ReferralDecided, ReferralReceived, RetryCopy, StatusCallback,
+    StrategyDiscussionRecorded, TrackClosed,
 )
 from shared.runtime import Runtime
 
@@ -31,21 +35,14 @@ from shared.runtime import Runtime
 HOLD_WAITS = 3
 
 
-async def _received(ev: ReferralReceived, ctx: Context, _delivery: Delivery, _msg: bus.BusMessage) -> None:
-    await handlers.on_received(ev, ctx)
-
-
-async def _checks_completed(ev: ChecksCompleted, ctx: Context, _delivery: Delivery, _msg: bus.BusMessage) -> None:
-    await handlers.on_checks_completed(ev, ctx)
-
-
-async def _strategy_discussion(ev: StrategyDiscussionRecorded, ctx: Context, _delivery: Delivery,
-                               _msg: bus.BusMessage) -> None:
-    await handlers.on_strategy_discussion(ev, ctx)
-
-
-async def _feedback_released(ev: FeedbackReleased, ctx: Context, _delivery: Delivery, _msg: bus.BusMessage) -> None:
-    await handlers.on_feedback_released(ev, ctx)
+def _event(hold: Callable[[Any, Context], Awaitable[None]] | None = None) -> NotifierHandler:
+    """An intake or escalation event: the hold record first (for the events that change it),
+    then its status callbacks (DESIGN §3.6; nothing when no subscription wants it)."""
+    async def handle(ev: Message, ctx: Context, delivery: Delivery, msg: bus.BusMessage) -> None:
+        if hold is not None:
+            await hold(ev, ctx)
+        await callbacks.on_event(ev, msg, ctx, delivery)
+    return handle
 
 
 async def _requested(req: NotificationRequested, ctx: Context, delivery: Delivery, msg: bus.BusMessage) -> None:
@@ -53,15 +50,19 @@ async def _requested(req: NotificationRequested, ctx: Context, delivery: Deliver
 
 
 async def _retried(copy: RetryCopy, ctx: Context, delivery: Delivery, _msg: bus.BusMessage) -> None:
+    if isinstance(copy.request, StatusCallback):
+        return await callbacks.on_retry(copy.request, ctx, delivery, attempt=copy.attempt)
     await handlers.on_request(copy.request, ctx, delivery, attempt=copy.attempt, only=copy.channel)
 
 
 NotifierHandler = Callable[..., Awaitable[None]]  # (message of the model, ctx, delivery, the delivery's bus message)
 DISPATCH: Dispatcher[NotifierHandler] = Dispatcher({
-    ReferralReceived: _received,
-    ChecksCompleted: _checks_completed,
-    StrategyDiscussionRecorded: _strategy_discussion,
-    FeedbackReleased: _feedback_released,
+    ReferralReceived: _event(handlers.on_received),
+    ChecksCompleted: _event(handlers.on_checks_completed),
+    StrategyDiscussionRecorded: _event(handlers.on_strategy_discussion),
+    FeedbackReleased: _event(handlers.on_feedback_released),
+    **{model: _event() for model in (ReferralAcknowledged, ReferralDecided, TrackClosed, DeadlineReminder,
+                                     DeadlineBreached, AlertRaised, AlertAcknowledged)},
     NotificationRequested: _requested,
     RetryCopy: _retried,
 }, unknown="unexpected_routing_key")

@@ -3,7 +3,7 @@
 opened on first use and closed at stop."""
 from __future__ import annotations
 
-import ipaddress
+import ssl
 from typing import Protocol
 
 import aiohttp
@@ -11,25 +11,17 @@ import aiohttp
 from services.notifier.adapters.channels.ratelimit import RateLimiter
 from services.notifier.adapters.rendering import Rendered
 from services.notifier.domain.lifecycle import SendResult
-
-
-def is_loopback_host(host: str | None) -> bool:
-    """This machine only: `localhost`, 127.0.0.0/8 or ::1 — compared exactly, never by prefix
-    (`localhost.attacker.example` is not loopback). `host` as `urlsplit(...).hostname` gives it."""
-    if not host:
-        return False
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+from shared.messages import StatusCallback
+from shared.urls import is_loopback_host  # noqa: F401  (the channels' import of it)
 
 
 class Channel(Protocol):
+    """`send` takes what the channel delivers — a rendered message, or for the webhook
+    channel a status callback — its address (for webhooks: the subscription id) and the
+    delivery's stable message id."""
     name: str
 
-    async def send(self, rendered: Rendered, address: str, message_id: str) -> SendResult: ...
+    async def send(self, rendered: Rendered | StatusCallback, address: str, message_id: str) -> SendResult: ...
 
     def backlog_s(self, address: str) -> float: ...
 
@@ -60,15 +52,17 @@ class Paced:
 
 
 class HttpSession:
-    """One aiohttp session per channel."""
+    """One aiohttp session per channel (`ssl_context`: the CAs it trusts, else aiohttp's default)."""
 
-    def __init__(self, timeout_s: float) -> None:
+    def __init__(self, timeout_s: float, ssl_context: ssl.SSLContext | None = None) -> None:
         self.timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self.ssl_context = ssl_context
         self._session: aiohttp.ClientSession | None = None
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=self.timeout, raise_for_status=False)
+            connector = aiohttp.TCPConnector(ssl=self.ssl_context) if self.ssl_context is not None else None
+            self._session = aiohttp.ClientSession(timeout=self.timeout, raise_for_status=False, connector=connector)
         return self._session
 
     async def close(self) -> None:

@@ -22,16 +22,16 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from urllib.parse import urlsplit
 
 import aiohttp
 
-from services.notifier.adapters.channels.base import HttpSession, Paced, is_loopback_host
+from services.notifier.adapters.channels.base import HttpSession, Paced
 from services.notifier.adapters.channels.ratelimit import RateLimiter
 from services.notifier.adapters.rendering import Rendered
 from services.notifier.domain.lifecycle import SendResult
 from services.notifier.domain.retry import parse_retry_after
 from shared.config import ConfigError
+from shared.urls import https_or_loopback
 
 KEY_ENV, TEMPLATE_ENV, URL_ENV = "SAFEGUARD_NOTIFY_API_KEY", "SAFEGUARD_NOTIFY_SMS_TEMPLATE_ID", "SAFEGUARD_NOTIFY_URL"
 DEFAULT_URL = "https://api.notifications.service.gov.uk"
@@ -65,17 +65,7 @@ class NotifyConfig:
         return cls(match.group(1), match.group(2), template, url)
 
 
-def _https_or_loopback(url: str) -> bool:
-    """https to any host, or http to a loopback host (the host parsed and compared exactly:
-    `http://localhost.attacker.example` and `http://127.0.0.1@attacker.example` are refused)."""
-    try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 - raises on a bad port
-    except ValueError:
-        return False
-    if not parts.hostname or parts.username is not None or parts.password is not None:
-        return False
-    return parts.scheme == "https" or (parts.scheme == "http" and is_loopback_host(parts.hostname))
+_https_or_loopback = https_or_loopback  # the one rule (shared.urls)
 
 
 def _b64(data: bytes) -> str:
