@@ -47,9 +47,8 @@ def issuer(port: int = DEV_PORT) -> str:
 
 
 def command(port: int = DEV_PORT) -> list[str]:
-    """The provider's command line (its deprecation warnings are its own, not ours)."""
-    argv = [sys.executable, "-W", "ignore", "-m", "oidc_provider_mock", "--host", "127.0.0.1", "--port", str(port),
-            "--require-nonce"]
+    """The provider's command line (through `main` below)."""
+    argv = [sys.executable, "-m", "safeguard.devidp", "--host", "127.0.0.1", "--port", str(port), "--require-nonce"]
     for p in DEV_PEOPLE:
         argv += ["--user-claims", json.dumps(p.claims())]
     return argv
@@ -70,3 +69,19 @@ def banner(port: int = DEV_PORT) -> list[str]:
     """How to sign in as each dev person (printed by `safeguard up`)."""
     return [f"  sign in at {issuer(port)} as one of (click the name on its page):",
             *(f"    {p.sub:<38} {p.name} — {p.what}" for p in DEV_PEOPLE)]
+
+
+def main() -> None:
+    """Run `oidc_provider_mock` with its libraries' deprecation notices silenced: Authlib turns
+    its own on ("always") when imported, so the filter goes in after that import."""
+    import runpy
+    import warnings
+
+    import authlib.deprecate  # noqa: F401  (installs Authlib's "always" filter first)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    warnings.filterwarnings("ignore", category=authlib.deprecate.AuthlibDeprecationWarning)
+    runpy.run_module("oidc_provider_mock", run_name="__main__", alter_sys=True)
+
+
+if __name__ == "__main__":
+    main()

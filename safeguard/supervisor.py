@@ -24,6 +24,13 @@ def wants_sink(env: dict[str, str]) -> bool:
     return env.get("SAFEGUARD_SMTP_URL", DEFAULT_SMTP_URL) == DEFAULT_SMTP_URL
 
 
+PAGES = {  # what people open in a browser, printed by `up`
+    "intake": (("/referrals", "the workspace: referrals, clocks, actions (social care, CTP Prevent)"),
+               ("/report", "the performance report"), ("/openapi.json", "the HTTP API")),
+    "escalation": (("/console", "the control-room console"), ("/ops", "the ops dashboard")),
+}
+
+
 def dev_idp_port(env: dict[str, str]) -> int | None:
     """The port to start the development identity provider on, when the configuration signs
     people in there (its client id on an issuer at http://127.0.0.1:<port>); else None."""
@@ -78,10 +85,14 @@ async def run(services: tuple[str, ...] = SERVICES, extra_env: dict[str, str] | 
     idp_port = dev_idp_port(env)
     if idp_port is not None:
         helpers["idp"] = await asyncio.create_subprocess_exec(
-            *devidp.command(idp_port), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env=env)
+            *devidp.command(idp_port), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+            env=env)
     pumps = [asyncio.create_task(_pump(n, p.stdout)) for n, p in {**procs, **helpers}.items()]  # type: ignore[arg-type]
     for name in services:
-        print(f"{name:<10} http://127.0.0.1:{service_port(name, env)}/  (healthz, readyz, metrics)", flush=True)
+        base = f"http://127.0.0.1:{service_port(name, env)}"
+        pages = PAGES.get(name, ())
+        listed = "".join(f"\n{'':<10} {base}{path:<14} {what}" for path, what in pages)
+        print(f"{name:<10} {base}/  (healthz, readyz, metrics){listed}", flush=True)
     if sink is not None:
         print(f"{'sink':<10} http://127.0.0.1:8026/  (emails and Teams cards the notifier sent)", flush=True)
     if idp_port is not None:

@@ -50,6 +50,8 @@ async def test_up_runs_three_services_that_answer_health_and_stop_cleanly(tmp_pa
         assert f"{svc:<10} | " in text  # prefixed child output
     assert "service_ready" in text
     assert f"sign-in    {devidp.issuer(idp_port)}/" in text  # how to sign in as each dev person
+    assert f"http://127.0.0.1:{ports['intake']}/referrals" in text  # every page, with its URL
+    assert f"http://127.0.0.1:{ports['escalation']}/console" in text and "Deprecation" not in text
     for person in devidp.DEV_PEOPLE:
         assert person.sub in text and person.name in text
 
