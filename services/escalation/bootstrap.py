@@ -21,6 +21,7 @@ from services.escalation.entrypoints import console, console_actions, console_we
 from services.escalation.entrypoints.amqp import make_consumer
 from services.escalation.entrypoints.timers import TimerService
 from shared.checkpointer import checkpointer_ctx
+from shared.storage.nonces import purge_nonces
 from shared.clock import Clock, utcnow
 from shared.config import Settings
 from shared.http import base_app
@@ -83,5 +84,6 @@ def create_app(settings: Settings, clock: Clock = utcnow, *, timer_options: Mapp
     signin.setup(app, web_config(settings, ctx))
     app.cleanup_ctx.append(organisation_names(settings))
     app.cleanup_ctx.append(escalation_ctx(ctx, timer_options))
-    app.cleanup_ctx.append(checkpointer_ctx(tables.audit, tables.audit_checkpoints, clock=ctx.clock))
+    app.cleanup_ctx.append(checkpointer_ctx(tables.audit, tables.audit_checkpoints, clock=ctx.clock,
+                                            also=lambda a: purge_nonces(a[RUNTIME].engine, tables.nonces, ctx.clock())))
     return app

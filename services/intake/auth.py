@@ -21,7 +21,7 @@ from services.intake.adapters import repository
 from services.intake.domain.errors import RateLimited, Unauthenticated
 from shared.config import Client, Settings
 from shared.crypto import CryptoError, b64d, verify, verify_key_from_b64
-from shared.httpsig import NonceCache, SignatureRejected, verify_request
+from shared.httpsig import NonceCache, NonceCapture, SignatureRejected, verify_request
 
 MAX_SKEW_S = 300
 SUBMISSION_MAX_AGE_S = 86_400
@@ -33,17 +33,6 @@ def safe_actor(key_id: Any) -> str | None:
     """A key id fit for the audit log (attacker-supplied text is not copied)."""
     text = key_id.decode("utf-8", "replace") if isinstance(key_id, bytes) else key_id
     return text if isinstance(text, str) and _CLIENT_ID.fullmatch(text) else None
-
-
-class _Capture:
-    """NonceStore that checks the in-memory cache and remembers the nonce it saw."""
-
-    def __init__(self, cache: NonceCache) -> None:
-        self.cache, self.nonce = cache, None
-
-    def seen_or_add(self, key_id: str, nonce: str, now: float) -> bool:
-        self.nonce = nonce
-        return self.cache.seen_or_add(key_id, nonce, now)
 
 
 class Authenticator:
@@ -65,7 +54,7 @@ class Authenticator:
 
     async def verify_http(self, *, method: str, path: str, query: str, headers: Mapping[str, str],
                           body: bytes | None) -> Client:
-        now, capture = time.time(), _Capture(self.cache)
+        now, capture = time.time(), NonceCapture(self.cache)
         try:
             key_id = verify_request(method=method, path=path, query=query, headers=headers, body=body,
                                     resolve_key=self.keys.get, nonces=capture, now=now, max_skew=MAX_SKEW_S)

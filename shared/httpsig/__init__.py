@@ -75,6 +75,18 @@ class NonceCache:
         return len(self._expiry)
 
 
+class NonceCapture:
+    """A NonceStore over a `NonceCache` that remembers the nonce it saw, for a claim that
+    follows the signature check (a database claim, across restarts and replicas)."""
+
+    def __init__(self, cache: NonceCache) -> None:
+        self.cache, self.nonce = cache, None
+
+    def seen_or_add(self, key_id: str, nonce: str, now: float) -> bool:
+        self.nonce = nonce
+        return self.cache.seen_or_add(key_id, nonce, now)
+
+
 
 def authority_of(url: str | URL) -> str:
     """The `@authority` of a request to `url`: host (lower case) and port unless it is the

@@ -13,6 +13,7 @@ from services.escalation.bootstrap import TIMERS
 from shared.httpsig import authority_of, sign_request
 from shared.messages import ControlRoomAlert
 from tests.factories import london, referral_received
+from tests.support.processes import free_port
 
 pytestmark = [pytest.mark.broker, pytest.mark.database]
 
@@ -103,3 +104,28 @@ async def test_unacknowledged_alert_is_raised_one_level_up_every_interval_until_
         ops = [k for k, _ in await esc.take_json("ops.events", timeout=2)]
         assert [k for k in ops if k.startswith("alert.")] == ["alert.raised", "alert.escalated", "alert.escalated"]
         assert [k for k in ops if k.startswith("deadline.")] == ["deadline.reminder"]  # the strategy clock's
+
+
+async def test_a_signed_request_replayed_after_a_restart_is_refused(esc, reliability):
+    """Issue 18 #9: escalation kept request nonces in memory only, so the same signed request
+    replayed after a restart (or on another replica) was accepted. Now they are claimed in
+    its database."""
+    path = "/v1/alerts/no-such-alert/acknowledgement"
+    esc.port = free_port()  # the restarted process listens where the first did (the same @authority)
+    async with esc.app() as server:
+        headers = {"Content-Type": "application/json",
+                   **sign_request(method="POST", path=path, body=b"{}", key_id="dev-control-room",
+                                  key=esc.client_key("dev-control-room"), authority=authority_of(server.make_url(path)))}
+        async with aiohttp.ClientSession() as session:
+            async with session.post(server.make_url(path), data=b"{}", headers=headers) as resp:
+                assert resp.status == 404  # authenticated: the alert does not exist
+    async with esc.app() as restarted, aiohttp.ClientSession() as session:  # a new process, the same database
+        async with session.post(restarted.make_url(path), data=b"{}", headers=headers) as resp:
+            assert resp.status == 401 and "replayed_nonce" in (await resp.json(content_type=None))["detail"]
+    outcomes = [(r.action, r.outcome) for r in await esc.rows(select(audit).order_by(audit.c.seq))]
+    assert ("signature_rejected", "replayed_nonce") in outcomes
+    reliability.row("attacks", finding="#9", attack="a signed escalation request (acknowledge an alert) replayed "
+                    "after a restart of escalation",
+                    before="accepted: nonces were kept in memory only",
+                    after="401 replayed_nonce, audited: the nonce is claimed in escalation_nonces (shared with "
+                          "every replica) until the signature's window has passed")

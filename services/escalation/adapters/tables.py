@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from sqlalchemy import JSON, Boolean, Column, Index, Integer, MetaData, String, Table, UniqueConstraint
 
+from shared.storage.nonces import nonce_table
 from shared.web.sessions import session_table
 from shared.storage.tables import ID_TYPE, UtcDateTime, common_tables
 
@@ -104,3 +105,6 @@ people = Table(
     Column("organisation", String(63), nullable=True),
     Column("updated_at", UtcDateTime(), nullable=False),
 )
+
+# --- revision 0009: signed requests' nonces, claimed across restarts and replicas ---
+nonces = nonce_table(metadata, SERVICE)

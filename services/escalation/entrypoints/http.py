@@ -20,13 +20,15 @@ from sqlalchemy import Row
 
 from services.escalation import handlers, metrics
 from services.escalation.adapters import repository as repo
+from services.escalation.adapters import tables
 from services.escalation.adapters.effects import audit
 from services.escalation.context import Context
 from services.escalation.domain import outcomes
 from shared.config import Client
 from shared.crypto import verify_key_from_b64
 from shared.http import problem
-from shared.httpsig import SignatureRejected, verify_request
+from shared.httpsig import NonceCapture, SignatureRejected, verify_request
+from shared.storage.nonces import claim_nonce
 from shared.logging import sensitive_scope
 from shared.runtime import RUNTIME
 
@@ -68,10 +70,15 @@ async def _control_room(request: web.Request, body: bytes, action: str, path: st
         client = settings.client(key_id)
         return verify_key_from_b64(client.verify_key) if client else None
 
+    seen = NonceCapture(request.app[CONTEXT].nonces)
     try:
         key_id = verify_request(method=request.method, path=request.rel_url.raw_path,
                                 query=request.rel_url.raw_query_string, headers=request.headers,
-                                body=body or None, resolve_key=resolve, nonces=request.app[CONTEXT].nonces)
+                                body=body or None, resolve_key=resolve, nonces=seen)
+        # claimed in the database too: a replay after a restart or on another replica is refused
+        if not await claim_nonce(request.app[RUNTIME].engine, tables.nonces, key_id, seen.nonce or "",
+                                 request.app[CONTEXT].clock()):
+            raise SignatureRejected("replayed_nonce", key_id)
     except SignatureRejected as exc:
         await _audit_rejection(request, "signature_rejected", exc.reason, exc.key_id, path)
         return problem(401, detail=f"signature rejected: {exc.reason}")

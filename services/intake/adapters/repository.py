@@ -18,6 +18,7 @@ from services.intake.adapters.tables import (
     concerns, idempotency_keys, nonces, people, reference_counters, referrals,
 )
 from services.intake.domain.lifecycle import State
+from shared.storage import nonces as nonces_store
 
 _INSERTS = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
 
@@ -93,19 +94,11 @@ async def save_idempotent(conn: AsyncConnection, client_id: str, key: str, body_
 
 async def claim_nonce(engine: AsyncEngine, client_id: str, nonce: str, now: datetime,
                       window: timedelta = timedelta(seconds=600)) -> bool:
-    """True the first time (client, nonce) is seen within the window, across replicas: one
-    upsert that inserts a new nonce or takes over an expired one, and touches a live one not."""
-    async with engine.begin() as conn:
-        stmt = _insert(conn, nonces).values(client_id=client_id, nonce=nonce, expires_at=now + window)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=[nonces.c.client_id, nonces.c.nonce], set_={"expires_at": stmt.excluded.expires_at},
-            where=nonces.c.expires_at <= now)
-        return (await conn.execute(stmt)).rowcount == 1
+    return await nonces_store.claim_nonce(engine, nonces, client_id, nonce, now, window)
 
 
 async def purge_nonces(engine: AsyncEngine, now: datetime) -> int:
-    async with engine.begin() as conn:
-        return int((await conn.execute(sa.delete(nonces).where(nonces.c.expires_at <= now))).rowcount or 0)
+    return await nonces_store.purge_nonces(engine, nonces, now)
 
 
 async def stats_rows(conn: AsyncConnection, start: datetime, end: datetime, org: str | None) -> list[Row]:

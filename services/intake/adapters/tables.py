@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from sqlalchemy import JSON, Boolean, Column, Date, Integer, MetaData, PrimaryKeyConstraint, String, Table
 
+from shared.storage.nonces import nonce_table
 from shared.web.sessions import session_table
 from shared.storage.tables import UtcDateTime, common_tables
 
@@ -91,13 +92,7 @@ idempotency_keys = Table(
     PrimaryKeyConstraint("client_id", "key", name="pk_intake_idempotency_keys"),
 )
 
-nonces = Table(
-    "intake_nonces", metadata,
-    Column("client_id", String(100), nullable=False),
-    Column("nonce", String(200), nullable=False),
-    Column("expires_at", UtcDateTime(), nullable=False, index=True),
-    PrimaryKeyConstraint("client_id", "nonce", name="pk_intake_nonces"),
-)
+nonces = nonce_table(metadata, SERVICE)
 
 # --- revision 0006: concerns the LA raises for its force's control room (DESIGN §3.3) ---
 # Not once-only: one row per concern. A category code, when and who: never what it is about.
