@@ -83,25 +83,10 @@ def _cmd_sink(args: argparse.Namespace) -> int:
 
 
 async def _verify_audit() -> int:
-    """Verify every service's audit chain in its configured database."""
-    from safeguard.audit_db import service_audit
-    from shared.audit import verify_chain
-    from shared.crypto import verify_key_from_b64
+    """Verify every service's audit chain, its checkpoints and their copies in the stream."""
+    from safeguard.audit_verify import verify_all
 
-    settings, failed = load_settings(), 0
-    for svc in SERVICES:
-        async with service_audit(settings, svc) as audit:
-            if audit is None:
-                print(f"{svc}: no audit log yet")
-                continue
-            key = verify_key_from_b64(settings.file.services[svc].verify_key)
-            v = await verify_chain(audit.conn, audit.table, audit.checkpoints, key)
-        if v.ok:
-            print(f"{svc}: ok ({v.entries} entries, {v.checkpoints} checkpoints)")
-        else:
-            failed += 1
-            print(f"{svc}: FAILED at entry {v.first_bad}: {v.problem}")
-    return 1 if failed else 0
+    return await verify_all(load_settings())
 
 
 def _cmd_audit_verify(_args: argparse.Namespace) -> int:
@@ -168,7 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     intake_cli.register(sub)  # submit, open
     audit = sub.add_parser("audit", help="audit log tools").add_subparsers(dest="audit_command", required=True)
-    audit.add_parser("verify", help="verify every service's audit chain").set_defaults(func=_cmd_audit_verify)
+    audit.add_parser("verify", help="verify every service's audit chain and its checkpoints").set_defaults(func=_cmd_audit_verify)
     return parser
 
 

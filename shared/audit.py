@@ -10,7 +10,9 @@ change it describes (`batched()` groups a transaction's entries into one insert)
 appenders on SQLite and PostgreSQL alike, so seqs are gapless and the chain has
 no forks. `verify_chain()` recomputes everything and names the first bad entry:
 an edited, deleted, inserted or reordered row, a truncated tail, or a forged
-checkpoint. `detail` must hold codes and ids only, never content.
+checkpoint; given the checkpoints' copies outside the service's tables
+(`shared.audit_store`), also a deleted or replaced checkpoint row.
+`detail` must hold codes and ids only, never content.
 """
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ import contextlib
 import contextvars
 import hashlib
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -161,8 +163,13 @@ async def record(conn: AsyncConnection, table: Table, *, actor: str, action: str
     return seq
 
 
+def checkpoint_text(table_name: str, seq: int, h: str) -> bytes:
+    """What a checkpoint's Ed25519 signature covers."""
+    return f"safeguard-audit-v1\n{table_name}\n{seq}\n{h}".encode()
+
+
 def _checkpoint_message(table: Table, seq: int, h: str) -> bytes:
-    return f"safeguard-audit-v1\n{table.name}\n{seq}\n{h}".encode()
+    return checkpoint_text(table.name, seq, h)
 
 
 async def checkpoint(conn: AsyncConnection, table: Table, checkpoints: Table, *, signing_key: SigningKey,
@@ -187,14 +194,22 @@ class AuditVerdict:
     problem: str | None = None
 
 
-async def verify_chain(conn: AsyncConnection, table: Table, checkpoints: Table,
-                       verify_key: VerifyKey, page: int = 5000) -> AuditVerdict:
+async def verify_chain(conn: AsyncConnection, table: Table, checkpoints: Table, verify_key: VerifyKey,
+                       page: int = 5000, external: Mapping[int, str] | None = None) -> AuditVerdict:
+    """`external`: seq -> hash of the checkpoints' verified copies outside the service's
+    tables; each must still be in `checkpoints`, with the same hash (seq 0: an empty chain)."""
     cps = {cp.seq: cp for cp in (await conn.execute(sa.select(checkpoints))).all()}
     for cp in cps.values():
         try:
             verify(verify_key, _checkpoint_message(table, cp.seq, cp.hash), b64d(cp.signature))
         except CryptoError:
             return AuditVerdict(False, 0, len(cps), cp.seq, f"checkpoint at entry {cp.seq} has a bad signature")
+    for seq, h in sorted((external or {}).items()):
+        if seq > 0 and seq not in cps:
+            return AuditVerdict(False, 0, len(cps), seq,
+                                f"checkpoint {seq} is in the external store but missing from the table")
+        if seq > 0 and cps[seq].hash != h:
+            return AuditVerdict(False, 0, len(cps), seq, f"checkpoint {seq} differs from the external store")
     prev, last, count = GENESIS, 0, 0
     while rows := (await conn.execute(
         sa.select(table).where(table.c.seq > last).order_by(table.c.seq).limit(page)

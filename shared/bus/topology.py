@@ -183,3 +183,21 @@ async def declare_topology(channel: AbstractChannel, forces: Iterable[str], *,
         await channel.declare_queue(
             retry_queue_name(delay), durable=True, arguments=retry_queue_arguments(delay)
         )
+    await declare_audit_stream(channel)
+
+
+# --- The audit checkpoint stream (DESIGN §5; issue 18 #2) ----------------------------------
+# Every service copies each signed audit checkpoint here, outside its own tables
+# (shared/audit_store.py), and `safeguard audit verify` reads it from the first offset. A
+# stream queue keeps what it is sent whoever reads it (nothing acks a message away) until
+# it is older than `x-max-age`; the services need only write to it.
+AUDIT_CHECKPOINTS = "safeguard.audit.checkpoints"
+AUDIT_STREAM_MAX_AGE = "10Y"
+
+
+def audit_stream_arguments() -> dict[str, Any]:
+    return {"x-queue-type": "stream", "x-max-age": AUDIT_STREAM_MAX_AGE}
+
+
+async def declare_audit_stream(channel: AbstractChannel) -> None:
+    await channel.declare_queue(AUDIT_CHECKPOINTS, durable=True, arguments=audit_stream_arguments())

@@ -57,7 +57,9 @@ async def test_declare_topology_twice_creates_quorum_queues_with_limits(connecti
         assert args["x-message-ttl"] == delay * 1000
         assert args["x-dead-letter-exchange"] == ""
         assert args["x-dead-letter-routing-key"] == "notifier.requests"
-    assert len(queues) == 7 * 2 + len(bus.RETRY_DELAYS_S)
+    kind, durable, args = queues["safeguard.audit.checkpoints"]  # issue 18 #2: outside the services' tables
+    assert (kind, durable, args) == ("stream", True, {"x-queue-type": "stream", "x-max-age": "10Y"})
+    assert len(queues) == 7 * 2 + len(bus.RETRY_DELAYS_S) + 1
 
 
 @pytest.mark.broker

@@ -165,6 +165,7 @@ def bus_names_defined(forces: list[str]) -> set[str]:
     for spec in t.all_queues(forces):
         names |= {spec.name, spec.parking_queue}
     names |= {t.retry_queue_name(s) for s in t.RETRY_DELAYS_S}
+    names.add(t.AUDIT_CHECKPOINTS)
     return names
 
 

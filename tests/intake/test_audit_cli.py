@@ -18,6 +18,7 @@ async def test_audit_verify_detects_an_edited_entry(intake, monkeypatch, capsys)
     assert await checkpoint_now(intake.app) == 3
     monkeypatch.setenv("SAFEGUARD_CONFIG", str(intake.settings.config_path))
     monkeypatch.setenv("SAFEGUARD_DATABASE_URL", intake.settings.database_url)
+    monkeypatch.setenv("SAFEGUARD_AMQP_URL", intake.settings.amqp_url)
     assert await asyncio.to_thread(cli.main, ["audit", "verify"]) == 0
     assert "intake: ok (3 entries, 1 checkpoints)" in capsys.readouterr().out
     async with intake.engine.begin() as conn:

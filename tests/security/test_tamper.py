@@ -1,8 +1,8 @@
 """`safeguard audit verify` against intake's real PostgreSQL audit chain: each kind of
 tampering done directly in the database (edit, delete, reorder, insert, truncate, a
-consistent rewrite, a forged checkpoint) fails the command and names the first bad
-entry; each case starts from the untouched rows, which pass again at the end.
-One app for every case."""
+consistent rewrite, a forged checkpoint, a consistent rewrite with the checkpoints
+deleted) fails the command and names the first bad entry; each case starts from the
+untouched rows, which pass again at the end. One app for every case."""
 from __future__ import annotations
 
 import asyncio
@@ -16,6 +16,7 @@ from services.intake.adapters import tables
 from services.intake.bootstrap import checkpoint_now
 from shared.audit import _checkpoint_message, canonical, chain_hash
 from shared.crypto import b64e, sign
+from shared.runtime import RUNTIME
 from tests.factories import referral
 
 AUDIT, HEAD, CPS = tables.audit, tables.audit_head, tables.audit_checkpoints
@@ -82,6 +83,13 @@ async def forge_checkpoint(conn, rows):
     await conn.execute(sa.update(CPS).values(hash=new, signature=sig))
 
 
+async def delete_checkpoints(conn, rows):
+    """Issue 18 #2: rewrite the chain consistently, then delete the signed checkpoints it no
+    longer matches. Only the copy outside intake's tables (the checkpoint stream) can tell."""
+    await _rewrite(conn, rows)
+    await conn.execute(sa.delete(CPS))
+
+
 CHECKPOINT_AT = 3
 CASES = [  # (name, how, first bad entry, words of the problem)
     ("edit a row's detail", edit, 2, "entry 2 was altered"),
@@ -91,6 +99,8 @@ CASES = [  # (name, how, first bad entry, words of the problem)
     ("delete the newest rows", truncate, 5, "entries after 4 were removed"),
     ("rewrite the chain consistently", rewrite, CHECKPOINT_AT, "differs from its signed checkpoint"),
     ("forge the checkpoint", forge_checkpoint, CHECKPOINT_AT, "has a bad signature"),
+    ("rewrite the chain consistently and delete the checkpoints", delete_checkpoints, CHECKPOINT_AT,
+     f"checkpoint {CHECKPOINT_AT} is in the external store but missing from the table"),
 ]
 
 
@@ -104,10 +114,12 @@ async def test_every_tampering_fails_audit_verify_at_the_first_bad_entry(intake,
     for i in range(CHECKPOINT_AT):
         assert (await intake.submit(referral(client_reference=f"T{i}"))).status == 202
     assert await checkpoint_now(intake.app) == CHECKPOINT_AT
+    await intake.app[RUNTIME].relay.drain()  # its copy is in the checkpoint stream now
     for i in range(3):
         assert (await intake.submit(referral(client_reference=f"U{i}"))).status == 202
     monkeypatch.setenv("SAFEGUARD_CONFIG", str(intake.settings.config_path))
     monkeypatch.setenv("SAFEGUARD_DATABASE_URL", intake.settings.database_url)
+    monkeypatch.setenv("SAFEGUARD_AMQP_URL", intake.settings.amqp_url)
     assert await verify(capsys) == (0, "intake: ok (6 entries, 1 checkpoints)")
     async with intake.engine.connect() as conn:
         snap = await snapshot(conn)
@@ -122,4 +134,8 @@ async def test_every_tampering_fails_audit_verify_at_the_first_bad_entry(intake,
             await restore(conn, snap)
         reliability.row("tamper", tampering=name, where="intake_audit (PostgreSQL)", detected="yes",
                         verify_says=line.removeprefix("intake: "))
+        if how is delete_checkpoints:
+            reliability.row("attacks", finding="#2", attack="edit an audit entry, recompute the chain so it is "
+                            "self-consistent, delete the checkpoint table's rows (intake, PostgreSQL)",
+                            before="`safeguard audit verify`: intake: ok", after=f"exit {code}: {line}")
     assert await verify(capsys) == (0, "intake: ok (6 entries, 1 checkpoints)")  # the restored rows pass again
