@@ -76,8 +76,11 @@ def _private_file(path: Path) -> None:
     """The database file readable by this user only (0600; a new directory 0700): SQLite makes
     its -wal and -shm files with the database file's permissions."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
-    os.chmod(path, 0o600)
+    try:
+        os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
+        os.chmod(path, 0o600)
+    except OSError:  # not a file we can open (a directory, no permission): SQLite will say so
+        return
 
 
 def _guard_checkout(engine: AsyncEngine) -> None:

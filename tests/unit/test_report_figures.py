@@ -58,16 +58,12 @@ def test_charts_are_well_formed_svg_with_escaped_labels_and_suppressed_marks():
 
 
 def test_the_page_shows_suppressed_counts_and_rates_as_such():
-    from services.intake.entrypoints import report as page
-
     at = datetime(2026, 3, 2, 10, tzinfo=UTC)
     rows = [_row(at, acknowledged_at=at + timedelta(hours=1), out_of_hours=i < 2) for i in range(6)]
     doc = figures.build(rows, date(2026, 3, 1), date(2026, 3, 31), at + timedelta(days=60), threshold=5)
-    html = page._env.get_template("report.html").render(
-        report=doc, charts=report_charts(doc), titles=page.TABLE_TITLES, measures=export.MEASURE_TITLES,
-        hidden="[c]", query="")
-    assert "<dt>Received out of hours</dt><dd>[c]</dd>" in html
-    assert "<dt>Referrals</dt><dd>6</dd>" in html and '<th scope="row">0-10</th><td class="num">0</td>' in html
+    html = _page(doc, report_charts(doc))
+    assert _dd("Received out of hours", "[c]") in html
+    assert _dd("Referrals", "6") in html and _cell("0-10", "0") in html
     assert [r["percent"] for r in export.rows(doc) if r["category"] == "out_of_hours_share"] == ["[c]"]
 
 
@@ -175,8 +171,6 @@ def test_a_report_with_no_small_numbers_is_unchanged():
 
 
 def test_secondary_cells_look_like_primary_ones_in_the_csv_the_page_and_the_charts():
-    from services.intake.entrypoints import report as page
-
     rows = _many(2, age_band="0-10") + _many(30, age_band="11-15") + _many(8, age_band="16-17")
     doc = _build(rows)
     by = {(r["section"], r["category"]): r["count"] for r in export.rows(doc)}
@@ -185,11 +179,8 @@ def test_secondary_cells_look_like_primary_ones_in_the_csv_the_page_and_the_char
     svg = ElementTree.fromstring(charts["by_age_band"])
     assert len(svg.findall("{http://www.w3.org/2000/svg}rect")) == 1
     assert svg.find("{http://www.w3.org/2000/svg}desc").text == "0-10: [c]; 11-15: 30; 16-17: [c]"
-    html = page._env.get_template("report.html").render(
-        report=doc, charts=charts, titles=page.TABLE_TITLES, measures=export.MEASURE_TITLES, hidden="[c]", query="")
-    assert '<th scope="row">0-10</th><td class="num">[c]</td>' in html
-    assert '<th scope="row">16-17</th><td class="num">[c]</td>' in html
-    assert '<th scope="row">11-15</th><td class="num">30</td>' in html
+    html = _page(doc, charts)
+    assert _cell("0-10", "[c]") in html and _cell("16-17", "[c]") in html and _cell("11-15", "30") in html
 
 
 AGES = ("0-10", "11-15", "16-17")
@@ -220,3 +211,30 @@ def test_no_suppressed_figure_can_be_recovered_from_random_reports(seed):
     rows = _random_rows(rng)
     doc = _build(rows, date(2026, 1, 1), date(2026, 3, 31), threshold=rng.choice((3, 5, 5, 10)))
     assert_nothing_recoverable(rows, doc, LATER)
+
+
+def _page(doc, charts) -> str:
+    """The report page's HTML for `doc`, rendered with the page's own templates and layout."""
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    from services.intake.entrypoints import pages, report as page
+    from shared.web.pages import environment
+
+    ctx = SimpleNamespace(clock=lambda: datetime(2026, 5, 1, tzinfo=UTC), settings=SimpleNamespace(
+        local_authority=lambda code: None, force=lambda code: None))
+    env = environment(Path(page.__file__).parent / "templates")
+    return env.get_template("report.html").render(
+        report=doc, charts=charts, titles=page.TABLE_TITLES, measures=export.MEASURE_TITLES, hidden="[c]",
+        query="", title="Performance data", person=None, navigation=[], service_name="Referrals",
+        home="/referrals", csrf_token="", cspNonce="n", **pages.common(ctx))
+
+
+def _dd(key: str, value: str) -> str:
+    return (f'<dt class="govuk-summary-list__key">{key}</dt>'
+            f'<dd class="govuk-summary-list__value">{value}</dd>')
+
+
+def _cell(row: str, value: str) -> str:
+    return (f'<th scope="row" class="govuk-table__header">{row}</th>'
+            f'<td class="govuk-table__cell govuk-table__cell--numeric">{value}</td>')
