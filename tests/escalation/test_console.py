@@ -1,8 +1,8 @@
 """The control-room console in real headless Chromium, signed in at the real development
 identity provider, against the real broker and PostgreSQL: alerts arrive live, named plainly;
 acknowledge with confirmation; an outcome; the audited welfare-check step and its link on to
-intake's welfare check; WCAG 2.2 AA (axe)
-at full width and 320 px; only the operator's force's alerts."""
+intake's welfare check; WCAG 2.2 AA (axe) at full width and 320 px; only the operator's force's
+alerts."""
 from __future__ import annotations
 
 import json
