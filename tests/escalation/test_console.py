@@ -1,7 +1,8 @@
 """The control-room console in real headless Chromium, signed in at the real development
 identity provider, against the real broker and PostgreSQL: alerts arrive live, named plainly;
-acknowledge with confirmation; an outcome; the audited welfare-check step; WCAG 2.2 AA (axe)
-at full width and 320 px; only the operator's force's alerts."""
+acknowledge with confirmation; an outcome; the audited welfare-check step and its link on to
+intake's welfare check; WCAG 2.2 AA (axe) at full width and 320 px; only the operator's force's
+alerts."""
 from __future__ import annotations
 
 import json
@@ -100,9 +101,13 @@ async def test_operator_sees_alerts_live_acknowledges_records_an_outcome_and_ope
             await expect(page.locator(".govuk-warning-text")).to_contain_text("recorded with your name")
             assert await _audit(esc, "alert.welfare_check_opened") == []  # the warning page records nothing
             await page.get_by_role("button", name="Open for a welfare check").click()
-            await expect(page.locator("#welfare-gap")).to_be_visible()
+            link = page.get_by_role("link", name="Open the child's identity and address (signs you in to "
+                                                 "Safeguard Relay referrals)")
             [entry] = await _audit(esc, "alert.welfare_check_opened")
             assert entry.reference == concern.reference and entry.detail["person"]["name"] == "Lee Morgan"
+            intake = esc.settings.file.system.public_base_url.rstrip("/")  # intake's own audited step
+            await expect(link).to_have_attribute(
+                "href", f"{intake}/referrals/{concern.reference}/welfare-check?alert={entry.detail['alert_id']}")
             assert await axe_violations(page) == []
             assert CANARY not in await page.content()
 

@@ -121,10 +121,12 @@ async def intake(intake_settings, aiohttp_client, tmp_path) -> Intake:
 # --- the pages: signed-in people at the real development identity provider (DESIGN §3.7) ---
 
 OTHER_FORCE = "other-force"
-# Beside the dev people: a social worker of the other LA and a CTP officer of another force.
+# Beside the dev people: a social worker of the other LA, a CTP officer and a control-room
+# operator of another force.
 OTHER_PEOPLE = (
     {"sub": "social.worker@other-borough.example", "name": "Robin Hale", "groups": [f"sg-social-care-{OTHER_LA}"]},
     {"sub": "ctp.officer@other-force.example", "name": "Kit Marsh", "groups": ["sg-prevent-other-force"]},
+    {"sub": "control.room@other-force.example", "name": "Nico Vale", "groups": ["sg-control-room-other-force"]},
 )
 
 
@@ -138,7 +140,8 @@ def with_pages(settings: Settings, issuer: str, base_url: str, keys_dir: Path) -
     f = settings.file
     (idp,) = f.identity_providers
     claims = (*idp.claims, ClaimMapping(group=f"sg-social-care-{OTHER_LA}", role="social_care", organisation=OTHER_LA),
-              ClaimMapping(group="sg-prevent-other-force", role="prevent", organisation=OTHER_FORCE))
+              ClaimMapping(group="sg-prevent-other-force", role="prevent", organisation=OTHER_FORCE),
+              ClaimMapping(group="sg-control-room-other-force", role="control_room", organisation=OTHER_FORCE))
     idp = idp.model_copy(update={"issuer": issuer, "claims": claims})
     system = f.system.model_copy(update={"public_base_url": base_url})
     return settings.model_copy(update={"file": f.model_copy(update={

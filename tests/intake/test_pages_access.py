@@ -1,7 +1,8 @@
 """Who may open which page (DESIGN §3.7, §3.3): every page of intake × each dev person and a
 person of another LA and of another force, signed in at the real development identity provider.
 Social care of the referral's LA and CTP Prevent of its force open it; other roles get the 403
-page; another organisation's referral answers exactly as an absent one (no enumeration)."""
+page; another organisation's referral answers exactly as an absent one (no enumeration). The
+welfare check is the control room's of the referral's force only, and no other page is."""
 from __future__ import annotations
 
 import re
@@ -15,7 +16,7 @@ from tests.support.oidc import person
 
 PEOPLE = {"sam": person("social.worker").sub, "jo": person("team.manager").sub, "dana": person("ctp.officer").sub,
           "lee": person("control.room").sub, "alex": person("ops").sub,
-          "robin": OTHER_PEOPLE[0]["sub"], "kit": OTHER_PEOPLE[1]["sub"]}
+          "robin": OTHER_PEOPLE[0]["sub"], "kit": OTHER_PEOPLE[1]["sub"], "nico": OTHER_PEOPLE[2]["sub"]}
 ABSENT = "PRV-2026-999999"
 OK = "ok"  # reached the referral: a 303 back to it, or its page with a form error (422) or a conflict (409)
 LA_ACTIONS = ("acknowledgement", "decision", "strategy-discussion", "concerns")
@@ -24,13 +25,31 @@ CTP_ACTIONS = ("checks", "feedback")
 EXPECTED = {
     "sam": (200, 200, OK, 403, OK), "jo": (200, 200, OK, 403, OK), "dana": (200, 200, 403, OK, OK),
     "lee": (403, 403, 403, 403, 403), "alex": (403, 403, 403, 403, 403),
-    "robin": (200, 404, 404, 403, 404), "kit": (200, 404, 403, 404, 404),
+    "robin": (200, 404, 404, 403, 404), "kit": (200, 404, 403, 404, 404), "nico": (403, 403, 403, 403, 403),
 }
+WELFARE = ("GET /welfare-check", "POST /welfare-check", "GET /welfare-check/open", "GET /welfare-check/sealed.json")
+# person -> the welfare-check routes in that order (the POST with a reason): the control room of the
+# referral's force opens it; another force's control room gets "not found" (as for an absent
+# referral); every other role the 403 page
+WELFARE_EXPECTED = {name: (403,) * 4 for name in EXPECTED} | {"lee": (200, 303, 200, 200), "nico": (404,) * 4}
 
 
 def _main(html: str) -> str:
     """The page's <main> (the identity bar and the nonce differ from page to page)."""
     return re.search(r"<main.*?</main>", html, re.S).group(0)
+
+
+async def _welfare(pages, http, ref: str, token: str) -> list[tuple[int, str]]:
+    """Each welfare-check route for `ref`: (status, the page's <main> or the body)."""
+    out = []
+    for route in WELFARE:
+        method, path = route.split(" ")
+        data = {"csrf_token": token, "reason": "welfare_check"} if method == "POST" else None
+        async with http.request(method, f"{pages.url}/referrals/{ref}{path}", data=data, allow_redirects=False,
+                                headers={"Origin": pages.url}) as resp:
+            text = await resp.text()
+            out.append((resp.status, _main(text) if "<main" in text else text))
+    return out
 
 
 async def test_every_page_for_every_person(pages):
@@ -67,6 +86,12 @@ async def test_every_page_for_every_person(pages):
                                          data={"csrf_token": tokens[name]}, headers={"Origin": pages.url}) as resp:
                         got = OK if resp.status in (303, 409, 422) else resp.status
                         assert got == expected, (name, action, resp.status)
+            seen = {ref_: await _welfare(pages, http, ref_, tokens[name]) for ref_ in (ref, ABSENT)}
+            assert tuple(status for status, _ in seen[ref]) == WELFARE_EXPECTED[name], (name, seen[ref])
+            if name == "nico":  # another force's referral: the same answer as none at all
+                assert seen[ref] == seen[ABSENT] and ref not in str(seen[ref])
+            if name == "lee":
+                assert [status for status, _ in seen[ABSENT]] == [404] * 4
             async with http.get(f"{pages.url}/report") as resp:
                 assert resp.status == 200, name
                 assert ("all organisations" in await resp.text()) == (name == "alex"), name

@@ -117,7 +117,7 @@ async def get_referral(ctx: Context, client_id: str, reference: str, person: Per
     return reply
 
 
-def _sealed(row: Any) -> dict[str, Any]:
+def sealed_of(row: Any) -> dict[str, Any]:
     if row.shredded_at is not None or not row.content_sealed.get("recipients"):
         raise Gone("The sealed content of this referral has been destroyed")
     return {"referral_id": row.id, "reference": row.reference,
@@ -126,7 +126,7 @@ def _sealed(row: Any) -> dict[str, Any]:
 
 async def get_sealed(ctx: Context, client_id: str, reference: str, person: Person | None = None) -> dict[str, Any]:
     """Recipient teams only (social care of the LA, CTP Prevent of the force)."""
-    return await _read(ctx, client_id, reference, recipient_team, "referral.sealed_read", _sealed, person)
+    return await _read(ctx, client_id, reference, recipient_team, "referral.sealed_read", sealed_of, person)
 
 
 async def _performance_rows(ctx: Context, actor: str, org: str | None, start: date, end: date,

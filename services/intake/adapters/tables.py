@@ -1,7 +1,7 @@
 """The intake service's tables (all named `intake_*`); change them only with a new migration."""
 from __future__ import annotations
 
-from sqlalchemy import JSON, Boolean, Column, Date, Integer, MetaData, PrimaryKeyConstraint, String, Table
+from sqlalchemy import JSON, Boolean, Column, Date, ForeignKey, Integer, MetaData, PrimaryKeyConstraint, String, Table
 
 from shared.storage.nonces import nonce_table
 from shared.web.sessions import session_table
@@ -121,3 +121,16 @@ people = Table(
 
 # --- revision 0008: the pages' server-side sessions ---
 web_sessions = session_table(metadata, SERVICE)
+
+# --- revision 0010: welfare-check grants (DESIGN §3.7): one signed-in session of a force's
+# control room may read one referral's sealed content for 15 minutes after the audited step.
+# The session is named by its row's `id_hash`; signing out or expiry of the session drops it.
+welfare_grants = Table(
+    "intake_welfare_grants", metadata,
+    Column("session_hash", String(64), ForeignKey(f"{web_sessions.name}.id_hash", ondelete="CASCADE"),
+           primary_key=True),
+    Column("reference", String(20), primary_key=True),
+    Column("person_id", String(100), nullable=False),
+    Column("granted_at", UtcDateTime(), nullable=False),
+    Column("expires_at", UtcDateTime(), nullable=False, index=True),
+)

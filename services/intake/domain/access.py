@@ -14,6 +14,7 @@ from shared.config import Client
 
 STAFF = ("referrer", "social_care", "prevent", "control_room")
 RECIPIENT_TEAMS = {"social_care": "la_code", "prevent": "force"}
+WELFARE_CHECK = {"control_room": "force"}  # the force's control room holds the force's key too
 
 
 def not_yours(client: Client) -> Forbidden:
@@ -43,6 +44,12 @@ def staff_of(client: Client | None, row: Any | None) -> None:
 def recipient_team(client: Client | None, row: Any | None) -> None:
     """Social care of the referral's local authority or CTP Prevent of its force (sealed reads)."""
     authorise(client, row, RECIPIENT_TEAMS)
+
+
+def welfare_check(client: Client | None, row: Any | None) -> None:
+    """The control room of the referral's force, for an audited welfare check (the person's
+    live welfare-check grant is checked apart, by the caller)."""
+    authorise(client, row, WELFARE_CHECK)
 
 
 def performance_scope(client: Client | None) -> str | None:

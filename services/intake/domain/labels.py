@@ -56,6 +56,9 @@ ALREADY = {
 }
 PAGE_ROLES = ("social_care", "prevent")  # the recipient teams: the case list and the referral page
 REPORT_ROLES = ("social_care", "prevent", "control_room", "referrer", "ops")
+WELFARE_ROLES = ("control_room",)  # the welfare check of a referral of their force, and nothing else
+WELFARE_REASON = {"welfare_check": "A welfare check", "missing_person": "A missing person",
+                  "risk_to_life": "A risk to life"}
 
 
 def word(table: dict[str, str], code: str | None) -> str:

@@ -184,6 +184,18 @@ def pages() -> dict[str, Any]:
             "parameters": ref, "responses": {**SEE_OTHER, "200": _json("Envelopes"), "403": _html("Role"),
                                              **_problems(404, 410)}}},
         **actions,
+        "/referrals/{reference}/welfare-check": {
+            "get": _page("The welfare check's warning and reason form (control_room of the referral's force)",
+                         200, 403, 404, params=ref),
+            "post": _page("Open the welfare check (reason; CSRF token, same origin): audited, 15 minutes for this "
+                          "session, 303 to the opened page", 401, 403, 404, 422, params=ref, problems=(413,))},
+        "/referrals/{reference}/welfare-check/open": {"get": _page(
+            "The welfare check, opened: the child's identity and address, decrypted in the browser with the "
+            "force key (303 back to the warning without a live grant)", 200, 403, 404, params=ref)},
+        "/referrals/{reference}/welfare-check/sealed.json": {"get": {
+            "summary": "The sealed content for the welfare check page's script (a live grant only; audited)",
+            "parameters": ref, "responses": {**SEE_OTHER, "200": _json("Envelope"),
+                                             **_problems(403, 404, 410)}}},
         "/report": {"get": _page("The performance report page (any staff role; ops: all organisations)",
                                  200, 403, 422)},
         "/report/report.csv": {"get": {
