@@ -122,5 +122,10 @@ class Publisher:
 
 
 def _label(routing_key: str) -> str:
-    """Metric label for a routing key: per-force alert keys collapse to one value."""
-    return "control-room.*" if routing_key.startswith("control-room.") else routing_key
+    """Metric label for a routing key: per-force alert keys and reply queues collapse to one
+    value each, so no name a client chooses becomes a label."""
+    if routing_key.startswith("control-room."):
+        return "control-room.*"
+    if routing_key.startswith(("amq.rabbitmq.reply-to", "reply.")):
+        return "reply"
+    return routing_key

@@ -5,6 +5,7 @@ document), none is retried (no crash loop), the consumer stays attached, and a v
 message published after the garbage is still processed."""
 from __future__ import annotations
 
+import uuid
 import json
 from datetime import timedelta
 
@@ -93,11 +94,15 @@ async def test_intake_submissions_answers_and_parks_every_bad_message(fuzz_intak
     conn = await aio_pika.connect(fuzz_intake.settings.amqp_url)
     try:
         channel = await conn.channel()
-        replies = await channel.declare_queue(exclusive=True)
+        replies = await channel.declare_queue(f"reply.dev-mash.{uuid.uuid4().hex}", exclusive=True)
         cases = stratified(lambda kind: submission(key, referral(), replies.name, kind), SUBMISSION_KINDS, PER_KIND)
         parked = await _garbage(channel, bus.INTAKE_SUBMISSIONS, cases)
-        answers = {text(m.correlation_id): json.loads(m.body) for m in await drain(channel, replies.name, len(cases))}
-        for bad, _ in cases:
+        # a reply goes to `reply.dev-mash.…` only for a message that names dev-mash (issue 18 #8)
+        answered = [bad for bad, _ in cases if bad.headers.get("keyid") == "dev-mash"]
+        answers = {text(m.correlation_id): json.loads(m.body)
+                   for m in await drain(channel, replies.name, len(answered))}
+        assert set(answers) == {bad.tag for bad in answered}
+        for bad in answered:
             doc = answers[bad.tag]
             assert set(doc) >= {"type", "title", "status", "reason"} and 400 <= doc["status"] < 500, doc
             assert doc["reason"] == parked[bad.tag]

@@ -41,7 +41,7 @@ async def test_amqp_submissions_are_answered_parked_and_idempotent(intake):
     conn = await aio_pika.connect(intake.settings.amqp_url)
     try:
         channel = await conn.channel()
-        replies = await channel.declare_queue(exclusive=True)
+        replies = await channel.declare_queue(f"reply.dev-mash.{uuid.uuid4().hex}", exclusive=True)
         exchange = await channel.get_exchange("safeguard.submissions")
         body = referral_body()
         good = signed_message(intake, body, replies.name)

@@ -9,6 +9,7 @@ prints the metadata, `safeguard dlq open --key` the sealed original for an opera
 holding the parking key's private half."""
 from __future__ import annotations
 
+import uuid
 import hashlib
 import io
 import json
@@ -62,7 +63,7 @@ async def submit_and_take_parked(intake: Intake, body: bytes, tamper: bool):
     conn = await aio_pika.connect(intake.settings.amqp_url)
     try:
         channel = await conn.channel()
-        replies = await channel.declare_queue(exclusive=True)
+        replies = await channel.declare_queue(f"reply.dev-mash.{uuid.uuid4().hex}", exclusive=True)
         exchange = await channel.get_exchange("safeguard.submissions")
         message = signed_message(intake, body, replies.name, tamper=tamper)
         await exchange.publish(message, "referral")
@@ -130,7 +131,7 @@ async def test_dlq_show_prints_metadata_and_open_needs_the_parking_key(with_key,
     conn = await aio_pika.connect_robust(settings.amqp_url)
     try:
         channel = await conn.channel()
-        replies = await channel.declare_queue(exclusive=True)
+        replies = await channel.declare_queue(f"reply.dev-mash.{uuid.uuid4().hex}", exclusive=True)
         message = signed_message(intake, referral_body(canary, phone, la_code="E11111111"), replies.name)
         await (await channel.get_exchange("safeguard.submissions")).publish(message, "referral")
         await get_one(replies)

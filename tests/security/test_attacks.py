@@ -5,6 +5,7 @@ docs/reliability.md: the attack, what it got before the fix (from the review: th
 tests cannot run the old code) and what it got in this run (`after`, observed)."""
 from __future__ import annotations
 
+import asyncio
 import base64
 import ipaddress
 import json
@@ -34,7 +35,7 @@ from services.notifier.adapters.rendering import Renderer
 from services.notifier.domain.lifecycle import Outcome
 from shared import httpsig
 from shared.config import ConfigError
-from tests.factories import referral
+from tests.factories import referral, referral_body
 from tests.intake.conftest import Intake
 from tests.intake.test_amqp import get_one, signed_message
 from tests.security.test_authz_intake import FORCE, LA, POLICY, REF, allowed, with_other_force
@@ -57,7 +58,7 @@ async def test_deeply_nested_json_is_a_400_on_http_and_parked_at_once_on_amqp(in
     conn = await aio_pika.connect(intake.settings.amqp_url)
     try:
         channel = await conn.channel()
-        replies = await channel.declare_queue(exclusive=True)
+        replies = await channel.declare_queue(f"reply.dev-mash.{uuid.uuid4().hex}", exclusive=True)
         exchange = await channel.get_exchange("safeguard.submissions")
         parked_queue = await channel.declare_queue("intake.submissions.parked", passive=True)
         for body in (DEEP_ARRAY, DEEP_OBJECT):
@@ -374,7 +375,7 @@ async def test_a_rejected_amqp_submission_is_never_parked_in_clear(intake, amqp_
     conn = await aio_pika.connect(intake.settings.amqp_url)
     try:
         channel = await conn.channel()
-        replies = await channel.declare_queue(exclusive=True)
+        replies = await channel.declare_queue(f"reply.dev-mash.{uuid.uuid4().hex}", exclusive=True)
         exchange = await channel.get_exchange("safeguard.submissions")
         parked_queue = await channel.declare_queue("intake.submissions.parked", passive=True)
         for overrides, tamper in cases.values():
@@ -454,3 +455,31 @@ async def test_a_parked_bus_message_keeps_no_sealed_section(intake, reliability)
                     after=f"sealed fields kept in the parked copy: {len(kept)} (x-parked-stripped: "
                           f"{parked.headers['x-parked-stripped']}); such a copy is never replayed; ids and codes "
                           "stay for the operator")
+
+
+async def test_a_submission_cannot_make_intake_write_into_another_queue(intake, reliability):
+    """Issue 18 #8: `reply_to` went to any queue (a garbage message put a problem document into
+    `control-room.dev-force`), and each name became a metrics label."""
+    from prometheus_client import REGISTRY
+    conn = await aio_pika.connect(intake.settings.amqp_url)
+    try:
+        channel = await conn.channel()
+        victim = await channel.declare_queue(f"victim-{uuid.uuid4().hex}", exclusive=True)
+        mine = await channel.declare_queue(f"reply.dev-mash.{uuid.uuid4().hex}", exclusive=True)
+        exchange = await channel.get_exchange("safeguard.submissions")
+        for body in (b'{"not": "a referral"}', referral_body()):
+            await exchange.publish(signed_message(intake, body, victim.name), "referral")
+        await exchange.publish(signed_message(intake, b'{"not": "a referral"}', mine.name), "referral")
+        assert json.loads((await get_one(mine)).body)["status"] == 422  # its own reply queue: answered
+        await asyncio.sleep(1.0)
+        assert await victim.get(fail=False) is None  # any other queue: never written to
+    finally:
+        await conn.close()
+    labels = {s.labels.get("routing_key") for m in REGISTRY.collect() if m.name == "safeguard_messages_published"
+              for s in m.samples}
+    assert victim.name not in labels and mine.name not in labels
+    reliability.row("attacks", finding="#8", attack="AMQP submissions (valid and invalid) whose reply_to names "
+                    "another queue",
+                    before="intake published its reply or problem document into that queue; each name a metrics label",
+                    after="no reply (logged submission_reply_refused); replies only to amq.rabbitmq.reply-to or "
+                          "reply.<client id>.…; reply queues share one label ('reply')")

@@ -3,7 +3,8 @@
 Messages are signed by the MASH client (headers keyid, created, nonce, signature),
 not by a service, so the consumer runs with `verify_keys=None` and this handler
 checks the client signature. It shares `handlers.submit_referral` with HTTP and
-answers on `reply_to` (if set) with the same JSON as the HTTP 202, or the problem
+answers on `reply_to` (if set: RabbitMQ's direct reply-to, or a queue named
+`reply.<client id>.…` — nothing else) with the same JSON as the HTTP 202, or the problem
 document. A bad message is audited, answered, then parked with its reason
 (`Reject`, naming the client when it is a configured one); a transient failure
 (database down) is retried by the consumer. What is parked is metadata, with the
@@ -20,7 +21,7 @@ import uuid
 from services.intake import handlers
 from services.intake.adapters import repository as repo
 from services.intake.adapters.effects import audit_rejection
-from services.intake.auth import SUBMISSION_MAX_AGE_S, MAX_SKEW_S
+from services.intake.auth import SUBMISSION_MAX_AGE_S, MAX_SKEW_S, safe_actor
 from services.intake.context import Context
 from services.intake.domain.commands import SubmitReferral
 from services.intake.domain.errors import IntakeError, TooLarge
@@ -30,9 +31,26 @@ from shared.logging import bound_contextvars, get_logger
 log = get_logger(__name__)
 
 
-async def _reply(publisher: bus.Publisher, message: bus.BusMessage, doc: dict) -> None:
+DIRECT_REPLY_TO = "amq.rabbitmq.reply-to"
+
+
+def reply_allowed(reply_to: str, client: str | None, ctx: Context) -> bool:
+    """Replies go only to RabbitMQ's direct reply-to (it reaches the publishing connection
+    only) or to a queue named `reply.<client id>.…` of a configured client — never to any
+    other queue a message names (issue 18 #8: a garbage message once put a problem document
+    into `control-room.dev-force`)."""
+    if reply_to == DIRECT_REPLY_TO or reply_to.startswith(DIRECT_REPLY_TO + "."):
+        return True
+    return bool(client) and ctx.settings.client(client) is not None and reply_to.startswith(f"reply.{client}.")
+
+
+async def _reply(publisher: bus.Publisher, message: bus.BusMessage, doc: dict, ctx: Context,
+                 client: str | None) -> None:
     reply_to = message.reply_to
     if not reply_to:
+        return
+    if not reply_allowed(reply_to, client, ctx):
+        log.info("submission_reply_refused", reason="reply_to_not_allowed")
         return
     try:
         await publisher.publish_raw("", reply_to, json.dumps(doc).encode(), message_id=str(uuid.uuid4()),
@@ -58,19 +76,20 @@ def make_handler(ctx: Context, publisher: bus.Publisher):
                     async with ctx.engine.connect() as conn:
                         stored = await repo.get_idempotent(conn, actor, key[:200])
                     if stored is not None:  # a redelivery of a message already accepted
-                        return await _reply(publisher, message, dict(stored.response))
+                        return await _reply(publisher, message, dict(stored.response), ctx, actor)
                 await auth.claim(actor, nonce, time.time(), SUBMISSION_MAX_AGE_S + MAX_SKEW_S)
                 done = await handlers.submit_referral(SubmitReferral(
                     actor, message.body, key[:200] if key else None, corr[:64], "amqp"), ctx)
             except IntakeError as err:
                 await audit_rejection(ctx, actor=actor or err.actor, action="referral.submit", reference=None,
                                       err=err, via="amqp")
-                await _reply(publisher, message, err.problem())
                 client = actor or err.actor
+                named = client or safe_actor(message.headers.get("keyid"))  # the queue prefix it may use
+                await _reply(publisher, message, err.problem(), ctx, named)
                 known = client is not None and ctx.settings.client(client) is not None
                 raise bus.Reject(err.reason, client=client if known else None,
                                  client_verified=known and actor is not None) from None
-            await _reply(publisher, message, done.reply)
+            await _reply(publisher, message, done.reply, ctx, actor)
     return handle
 
 
