@@ -7,29 +7,19 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Row, and_, or_, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.escalation.adapters.tables import alerts, people
+from shared.storage import people as store
 from shared.web.identity import Person
 
-_INSERTS = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
-
-
 async def remember(conn: AsyncConnection, person: Person, now: datetime) -> None:
-    values = {"issuer": person.issuer, "subject": person.subject, "name": person.name, "role": person.role,
-              "organisation": person.organisation, "updated_at": now}
-    stmt = _INSERTS[conn.dialect.name](people).values(id=person.id, **values)
-    await conn.execute(stmt.on_conflict_do_update(index_elements=[people.c.id], set_=values))
+    await store.remember(conn, people, person, now)
 
 
 async def names_of(conn: AsyncConnection, ids: Iterable[str | None]) -> dict[str, str]:
     """Display names of the people among `ids` (actor ids), by id."""
-    wanted = sorted({i for i in ids if i and i.startswith("person:")})
-    if not wanted:
-        return {}
-    rows = (await conn.execute(select(people.c.id, people.c.name).where(people.c.id.in_(wanted)))).all()
-    return {r.id: r.name for r in rows}
+    return {i: r.name for i, r in (await store.people_of(conn, people, ids)).items()}
 
 
 async def console_alerts(conn: AsyncConnection, force: str) -> list[Row[Any]]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 from sqlalchemy import JSON, Boolean, Column, Index, Integer, MetaData, String, Table, UniqueConstraint
 
 from shared.storage.nonces import nonce_table
+from shared.storage.people import people_table
 from shared.web.sessions import session_table
 from shared.storage.tables import ID_TYPE, UtcDateTime, common_tables
 
@@ -95,16 +96,7 @@ web_sessions = session_table(metadata, SERVICE)
 
 # --- revision 0008: the people named in `acknowledged_by` / `outcome_by` (DESIGN §3.7: issuer,
 # subject, name), one row per person id (`person:…`), updated as they act; the console shows the name.
-people = Table(
-    "escalation_people", metadata,
-    Column("id", String(100), primary_key=True),
-    Column("issuer", String(300), nullable=False),
-    Column("subject", String(200), nullable=False),
-    Column("name", String(100), nullable=False),
-    Column("role", String(20), nullable=False),
-    Column("organisation", String(63), nullable=True),
-    Column("updated_at", UtcDateTime(), nullable=False),
-)
+people = people_table(metadata, SERVICE)
 
 # --- revision 0009: signed requests' nonces, claimed across restarts and replicas ---
 nonces = nonce_table(metadata, SERVICE)

@@ -19,6 +19,7 @@ from services.intake.adapters.tables import (
 )
 from services.intake.domain.lifecycle import State
 from shared.storage import nonces as nonces_store
+from shared.storage import people as people_store
 
 _INSERTS = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
 
@@ -121,16 +122,9 @@ __all__ = [
 
 async def remember_person(conn: AsyncConnection, person: Any, now: datetime) -> None:
     """Keep the named person a `*_by` column will hold the id of (their latest name and role)."""
-    values = {"issuer": person.issuer, "subject": person.subject, "name": person.name, "role": person.role,
-              "organisation": person.organisation, "updated_at": now}
-    stmt = _insert(conn, people).values(id=person.id, **values)
-    await conn.execute(stmt.on_conflict_do_update(index_elements=[people.c.id], set_=values))
+    await people_store.remember(conn, people, person, now)
 
 
 async def names_of(conn: AsyncConnection, ids: set[str]) -> dict[str, Row]:
     """The people among `ids` (actor ids), by id."""
-    wanted = sorted(i for i in ids if i and i.startswith("person:"))
-    if not wanted:
-        return {}
-    rows = (await conn.execute(sa.select(people).where(people.c.id.in_(wanted)))).all()
-    return {r.id: r for r in rows}
+    return await people_store.people_of(conn, people, ids)

@@ -4,6 +4,7 @@ from __future__ import annotations
 from sqlalchemy import JSON, Boolean, Column, Date, ForeignKey, Integer, MetaData, PrimaryKeyConstraint, String, Table
 
 from shared.storage.nonces import nonce_table
+from shared.storage.people import people_table
 from shared.web.sessions import session_table
 from shared.storage.tables import UtcDateTime, common_tables
 
@@ -108,16 +109,7 @@ concerns = Table(
 
 # --- revision 0009: the people named in `*_by` columns (DESIGN §3.7: issuer, subject, name) ---
 # One row per person id (`person:…`), updated as they act; the timeline shows the name.
-people = Table(
-    "intake_people", metadata,
-    Column("id", String(100), primary_key=True),
-    Column("issuer", String(300), nullable=False),
-    Column("subject", String(200), nullable=False),
-    Column("name", String(100), nullable=False),
-    Column("role", String(20), nullable=False),
-    Column("organisation", String(63), nullable=True),
-    Column("updated_at", UtcDateTime(), nullable=False),
-)
+people = people_table(metadata, SERVICE)
 
 # --- revision 0008: the pages' server-side sessions ---
 web_sessions = session_table(metadata, SERVICE)
