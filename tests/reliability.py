@@ -32,6 +32,8 @@ S = "tests/security/"
 SECTIONS: dict[str, tuple[str, tuple[str, ...]]] = {
     "authorisation": ("Authorisation matrix (intake and escalation)",
                       (S + "test_authz_intake.py", S + "test_authz_escalation.py")),
+    "pages": ("Pages × people (signed in at the development identity provider; DESIGN §3.7)",
+              ("tests/intake/test_pages_access.py", "tests/escalation/test_console_access.py")),
     "tamper": ("Tamper evidence", (S + "test_tamper.py",)),
     "bus": ("Forged bus messages (parked, never handled)", ("tests/bus/test_publish_consume.py",)),
     "keys": ("Key rotation", (S + "test_key_rotation.py",)),

@@ -66,7 +66,7 @@ def _jar() -> aiohttp.ClientSession:
     return aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
 
 
-async def test_each_person_gets_only_what_their_role_and_force_allow(esc_web):
+async def test_each_person_gets_only_what_their_role_and_force_allow(esc_web, reliability):
     esc = esc_web
     async with esc.app() as server:
         base = str(server.make_url("")).rstrip("/")
@@ -102,6 +102,13 @@ async def test_each_person_gets_only_what_their_role_and_force_allow(esc_web):
         assert row.status == "open"  # nobody of dev-force could touch it
         refused = await esc.rows(select(audit.c.action, audit.c.outcome).where(audit.c.outcome == "not_found"))
         assert ("alert.acknowledge", "not_found") in refused
+    for method, path in ROUTES:
+        got = {who: seen[who, method, path] for who in [None, *PEOPLE]}
+        ok = {w for w, st in got.items() if w and (st == 200 or (method == "POST" and st == 303))}
+        reliability.row("pages", service="escalation", page=f"{method} {path.replace('/A/', '/{alert}/')}",
+                        people=len(got), allowed=", ".join(sorted(PEOPLE[w] for w in ok)),
+                        refused=", ".join(sorted(f"{PEOPLE[w] if w else 'nobody'} {st}" for w, st in got.items()
+                                                 if w not in ok)))
 
 
 async def test_a_form_without_the_token_or_from_another_site_is_refused(esc_web):

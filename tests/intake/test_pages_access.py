@@ -52,7 +52,26 @@ async def _welfare(pages, http, ref: str, token: str) -> list[tuple[int, str]]:
     return out
 
 
-async def test_every_page_for_every_person(pages):
+ROLE_OF = {"sam": "social care E99999999", "jo": "social care E99999999 (manager)", "dana": "prevent dev-force",
+           "lee": "control room dev-force", "alex": "ops", "robin": "social care (other LA)",
+           "kit": "prevent (other force)", "nico": "control room (other force)"}
+COLUMNS = ("GET /referrals", "GET /referrals/{reference} and sealed.json",
+           "POST /referrals/{reference}/{acknowledgement,decision,strategy-discussion,concerns}",
+           "POST /referrals/{reference}/{checks,feedback}", "POST /referrals/{reference}/close")
+
+
+def record_pages(reliability) -> None:
+    """The pages' rows of docs/reliability.md, from the expectations the test has just met."""
+    table = {col: {n: EXPECTED[n][i] for n in EXPECTED} for i, col in enumerate(COLUMNS)}
+    table |= {f"{r} (welfare check)": {n: WELFARE_EXPECTED[n][i] for n in WELFARE_EXPECTED}
+              for i, r in enumerate(WELFARE)}
+    for col, got in table.items():
+        reliability.row("pages", service="intake", page=col, people=len(got),
+                        allowed=", ".join(ROLE_OF[n] for n, s in got.items() if s in (200, 303, OK)),
+                        refused=", ".join(f"{ROLE_OF[n]} {s}" for n, s in got.items() if s in (403, 404)))
+
+
+async def test_every_page_for_every_person(pages, reliability):
     ref = (await (await pages.submit(referral())).json())["reference"]
     sessions, tokens = {}, {}
     try:
@@ -106,3 +125,4 @@ async def test_every_page_for_every_person(pages):
     assert row.acknowledged_at is not None and row.pathway is None and row.checks_outcome is None
     assert row.la_closed_at is None and row.ctp_closed_at is None
     assert {r.detail["via"] for r in refusals} == {"page"} and len(refusals) >= 20
+    record_pages(reliability)
