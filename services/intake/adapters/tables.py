@@ -1,7 +1,7 @@
 """The intake service's tables (all named `intake_*`); change them only with a new migration."""
 from __future__ import annotations
 
-from sqlalchemy import JSON, Boolean, Column, Date, Integer, MetaData, PrimaryKeyConstraint, String, Table
+from sqlalchemy import JSON, Boolean, Column, Date, Index, Integer, MetaData, PrimaryKeyConstraint, String, Table
 
 from shared.storage.nonces import nonce_table
 from shared.web.sessions import session_table
@@ -70,6 +70,10 @@ referrals = Table(
     Column("strategy_parents_informed", Boolean, nullable=True),
     Column("strategy_family_contact_lifted", Boolean, nullable=True),
     Column("strategy_notes_sealed", JSON, nullable=True),
+    # --- revision 0011: when its metadata last changed (the list API's `updated_since`) ---
+    Column("updated_at", UtcDateTime(), nullable=False, index=True),
+    Index("ix_intake_referrals_la_code_received_at_id", "la_code", "received_at", "id"),
+    Index("ix_intake_referrals_force_received_at_id", "force", "received_at", "id"),
 )
 
 # Every sealed envelope a referral row holds: retention shreds them all, `keys rewrap` re-seals them all.
