@@ -1,6 +1,8 @@
 """The intake service's tables (all named `intake_*`); change them only with a new migration."""
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import JSON, Boolean, Column, Date, Index, Integer, MetaData, PrimaryKeyConstraint, String, Table
 
 from shared.storage.nonces import nonce_table
@@ -8,6 +10,11 @@ from shared.web.sessions import session_table
 from shared.storage.tables import UtcDateTime, common_tables
 
 SERVICE = "intake"
+
+
+def _received_at(context: Any) -> Any:
+    return context.get_current_parameters()["received_at"]
+
 
 metadata = MetaData()
 
@@ -70,8 +77,9 @@ referrals = Table(
     Column("strategy_parents_informed", Boolean, nullable=True),
     Column("strategy_family_contact_lifted", Boolean, nullable=True),
     Column("strategy_notes_sealed", JSON, nullable=True),
-    # --- revision 0011: when its metadata last changed (the list API's `updated_since`) ---
-    Column("updated_at", UtcDateTime(), nullable=False, index=True),
+    # --- revision 0011: when its metadata last changed (the list API's `updated_since`); the
+    # repository sets it; a row inserted without it (test data, tools) takes its received_at ---
+    Column("updated_at", UtcDateTime(), nullable=False, index=True, default=_received_at),
     Index("ix_intake_referrals_la_code_received_at_id", "la_code", "received_at", "id"),
     Index("ix_intake_referrals_force_received_at_id", "force", "received_at", "id"),
 )
