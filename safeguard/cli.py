@@ -150,8 +150,10 @@ def build_parser() -> argparse.ArgumentParser:
     webhooks.register(sub)  # webhooks test
 
     from services.intake.entrypoints import cli as intake_cli
+    from services.intake.entrypoints import referral_cli
 
     intake_cli.register(sub)  # submit, open
+    referral_cli.register(sub)  # referral list|status|ack|decide|strategy|checks|feedback|close
     audit = sub.add_parser("audit", help="audit log tools").add_subparsers(dest="audit_command", required=True)
     audit.add_parser("verify", help="verify every service's audit chain and its checkpoints").set_defaults(func=_cmd_audit_verify)
     return parser

@@ -101,7 +101,7 @@ async def rewrap_org(settings: Settings, code: str, files: list[Path]) -> Rewrap
                           if (new := rewrap_envelope(getattr(row, c), privs, set(retired), active)) is not None}
                 if not values:
                     continue
-                await repo.update_referral(conn, row.id, values)
+                await repo.update_referral(conn, row.id, values, at=None)  # envelopes only: not a listed change
                 await audit.record(conn, tables.audit, actor=ACTOR, action="referral.rewrapped", reference=ref,
                                    detail={"from": sorted(privs), "to": sorted(active), "envelopes": len(values)},
                                    at=datetime.now(UTC))

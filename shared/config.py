@@ -187,6 +187,9 @@ class SystemConfig(_Model):
     # sealed to when parked; none: a parked submission keeps its metadata only (DESIGN §5).
     parking_key: SealingKey | None = None
     parking_ttl_days: int = Field(default=14, ge=1, le=3650)  # x-message-ttl of every <queue>.parked
+    # An integrators' test environment: a 401 also gives the signature base intake computed.
+    # Never in production (the base repeats the covered header fields back to the caller).
+    sandbox: bool = False
 
 
 class FileConfig(_Model):

@@ -22,6 +22,7 @@ from services.intake.domain.errors import RateLimited, Unauthenticated
 from shared.config import Client, Settings
 from shared.crypto import CryptoError, b64d, verify, verify_key_from_b64
 from shared.httpsig import NonceCache, NonceCapture, SignatureRejected, verify_request
+from shared.httpsig.reasons import in_words
 
 MAX_SKEW_S = 300
 SUBMISSION_MAX_AGE_S = 86_400
@@ -44,10 +45,10 @@ class Authenticator:
     async def claim(self, client_id: str, nonce: str, now: float, window: float = 2 * MAX_SKEW_S) -> Client:
         """Refuse a nonce this client already used within `window` (on any replica)."""
         if not _NONCE.fullmatch(nonce):
-            raise Unauthenticated("Malformed nonce", reason="missing_nonce", actor=client_id)
+            raise Unauthenticated(in_words("missing_nonce"), reason="missing_nonce", actor=client_id)
         if not await repository.claim_nonce(self.engine, client_id, nonce, datetime.fromtimestamp(now, UTC),
                                              timedelta(seconds=window)):
-            raise Unauthenticated("Nonce already used", reason="replayed_nonce", actor=client_id)
+            raise Unauthenticated(in_words("replayed_nonce"), reason="replayed_nonce", actor=client_id)
         client = self.settings.client(client_id)
         assert client is not None
         return client
@@ -58,9 +59,10 @@ class Authenticator:
         try:
             key_id = verify_request(method=method, path=path, query=query, headers=headers, body=body,
                                     resolve_key=self.keys.get, nonces=capture, now=now, max_skew=MAX_SKEW_S)
-        except SignatureRejected as exc:
-            raise Unauthenticated(f"Signature rejected: {exc.reason}", reason=exc.reason,
-                                  actor=safe_actor(exc.key_id)) from None
+        except SignatureRejected as exc:  # the detail says which check failed; a sandbox adds the base
+            sandbox = self.settings.file.system.sandbox and exc.signature_base is not None
+            raise Unauthenticated(in_words(exc.reason), reason=exc.reason, actor=safe_actor(exc.key_id),
+                                  **({"signature_base": exc.signature_base} if sandbox else {})) from None
         return await self.claim(key_id, capture.nonce or "", now)
 
     def verify_submission(self, headers: Mapping[str, Any], body: bytes) -> tuple[str, str]:

@@ -19,7 +19,7 @@ from services.intake.adapters import repository, tables
 from services.intake.auth import Authenticator, RateLimiter
 from services.intake.context import Context
 from services.intake.domain.labels import PAGE_ROLES, REPORT_ROLES
-from services.intake.entrypoints import actions, amqp, http, openapi, pages, report, welfare
+from services.intake.entrypoints import actions, amqp, apidocs, http, openapi, pages, report, welfare
 from shared import checkpointer
 from shared.config import Settings
 from shared.http import base_app
@@ -48,6 +48,7 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(checkpointer.checkpointer_ctx(tables.audit, tables.audit_checkpoints, also=_purge_nonces))
     http.add_routes(app)
     openapi.add_route(app)
+    apidocs.add_routes(app)
     pages.add_routes(app)
     actions.add_routes(app)
     report.add_routes(app)

@@ -110,7 +110,7 @@ async def _store(ctx: Context, cmd: SubmitReferral, r: Referral, referral_id: st
             "acknowledge_by": deadlines.acknowledge_by, "checks_due_by": deadlines.checks_due_by,
             "status": "received", "family_contact_hold": hold.no_family_contact,
             "family_contact_lifted": False, "content_sealed": content, "contacts_sealed": contacts,
-        })
+        }, at=now)
         reply = {"referral_id": referral_id, "reference": reference, "status": "received",
                  **deadlines.as_json()}
         reply = {k: reply[k] for k in ("referral_id", "reference", "status", "received_at", "out_of_hours",
@@ -168,7 +168,7 @@ async def act(cmd: LifecycleCommand, ctx: Context) -> dict[str, Any]:
             if cmd.sensitive_note and action.sealed_note:
                 values[action.sealed_note] = seal_json(cmd.sensitive_note, row["id"],
                                                        ctx.team_keys(row["la_code"], row["force"]))
-            await repo.update_referral(conn, row["id"], values)
+            await repo.update_referral(conn, row["id"], values, at=now)
             row |= values
         known = facts(row, cmd.client_id, cmd.action, cmd.track)
         if change.new:
@@ -244,6 +244,7 @@ async def _raise_concern(cmd: RaiseConcern, body: ConcernBody, ctx: Context) -> 
             await repo.remember_person(conn, cmd.person, now)
         await repo.insert_concern(conn, {"id": concern_id, "referral_id": found.id, "reference": found.reference,
                                          "category": body.category, "raised_at": now, "raised_by": actor.id})
+        await repo.update_referral(conn, found.id, {}, at=now)  # a new concern: the referral changed
         reply = {"reference": found.reference, "status": found.status, "action": "concern",
                  "concern_id": concern_id, "category": body.category, "raised_at": now.isoformat(),
                  "raised_by": actor.id}

@@ -44,7 +44,7 @@ async def shred_referral(engine: AsyncEngine, reference: str, *, before: datetim
         if row is None or row.shredded_at is not None or row.closed_at is None or row.closed_at >= before:
             return False
         values = {c: shred(getattr(row, c)) for c in ENVELOPES if getattr(row, c) is not None}
-        await repo.update_referral(conn, row.id, {**values, "shredded_at": now})
+        await repo.update_referral(conn, row.id, {**values, "shredded_at": now}, at=now)
         await audit.record(conn, tables.audit, actor=ACTOR, action="referral.shredded", reference=reference,
                            detail={"retention_days": retention_days, "closed_at": row.closed_at.isoformat(),
                                    "envelopes": len(values)}, at=now)

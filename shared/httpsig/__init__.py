@@ -33,12 +33,13 @@ REQUIRED = frozenset({"@method", "@authority", "@path"})  # and @query, content-
 
 
 class SignatureRejected(Exception):
-    """A request signature was refused; `reason` is a stable code."""
+    """A request signature was refused; `reason` is a stable code. `signature_base`: the base the
+    verifier computed, when it got that far (for a sandbox's 401 only: it holds header values)."""
 
-    def __init__(self, reason: str, key_id: str | None = None) -> None:
+    def __init__(self, reason: str, key_id: str | None = None, signature_base: str | None = None) -> None:
         if reason not in REASONS:
             raise ValueError(f"unknown rejection reason {reason!r}")
-        self.reason, self.key_id = reason, key_id
+        self.reason, self.key_id, self.signature_base = reason, key_id, signature_base
         super().__init__(reason if key_id is None else f"{reason} (keyid={key_id[:80]!r})")
 
 
@@ -199,12 +200,32 @@ def verify_request(*, method: str, path: str, query: str, headers: Mapping[str, 
                    nonces: NonceStore, now: float | None = None, max_skew: int = 300,
                    label: str = "sig1", authority: str | None = None,
                    covered_when_present: Sequence[str] = ("on-behalf-of",)) -> str:
-    """Verify a signed request; return its key id or raise SignatureRejected. A header named in
-    `covered_when_present` that the request carries must be covered by the signature."""
+    """Verify a signed request; return its key id or raise SignatureRejected (with the signature
+    base it computed, when the signature parsed). A header named in `covered_when_present` that
+    the request carries must be covered by the signature."""
     fields = _lower_headers(headers)
     if "signature-input" not in fields or "signature" not in fields:
         raise SignatureRejected("missing_signature")
     components, params, signature = _parse(fields["signature-input"], fields["signature"], label)
+    base: str | SignatureRejected
+    try:
+        base = signature_base(components, serialize_signature_params(components, params), method=method,
+                              authority=authority or fields.get("host"), path=path, query=query, headers=fields)
+    except SignatureRejected as exc:
+        base = exc  # refused below, in its turn (after the checks that come first)
+    try:
+        return _verify(components, params, signature, base, fields=fields, query=query, body=body,
+                       resolve_key=resolve_key, nonces=nonces, now=time.time() if now is None else now,
+                       max_skew=max_skew, covered_when_present=covered_when_present)
+    except SignatureRejected as exc:
+        exc.signature_base = base if isinstance(base, str) else None
+        raise
+
+
+def _verify(components: list[str], params: Params, signature: bytes, base: str | SignatureRejected, *,
+            fields: Mapping[str, str], query: str, body: bytes | None,
+            resolve_key: Callable[[str], VerifyKey | None], nonces: NonceStore, now: float, max_skew: int,
+            covered_when_present: Sequence[str]) -> str:
     key_id: str = params["keyid"]
     if params.get("alg", "ed25519") != "ed25519":
         raise SignatureRejected("bad_algorithm", key_id)
@@ -216,7 +237,6 @@ def verify_request(*, method: str, path: str, query: str, headers: Mapping[str, 
     required |= {name for name in covered_when_present if name in fields}
     if not required <= set(components):
         raise SignatureRejected("missing_component", key_id)
-    now = time.time() if now is None else now
     created = params.get("created")
     if (created is None or abs(now - created) > max_skew
             or ("expires" in params and now > params["expires"])):
@@ -226,12 +246,8 @@ def verify_request(*, method: str, path: str, query: str, headers: Mapping[str, 
             raise SignatureRejected("missing_component", key_id)
         if not check_content_digest(fields["content-digest"], body or b""):
             raise SignatureRejected("digest_mismatch", key_id)
-    try:
-        base = signature_base(components, serialize_signature_params(components, params),
-                              method=method, authority=authority or fields.get("host"),
-                              path=path, query=query, headers=fields)
-    except SignatureRejected as exc:
-        raise SignatureRejected(exc.reason, key_id) from None
+    if isinstance(base, SignatureRejected):
+        raise SignatureRejected(base.reason, key_id)
     try:
         verify_key.verify(base.encode(), signature)
     except nacl.exceptions.BadSignatureError:

@@ -12,6 +12,9 @@ From node_modules/ (package.json, locked by package-lock.json; `make install` or
                                              ./libsodium.mjs, served beside it (and the UMD
                                              libsodium.js + libsodium-wrappers.js for <script>)
   /assets/app/sealed.js                      shared/web/static/: sealed content opened in the browser
+  /assets/app/api-docs.js                    shared/web/static/: intake's /docs/api initializer
+  /assets/swagger-ui/…                       swagger-ui-dist (intake's /docs/api; optional: the page
+                                             answers 503 without it, the other pages work on)
 
 libsodium runs WebAssembly: a page that loads it needs `script-src 'self' 'wasm-unsafe-eval'`
 (CSP_SCRIPT_SRC) in its Content-Security-Policy. Only the file types below are served.
@@ -38,6 +41,7 @@ TYPES = {
 MOUNTS = (
     ("app/", ("@app",)),
     ("moj/", ("@ministryofjustice/frontend/moj",)),
+    ("swagger-ui/", ("swagger-ui-dist",)),
     ("libsodium/", ("libsodium-wrappers/dist/modules-esm", "libsodium/dist/modules-esm",
                     "libsodium-wrappers/dist/modules", "libsodium/dist/modules")),
     ("", ("govuk-frontend/dist/govuk/assets", "@ministryofjustice/frontend/moj/assets",

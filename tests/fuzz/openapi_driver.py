@@ -38,7 +38,7 @@ def client_for(method: str, path: str) -> str | None:
     if not path.startswith("/v1/"):
         return None
     if path == "/v1/referrals":
-        return "dev-mash"
+        return "dev-mash" if method.upper() == "POST" else "dev-social-care"
     if path.endswith(("/checks", "/feedback")):
         return "dev-prevent"
     if path in ("/v1/stats", "/v1/report"):

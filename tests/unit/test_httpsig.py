@@ -408,3 +408,14 @@ def test_garbage_headers_only_raise_signature_rejected(sig_input: str, signature
         assert exc.reason in httpsig.REASONS
     else:  # only a mutation that leaves the signed meaning intact may pass
         assert key_id == "dev-mash"
+
+
+def test_a_rejection_carries_the_signature_base_the_verifier_computed(key) -> None:
+    headers = _sign(key)
+    exc = _reason(key, headers, path="/v1/other")
+    assert exc.reason == "bad_signature"
+    assert exc.signature_base is not None and exc.signature_base.startswith('"@method": POST\n"@authority": ')
+    assert '"@path": /v1/other\n' in exc.signature_base
+    assert exc.signature_base not in str(exc) and exc.signature_base not in repr(exc)  # never in a log line
+    assert _reason(key, {}).signature_base is None  # nothing parsed, nothing computed
+    assert _reason(key, headers, body=BODY + b" ").signature_base is not None  # digest_mismatch

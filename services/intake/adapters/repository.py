@@ -43,8 +43,8 @@ async def next_sequence(conn: AsyncConnection, year: int) -> int:
     return int((await conn.execute(stmt)).scalar_one())
 
 
-async def insert_referral(conn: AsyncConnection, values: dict[str, Any]) -> None:
-    await conn.execute(sa.insert(referrals), values)
+async def insert_referral(conn: AsyncConnection, values: dict[str, Any], *, at: datetime) -> None:
+    await conn.execute(sa.insert(referrals), {**values, "updated_at": at})
 
 
 async def get_referral(conn: AsyncConnection, reference: str, *, for_update: bool = False) -> Row | None:
@@ -54,7 +54,11 @@ async def get_referral(conn: AsyncConnection, reference: str, *, for_update: boo
     return (await conn.execute(query)).first()
 
 
-async def update_referral(conn: AsyncConnection, referral_id: str, values: dict[str, Any]) -> None:
+async def update_referral(conn: AsyncConnection, referral_id: str, values: dict[str, Any], *,
+                          at: datetime | None) -> None:
+    """`at`: when, kept as `updated_at` (what the list API's `updated_since` reads). None only for a
+    change no metadata reader sees (a key rewrap re-seals envelopes and changes nothing else)."""
+    values = {**values, "updated_at": at} if at is not None else values
     await conn.execute(sa.update(referrals).where(referrals.c.id == referral_id).values(**values))
 
 

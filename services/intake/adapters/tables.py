@@ -1,7 +1,9 @@
 """The intake service's tables (all named `intake_*`); change them only with a new migration."""
 from __future__ import annotations
 
-from sqlalchemy import JSON, Boolean, Column, Date, ForeignKey, Integer, MetaData, PrimaryKeyConstraint, String, Table
+from typing import Any
+
+from sqlalchemy import JSON, Boolean, Column, Date, ForeignKey, Index, Integer, MetaData, PrimaryKeyConstraint, String, Table
 
 from shared.storage.nonces import nonce_table
 from shared.storage.people import people_table
@@ -9,6 +11,11 @@ from shared.web.sessions import session_table
 from shared.storage.tables import UtcDateTime, common_tables
 
 SERVICE = "intake"
+
+
+def _received_at(context: Any) -> Any:
+    return context.get_current_parameters()["received_at"]
+
 
 metadata = MetaData()
 
@@ -71,6 +78,11 @@ referrals = Table(
     Column("strategy_parents_informed", Boolean, nullable=True),
     Column("strategy_family_contact_lifted", Boolean, nullable=True),
     Column("strategy_notes_sealed", JSON, nullable=True),
+    # --- revision 0011: when its metadata last changed (the list API's `updated_since`); the
+    # repository sets it; a row inserted without it (test data, tools) takes its received_at ---
+    Column("updated_at", UtcDateTime(), nullable=False, index=True, default=_received_at),
+    Index("ix_intake_referrals_la_code_received_at_id", "la_code", "received_at", "id"),
+    Index("ix_intake_referrals_force_received_at_id", "force", "received_at", "id"),
 )
 
 # Every sealed envelope a referral row holds: retention shreds them all, `keys rewrap` re-seals them all.

@@ -19,6 +19,7 @@ from shared.crypto import CryptoError, envelope_key_ids, load_private_sealing_ke
 from shared.httpsig import authority_of, sign_request
 
 DEFAULT_URL = "http://127.0.0.1:8080"
+TIMEOUT_S = 30
 
 
 async def signed_request(method: str, base_url: str, path: str, *, client_id: str, key_file: str | Path,
@@ -34,7 +35,7 @@ async def signed_request(method: str, base_url: str, path: str, *, client_id: st
                                 authority=authority_of(url), covered=covered)
     if body is not None:
         all_headers.setdefault("Content-Type", "application/json")
-    async with aiohttp.ClientSession() as session:
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=TIMEOUT_S)) as session:
         async with session.request(method, url, data=body, headers=all_headers) as resp:
             text = await resp.text()
             try:

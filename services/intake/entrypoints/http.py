@@ -14,7 +14,7 @@ from aiohttp import web
 from pydantic import BaseModel
 
 from services.intake import handlers, metrics
-from services.intake.adapters import queries
+from services.intake.adapters import listing, queries
 from services.intake.adapters.effects import audit_rejection
 from services.intake.context import Context
 from services.intake.domain.actions import ACTIONS
@@ -180,6 +180,11 @@ async def get_referral(request: web.Request, ctx: Context, client: Client, _b: b
     return web.json_response(await queries.get_referral(ctx, client.id, _reference(request), person_of(request)))
 
 
+@guarded("referral.list")
+async def list_referrals(request: web.Request, ctx: Context, client: Client, _b: bytes, _c: str) -> web.Response:
+    return web.json_response(await listing.list_referrals(ctx, client.id, request.query.items(), person_of(request)))
+
+
 @guarded("referral.sealed_read")
 async def get_sealed(request: web.Request, ctx: Context, client: Client, _b: bytes, _c: str) -> web.Response:
     return web.json_response(await queries.get_sealed(ctx, client.id, _reference(request), person_of(request)))
@@ -193,6 +198,7 @@ async def get_stats(request: web.Request, ctx: Context, client: Client, _b: byte
 
 def add_routes(app: web.Application) -> None:
     app.router.add_post("/v1/referrals", submit)
+    app.router.add_get("/v1/referrals", list_referrals)
     app.router.add_get("/v1/referrals/{reference}", get_referral)
     app.router.add_get("/v1/referrals/{reference}/sealed", get_sealed)
     for action, spec in ACTIONS.items():

@@ -1,54 +1,28 @@
 """OpenAPI 3.1 for intake: schemas from the pydantic models, paths written by hand."""
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 from aiohttp import web
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from services.intake.domain.commands import ChecksBody, ConcernBody, DecisionBody, FeedbackBody, StrategyBody
+from services.intake.domain.listing import DEFAULT_LIMIT, MAX_LIMIT, STATUSES
 from services.intake.domain.referral import Referral
-from shared.messages import ConcernCategory
+from services.intake.entrypoints.replies import Accepted, ConcernRaised, Problem, ReferralList
+from services.intake.entrypoints.replies_referral import ACTION_REPLIES, ReferralStatus, Sealed
 
 REF = "#/components/schemas/{model}"
 
 
-class Accepted(BaseModel):
-    referral_id: str
-    reference: str = Field(pattern=r"^PRV-\d{4}-\d{6,11}$")
-    status: Literal["received"]
-    received_at: str
-    out_of_hours: bool
-    acknowledge_by: str
-    checks_due_by: str
-
-
-class ConcernRaised(BaseModel):
-    """The reply to a concern: a new one (or, for a repeated Idempotency-Key, the first reply)."""
-    reference: str = Field(pattern=r"^PRV-\d{4}-\d{6,11}$")
-    status: str
-    action: Literal["concern"]
-    concern_id: str
-    category: ConcernCategory
-    raised_at: str
-    raised_by: str
-
-
-class Problem(BaseModel):
-    type: str
-    title: str
-    status: int
-    detail: str | None = None
-    reason: str | None = None
-    errors: list[dict[str, str]] | None = None
+BODIES: tuple[type[BaseModel], ...] = (Referral, DecisionBody, ChecksBody, FeedbackBody, StrategyBody, ConcernBody)
+REPLIES: tuple[type[BaseModel], ...] = (Accepted, ConcernRaised, Problem, ReferralStatus, Sealed, ReferralList,
+                                        *ACTION_REPLIES.values())
 
 
 def _schemas() -> dict[str, Any]:
-    _, top = models_json_schema(
-        [(m, "validation") for m in (Referral, DecisionBody, ChecksBody, FeedbackBody, StrategyBody, ConcernBody,
-                                         Accepted, ConcernRaised, Problem)],
-        ref_template=REF)
+    _, top = models_json_schema([(m, "validation") for m in (*BODIES, *REPLIES)], ref_template=REF)
     return top["$defs"]
 
 
@@ -74,13 +48,30 @@ REF_PARAM = {"name": "reference", "in": "path", "required": True,
 COMMON = (400, 401, 403, 404, 409, 413, 415, 422, 429)
 
 
-def _action(summary: str, body: str | None, *, body_required: bool = True) -> dict[str, Any]:
+def _action(action: str, summary: str, body: str | None, *, body_required: bool = True) -> dict[str, Any]:
+    reply = _json("The action's result (a repeat returns the same)", _ref(ACTION_REPLIES[action].__name__))
     op: dict[str, Any] = {"summary": summary, "parameters": [REF_PARAM], "security": [{"httpsig": []}],
-                          "responses": {"200": _json("The action's result (a repeat returns the same)"),
-                                        **_problems(*COMMON)}}
+                          "responses": {"200": reply, **_problems(*COMMON)}}
     if body:
         op["requestBody"] = {"required": body_required, "content": {"application/json": {"schema": _ref(body)}}}
     return {"post": op}
+
+
+LIST = {
+    "summary": "My organisation's referrals (social_care: its LA's; prevent: its force's), metadata only, newest "
+               "first, one page at a time: pass `next_cursor` back as `cursor` with the same filters; referrals "
+               "received after the first page are not in later pages, none is skipped or repeated. Audited.",
+    "security": [{"httpsig": []}],
+    "parameters": [
+        {"name": "status", "in": "query", "schema": {"type": "string", "enum": list(STATUSES)}},
+        {"name": "overdue", "in": "query", "description": "true: only referrals with a running clock past due",
+         "schema": {"type": "string", "enum": ["true", "false"]}},
+        {"name": "updated_since", "in": "query", "description": "ISO 8601 with an offset (encode + as %2B): "
+         "referrals whose metadata changed at or after it", "schema": {"type": "string", "format": "date-time"}},
+        {"name": "cursor", "in": "query", "schema": {"type": "string", "maxLength": 400}},
+        {"name": "limit", "in": "query",
+         "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT}}],
+    "responses": {"200": _json("One page", _ref("ReferralList")), **_problems(401, 403, 422, 429)}}
 
 
 def spec() -> dict[str, Any]:
@@ -101,25 +92,29 @@ def spec() -> dict[str, Any]:
                 "summary": "Submit a referral (role referrer)", "security": [{"httpsig": []}],
                 "parameters": [{"name": "Idempotency-Key", "in": "header", "schema": {"type": "string"}}],
                 "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("Referral")}}},
-                "responses": {"202": _json("Accepted", _ref("Accepted")), **_problems(*COMMON)}}},
+                "responses": {"202": _json("Accepted", _ref("Accepted")), **_problems(*COMMON)}},
+                "get": LIST},
             "/v1/referrals/{reference}": {"get": {
                 "summary": "Status and timeline (no content)", "parameters": [REF_PARAM],
-                "security": [{"httpsig": []}], "responses": {"200": _json("Referral metadata"),
+                "security": [{"httpsig": []}], "responses": {"200": _json("Referral metadata", _ref("ReferralStatus")),
                                                               **_problems(401, 403, 404, 429)}}},
             "/v1/referrals/{reference}/sealed": {"get": {
                 "summary": "Sealed content and contacts (recipient teams only; audited)",
                 "parameters": [REF_PARAM], "security": [{"httpsig": []}],
-                "responses": {"200": _json("Envelopes"), **_problems(401, 403, 404, 410, 429)}}},
-            "/v1/referrals/{reference}/acknowledgement": _action("Acknowledge (social_care)", None),
-            "/v1/referrals/{reference}/decision": _action("Decide the pathway (social_care)", "DecisionBody"),
-            "/v1/referrals/{reference}/checks": _action("Record the CTP checks outcome (prevent)", "ChecksBody"),
-            "/v1/referrals/{reference}/feedback": _action(
+                "responses": {"200": _json("Envelopes", _ref("Sealed")), **_problems(401, 403, 404, 410, 429)}}},
+            "/v1/referrals/{reference}/acknowledgement": _action(
+                "acknowledgement", "Acknowledge (social_care)", None),
+            "/v1/referrals/{reference}/decision": _action(
+                "decision", "Decide the pathway (social_care)", "DecisionBody"),
+            "/v1/referrals/{reference}/checks": _action(
+                "checks", "Record the CTP checks outcome (prevent)", "ChecksBody"),
+            "/v1/referrals/{reference}/feedback": _action("feedback",
                 "Release feedback (prevent); body optional: `family_contact` lift (default) or keep",
                 "FeedbackBody", body_required=False),
-            "/v1/referrals/{reference}/strategy-discussion": _action(
+            "/v1/referrals/{reference}/strategy-discussion": _action("strategy-discussion", 
                 "Record the strategy discussion (social_care); `notes` is sealed to the teams; with `ctp_prevent` "
                 "among the agencies and the parents informed it lifts the family-contact hold", "StrategyBody"),
-            "/v1/referrals/{reference}/close": _action("Close (social_care or prevent)", None),
+            "/v1/referrals/{reference}/close": _action("close", "Close (social_care or prevent)", None),
             "/v1/referrals/{reference}/concerns": {"post": {
                 "summary": "Raise an out-of-hours concern for the force's control room (social_care of the "
                            "referral's LA): each call raises a new `out_of_hours_concern` alert; the same "
@@ -141,6 +136,10 @@ def spec() -> dict[str, Any]:
                                for n in ("from", "to")],
                 "responses": {"200": _json("The report"), **_problems(401, 403, 422, 429)}}},
             "/openapi.json": {"get": {"summary": "This document", "responses": {"200": _json("OpenAPI")}}},
+            "/docs/api": {"get": {"summary": "This document in Swagger UI (served locally, reading only)",
+                                  "responses": {"200": _html("The viewer"),
+                                                "503": {"description": "The viewer's assets are not installed",
+                                                        "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
             "/healthz": health, "/readyz": health,
             "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {"200": {"description": "Text"}}}},
             **pages(),
