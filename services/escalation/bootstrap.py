@@ -85,5 +85,12 @@ def create_app(settings: Settings, clock: Clock = utcnow, *, timer_options: Mapp
     app.cleanup_ctx.append(organisation_names(settings))
     app.cleanup_ctx.append(escalation_ctx(ctx, timer_options))
     app.cleanup_ctx.append(checkpointer_ctx(tables.audit, tables.audit_checkpoints, clock=ctx.clock,
-                                            also=lambda a: purge_nonces(a[RUNTIME].engine, tables.nonces, ctx.clock())))
+                                            also=lambda a: _purge_expired(a, ctx)))
     return app
+
+
+async def _purge_expired(app: web.Application, ctx: Context) -> None:
+    """On the checkpointer's beat: expired request nonces and expired page sessions."""
+    now = ctx.clock()
+    await purge_nonces(app[RUNTIME].engine, tables.nonces, now)
+    await app[WEB].store.purge(now)

@@ -26,7 +26,7 @@ from shared.http import base_app
 from shared.logging import get_logger
 from shared.runtime import RUNTIME, runtime_ctx
 from shared.web import signin
-from shared.web.pages import WebConfig
+from shared.web.pages import WEB, WebConfig
 
 SERVICE = "intake"
 TEMPLATES = Path(__file__).parent / "entrypoints" / "templates"
@@ -45,7 +45,7 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(_consumer_ctx)
     app.cleanup_ctx.append(rejections.flusher_ctx(lambda a: a[http.CONTEXT].rejections, lambda a: a[RUNTIME].engine,
                                                   lambda a: a[http.CONTEXT].clock()))
-    app.cleanup_ctx.append(checkpointer.checkpointer_ctx(tables.audit, tables.audit_checkpoints, also=_purge_nonces))
+    app.cleanup_ctx.append(checkpointer.checkpointer_ctx(tables.audit, tables.audit_checkpoints, also=_purge_expired))
     http.add_routes(app)
     openapi.add_route(app)
     apidocs.add_routes(app)
@@ -62,7 +62,8 @@ def _context_ctx(settings: Settings):
         app[http.CONTEXT] = Context(settings=settings, engine=rt.engine, notify=rt.relay.notify,
                                     auth=Authenticator(settings, rt.engine),
                                     limiter=RateLimiter(settings.file.system.rate_limit_per_minute),
-                                    address_limiter=RateLimiter(settings.file.system.rate_limit_per_address_per_minute))
+                                    address_limiter=RateLimiter(settings.file.system.rate_limit_per_address_per_minute),
+                                    rejections=rejections.RejectionTally(lambda c: settings.client(c) is not None))
         yield
     return ctx
 
@@ -87,5 +88,9 @@ async def checkpoint_now(app: web.Application) -> int | None:
     return await checkpointer.checkpoint_now(app, tables.audit, tables.audit_checkpoints, app[http.CONTEXT].clock)
 
 
-async def _purge_nonces(app: web.Application) -> None:
-    await repository.purge_nonces(app[RUNTIME].engine, app[http.CONTEXT].clock())
+async def _purge_expired(app: web.Application) -> None:
+    """On the checkpointer's beat: expired request nonces and expired page sessions (a welfare
+    grant goes with its session)."""
+    now = app[http.CONTEXT].clock()
+    await repository.purge_nonces(app[RUNTIME].engine, now)
+    await app[WEB].store.purge(now)

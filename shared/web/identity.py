@@ -18,24 +18,31 @@ class Person:
     name: str
     role: str
     organisation: str | None
+    relayed_by: str | None = None  # the staff system that named them (On-Behalf-Of); None: signed in
 
     @property
     def id(self) -> str:
-        """A short stable actor id (≤ 100 characters): `person:` and a hash of issuer and subject.
-        The audit detail and the events carry the issuer, subject and name in full."""
-        digest = hashlib.sha256(f"{self.issuer}\n{self.subject}".encode()).hexdigest()[:24]
-        return f"person:{digest}"
+        """A short stable actor id (≤ 100 characters): `person:` and a hash of issuer and subject —
+        and, for a person a staff system names, of that system too: a system cannot act, or
+        rename anyone, under the id of a person who signs in. The audit detail and the events
+        carry the issuer, subject and name in full."""
+        key = f"{self.issuer}\n{self.subject}" + (f"\nvia {self.relayed_by}" if self.relayed_by else "")
+        return f"person:{hashlib.sha256(key.encode()).hexdigest()[:24]}"
 
     @property
     def role_label(self) -> str:
         return ROLE_LABELS.get(self.role, self.role)
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """issuer, subject, name, role, organisation (and `relayed_by` for a person a system named)."""
+        data = asdict(self)
+        if data["relayed_by"] is None:
+            del data["relayed_by"]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Person:
-        return cls(**{k: data.get(k) for k in ("issuer", "subject", "name", "role", "organisation")})
+        return cls(**{k: data.get(k) for k in ("issuer", "subject", "name", "role", "organisation", "relayed_by")})
 
     @property
     def display(self) -> str:
@@ -47,7 +54,7 @@ class Person:
 ON_BEHALF_OF = "On-Behalf-Of"
 
 
-def on_behalf_of(value: str, role: str, organisation: str | None) -> Person:
+def on_behalf_of(value: str, role: str, organisation: str | None, client_id: str | None = None) -> Person:
     """The person a staff system names in its signed `On-Behalf-Of` header (an RFC 9651
     dictionary: `iss="https://…", sub="…", name="…"`; a name outside ASCII as a display
     string, `name=%"Zo%c3%ab"`, or a byte sequence of its UTF-8, `name=:…:`). They act with
@@ -68,4 +75,4 @@ def on_behalf_of(value: str, role: str, organisation: str | None) -> Person:
     if set(members) - {"iss", "sub", "name"}:
         raise ValueError("On-Behalf-Of takes iss, sub and name only")
     return Person(issuer=fields["iss"], subject=fields["sub"], name=fields["name"], role=role,
-                  organisation=organisation)
+                  organisation=organisation, relayed_by=client_id)

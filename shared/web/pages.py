@@ -9,6 +9,7 @@ the GOV.UK Frontend macros (`govuk_frontend_jinja`).
 from __future__ import annotations
 
 import functools
+import re
 import secrets
 from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass, field
@@ -112,9 +113,14 @@ def _origin(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}"
 
 
+_LOCAL_PATH = re.compile(r"/(?![/\\])[A-Za-z0-9/_.~%?=&+,;:@!$'()*-]*")
+
+
 def safe_next(value: str | None, default: str) -> str:
-    """A local path to return to after sign-in (never another site)."""
-    if not value or not value.startswith("/") or value.startswith("//") or "\\" in value:
+    """A local path to return to after sign-in (never another site): `/` then only path and
+    query characters — no second slash or backslash at the start, no whitespace or control
+    characters a browser would strip (`/\t/evil.example` is `//evil.example` to it)."""
+    if not value or not _LOCAL_PATH.fullmatch(value) or "/\\" in value:
         return default
     return value
 

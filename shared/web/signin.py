@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 from aiohttp import web
-from aiohttp_remotes import XForwardedStrict
+from aiohttp_remotes import XForwardedFiltered
 
 from shared import audit
 from shared.logging import get_logger
@@ -21,6 +21,7 @@ from shared.web import assets
 from shared.web.oidc import Provider, SignInRefused
 from shared.web.pages import (
     WEB, FormRefused, Web, WebConfig, environment, form_of, load_session, refused_form, render, safe_next,
+    same_origin,
 )
 from shared.web.sessions import SessionStore
 
@@ -72,8 +73,8 @@ def _redirect_uri(w: Web) -> str:
 
 
 def _set_cookie(request: web.Request, response: web.StreamResponse, w: Web, value: str, max_age: int) -> None:
-    response.set_cookie(w.cookie, value, max_age=max_age, path="/", httponly=True, samesite="Lax",
-                        secure=request.scheme == "https")
+    secure = request.scheme == "https" or w.config.base_url.startswith("https://")  # never dropped in production
+    response.set_cookie(w.cookie, value, max_age=max_age, path="/", httponly=True, samesite="Lax", secure=secure)
 
 
 async def sign_in_page(request: web.Request) -> web.StreamResponse:
@@ -89,6 +90,9 @@ async def start_sign_in(request: web.Request) -> web.StreamResponse:
     if (refusal := await _throttled(request)) is not None:
         return refusal
     w = request.app[WEB]
+    if not same_origin(request):  # another site may not start (and so replace) a sign-in
+        return render(request, "message.html", 403, title="Start signing in from this site",
+                      body="Open the page you want and sign in from there.", sign_in=True)
     form = await request.post()
     provider = w.providers.get(str(form.get("provider", "")))
     if provider is None:
@@ -123,8 +127,8 @@ async def callback(request: web.Request) -> web.StreamResponse:
     now = w.config.clock()
     pending_session = await w.store.get(request.cookies.get(w.cookie), now)
     pending = pending_session.pending if pending_session else None
-    if pending_session is not None:
-        await w.store.end(pending_session.id)  # one callback per sign-in, whatever it says
+    if pending is not None:  # one callback per sign-in, whatever it says (a signed-in session stays)
+        await w.store.end(pending_session.id)
     provider = w.providers.get(pending["provider"]) if pending else None
     if pending is None or provider is None or request.query.get("state") != pending["state"]:
         return await _refused(request, provider.config.id if provider else "unknown", "state_mismatch")
@@ -164,13 +168,15 @@ def _trusted_proxies(app: web.Application, trusted: tuple[str, ...]) -> None:
     if not trusted:
         return
     networks = [ipaddress.ip_network(t, strict=False) for t in trusted]
-    strict = XForwardedStrict([networks])
+    # The right-most address not of a trusted proxy is the client (a council's own proxy may
+    # have added hops before ours); the headers count only when our proxy is the peer.
+    filtered = XForwardedFiltered(set(networks))
 
     @web.middleware
     async def forwarded(request: web.Request, handler):
         peer = request.transport.get_extra_info("peername") if request.transport else None
         if peer and any(ipaddress.ip_address(peer[0]) in n for n in networks):
-            return await strict.middleware(request, handler)
+            return await filtered.middleware(request, handler)
         return await handler(request)
 
     app.middlewares.insert(0, forwarded)

@@ -26,6 +26,26 @@ def signed_message(intake, body: bytes, reply_to: str, *, client_id="dev-mash", 
                             message_id=message_id or str(uuid.uuid4()), content_type="application/json")
 
 
+class DirectReplies:
+    """RabbitMQ's direct reply-to on `channel` (publish with reply_to=`NAME` on the same channel):
+    where intake answers a submission whose signature did not verify."""
+
+    NAME = "amq.rabbitmq.reply-to"
+
+    def __init__(self) -> None:
+        self.got: asyncio.Queue = asyncio.Queue()
+
+    @classmethod
+    async def on(cls, channel) -> "DirectReplies":
+        self = cls()
+        queue = await channel.get_queue(cls.NAME, ensure=False)
+        await queue.consume(self.got.put, no_ack=True)
+        return self
+
+    async def get(self, timeout: float = 15.0):
+        return await asyncio.wait_for(self.got.get(), timeout)
+
+
 async def get_one(queue, timeout: float = 15.0):
     deadline = asyncio.get_running_loop().time() + timeout
     while asyncio.get_running_loop().time() < deadline:
@@ -53,12 +73,15 @@ async def test_amqp_submissions_are_answered_parked_and_idempotent(intake):
         assert json.loads((await get_one(replies)).body) == reply
         assert await intake.count(tables.referrals) == 1
 
+        direct = await DirectReplies.on(channel)  # a message that does not verify: direct reply-to only
         await exchange.publish(signed_message(intake, body, replies.name, tamper=True), "referral")
-        problem = json.loads((await get_one(replies)).body)
+        await exchange.publish(signed_message(intake, body, DirectReplies.NAME, tamper=True), "referral")
+        problem = json.loads((await direct.get()).body)
         assert (problem["status"], problem["reason"]) == (401, "bad_signature")
         parked_queue = await channel.declare_queue("intake.submissions.parked", passive=True)
-        parked = await get_one(parked_queue)
-        assert parked.headers["x-parked-reason"] == "bad_signature"
+        for _ in range(2):
+            assert (await get_one(parked_queue)).headers["x-parked-reason"] == "bad_signature"
+        assert await replies.get(fail=False) is None  # reply.dev-mash.… only for a verified message
         bad_json = signed_message(intake, b'{"not": "a referral"}', replies.name)
         await exchange.publish(bad_json, "referral")
         assert json.loads((await get_one(replies)).body)["status"] == 422
@@ -68,4 +91,4 @@ async def test_amqp_submissions_are_answered_parked_and_idempotent(intake):
     assert await intake.count(tables.referrals) == 1
     rows = [(r.outcome, (r.detail or {}).get("reason"), (r.detail or {}).get("via")) for r in await intake.audit_rows()]
     assert rows == [("accepted", None, "amqp"), ("rejected", "bad_signature", "amqp"),
-                    ("rejected", "schema_invalid", "amqp")]
+                    ("rejected", "bad_signature", "amqp"), ("rejected", "schema_invalid", "amqp")]

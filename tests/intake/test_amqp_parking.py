@@ -22,7 +22,7 @@ from shared.config import SealingKey
 from shared.crypto import b64e, generate_sealing_key, write_private_key
 from tests.factories import canary_phone, new_canary, postcode_of, referral_body
 from tests.intake.conftest import Intake, make_settings
-from tests.intake.test_amqp import get_one, signed_message
+from tests.intake.test_amqp import DirectReplies, get_one, signed_message
 
 PARKED = "intake.submissions.parked"
 SUBMISSION_HEADERS = {"keyid", "created", "nonce", "signature"}
@@ -63,11 +63,11 @@ async def submit_and_take_parked(intake: Intake, body: bytes, tamper: bool):
     conn = await aio_pika.connect(intake.settings.amqp_url)
     try:
         channel = await conn.channel()
-        replies = await channel.declare_queue(f"reply.dev-mash.{uuid.uuid4().hex}", exclusive=True)
+        direct = await DirectReplies.on(channel)  # answers a message whether or not it verifies
         exchange = await channel.get_exchange("safeguard.submissions")
-        message = signed_message(intake, body, replies.name, tamper=tamper)
+        message = signed_message(intake, body, DirectReplies.NAME, tamper=tamper)
         await exchange.publish(message, "referral")
-        reply = json.loads((await get_one(replies)).body)
+        reply = json.loads((await direct.get()).body)
         parked = await get_one(await channel.declare_queue(PARKED, passive=True))
     finally:
         await conn.close()

@@ -105,7 +105,7 @@ async def _refuse(intake, case: str) -> None:
     if before_authentication:
         assert entry.actor == "unauthenticated" and entry.detail["count"] == 1, case
         assert entry.detail.get("claimed_keyid") == (None if case in ("unsigned", "oversize") else
-                                                     "nobody" if case == "unknown_client" else "dev-mash"), case
+                                                     "unknown" if case == "unknown_client" else "dev-mash"), case
     elif case not in ("unsigned", "unknown_client", "oversize"):
         assert entry.actor == ("dev-prevent" if case == "wrong_role" else "dev-mash"), case
         assert entry.detail["client_id"] == entry.actor

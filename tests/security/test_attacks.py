@@ -37,7 +37,7 @@ from shared import httpsig
 from shared.config import ConfigError
 from tests.factories import referral, referral_body
 from tests.intake.conftest import Intake
-from tests.intake.test_amqp import get_one, signed_message
+from tests.intake.test_amqp import DirectReplies, get_one, signed_message
 from tests.security.test_authz_intake import FORCE, LA, POLICY, REF, allowed, with_other_force
 
 DEEP_ARRAY = b"[" * 50_000 + b"]" * 50_000  # json.loads itself gives up (RecursionError)
@@ -375,14 +375,15 @@ async def test_a_rejected_amqp_submission_is_never_parked_in_clear(intake, amqp_
     conn = await aio_pika.connect(intake.settings.amqp_url)
     try:
         channel = await conn.channel()
-        replies = await channel.declare_queue(f"reply.dev-mash.{uuid.uuid4().hex}", exclusive=True)
+        direct = await DirectReplies.on(channel)
         exchange = await channel.get_exchange("safeguard.submissions")
         parked_queue = await channel.declare_queue("intake.submissions.parked", passive=True)
         for overrides, tamper in cases.values():
             canary, phone = new_canary(), canary_phone()
-            message = signed_message(intake, referral_body(canary, phone, **overrides), replies.name, tamper=tamper)
+            message = signed_message(intake, referral_body(canary, phone, **overrides), DirectReplies.NAME,
+                                     tamper=tamper)
             await exchange.publish(message, "referral")
-            reasons.append(json.loads((await get_one(replies)).body)["reason"])
+            reasons.append(json.loads((await direct.get()).body)["reason"])
             parked = await get_one(parked_queue)
             seen = (parked.body.decode("utf-8", "replace") + repr(parked.headers) + str(parked.message_id)
                     + str(parked.correlation_id))

@@ -24,6 +24,7 @@ REF = "/v1/referrals/{reference}"
 # DESIGN §3.3, in lifecycle order: route -> (role -> organisation of the referral it must belong to, body)
 POLICY: dict[tuple[str, str], tuple[dict[str, str], dict | None]] = {
     ("POST", "/v1/referrals"): ({"referrer": FORCE}, None),
+    ("GET", "/v1/referrals"): ({"social_care": ANY, "prevent": ANY}, None),  # the list: own organisation's only
     ("GET", REF): (dict.fromkeys(STAFF, EITHER), None),
     ("GET", REF + "/sealed"): ({"social_care": LA, "prevent": FORCE}, None),
     ("GET", "/v1/stats"): (dict.fromkeys((*STAFF, "ops"), ANY), None),
@@ -95,7 +96,7 @@ async def test_only_the_allowed_cells_of_the_matrix_succeed(intake_settings, aio
     expected, actual, replies = {}, {}, 0
     for (method, route), (rule, body) in POLICY.items():
         path = route.format(reference=reference)
-        payload = doc if route == "/v1/referrals" else body
+        payload = doc if (method, route) == ("POST", "/v1/referrals") else body
         for client in (None, *clients):
             cell = (method, route, client.id if client else "unsigned")
             if client is None:
@@ -111,6 +112,9 @@ async def test_only_the_allowed_cells_of_the_matrix_succeed(intake_settings, aio
             assert canary not in text, cell
             if resp.status >= 400:
                 assert resp.content_type == "application/problem+json", cell
+            elif (method, route) == ("GET", "/v1/referrals"):  # listed only to its own LA's and force's teams
+                listed = [item["reference"] for item in (await resp.json())["items"]]
+                assert (reference in listed) == (client.organisation in (row[LA], row[FORCE])), cell
             elif route == "/v1/stats":  # staff see only their own organisation's referrals
                 seen = (await resp.json())["total"]
                 assert (seen > 0) == (client.organisation in (None, row[LA], row[FORCE])), cell

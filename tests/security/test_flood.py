@@ -69,3 +69,16 @@ async def test_one_address_is_limited_before_any_signature_work(tmp_path, amqp_u
     limited = [r for r in await intake.audit_rows() if r.detail and r.detail.get("reason") == "rate_limited"]
     assert [(r.actor, r.detail["count"], r.detail.get("claimed_keyid")) for r in limited] == [
         ("unauthenticated", 6, None)]
+
+
+async def test_invented_key_ids_do_not_each_become_an_audit_entry(intake):
+    """Review finding: random claimed key ids each made an aggregate entry of their own."""
+    import uuid
+    for _ in range(40):
+        headers = {**intake.signed("POST", "/v1/referrals", f"x{uuid.uuid4().hex[:12]}", b"{}", key_as="dev-mash"),
+                   "Content-Type": "application/json"}
+        assert (await intake.client.post("/v1/referrals", data=b"{}", headers=headers)).status == 401
+    ctx = intake.app[CONTEXT]
+    assert await ctx.rejections.flush(intake.engine, ctx.clock()) == 1
+    [entry] = [r for r in await intake.audit_rows() if r.actor == "unauthenticated"]
+    assert (entry.detail["claimed_keyid"], entry.detail["count"]) == ("unknown", 40)

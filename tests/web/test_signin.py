@@ -185,3 +185,36 @@ async def test_the_forwarded_scheme_counts_only_from_a_configured_proxy(site):
         async with http.post(f"{s.url}/sign-in", data={"provider": "dev"}, allow_redirects=False,
                              headers={"X-Forwarded-Proto": "https", "X-Forwarded-For": "203.0.113.9"}) as resp:
             assert "Secure" in resp.headers["Set-Cookie"]
+
+
+@pytest.mark.parametrize("value, want", [
+    ("/referrals/PRV-2026-000001", "/referrals/PRV-2026-000001"), ("/report?from=2026-01-01", "/report?from=2026-01-01"),
+    ("//evil.example", "/home"), ("/\t/evil.example", "/home"), ("/\\evil.example", "/home"),
+    ("https://evil.example/", "/home"), ("/ok\nSet-Cookie: x", "/home"), ("", "/home"), (None, "/home"),
+])
+def test_the_page_to_return_to_is_always_a_local_path(value, want):
+    """Review finding: `/\\t/evil.example` passed (a browser strips the tab: `//evil.example`)."""
+    from shared.web.pages import safe_next
+    assert safe_next(value, "/home") == want
+
+
+def test_a_person_a_system_names_never_shares_the_id_of_one_who_signs_in():
+    """Review finding: a signed API client could act (and rename) under a signed-in person's id."""
+    from shared.web.identity import Person, on_behalf_of
+    signed_in = Person("https://login.example/v2.0", "AAAsam", "Sam Patel", "social_care", "E99999999")
+    named = on_behalf_of('iss="https://login.example/v2.0", sub="AAAsam", name="Sam Patel"', "social_care",
+                         "E99999999", "dev-social-care")
+    assert named.id != signed_in.id and named.relayed_by == "dev-social-care"
+    assert Person.from_dict(named.as_dict()) == named and "relayed_by" not in signed_in.as_dict()
+
+
+async def test_another_site_cannot_start_a_sign_in_and_a_callback_never_ends_a_signed_in_session(site):
+    async with site() as s, _jar() as http:
+        await sign_in(http, s.url, person("social.worker").sub, "/private")
+        async with http.post(f"{s.url}/sign-in", data={"provider": "dev"}, allow_redirects=False,
+                             headers={"Origin": "https://evil.example"}) as resp:
+            assert resp.status == 403
+        async with http.get(f"{s.url}/auth/callback?state=x&code=y") as resp:  # a forged callback
+            assert resp.status == 401
+        async with http.get(f"{s.url}/private", allow_redirects=False) as resp:
+            assert resp.status == 200  # still signed in

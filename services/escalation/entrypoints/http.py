@@ -12,6 +12,7 @@ nothing of the request. The control-room console lives in `console.py`.
 """
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from aiohttp import web
@@ -28,9 +29,11 @@ from shared.config import Client
 from shared.crypto import verify_key_from_b64
 from shared.http import problem
 from shared.httpsig import NonceCapture, SignatureRejected, verify_request
-from shared.storage.nonces import claim_nonce
 from shared.logging import sensitive_scope
 from shared.runtime import RUNTIME
+from shared.storage.nonces import claim_nonce
+
+_NONCE = re.compile(r"[\x21-\x7e]{8,200}")
 
 ACK_PATH = "/v1/alerts/{alert_id}/acknowledgement"
 OUTCOME_PATH = "/v1/alerts/{alert_id}/outcome"
@@ -75,6 +78,8 @@ async def _control_room(request: web.Request, body: bytes, action: str, path: st
         key_id = verify_request(method=request.method, path=request.rel_url.raw_path,
                                 query=request.rel_url.raw_query_string, headers=request.headers,
                                 body=body or None, resolve_key=resolve, nonces=seen)
+        if not _NONCE.fullmatch(seen.nonce or ""):  # as intake: 8–200 visible characters (the column's size)
+            raise SignatureRejected("missing_nonce", key_id)
         # claimed in the database too: a replay after a restart or on another replica is refused
         if not await claim_nonce(request.app[RUNTIME].engine, tables.nonces, key_id, seen.nonce or "",
                                  request.app[CONTEXT].clock()):

@@ -21,7 +21,7 @@ import uuid
 from services.intake import handlers
 from services.intake.adapters import repository as repo
 from services.intake.adapters.effects import audit_rejection
-from services.intake.auth import SUBMISSION_MAX_AGE_S, MAX_SKEW_S, safe_actor
+from services.intake.auth import SUBMISSION_MAX_AGE_S, MAX_SKEW_S
 from services.intake.context import Context
 from services.intake.domain.commands import SubmitReferral
 from services.intake.domain.errors import IntakeError, TooLarge
@@ -36,12 +36,14 @@ DIRECT_REPLY_TO = "amq.rabbitmq.reply-to"
 
 def reply_allowed(reply_to: str, client: str | None, ctx: Context) -> bool:
     """Replies go only to RabbitMQ's direct reply-to (it reaches the publishing connection
-    only) or to a queue named `reply.<client id>.…` of a configured client — never to any
-    other queue a message names (issue 18 #8: a garbage message once put a problem document
+    only) or, for a message whose signature verified, to a queue named `reply.<client id>.<name>`
+    of that client — never to any other queue a message names (issue 18 #8: a garbage message once put a problem document
     into `control-room.dev-force`)."""
     if reply_to == DIRECT_REPLY_TO or reply_to.startswith(DIRECT_REPLY_TO + "."):
         return True
-    return bool(client) and ctx.settings.client(client) is not None and reply_to.startswith(f"reply.{client}.")
+    prefix = f"reply.{client}."
+    return (bool(client) and ctx.settings.client(client) is not None and reply_to.startswith(prefix)
+            and "." not in reply_to[len(prefix):])  # client `acme` never gets client `acme.x`'s queues
 
 
 async def _reply(publisher: bus.Publisher, message: bus.BusMessage, doc: dict, ctx: Context,
@@ -84,8 +86,7 @@ def make_handler(ctx: Context, publisher: bus.Publisher):
                 await audit_rejection(ctx, actor=actor or err.actor, action="referral.submit", reference=None,
                                       err=err, via="amqp")
                 client = actor or err.actor
-                named = client or safe_actor(message.headers.get("keyid"))  # the queue prefix it may use
-                await _reply(publisher, message, err.problem(), ctx, named)
+                await _reply(publisher, message, err.problem(), ctx, actor)  # verified only: else direct reply-to
                 known = client is not None and ctx.settings.client(client) is not None
                 raise bus.Reject(err.reason, client=client if known else None,
                                  client_verified=known and actor is not None) from None

@@ -109,7 +109,7 @@ def _named_person(request: web.Request, client: Client) -> None:
     if value is None:
         return
     try:
-        request[PERSON] = on_behalf_of(value, client.role, client.organisation)
+        request[PERSON] = on_behalf_of(value, client.role, client.organisation, client.id)
     except ValueError as exc:
         raise IntakeError(str(exc), reason="bad_on_behalf_of") from None
 
