@@ -30,6 +30,7 @@ from shared.web.sessions import Session, SessionStore
 
 HERE = Path(__file__).parent
 SESSION = web.RequestKey("web_session", Session)
+FORM = web.RequestKey("web_form", MultiDictProxy)
 View = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -136,7 +137,9 @@ async def load_session(request: web.Request) -> Session | None:
 
 def signed_in(roles: Collection[str] | None = None) -> Callable[[View], View]:
     """The view needs a signed-in person (of one of `roles`): otherwise a GET is sent to sign in
-    and back, anything else gets 401; a person of another role gets a 403 page."""
+    and back, anything else gets 401; a person of another role gets a 403 page. Anything but a
+    GET must also pass `form_of` (else the 403 "form has expired" page); the view then reads the
+    checked form with `await form_of(request)`."""
     def wrap(view: View) -> View:
         @functools.wraps(view)
         async def guarded(request: web.Request) -> web.StreamResponse:
@@ -150,6 +153,11 @@ def signed_in(roles: Collection[str] | None = None) -> Callable[[View], View]:
             if roles is not None and session.person.role not in roles:
                 return render(request, "message.html", 403, title="You cannot use this page",
                               body="Your role does not give access to this page.")
+            if request.method != "GET":  # every form: its CSRF token and the same origin, here, once
+                try:
+                    await form_of(request)
+                except FormRefused:
+                    return refused_form(request)
             return await view(request)
         return guarded
     return wrap
@@ -172,11 +180,14 @@ class FormRefused(Exception):
 async def form_of(request: web.Request) -> MultiDictProxy[str]:
     """The posted form of a signed-in person, after the same-origin and CSRF checks
     (`FormRefused` otherwise: render a 403)."""
+    if FORM in request:  # checked already (by @signed_in)
+        return request[FORM]
     session = session_of(request)
     form = await request.post()
     token = str(form.get("csrf_token", ""))
     if session is None or not same_origin(request) or not secrets.compare_digest(token, session.csrf_token):
         raise FormRefused()
+    request[FORM] = form
     return form  # type: ignore[return-value]
 
 

@@ -26,7 +26,7 @@ from services.escalation.entrypoints.console import council, force_of
 from services.escalation.entrypoints.http import CONTEXT
 from shared.logging import sensitive_scope
 from shared.runtime import RUNTIME
-from shared.web.pages import FormRefused, form_of, person_of, refused_form, render, signed_in
+from shared.web.pages import form_of, person_of, render, signed_in
 
 ALERT = "/console/alerts/{alert_id}"
 NOTES_MAX = 10000
@@ -75,11 +75,7 @@ async def confirm_acknowledge(request: web.Request) -> web.StreamResponse:
 
 @control_room
 async def acknowledge(request: web.Request) -> web.StreamResponse:
-    try:
-        await form_of(request)
-    except FormRefused:
-        return refused_form(request)
-    alert, _ = await alert_of(request)
+    alert, _ = await alert_of(request)  # the form was checked by @control_room
     person = person_of(request)
     if alert is None or person is None:
         return await missing(request, "alert.acknowledge")
@@ -103,10 +99,7 @@ async def outcome_form(request: web.Request) -> web.StreamResponse:
 
 @control_room
 async def record_outcome(request: web.Request) -> web.StreamResponse:
-    try:
-        form = await form_of(request)
-    except FormRefused:
-        return refused_form(request)
+    form = await form_of(request)  # checked by @control_room
     alert, a = await alert_of(request)
     person = person_of(request)
     if alert is None or person is None:

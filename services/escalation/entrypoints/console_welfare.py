@@ -23,7 +23,7 @@ from services.escalation.entrypoints.console_actions import ALERT, alert_of, pag
 from services.escalation.entrypoints.http import CONTEXT
 from shared.logging import get_logger
 from shared.runtime import RUNTIME
-from shared.web.pages import FormRefused, form_of, person_of, refused_form
+from shared.web.pages import person_of
 
 log = get_logger(__name__)
 TITLE = "Open for a welfare check"
@@ -39,11 +39,7 @@ async def welfare_warning(request: web.Request) -> web.StreamResponse:
 
 @control_room
 async def open_for_welfare_check(request: web.Request) -> web.StreamResponse:
-    try:
-        await form_of(request)
-    except FormRefused:
-        return refused_form(request)
-    alert, a = await alert_of(request)
+    alert, a = await alert_of(request)  # the form was checked by @control_room
     person = person_of(request)
     if alert is None or person is None:
         return await missing(request, "alert.welfare_check_opened")

@@ -20,7 +20,7 @@ from services.intake.entrypoints import forms
 from services.intake.entrypoints.http import SEALED_FIELDS
 from services.intake.entrypoints.pages import me, not_found, reference_of, referral_response, refused
 from shared.logging import bound_contextvars, sensitive_scope
-from shared.web.pages import FormRefused, form_of, refused_form, render, signed_in
+from shared.web.pages import form_of, render, signed_in
 
 
 async def _run(request: web.Request, posted: forms.Posted, ref: str, corr: str) -> None:
@@ -43,10 +43,7 @@ def action_view(action: str):
     @signed_in(PAGE_ROLES)
     async def view(request: web.Request) -> web.StreamResponse:
         ctx, person = me(request)
-        try:
-            form = await form_of(request)
-        except FormRefused:
-            return refused_form(request)
+        form = await form_of(request)  # checked by @signed_in
         agencies = [str(a) for a in form.getall("agencies", [])]
         notes = [str(form[n]) for n in forms.NOTES if form.get(n)]
         corr = str(uuid.uuid4())

@@ -21,7 +21,7 @@ from services.intake.domain.errors import Forbidden, Gone, IntakeError, NotFound
 from services.intake.domain.labels import WELFARE_REASON, WELFARE_ROLES
 from services.intake.entrypoints.pages import common, me, not_found, reference_of, refused
 from shared.http import problem
-from shared.web.pages import FormRefused, form_of, refused_form, render, session_of, signed_in
+from shared.web.pages import form_of, render, session_of, signed_in
 
 control_room = signed_in(WELFARE_ROLES)
 ALERT_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -62,10 +62,7 @@ async def warning(request: web.Request) -> web.StreamResponse:
 @control_room
 async def open_check(request: web.Request) -> web.StreamResponse:
     ctx, person = me(request)
-    try:
-        form = await form_of(request)
-    except FormRefused:
-        return refused_form(request)
+    form = await form_of(request)  # checked by @control_room
     reason, alert = str(form.get("reason", "")), _alert(form.get("alert"))
     try:
         ref = reference_of(request)
