@@ -1,9 +1,10 @@
 """Benchmark 1: intake accept rate over HTTP keep-alive, concurrency 32.
 
 Ours: a real `safeguard serve intake` (signature verified, sealed, stored, outbox, confirmed
-publish) on PostgreSQL. Baseline: a bare aiohttp handler doing one confirmed persistent
-aio-pika publish of the same body. Both are child processes; the load comes from here,
-every request signed before the clock starts.
+publish) on PostgreSQL. Baselines: a bare aiohttp handler doing one confirmed persistent
+aio-pika publish of the same body, and the durable floor (tests/perf/floors.py: verify, seal to
+three teams, one transaction, confirmed publish, mark sent). All are child processes; the load
+comes from here, every request signed before the clock starts.
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ CONCURRENCY = 32
 class IntakeBench:
     name = "intake"
     title = "1. Intake accept rate (HTTP keep-alive, concurrency 32)"
-    rows = [("accepted_per_s", "accepted referrals/s", "≥ 0.5 × baseline"),
+    rows = [("accepted_per_s", "accepted referrals/s", "≥ 0.6 × floor"),
             ("errors", "intake: requests not accepted (non-202)", "0")]
 
     def __init__(self, env, n: int) -> None:
@@ -34,10 +35,14 @@ class IntakeBench:
         self.tmp = tmp
         self.ours = self.env.service("intake", service_env(config, tmp, self.env.amqp_url(), db))
         self.base_proc = self.env.bare_intake(self.env.amqp_url())
-        self.stack.push_async_callback(stop_all, [self.ours, self.base_proc])
-        for proc in (self.ours, self.base_proc):
+        floor_db = await self.stack.enter_async_context(fresh_pg_database())
+        self.floor_proc = self.env.intake_floor(self.env.amqp_url(), floor_db.replace("+asyncpg", ""),
+                                                tmp / "keys" / "dev-mash.ed25519", "dev-mash")
+        procs = [self.ours, self.base_proc, self.floor_proc]
+        self.stack.push_async_callback(stop_all, procs)
+        for proc in procs:
             await proc.start()
-        for proc in (self.ours, self.base_proc):
+        for proc in procs:
             await proc.ready()
         return self
 
@@ -59,3 +64,6 @@ class IntakeBench:
 
     async def base_round(self, r: int) -> dict[str, float]:
         return await self._run(self.base_proc, f"base-{r}")
+
+    async def floor_round(self, r: int) -> dict[str, float]:
+        return await self._run(self.floor_proc, f"floor-{r}")

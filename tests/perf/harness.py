@@ -108,6 +108,15 @@ class Env:
         return ServiceProcess([sys.executable, "-m", "tests.perf.baselines", str(port), amqp_url], name="baseline",
                               port=port, logs=self.logs, ready_interval=READY_INTERVAL_S)
 
+    def intake_floor(self, amqp_url: str, dsn: str, key_file: Path, key_id: str) -> ServiceProcess | InProc:
+        from tests.perf.floors import intake_floor_app
+        if self.inprocess:
+            from shared.crypto import load_signing_key
+            return InProc(lambda: intake_floor_app(amqp_url, dsn, load_signing_key(key_file).verify_key, key_id))
+        port = free_port()
+        return ServiceProcess([sys.executable, "-m", "tests.perf.floors", str(port), amqp_url, dsn, str(key_file),
+                               key_id], name="floor", port=port, logs=self.logs, ready_interval=READY_INTERVAL_S)
+
     def amqp_url(self) -> str:
         name = self.pool.take()
         self.vhosts.append(name)
@@ -128,25 +137,33 @@ def make(name: str, env: Env, s: Sizes):
 
 
 async def run_bench(bench, rounds: int) -> dict:
-    ours: list[dict] = []
-    base: list[dict] = []
+    """Each round runs ours, the bare-broker baseline and (where the bench has one) the durable
+    floor, in an order that rotates each round, so drift on a shared machine hits all three."""
+    results: dict[str, list[dict]] = {"ours": [], "base": [], "floor": []}
     async with bench:
         for r in range(rounds):
-            order = [("ours", bench.ours_round), ("base", bench.base_round)]
-            for kind, fn in order if r % 2 == 0 else order[::-1]:
+            order = [("ours", bench.ours_round), ("base", bench.base_round),
+                     ("floor", getattr(bench, "floor_round", None))]
+            for kind, fn in order[r % 3:] + order[:r % 3]:
                 if fn is not None:
                     t0 = time.monotonic()
                     result = await fn(r)
-                    (ours if kind == "ours" else base).append(result)
+                    results[kind].append(result)
                     print(f"  {bench.name} round {r + 1} {kind}: {_fmt_dict(result)} ({time.monotonic() - t0:.1f}s)",
                           flush=True)
+    ours = results["ours"]
     rows = []
     for key, label, target in bench.rows:
         o = median([x[key] for x in ours])
-        measured = [x[key] for x in base if x.get(key) is not None]
-        b = median(measured) if measured else None
-        rows.append({"metric": label, "ours": o, "base": b, "ratio": (o / b) if b else None, "target": target,
-                     "rounds": [x[key] for x in ours]})
+        row = {"metric": label, "ours": o, "target": target, "rounds": [x[key] for x in ours]}
+        for kind in ("base", "floor"):
+            measured = [x.get(key) for x in results[kind]]
+            b = median([v for v in measured if v is not None]) if any(v is not None for v in measured) else None
+            row[kind] = b
+            row[f"{kind}_ratio"] = (o / b) if b else None
+            row[f"{kind}_round_ratios"] = [x[key] / v for x, v in zip(ours, measured) if v]
+        row["ratio"] = row["base_ratio"]
+        rows.append(row)
     return {"name": bench.name, "title": bench.title, "rows": rows}
 
 
@@ -171,11 +188,15 @@ def render(results: list[dict], info: dict, sizes: Sizes, rounds: int) -> str:
            "- Sizes: " + ", ".join(f"{k}={v}" for k, v in asdict(sizes).items()),
            f"- Database pool per service: SAFEGUARD_DATABASE_POOL_SIZE={info['pool']} (+ twice as many overflow)", ""]
     for res in results:
-        out += [f"## {res['title']}", "", "| Metric | Ours (median) | Baseline (median) | Ours ÷ baseline | Target "
-                "| Ours per round |", "|---|---:|---:|---:|---|---|"]
+        out += [f"## {res['title']}", "", "| Metric | Ours (median) | Bare broker | Ours ÷ bare | Durable floor "
+                "| Ours ÷ floor (median; per round) | Target | Ours per round |",
+                "|---|---:|---:|---:|---:|---|---|---|"]
         for row in res["rows"]:
-            out.append(f"| {row['metric']} | {_fmt(row['ours'])} | {_fmt(row['base'])} | {_fmt(row['ratio'])} "
-                       f"| {row['target']} | {', '.join(_fmt(v) for v in row['rounds'])} |")
+            per_round = ", ".join(_fmt(v) for v in row["floor_round_ratios"])
+            floor_ratio = f"{_fmt(row['floor_ratio'])} ({per_round})" if row["floor"] else "—"
+            out.append(f"| {row['metric']} | {_fmt(row['ours'])} | {_fmt(row['base'])} | {_fmt(row['base_ratio'])} "
+                       f"| {_fmt(row['floor'])} | {floor_ratio} | {row['target']} "
+                       f"| {', '.join(_fmt(v) for v in row['rounds'])} |")
         out.append("")
     return "\n".join(out)
 
