@@ -5,7 +5,7 @@ a replay refuses, the audit lines). This module parses arguments, reads the sett
 like the services do (`SAFEGUARD_AMQP_URL`, `SAFEGUARD_CONFIG`), connects and prints.
 The `*_command` coroutines take the settings and output streams so tests run them
 in-process; `register(subparsers)` wires them into `safeguard`'s parser. `show` and `open`
-(one message's metadata; a sealed submission opened with the parking key) are in
+(one message's metadata; a sealed submission opened with a recipient team's key) are in
 `safeguard.dlq_show`.
 """
 from __future__ import annotations
@@ -89,19 +89,19 @@ async def replay_command(settings: Settings, *, message_id: str | None = None, q
                          force: bool = False, as_json: bool = False, actor: str | None = None,
                          key_file: Path | None = None, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
     """Replay one message (`--id`) or a whole parking queue (`--queue`); 0 only if all went.
-    `key_file`: the parking key's private half, to replay submissions parked sealed."""
+    `key_file`: a recipient team's private key, to replay submissions parked sealed to it."""
     if message_id is None and queue is None:
         print("safeguard dlq replay: give --id MESSAGE_ID or --queue QUEUE", file=err)
         return 2
     queues = _queues(settings, queue, err)
     if queues is None:
         return 2
-    parking_key = None
+    team_key = None
     if key_file is not None:
         from shared.crypto import CryptoError, load_private_sealing_key
 
         try:
-            parking_key = load_private_sealing_key(key_file)
+            team_key = load_private_sealing_key(key_file)
         except (OSError, CryptoError) as exc:
             print(f"safeguard dlq replay: cannot read the key file ({type(exc).__name__})", file=err)
             return 2
@@ -111,7 +111,7 @@ async def replay_command(settings: Settings, *, message_id: str | None = None, q
     who = actor or parking.actor()
     try:
         results = await parking.replay(connection, queues, verify_keys=service_verify_keys(settings),
-                                       message_id=message_id, force=force, who=who, parking_key=parking_key)
+                                       message_id=message_id, force=force, who=who, team_key=team_key)
     finally:
         await connection.close()
     audited = await _audit(settings, [
@@ -198,7 +198,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     rp.add_argument("--id", metavar="MESSAGE_ID", help="the message to replay")
     rp.add_argument("--queue", metavar="QUEUE", help="replay every message of this queue (or search only it)")
     rp.add_argument("--force", action="store_true", help="replay even what would fail the same way")
-    rp.add_argument("--key", metavar="FILE", type=Path, help="the parking key's private half (sealed submissions)")
+    rp.add_argument("--key", metavar="FILE", type=Path, help="a recipient team's private key file (sealed submissions)")
     rp.add_argument("--json", action="store_true", help="print JSON")
     rp.set_defaults(func=_run)
 

@@ -3,9 +3,11 @@
 `show` prints what is known of one parked message without its body: where and why it was
 parked, its form (shared/bus/parked.py) and, for a parked submission, the metadata — client
 (and whether its signature verified), body size and SHA-256, the key ids it is sealed to.
-`open` is for the holder of the parking key's private half: it prints the sealed original
-body to stdout (nothing else does) and records `dlq.open` in the owning service's audit
-chain — ids only. Both read the way `list` does: the message stays parked.
+`open` is for a holder of one of the recipient teams' private keys (the LA's or the force's
+key file the submission was sealed to): it prints the sealed original body to stdout
+(nothing else does) and records `dlq.open` in the owning service's audit chain — ids only;
+given another key it names the key ids (and their teams) it is sealed to. Both read the
+way `list` does: the message stays parked.
 """
 from __future__ import annotations
 
@@ -57,6 +59,16 @@ def details(parked: parking.ParkedMessage, body: bytes, headers: dict[str, Any])
     return shown
 
 
+def sealed_to(settings: Settings, body: bytes) -> list[str]:
+    """The key ids a parked copy is sealed to, each with the team (LA code or force slug) it is configured for."""
+    doc = parked_document(body) or {}
+    owners = {k.key_id: org for org, keys in
+              [*((la.code, la.sealing_keys) for la in settings.file.local_authorities),
+               *((f.slug, f.sealing_keys) for f in settings.file.forces)] for k in keys}
+    ids = [str(r.get("key_id")) for r in (doc.get("sealed") or {}).get("recipients", []) if isinstance(r, dict)]
+    return [f"{key_id} ({owners[key_id]})" if key_id in owners else key_id for key_id in ids]
+
+
 async def show_command(settings: Settings, *, message_id: str, queue: str | None = None,
                        out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
     found = await find(settings, message_id, queue, err)
@@ -84,6 +96,9 @@ async def open_command(settings: Settings, *, message_id: str, key_file: Path, q
     except CryptoError as exc:
         original, outcome = None, "refused"
         print(f"safeguard dlq open: {exc}", file=err)
+        owners = sealed_to(settings, body)
+        if owners:
+            print(f"safeguard dlq open: give the key file of one of: {', '.join(owners)}", file=err)
     who = actor or parking.actor()
     audited = await _audit(settings, [(parked.parking_queue, "dlq.open", outcome, {
         "message_id": message_id, "parking_queue": parked.parking_queue, "reason": parked.reason})], who, err)
@@ -98,8 +113,9 @@ def register(sub: argparse._SubParsersAction, run: Any) -> None:
     sh.add_argument("id", metavar="MESSAGE_ID")
     sh.add_argument("--queue", metavar="QUEUE", help="search only this work or parking queue")
     sh.set_defaults(func=run)
-    op = sub.add_parser("open", help="print a parked submission's sealed body (needs the parking key)")
+    op = sub.add_parser("open", help="print a parked submission's sealed body (needs a recipient team's key)")
     op.add_argument("id", metavar="MESSAGE_ID")
-    op.add_argument("--key", metavar="FILE", required=True, type=Path, help="the parking key's private half")
+    op.add_argument("--key", metavar="FILE", required=True, type=Path,
+                    help="the private key file of a team it is sealed to (e.g. keys/E99999999.x25519)")
     op.add_argument("--queue", metavar="QUEUE", help="search only this work or parking queue")
     op.set_defaults(func=run)

@@ -3,10 +3,11 @@ an organisation and its key files that `keys rotate` (rotation.py) and `keys rew
 (rewrap.py) share.
 
 Writes `DIR/safeguard.toml` and one private key file per client, organisation and
-service under `DIR/keys/` (base64 of the 32-byte seed/key, one line, mode 0600), and
-the parking key `keys/parking.x25519` that rejected submissions are sealed to when parked
-(in production ops keep its private half offline). Never overwrites an existing set-up
-unless asked to; an older dev set-up gains what it lacks (the dev sign-in, the parking key).
+service under `DIR/keys/` (base64 of the 32-byte seed/key, one line, mode 0600). Never
+overwrites an existing set-up unless asked to; an older dev set-up gains what it lacks
+(the dev sign-in). A rejected submission is parked sealed to its recipient teams' keys
+(`keys/E99999999.x25519`, `keys/dev-force.x25519`), so there is no parking key: one an
+older set-up still names is ignored with a warning (shared/config.py OBSOLETE_KEYS).
 """
 from __future__ import annotations
 
@@ -48,14 +49,6 @@ def _route(local_part: str, domain: str) -> str:
     )
 
 
-PARKING_KEY_ID = "parking-1"
-
-
-def _parking_key_lines(keys: Path) -> list[str]:
-    return ["# Rejected AMQP submissions are parked sealed to this key (keys/parking.x25519).",
-            "[system.parking_key]", f'key_id = "{PARKING_KEY_ID}"', f'public_key = "{_sealing(keys, "parking")}"', ""]
-
-
 def render_config(keys: Path) -> str:
     la_code, la_name = DEV_LA
     force, force_name = DEV_FORCE
@@ -70,7 +63,6 @@ def render_config(keys: Path) -> str:
         'console_base_url = "http://127.0.0.1:8081"',
         "",
     ]
-    out += _parking_key_lines(keys)
     for svc in SERVICES:
         out += [f"[services.{svc}]", f'verify_key = "{_signing(keys, "service-" + svc)}"',
                 f'signing_key_file = "keys/service-{svc}.ed25519"']
@@ -114,7 +106,6 @@ def init(directory: Path, force: bool = False) -> Path:
     config = directory / "safeguard.toml"
     if config.exists() and not force:
         _add_dev_sign_in(config)
-        _add_parking_key(config)
         config.chmod(0o600)
         return config
     keys = directory / "keys"
@@ -131,14 +122,6 @@ def _add_dev_sign_in(config: Path) -> None:
     text = config.read_text(encoding="utf-8")
     if text.startswith("# Safeguard Relay development configuration") and "[[identity_providers]]" not in text:
         config.write_text(text.rstrip("\n") + "\n\n" + "\n".join(devidp.config_lines()) + "\n", encoding="utf-8")
-
-
-def _add_parking_key(config: Path) -> None:
-    """A dev set-up written before parked submissions were sealed gains a parking key."""
-    text = config.read_text(encoding="utf-8")
-    if text.startswith("# Safeguard Relay development configuration") and "parking_key" not in text:
-        lines = _parking_key_lines(config.parent / "keys")
-        config.write_text(text.rstrip("\n") + "\n\n" + "\n".join(lines), encoding="utf-8")
 
 
 def find_org(fc: FileConfig, code: str) -> Organisation | None:

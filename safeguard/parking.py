@@ -32,10 +32,10 @@ times, the message id and the routing key only.
 Parked forms
 ------------
 A parked copy holds no content in clear (shared/bus/parked.py, `x-parked-form`): a
-submission is metadata with the original sealed to the parking key (`sealed`) or dropped
-(`metadata`); a service message is kept without its `*_sealed` sections (`stripped`) or
-unchanged (`original`). Only `original` copies and, given the parking key's private half,
-`sealed` ones can be replayed (the sealed original is restored: body, signature headers,
+submission is metadata with the original sealed to its recipient teams (`sealed`) or
+dropped (`metadata`); a service message is kept without its `*_sealed` sections
+(`stripped`) or unchanged (`original`). Only `original` copies and, given the private key
+of a team it is sealed to, `sealed` ones can be replayed (the sealed original is restored: body, signature headers,
 ids); `stripped` and `metadata` copies are refused even with `--force`.
 
 Audit
@@ -364,12 +364,12 @@ def actor() -> str:
 async def replay(
     connection: AbstractRobustConnection, queues: Sequence[str], *, verify_keys: Mapping[str, VerifyKey],
     message_id: str | None = None, force: bool = False, who: str | None = None, timeout: float = 10,
-    parking_key: PrivateKey | None = None,
+    team_key: PrivateKey | None = None,
 ) -> list[ReplayResult]:
     """Re-publish parked messages (one id, or every message of `queues`) to where they
     came from with publisher confirms (mandatory, persistent), and remove each from its
     parking queue only after its confirm. Refused or failed ones stay parked. A `sealed`
-    copy is opened with `parking_key` and its original re-published."""
+    copy is opened with `team_key` (a recipient team's private key) and its original re-published."""
     who = who or actor()
     results: list[ReplayResult] = []
     # publish_raw never signs: the producer's own signature travels unchanged.
@@ -382,7 +382,7 @@ async def replay(
                         if message_id is not None and parked.message_id != message_id:
                             continue
                         results.append(await _replay_one(publisher, batch, index, incoming, parked,
-                                                         verify_keys, force, who, timeout, parking_key))
+                                                         verify_keys, force, who, timeout, team_key))
             except QueueMissing:
                 continue
     finally:
@@ -392,10 +392,10 @@ async def replay(
 
 async def _replay_one(
     publisher: Publisher, batch: Held, index: int, incoming: AbstractIncomingMessage, parked: ParkedMessage,
-    verify_keys: Mapping[str, VerifyKey], force: bool, who: str, timeout: float, parking_key: PrivateKey | None,
+    verify_keys: Mapping[str, VerifyKey], force: bool, who: str, timeout: float, team_key: PrivateKey | None,
 ) -> ReplayResult:
     exchange, routing_key, headers = replay_message(incoming, parked)
-    original, why_not = _original(incoming, parked, parking_key)
+    original, why_not = _original(incoming, parked, team_key)
     audit = {"message_id": parked.message_id, "parking_queue": parked.parking_queue,
              "queue": parked.original_queue, "reason": parked.reason, "actor": who,
              "exchange": exchange, "routing_key": routing_key, "forced": force}
@@ -439,20 +439,22 @@ async def _replay_one(
 
 
 def _original(incoming: AbstractIncomingMessage, parked: ParkedMessage,
-              parking_key: PrivateKey | None) -> tuple[AmqpMessage | None, str]:
+              team_key: PrivateKey | None) -> tuple[AmqpMessage | None, str]:
     """The message to re-publish (its headers are added to the replay's), or None and why not."""
     if parked.form == "stripped":
         return None, ("its sealed sections were removed when it was parked (DESIGN §5): it no longer matches "
                       "its signature and cannot be replayed; have the producer send it again")
     if parked.form == "metadata":
-        return None, "its body was dropped when it was parked (no parking key): the sender must submit again"
+        return None, ("its body was dropped when it was parked (no recipient team could be resolved): "
+                      "the sender must submit again")
     if parked.form != "sealed":
         return AmqpMessage(incoming.body, {}, incoming.message_id or "", incoming.correlation_id,
                            incoming.content_type, incoming.app_id), ""
-    if parking_key is None:
-        return None, "its body is sealed to the parking key: give --key FILE (the key's private half) to replay it"
+    if team_key is None:
+        return None, ("its body is sealed to its recipient teams: give --key FILE (one team's private key) "
+                      "to replay it")
     try:
-        return open_parked(incoming.body, parking_key), ""
+        return open_parked(incoming.body, team_key), ""
     except CryptoError as exc:
         return None, f"{exc} (--key)"
 

@@ -8,8 +8,9 @@ before the TTL keeps what it holds; for every parking queue this sweep
   broker's `x-death` time);
 - re-parks in the safe form each message still in clear — dead-lettered by the broker itself
   (the `x-delivery-limit` backstop, a nack without requeue) or parked by an earlier version:
-  a submission as metadata sealed to the parking key, a service message without its
-  `*_sealed` sections. The new copy is confirmed before the old one is acked;
+  a submission as metadata with its body sealed to its recipient teams (`seal_to`:
+  services/intake/recipients.py; no client is known here) or dropped, a service message
+  without its `*_sealed` sections. The new copy is confirmed before the old one is acked;
 - reports what it did and how many messages remain.
 
 It reads with `parking.held`, so whatever it does not settle goes back to the queue.
@@ -24,7 +25,7 @@ from aio_pika.abc import AbstractConnection, AbstractRobustConnection
 from nacl.signing import SigningKey
 
 from safeguard import parking
-from shared.bus.parked import FORM_HEADER, AmqpMessage, ParkingKey, parked_copy
+from shared.bus.parked import FORM_HEADER, AmqpMessage, SealTo, parked_copy
 from shared.bus.publisher import Publisher
 from shared.bus.topology import DEAD_LETTER
 from shared.logging import get_logger
@@ -50,7 +51,7 @@ def _park_headers(headers: dict[str, Any]) -> dict[str, Any]:
 
 
 async def sweep_queue(connection: AbstractConnection, publisher: Publisher, name: str, *,
-                      parking_key: ParkingKey | None, max_age: timedelta, now: datetime) -> SweepResult:
+                      seal_to: SealTo | None, max_age: timedelta, now: datetime) -> SweepResult:
     resealed = expired = 0
     queue = name.removesuffix(parking.PARKED_SUFFIX)
     async with parking.held(connection, name) as batch:
@@ -64,7 +65,7 @@ async def sweep_queue(connection: AbstractConnection, publisher: Publisher, name
                 continue
             at = (parked.parked_at or now).isoformat()
             copy = parked_copy(queue, AmqpMessage.of(incoming), _park_headers(headers),
-                               reason=parked.reason, parked_at=at, parking_key=parking_key)
+                               reason=parked.reason, parked_at=at, seal_to=seal_to)
             await publisher.publish_raw(DEAD_LETTER, queue, copy.body, message_id=copy.message_id,
                                         correlation_id=copy.correlation_id, headers=copy.headers,
                                         app_id=copy.app_id, content_type=copy.content_type)
@@ -76,7 +77,7 @@ async def sweep_queue(connection: AbstractConnection, publisher: Publisher, name
     return SweepResult(name, resealed, expired, remaining)
 
 
-async def sweep(connection: AbstractRobustConnection, queues: list[str], *, parking_key: ParkingKey | None,
+async def sweep(connection: AbstractRobustConnection, queues: list[str], *, seal_to: SealTo | None,
                 max_age: timedelta, now: datetime | None = None) -> list[SweepResult]:
     """Sweep every declared queue of `queues` (undeclared ones are skipped)."""
     now = now or datetime.now(UTC)
@@ -85,7 +86,7 @@ async def sweep(connection: AbstractRobustConnection, queues: list[str], *, park
     try:
         for name in queues:
             try:
-                results.append(await sweep_queue(connection, publisher, name, parking_key=parking_key,
+                results.append(await sweep_queue(connection, publisher, name, seal_to=seal_to,
                                                  max_age=max_age, now=now))
             except parking.QueueMissing:
                 continue

@@ -13,6 +13,7 @@ Idempotent: run it daily (cron or a Kubernetes CronJob); a second run does nothi
 from __future__ import annotations
 
 import argparse
+import functools
 import asyncio
 from datetime import UTC, datetime, timedelta
 
@@ -65,13 +66,15 @@ async def run(settings: Settings, now: datetime | None = None) -> tuple[list[str
 async def sweep_broker(settings: Settings, now: datetime | None = None) -> list:
     """Sweep every parking queue of the topology; a list of `parking_retention.SweepResult`."""
     from safeguard import parking, parking_retention
+    from services.intake.recipients import parked_recipients
     from shared import bus
 
     system = settings.file.system
     queues = parking.parking_queues([f.slug for f in settings.file.forces])
     connection = await bus.connect(settings.amqp_url, name="safeguard-retention", timeout=10)
     try:
-        return await parking_retention.sweep(connection, queues, parking_key=bus.ParkingKey.of(system.parking_key),
+        seal_to = functools.partial(parked_recipients, settings)
+        return await parking_retention.sweep(connection, queues, seal_to=seal_to,
                                              max_age=timedelta(days=system.parking_ttl_days), now=now)
     finally:
         await connection.close()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import tomllib
+import warnings
 from collections.abc import Mapping
 from datetime import date, time
 from functools import cache
@@ -183,9 +184,6 @@ class SystemConfig(_Model):
     small_number_threshold: int = Field(default=5, ge=0)
     # Reverse proxies (addresses or networks) whose X-Forwarded-Proto/-Host/-For are honoured.
     trusted_proxies: tuple[str, ...] = ()
-    # X25519 public key (ops hold the private half offline) that rejected submissions are
-    # sealed to when parked; none: a parked submission keeps its metadata only (DESIGN §5).
-    parking_key: SealingKey | None = None
     parking_ttl_days: int = Field(default=14, ge=1, le=3650)  # x-message-ttl of every <queue>.parked
     # An integrators' test environment: a 401 also gives the signature base intake computed.
     # Never in production (the base repeats the covered header fields back to the caller).
@@ -292,9 +290,30 @@ def _cross_check(path: Path, fc: FileConfig) -> None:
         raise ConfigError(f"{path}: services.{missing[0]}: missing section")
 
 
+class ObsoleteConfigKey(UserWarning):
+    """A key an earlier version read: ignored (its warning says why)."""
+
+
+# (table, key) -> why it is ignored. An older set-up that still has one keeps working.
+OBSOLETE_KEYS = {
+    ("system", "parking_key"): "rejected AMQP submissions are now parked sealed to their recipient teams' keys "
+                               "(DESIGN §5; docs/configuration.md#parked-messages); remove it",
+}
+
+
+def _drop_obsolete(path: Path, raw: dict[str, Any]) -> dict[str, Any]:
+    """`raw` without the OBSOLETE_KEYS, with one warning for each found (naming the key, never its value)."""
+    for (table, key), why in OBSOLETE_KEYS.items():
+        section = raw.get(table)
+        if isinstance(section, dict) and key in section:
+            raw = {**raw, table: {k: v for k, v in section.items() if k != key}}
+            warnings.warn(f"{path}: {table}.{key} is obsolete and ignored: {why}", ObsoleteConfigKey, stacklevel=3)
+    return raw
+
+
 def load_file_config(path: Path) -> FileConfig:
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        raw = _drop_obsolete(path, tomllib.loads(path.read_text(encoding="utf-8")))
     except FileNotFoundError:
         raise ConfigError(f"{path}: file not found (set SAFEGUARD_CONFIG or run `safeguard keys init`)") from None
     except tomllib.TOMLDecodeError as exc:

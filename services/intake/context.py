@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.intake.auth import Authenticator, RateLimiter
 from services.intake.domain.errors import SchemaInvalid
+from services.intake.recipients import team_keys
 from services.intake.rejections import RejectionTally
 from shared.clock import Clock, utcnow
 from shared.config import Client, Settings
@@ -36,14 +37,13 @@ class Context:
         return self.settings.client(client_id) or (person if person is not None and person.id == client_id else None)
 
     def team_keys(self, la_code: str, force: str) -> dict[str, PublicKey]:
-        """Active sealing keys of the recipient teams: the LA's and the force's."""
-        la, fo = self.settings.local_authority(la_code), self.settings.force(force)
-        missing = [{"loc": name, "type": "unknown_organisation", "msg": "Unknown organisation"}
-                   for name, org in (("la_code", la), ("force", fo)) if org is None]
-        if missing:
-            raise SchemaInvalid(missing, reason="unknown_organisation")
-        keys = [*la.active_keys, *fo.active_keys]  # type: ignore[union-attr]
-        return {k.key_id: public_key_from_b64(k.public_key) for k in keys}
+        """Active sealing keys of the recipient teams: the LA's and the force's (`recipients.team_keys`);
+        SchemaInvalid when either names no configured organisation."""
+        keys, unknown = team_keys(self.settings, la_code, force)
+        if unknown:
+            raise SchemaInvalid([{"loc": name, "type": "unknown_organisation", "msg": "Unknown organisation"}
+                                 for name in unknown], reason="unknown_organisation")
+        return keys
 
     def notifier_key(self) -> dict[str, PublicKey]:
         svc = self.settings.file.services["notifier"]

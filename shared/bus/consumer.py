@@ -7,8 +7,8 @@
   `x-delivery-limit` dead-lettering stays as a backstop);
 - parking = a confirmed copy to `safeguard.dead-letter` (key = queue name), then ack. The
   copy holds no content in clear (shared/bus/parked.py): a client-signed submission is
-  parked as metadata with its body sealed to `parking_key` (or dropped), a service
-  message without its `*_sealed` sections.
+  parked as metadata with its body sealed to the recipient teams `seal_to` names (or
+  dropped), a service message without its `*_sealed` sections.
 Reasons are fixed codes and class names only, never bodies or exception messages.
 """
 from __future__ import annotations
@@ -25,7 +25,7 @@ from nacl.signing import VerifyKey
 
 from shared import metrics, tracing
 from shared.bus.message import PRODUCER_HEADER, BusMessage, ForgedMessage, Reject, signed_routing_key, verify
-from shared.bus.parked import AmqpMessage, ParkingKey, parked_copy
+from shared.bus.parked import AmqpMessage, SealTo, parked_copy
 from shared.bus.publisher import Publisher
 from shared.bus.topology import DEAD_LETTER, QueueSpec
 from shared.logging import bind_contextvars, get_logger
@@ -63,11 +63,11 @@ class Consumer:
         self, connection: AbstractRobustConnection, spec: QueueSpec, handler: Handler, *,
         publisher: Publisher, verify_keys: Mapping[str, VerifyKey] | None,
         allowed_producers: Collection[str] | None = None, prefetch: int = 16,
-        retry_backoff_s: float = RETRY_BACKOFF_S, parking_key: ParkingKey | None = None,
+        retry_backoff_s: float = RETRY_BACKOFF_S, seal_to: SealTo | None = None,
     ) -> None:
         self.connection, self.spec, self.handler, self.publisher = connection, spec, handler, publisher
         self.verify_keys, self.allowed_producers, self.prefetch = verify_keys, allowed_producers, prefetch
-        self.retry_backoff_s, self.parking_key = retry_backoff_s, parking_key
+        self.retry_backoff_s, self.seal_to = retry_backoff_s, seal_to
         self._channel: AbstractRobustChannel | None = None
         self._queue: AbstractQueue | None = None
         self._tag: str | None = None
@@ -160,7 +160,7 @@ class Consumer:
                 "x-original-exchange": incoming.exchange or "",
                 "x-original-routing-key": incoming.routing_key or "",
                 "x-parked-from": self.spec.name,
-            }, reason=reason, parked_at=at, parking_key=self.parking_key, client=client,
+            }, reason=reason, parked_at=at, seal_to=self.seal_to, client=client,
                 client_verified=client_verified)
             await self.publisher.publish_raw(
                 DEAD_LETTER, self.spec.name, copy.body, message_id=copy.message_id,

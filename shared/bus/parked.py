@@ -1,4 +1,4 @@
-"""What a parked copy may hold (DESIGN §5: a parked message never holds content in clear).
+"""What a parked message may hold (DESIGN §5: a parked message never holds content in clear).
 
 `parked_copy` turns a message on its way to `<queue>.parked` (parked by a consumer, or
 re-parked by `safeguard retention run`) into what the parking queue keeps:
@@ -6,29 +6,36 @@ re-parked by `safeguard retention run`) into what the parking queue keeps:
 - **client-signed queues** (`intake.submissions`: a MASH system's referral, content in
   clear by design) — a JSON metadata document (form, queue, reason, time, message id,
   client and whether its signature verified, body size and SHA-256) and the original
-  message (body, the four submission signature headers, ids) **sealed** to the
-  `[system] parking_key` (`shared.crypto.seal`, associated data `parked:<sha256>`): form
-  `sealed`; without a parking key nothing more (form `metadata`). No client header or
-  property is kept in clear; an id is kept only when it looks like an id.
+  message (body, the four submission signature headers, ids) **sealed** to the submission's
+  recipient teams (`shared.crypto.seal`, associated data `parked:<sha256>`): form `sealed`.
+  Who they are is the consuming service's business: `seal_to(body, client, verified)` gives
+  their public keys (intake: services/intake/recipients.py — the LA's and the force's team
+  keys, those that resolve). When none resolves, or there is no `seal_to`, the body is
+  dropped (form `metadata`). No client header or property is kept in clear; an id is kept
+  only when it looks like an id.
 - **service queues** — the bus carries ids and codes in clear and content only sealed: the
   body is kept without any `*_sealed` field at any depth (form `stripped`, the dropped paths
   in `x-parked-stripped`), or unchanged when it has none (form `original`). A stripped copy
   no longer matches its signature, so it is never replayed.
 
-`open_parked` gives the sealed original back to whoever holds the parking key's private half.
+`open_parked` gives the sealed original back to a holder of one recipient team's private key.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from nacl.public import PrivateKey, PublicKey
 
 from shared.bus.topology import INTAKE_SUBMISSIONS
-from shared.crypto import CryptoError, b64d, b64e, envelope_key_ids, open_sealed, public_key_from_b64, seal
+from shared.crypto import CryptoError, b64d, b64e, envelope_key_ids, open_sealed, seal
+from shared.logging import get_logger
+
+log = get_logger(__name__)
 
 FORM_HEADER = "x-parked-form"
 STRIPPED_HEADER = "x-parked-stripped"
@@ -37,15 +44,9 @@ SIGNATURE_FIELDS = ("keyid", "created", "nonce", "signature")
 _ID = re.compile(r"[A-Za-z0-9._:@+=/-]{1,128}")
 
 
-@dataclass(frozen=True)
-class ParkingKey:
-    key_id: str
-    public_key: PublicKey
-
-    @classmethod
-    def of(cls, config: Any) -> ParkingKey | None:
-        """From `[system] parking_key` (`key_id`, base64 `public_key`); None when not configured."""
-        return None if config is None else cls(config.key_id, public_key_from_b64(config.public_key))
+# The recipient teams' public keys (key id -> key) for a submission's body, its client and
+# whether that client's signature verified; empty: the body is dropped.
+SealTo = Callable[[bytes, str | None, bool], Mapping[str, PublicKey]]
 
 
 @dataclass(frozen=True)
@@ -78,24 +79,37 @@ def safe_id(value: Any) -> str | None:
 
 
 def parked_copy(queue: str, original: AmqpMessage, park_headers: dict[str, Any], *, reason: str, parked_at: str,
-                parking_key: ParkingKey | None, client: str | None = None, client_verified: bool = False
+                seal_to: SealTo | None = None, client: str | None = None, client_verified: bool = False
                 ) -> AmqpMessage:
     """What `<queue>.parked` keeps of `original`; `park_headers` are the x-parked-* (or x-death) headers."""
     if queue in CLIENT_SIGNED_QUEUES:
-        return _sealed(queue, original, park_headers, reason, parked_at, parking_key, client, client_verified)
+        recipients = _recipients(seal_to, original.body, client, client_verified)
+        return _sealed(queue, original, park_headers, reason, parked_at, recipients, client, client_verified)
     return _stripped(original, park_headers)
 
 
+def _recipients(seal_to: SealTo | None, body: bytes, client: str | None, verified: bool
+                ) -> Mapping[str, PublicKey]:
+    """`seal_to`'s keys for this body; none (the body is dropped) if there is no `seal_to` or it fails."""
+    if seal_to is None:
+        return {}
+    try:
+        return dict(seal_to(body, client, verified))
+    except Exception as exc:  # never keep the body in clear because its recipients could not be found
+        log.warning("parked_recipients_failed", error=type(exc).__name__)
+        return {}
+
+
 def _sealed(queue: str, m: AmqpMessage, park_headers: dict[str, Any], reason: str, parked_at: str,
-            key: ParkingKey | None, client: str | None, verified: bool) -> AmqpMessage:
+            recipients: Mapping[str, PublicKey], client: str | None, verified: bool) -> AmqpMessage:
     digest = hashlib.sha256(m.body).hexdigest()
     envelope = None
-    if key is not None:
+    if recipients:
         inner = {"body": b64e(m.body), "message_id": m.message_id, "correlation_id": m.correlation_id,
                  "content_type": m.content_type,
                  "headers": {k: _text(m.headers[k]) for k in SIGNATURE_FIELDS if k in m.headers}}
         envelope = seal(json.dumps(inner).encode(), referral_id=f"parked:{digest}",
-                        recipients={key.key_id: key.public_key})
+                        recipients=recipients)
     form = "sealed" if envelope else "metadata"
     client = safe_id(client) if client and safe_id(client) == client else None
     doc = {"form": form, "queue": queue, "reason": reason, "parked_at": parked_at,
@@ -151,7 +165,8 @@ def open_parked(body: bytes, private_key: PrivateKey) -> AmqpMessage:
     doc = parked_document(body)
     if doc is None or not doc.get("sealed"):
         raise CryptoError("nothing sealed here: the body was dropped when it was parked")
-    for key_id in envelope_key_ids(doc["sealed"]):
+    key_ids = envelope_key_ids(doc["sealed"])
+    for key_id in key_ids:
         try:
             raw = open_sealed(doc["sealed"], referral_id=f"parked:{doc['body_sha256']}", key_id=key_id,
                               private_key=private_key)
@@ -163,4 +178,4 @@ def open_parked(body: bytes, private_key: PrivateKey) -> AmqpMessage:
             raise CryptoError("the sealed body does not match its SHA-256")
         return AmqpMessage(original, dict(inner["headers"]), inner["message_id"] or "", inner["correlation_id"],
                            inner["content_type"])
-    raise CryptoError("cannot open: not sealed to this key")
+    raise CryptoError(f"cannot open: not sealed to this key; it is sealed to {', '.join(key_ids) or 'no key'}")

@@ -363,14 +363,21 @@ async def test_escalation_requires_and_checks_the_authority(esc, reliability):
 
 
 async def test_a_rejected_amqp_submission_is_never_parked_in_clear(intake, amqp_vhost, rabbitmqctl, reliability):
-    """#1: with broker credentials, read what intake parks for three rejected submissions."""
-    from shared.crypto import load_private_sealing_key
+    """#1: with broker credentials, read what intake parks for four rejected submissions, then
+    try every sealing key of the set-up on each: only its recipient teams' keys open it."""
+    from shared.bus.parked import open_parked
+    from shared.crypto import CryptoError
     from tests.bus.test_topology import list_queues
     from tests.factories import canary_phone, new_canary, postcode_of, referral_body
+    from tests.intake.conftest import OTHER_LA
 
-    cases = {"unknown LA, validly signed": ({"la_code": "E11111111"}, False),
-             "schema-invalid, validly signed": ({"age_band": "99-100"}, False),
-             "bad signature": ({}, True)}
+    # case -> (the body, tamper the signature, the key files that must open it)
+    cases = {"unknown LA, validly signed": (lambda c, p: referral_body(c, p, la_code="E11111111"), False,
+                                            ["dev-force"]),
+             "schema-invalid, validly signed": (lambda c, p: referral_body(c, p, age_band="99-100"), False,
+                                                ["E99999999", "dev-force"]),
+             "bad signature": (lambda c, p: referral_body(c, p), True, ["E99999999", "dev-force"]),
+             "not JSON": (lambda c, p: f"{c} {p}".encode(), False, [])}
     leaked, reasons, kept = [], [], []
     conn = await aio_pika.connect(intake.settings.amqp_url)
     try:
@@ -378,38 +385,48 @@ async def test_a_rejected_amqp_submission_is_never_parked_in_clear(intake, amqp_
         direct = await DirectReplies.on(channel)
         exchange = await channel.get_exchange("safeguard.submissions")
         parked_queue = await channel.declare_queue("intake.submissions.parked", passive=True)
-        for overrides, tamper in cases.values():
+        for make_body, tamper, _ in cases.values():
             canary, phone = new_canary(), canary_phone()
-            message = signed_message(intake, referral_body(canary, phone, **overrides), DirectReplies.NAME,
-                                     tamper=tamper)
+            message = signed_message(intake, make_body(canary, phone), DirectReplies.NAME, tamper=tamper)
             await exchange.publish(message, "referral")
             reasons.append(json.loads((await direct.get()).body)["reason"])
             parked = await get_one(parked_queue)
-            seen = (parked.body.decode("utf-8", "replace") + repr(parked.headers) + str(parked.message_id)
-                    + str(parked.correlation_id))
+            seen = (parked.body.decode("utf-8", "replace") + repr(parked.headers) + repr(parked.info())
+                    + str(parked.message_id) + str(parked.correlation_id))
             leaked += [m for m in (canary, postcode_of(canary), phone[1:]) if m in seen]
             kept.append((canary, parked.body))
     finally:
         await conn.close()
     assert leaked == []
-    from shared.bus.parked import open_parked
-
-    key = load_private_sealing_key(intake.dir / "keys" / "parking.x25519")
-    opened = sum(canary.encode() in open_parked(body, key).body for canary, body in kept)
-    assert opened == len(cases)
+    every_key = ("E99999999", "dev-force", OTHER_LA, "notifier")
+    opened_by = []
+    for (canary, body), (_, _, teams) in zip(kept, cases.values()):
+        opens = []
+        for org in every_key:
+            try:
+                opened = open_parked(body, intake.team_key(org))
+            except CryptoError:
+                continue
+            assert canary.encode() in opened.body
+            opens.append(org)
+        opened_by.append(opens)
+    assert opened_by == [teams for _, _, teams in cases.values()]
     ttls = {name: args.get("x-message-ttl") for name, (_, _, args) in list_queues(rabbitmqctl, amqp_vhost).items()
             if name.endswith(".parked")}
     assert ttls and set(ttls.values()) == {14 * 86400 * 1000}
     reliability.row("attacks", finding="#1", attack="read intake.submissions.parked with broker credentials "
                     "after " + ", ".join(f"{c} ({r})" for c, r in zip(cases, reasons)) + " AMQP submissions "
-                    "carrying canaries in the child's name, address and school, the narrative and the guardians' contacts",
+                    "carrying canaries in the child's name, address and school, the narrative and the guardians' "
+                    "contacts; then try every sealing key of the set-up on each",
                     before="the full submission in clear (name, date of birth, narrative, guardian contacts) "
-                           "with its signature headers; no TTL: kept forever",
-                    after=f"canaries found in parked bodies or headers: {len(leaked)}; metadata only (id, "
-                          f"client, reason, size, SHA-256) with the message sealed to the parking key "
-                          f"(opened by its holder: {opened} of {len(cases)}; dropped without a key); "
-                          f"x-message-ttl 14 days on all {len(ttls)} parking queues; retention re-parks the "
-                          "broker's own dead letters safely and deletes expired ones")
+                           "with its signature headers; no TTL: kept forever (later: sealed to an ops-held "
+                           "parking key, not to the recipient teams)",
+                    after=f"canaries found in parked bodies, headers or properties: {len(leaked)}; metadata only "
+                          "(id, client, reason, size, SHA-256) with the message sealed to its recipient teams — "
+                          "opened by: " + "; ".join(f"{c}: {', '.join(o) or 'none (body dropped)'}"
+                                                    for c, o in zip(cases, opened_by))
+                          + f" (of {len(every_key)} keys tried); x-message-ttl 14 days on all {len(ttls)} parking "
+                          "queues; retention re-parks the broker's own dead letters safely and deletes expired ones")
 
 
 async def test_a_parked_bus_message_keeps_no_sealed_section(intake, reliability):

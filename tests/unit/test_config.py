@@ -179,37 +179,41 @@ def test_the_dev_config_is_readable_by_its_user_only(dev_config):
     assert stat.S_IMODE(dev_config.stat().st_mode) == 0o600  # issue 18 #16: it was 0644
 
 
-def test_the_dev_setup_seals_parked_submissions_to_a_parking_key(dev_config):
-    from shared.crypto import load_private_sealing_key, public_key_from_b64
+OLD_PARKING_KEY = ("[system.parking_key]\n" 'key_id = "parking-1"\n'
+                   'public_key = "xIe5RUt0EBL+8Y+P5ZzXx5tTgnJ6bCVl0+fKh4n2jXk="\n\n')
 
+
+def test_the_dev_setup_has_no_parking_key(dev_config):
+    """Parked submissions are sealed to their recipient teams (DESIGN §5): no ops-held parking key."""
+    assert "parking_key" not in dev_config.read_text()
+    assert not (dev_config.parent / "keys" / "parking.x25519").exists()
     system = load_settings(env_for(dev_config)).file.system
-    assert system.parking_ttl_days == 14 and system.parking_key.key_id == "parking-1"
-    private = load_private_sealing_key(dev_config.parent / "keys" / "parking.x25519")
-    assert bytes(private.public_key) == bytes(public_key_from_b64(system.parking_key.public_key))
+    assert system.parking_ttl_days == 14 and not hasattr(system, "parking_key")
 
 
-def test_an_older_dev_setup_gains_a_parking_key_once(dev_config):
-    text = dev_config.read_text()
-    start = text.index("[system.parking_key]")
-    dev_config.write_text(text[:start] + text[text.index("\n\n", start) + 2:])
-    (dev_config.parent / "keys" / "parking.x25519").unlink()
-    assert load_settings(env_for(dev_config)).file.system.parking_key is None  # optional
-    keys.init(dev_config.parent)
-    keys.init(dev_config.parent)
-    assert dev_config.read_text().count("[system.parking_key]") == 1
-    assert load_settings(env_for(dev_config)).file.system.parking_key.key_id == "parking-1"
-    assert (dev_config.parent / "keys" / "parking.x25519").exists()
-
-
-@pytest.mark.parametrize("line, key", [
-    ("parking_ttl_days = 0", r"system\.parking_ttl_days"),
-    ('parking_key = { key_id = "p-1", public_key = "short" }', r"system\.parking_key\.public_key"),
+@pytest.mark.parametrize("old", [
+    OLD_PARKING_KEY,  # as an earlier `safeguard keys init` wrote it
+    "parking_key = { key_id = \"p-1\", public_key = \"short\" }\n",  # even a malformed one
 ])
-def test_bad_parking_config_is_named(tmp_path, line, key):
+def test_an_older_setup_with_a_parking_key_still_loads_with_one_warning(dev_config, old):
+    from shared.config import ObsoleteConfigKey
+
+    text = dev_config.read_text()
+    at = text.index("[services.intake]") if old.startswith("[") else text.index("[system]\n") + len("[system]\n")
+    dev_config.write_text(text[:at] + old + text[at:])
+    with pytest.warns(ObsoleteConfigKey) as caught:
+        settings = load_settings(env_for(dev_config))
+    assert [str(w.message) for w in caught] == [
+        f"{dev_config}: system.parking_key is obsolete and ignored: rejected AMQP submissions are now parked "
+        "sealed to their recipient teams' keys (DESIGN §5; docs/configuration.md#parked-messages); remove it"]
+    assert "short" not in str(caught[0].message) and "parking-1" not in str(caught[0].message)  # never its value
+    assert settings.local_authority("E99999999") is not None and not hasattr(settings.file.system, "parking_key")
+    keys.init(dev_config.parent)  # keys init leaves an older set-up's file loadable, adds no parking key
+    assert not (dev_config.parent / "keys" / "parking.x25519").exists()
+
+
+def test_bad_parking_config_is_named(tmp_path):
     config = keys.init(tmp_path)
-    text = config.read_text()
-    start = text.index("[system.parking_key]")
-    text = text[:start] + text[text.index("\n\n", start) + 2:]
-    config.write_text(text.replace("[system]\n", f"[system]\n{line}\n", 1))
-    with pytest.raises(ConfigError, match=key):
+    config.write_text(config.read_text().replace("[system]\n", "[system]\nparking_ttl_days = 0\n", 1))
+    with pytest.raises(ConfigError, match=r"system\.parking_ttl_days"):
         load_settings(env_for(config))

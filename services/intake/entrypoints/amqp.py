@@ -8,12 +8,14 @@ answers on `reply_to` (if set: RabbitMQ's direct reply-to, or a queue named
 document. A bad message is audited, answered, then parked with its reason
 (`Reject`, naming the client when it is a configured one); a transient failure
 (database down) is retried by the consumer. What is parked is metadata, with the
-submission sealed to `[system] parking_key` or dropped (shared/bus/parked.py).
+submission sealed to its recipient teams (services/intake/recipients.py) or dropped
+(shared/bus/parked.py).
 A redelivered message (same client, same message id) gets the stored reply again.
 No rate limit here: the queue and the consumer's prefetch already pace the work.
 """
 from __future__ import annotations
 
+import functools
 import json
 import time
 import uuid
@@ -23,6 +25,7 @@ from services.intake.adapters import repository as repo
 from services.intake.adapters.effects import audit_rejection
 from services.intake.auth import SUBMISSION_MAX_AGE_S, MAX_SKEW_S
 from services.intake.context import Context
+from services.intake.recipients import parked_recipients
 from services.intake.domain.commands import SubmitReferral
 from services.intake.domain.errors import IntakeError, TooLarge
 from shared import bus
@@ -97,4 +100,4 @@ def make_handler(ctx: Context, publisher: bus.Publisher):
 def submissions_consumer(ctx: Context, connection, publisher: bus.Publisher) -> bus.Consumer:
     return bus.Consumer(connection, bus.queue_spec(bus.INTAKE_SUBMISSIONS), make_handler(ctx, publisher),
                         publisher=publisher, verify_keys=None, prefetch=16,
-                        parking_key=bus.ParkingKey.of(ctx.settings.file.system.parking_key))
+                        seal_to=functools.partial(parked_recipients, ctx.settings))
