@@ -22,13 +22,12 @@ import asyncio
 import ssl
 import time
 from dataclasses import dataclass
-from email.message import EmailMessage
-from email.utils import formatdate
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import aiosmtplib
 
 from services.notifier.adapters.channels.base import Paced, is_loopback_host
+from services.notifier.adapters.channels.mime import HeaderInjection, email_bytes
 from services.notifier.adapters.channels.ratelimit import RateLimiter
 from services.notifier.adapters.rendering import Rendered
 from services.notifier.domain.lifecycle import SendResult
@@ -85,17 +84,10 @@ class EmailChannel(Paced):
         self.pool_size, self.idle_s = pool_size, idle_s
         self._idle: list[tuple[float, aiosmtplib.SMTP]] = []  # (returned at, connection), newest last
 
-    def build(self, rendered: Rendered, to: str, message_id: str) -> EmailMessage:
-        msg = EmailMessage()
-        msg["From"] = self.config.sender
-        msg["To"] = to
-        msg["Subject"] = rendered.subject
-        msg["Date"] = formatdate(localtime=False)
-        msg["Message-ID"] = f"<{message_id}@safeguard-relay>"  # stable: lets a receiver drop a duplicate
-        msg["Auto-Submitted"] = "auto-generated"
-        msg.set_content(rendered.text)
-        msg.add_alternative(rendered.html, subtype="html")
-        return msg
+    def build(self, rendered: Rendered, to: str, message_id: str) -> bytes:
+        """The message's bytes (mime.py); the Message-ID is stable, so a receiver can drop a duplicate."""
+        return email_bytes(sender=self.config.sender, to=to, subject=rendered.subject, text=rendered.text,
+                           html=rendered.html, message_id=message_id)
 
     def pace_key(self, to: str) -> str:
         return "smtp"  # one pace to the relay, whoever the email is for
@@ -136,11 +128,11 @@ class EmailChannel(Paced):
         else:
             client.close()
 
-    async def _send(self, message: EmailMessage) -> dict:
+    async def _send(self, to: str, message: bytes) -> dict:
         kept = self._take()
         if kept is not None:
             try:
-                errors, _ = await kept.send_message(message)
+                errors, _ = await kept.sendmail(self.config.sender, [to], message)
                 self._keep(kept)
                 return errors
             except (aiosmtplib.SMTPServerDisconnected, ConnectionError):
@@ -154,7 +146,7 @@ class EmailChannel(Paced):
                 raise
         client = await self._connect()
         try:
-            errors, _ = await client.send_message(message)
+            errors, _ = await client.sendmail(self.config.sender, [to], message)
         except BaseException:
             client.close()
             raise
@@ -164,7 +156,9 @@ class EmailChannel(Paced):
     async def send(self, rendered: Rendered, to: str, message_id: str) -> SendResult:
         await self.wait_turn(to)
         try:
-            errors = await self._send(self.build(rendered, to, message_id))
+            errors = await self._send(to, self.build(rendered, to, message_id))
+        except HeaderInjection:
+            return SendResult.permanent("invalid_header")
         except StartTlsUnavailable:
             return SendResult.temporary("smtp_tls_unavailable")
         except aiosmtplib.SMTPRecipientsRefused as exc:
