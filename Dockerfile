@@ -6,10 +6,12 @@
 #       -v "$PWD/var:/etc/safeguard:ro" -e SAFEGUARD_CONFIG=/etc/safeguard/safeguard.toml \
 #       safeguard-relay:dev intake          # or escalation / notifier
 #
-# Stage 1 builds wheels for the project and every dependency; the assets stage installs
-# the front-end assets from package-lock.json (npm ci, Debian's Node.js) and keeps only the
-# folders the pages serve; the runtime installs the wheels into a slim Python 3.11 image
-# with no compiler, no pip cache, no Node.js and no source tree. See docs/deploy.md.
+# Stage 1 fetches the wheels of every dependency exactly as requirements/image.txt locks
+# them (each checked against its sha256) and builds the project's own; the assets stage
+# installs the front-end assets from package-lock.json (npm ci, Debian's Node.js) and keeps
+# only the folders the pages serve; the runtime installs the wheels (hashes checked again)
+# into a slim Python 3.11 image with no compiler, no pip cache, no Node.js and no source
+# tree. See docs/deploy.md.
 
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
@@ -17,13 +19,19 @@ ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 FROM ${PYTHON_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1
 WORKDIR /src
+# The dependencies first (their layer is reused until a lock file changes): the locked
+# wheels only (every one ships manylinux wheels for CPython 3.11, x86_64 and aarch64),
+# the lock beside them for the runtime's second check, and the locked setuptools.
+COPY requirements/image.txt requirements/build.txt ./requirements/
+RUN pip install --require-hashes -r requirements/build.txt \
+ && pip wheel --require-hashes --only-binary=:all: --wheel-dir /wheels -r requirements/image.txt \
+ && cp requirements/image.txt /wheels/image.txt
 COPY pyproject.toml README.md ./
 COPY shared ./shared
 COPY services ./services
 COPY safeguard ./safeguard
-# Every wheel the runtime needs lands in /wheels (the project's own is built here;
-# its dependencies ship manylinux wheels for CPython 3.11).
-RUN pip wheel --wheel-dir /wheels . \
+# The project's own wheel, without its dependencies (they are the locked ones above).
+RUN pip wheel --no-deps --no-build-isolation --wheel-dir /wheels . \
  && ls /wheels/safeguard_relay-*.whl
 
 # ---------------------------------------------------------------------------------
@@ -70,11 +78,13 @@ RUN groupadd --system --gid 10001 safeguard \
  && install -d -o 10001 -g 10001 -m 0750 /var/lib/safeguard \
  && install -d -o root -g 10001 -m 0750 /etc/safeguard
 
-# Install from the build stage's wheels only (no index): the bind mount keeps the
-# wheels out of every layer. pip byte-compiles at install time, so nothing needs to
-# write .pyc files at run time on a read-only root filesystem.
+# Install from the build stage's wheels only (no index), the dependencies as locked with
+# their hashes, then the project with no dependencies: the bind mount keeps the wheels
+# out of every layer. pip byte-compiles at install time, so nothing needs to write .pyc
+# files at run time on a read-only root filesystem.
 RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
-    pip install --no-index --find-links=/wheels safeguard-relay \
+    pip install --no-index --find-links=/wheels --require-hashes -r /wheels/image.txt \
+ && pip install --no-index --no-deps /wheels/safeguard_relay-*.whl \
  && safeguard --help >/dev/null
 
 COPY --chmod=0755 deploy/docker/healthcheck.py /usr/local/lib/safeguard/healthcheck.py

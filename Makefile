@@ -6,8 +6,12 @@ RUN_STAMP := $(VENV)/.installed-run
 TEST_STAMP := $(VENV)/.installed-test
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
+# The hashed lock files (scripts/lock.sh writes them from pyproject.toml: `make lock`).
+LOCK_BUILD := requirements/build.txt
+LOCK_RUN := requirements/run.txt
+LOCK_TEST := requirements/test.txt
 
-.PHONY: run test install install-test assets services bench clean fresh-check test-cluster test-faults
+.PHONY: run test install install-test assets services bench clean fresh-check test-cluster test-faults lock
 
 # What running needs (the services and the development identity provider); the test extra
 # (pytest, Playwright, schemathesis, kubernetes-validate, ...) only for the test targets.
@@ -19,15 +23,28 @@ install-test: $(TEST_STAMP) assets
 assets:
 	@scripts/ensure-node.sh
 
-$(RUN_STAMP): pyproject.toml
+# Exactly the locked versions, every file checked against its sha256 (--require-hashes), then
+# the project itself with no dependencies, built by the locked setuptools. A changed lock file
+# or pyproject.toml reinstalls.
+$(RUN_STAMP): pyproject.toml $(LOCK_RUN) $(LOCK_BUILD)
 	@scripts/bootstrap-venv.sh $(VENV)
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q --require-hashes -r $(LOCK_BUILD)
+	$(PY) -m pip install -q --require-hashes -r $(LOCK_RUN)
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
 	@touch $(RUN_STAMP)
 
-$(TEST_STAMP): pyproject.toml
+$(TEST_STAMP): pyproject.toml $(LOCK_TEST) $(LOCK_BUILD)
 	@scripts/bootstrap-venv.sh $(VENV)
-	$(PY) -m pip install -q -e '.[dev,test]'
+	$(PY) -m pip install -q --require-hashes -r $(LOCK_BUILD)
+	$(PY) -m pip install -q --require-hashes -r $(LOCK_TEST)
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
 	@touch $(TEST_STAMP) $(RUN_STAMP)
+
+# Re-resolve requirements/*.txt after editing pyproject.toml's dependencies (keeps every pin
+# that still fits). Newest of everything: make lock LOCK_ARGS=--upgrade; one package:
+# make lock LOCK_ARGS="--upgrade-package aiohttp". Commit the lock files with pyproject.toml.
+lock:
+	@scripts/lock.sh
 
 services:
 	@scripts/ensure-services.sh rabbitmq postgres
