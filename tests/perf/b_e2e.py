@@ -7,7 +7,9 @@ out-of-hours referrals at a steady rate, from the POST to the alert on `control-
 Baseline: the bare three-hop relay (`baselines.Relay`) with bodies of the same size.
 CPU: milliseconds per referral of each service, PostgreSQL and RabbitMQ over the low-rate
 phase (`cpu`), until its last email and Teams card are out (`_quiet`); their total against
-what the machine's cores allow per referral at `rate`.
+what the machine's cores allow per referral at `rate`. Over the same phase, from
+`pg_stat_database` (each service has its own database): PostgreSQL transactions and rows
+written per referral, per service; and each service's resident memory after the round.
 """
 from __future__ import annotations
 
@@ -23,12 +25,13 @@ import aio_pika
 from shared import bus
 from tests.conftest import fresh_pg_database
 from tests.notifier.servers import SmtpSink, TeamsStub
-from tests.perf import cpu
+from tests.perf import cpu, pgstats
 from tests.perf.baselines import HOPS, Relay
 from tests.perf.common import bodies, post_all, quantile, service_env, setup_config, signed, wait_until
 from tests.support.processes import stop_all
 
 MASH = "mash-team@dev-borough.example"
+SERVICES = ("intake", "escalation", "notifier")
 ALERTS = "control-room.dev-force"
 
 
@@ -46,7 +49,9 @@ class E2EBench:
         self.env, self.n, self.latency_n, self.rate, self.low_rate = env, n, latency_n, rate, low_rate
         budget = (os.cpu_count() or 1) * 1000 / rate
         self.rows = self.rows + [(f"cpu_{c}", f"CPU ms per referral at the low rate: {c}", "") for c in cpu.COMPONENTS] + [
-            ("cpu_total", "CPU ms per referral at the low rate: all five", f"≤ {budget:.0f} to sustain {rate:g}/s")]
+            ("cpu_total", "CPU ms per referral at the low rate: all five", f"≤ {budget:.0f} to sustain {rate:g}/s")] + [
+            (f"{k}_{svc}", f"{label}: {svc}", "") for k, label in pgstats.LABELS.items() for svc in SERVICES] + [
+            (f"rss_{svc}", f"resident memory MiB after the round: {svc}", "") for svc in SERVICES]
         self.stack = contextlib.AsyncExitStack()
         self.alerts: dict[str, float] = {}
 
@@ -62,7 +67,8 @@ class E2EBench:
         await bus.declare_topology(channel, ["dev-force"])
         queue = await channel.get_queue(ALERTS)
         await queue.consume(self._on_alert, no_ack=True)
-        dbs = {name: await s.enter_async_context(fresh_pg_database()) for name in ("intake", "escalation", "notifier")}
+        dbs = {name: await s.enter_async_context(fresh_pg_database()) for name in SERVICES}
+        self.databases = {name: url.rsplit("/", 1)[1] for name, url in dbs.items()}
         self.procs: list = []
         s.push_async_callback(stop_all, self.procs)  # before the databases are dropped
         for name, db in dbs.items():
@@ -106,13 +112,15 @@ class E2EBench:
         await self._quiet()
         lat, errors = await self._alert_latency(f"lat-{r}", self.rate)
         pids = {name: proc.pid for name, proc in zip(("intake", "escalation", "notifier"), self.procs)}
-        before = cpu.snapshot(pids)
+        before, db_before = cpu.snapshot(pids), await pgstats.snapshot(self.databases)
         low, low_errors = await self._alert_latency(f"low-{r}", self.low_rate)
         spent = cpu.per_item_ms(before, cpu.snapshot(pids), self.latency_n)
+        db_spent = pgstats.per_item(db_before, await pgstats.snapshot(self.databases), self.latency_n)
+        rss = {f"rss_{name}": proc.rss_mib() for name, proc in zip(SERVICES, self.procs)}
         errors += low_errors + len(statuses) - accepted
         return {"per_s": per_s, "alert_p50_ms": quantile(lat, 0.5), "alert_p99_ms": quantile(lat, 0.99),
                 "alert_low_p50_ms": quantile(low, 0.5), "alert_low_p99_ms": quantile(low, 0.99), "errors": errors,
-                **{f"cpu_{name}": ms for name, ms in spent.items()}}
+                **{f"cpu_{name}": ms for name, ms in spent.items()}, **db_spent, **rss}
 
     async def _alert_latency(self, tag: str, rate: float) -> tuple[list[float], int]:
         """Out-of-hours referrals posted at `rate`: ms from each POST to its control-room alert."""
