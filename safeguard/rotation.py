@@ -5,7 +5,9 @@ goes to `keys/<key_id>.x25519` next to the config, the public key is added to th
 organisation's `sealing_keys` as `active`, and the keys it had are marked `retired`
 (no longer sealed to; still named by old envelopes). Restart intake to pick it up.
 
-`rewrap` (safeguard/rewrap.py) re-seals old referrals' data keys to the active key.
+`rewrap` (safeguard/rewrap.py) re-seals old referrals' data keys to the active key, and
+the control room's outcome notes; it reports, per store (referrals, outcome notes, each
+service's outbox), what remains sealed under a retired key, and exits 1 unless that is nothing.
 It needs the *team's* old private key: intake holds no key that opens content, so the
 team (or whoever holds its key) runs it. Only data keys are opened, never content.
 """
@@ -88,7 +90,13 @@ def _cmd_rewrap(args: argparse.Namespace) -> int:
         return 1
     print(f"{args.org}: {done.referrals} referrals rewrapped ({done.envelopes} envelopes) "
           f"to {', '.join(done.to)}; {done.remaining} envelopes still name a retired key")
-    return 0 if done.remaining == 0 else 1
+    print("still sealed under a retired key, per store:")
+    for s in done.stores:
+        print(f"  {s.store}: {s.remaining} {s.unit}" + (f" ({s.rewrapped} rewrapped)" if s.rewrapped else "")
+              + (": " + ", ".join(s.named) if s.named else ""))
+    if any(s.named for s in done.stores):
+        print("run `safeguard keys rewrap` again once the relays have published the unsent messages")
+    return 0 if done.clean else 1
 
 
 def register(keys: argparse._SubParsersAction) -> None:

@@ -24,7 +24,7 @@ from tests.factories import new_canary, referral
 from tests.intake.test_submit import bind_events
 
 
-async def _published(queue, wanted: dict) -> dict:
+async def published(queue, wanted: dict) -> dict:
     """The events the relay published, by routing key, for `wanted` {routing key: (class, reference)}
     (their outbox rows keep no body once sent, issue 18 #3: the bus is where they are)."""
     found: dict = {}
@@ -65,7 +65,7 @@ async def test_trace_follows_a_referral_across_the_services(intake, monkeypatch,
     assert ack.status == 200
 
     try:
-        events = await _published(queue, {"referral.received": (ReferralReceived, ref),
+        events = await published(queue, {"referral.received": (ReferralReceived, ref),
                                           "referral.acknowledged": (ReferralAcknowledged, ref)})
     finally:
         await bus_conn.close()
