@@ -264,3 +264,56 @@ async def test_after_rotate_and_rewrap_the_retired_key_opens_nothing_in_any_tabl
                           f"them sent); rewrap re-sealed 5 referral envelopes and 1 alert's notes, named {unsent} "
                           f"unsent escalation outbox rows (exit 1); after the relay published them: 0 envelopes "
                           f"anywhere name the retired key, 0 open with it; rewrap reports 0 in all {len(stores)} stores")
+
+
+async def test_rewrap_reaches_every_store_on_the_sqlite_default(tmp_path):
+    """The embedded default (`make run`): one SQLite file per service. Escalation's real handlers
+    store a referral's notifications (one carrying the sealed contacts) and an alert's sealed
+    outcome notes; one outbox row is sent (its body purged), the other is not."""
+    from safeguard import keys as dev_keys
+    from safeguard import rewrap as rewrap_cmd
+    from safeguard.rotation import rotate
+    from shared.crypto import seal
+    from shared.storage import claim_batch, create_engine, mark_sent
+    from tests.factories import referral_received
+
+    env = {"SAFEGUARD_CONFIG": str(dev_keys.init(tmp_path)), "SAFEGUARD_DATA_DIR": str(tmp_path)}
+    settings = load_settings(env)
+    now = datetime.now(UTC)
+    ctx = Context(settings, ManualClock(now))
+    contacts = seal(b'{"guardians": "x"}', referral_id="r-1", recipients=ctx.team_keys(LA, "dev-force"))
+    ev = referral_received(now, referral_id="r-1", contacts_sealed=contacts)
+    intake_engine = create_engine(settings.database_url_for("intake"))
+    await upgrade(intake_engine, "intake")
+    await intake_engine.dispose()
+    engine = create_engine(settings.database_url_for("escalation"))
+    try:
+        await upgrade(engine, "escalation")
+        async with engine.begin() as conn:
+            await esc_handlers.on_received(conn, ev, ctx, now)
+            row = (await conn.execute(sa.select(esc_tables.referrals))).one()
+            alert_id = await esc_handlers.raise_alert(conn, ctx, row, "out_of_hours_concern", now)
+            await esc_handlers.record_outcome(conn, ctx, alert_id, "no_action_needed", "notes", "dev-control-room", now)
+        async with engine.begin() as conn:
+            rows = [r for r in await claim_batch(conn, esc_tables.outbox, 100) if b"contacts_sealed\":{" in r.body]
+            assert len(rows) == 1
+            await mark_sent(conn, esc_tables.outbox, [r.id for r in await claim_batch(conn, esc_tables.outbox, 100)
+                                                      if r.id != rows[0].id], now)
+        before = await sealed_under(engine, OLD, load_private_sealing_key(tmp_path / "keys" / f"{LA}.x25519"))
+        assert set(before) == {"escalation_alerts.outcome_notes_sealed", "escalation_outbox.body"}
+        rotate(settings.config_path, LA)
+        done = await rewrap_cmd.rewrap_org(load_settings(env), LA, [])
+        counts = {s.store.split(" (")[0]: (s.rewrapped, s.remaining, s.named) for s in done.stores}
+        assert counts["intake referrals"] == (0, 0, ())  # no referral in intake's file here
+        assert not any(k.startswith("notifier") for k in counts)  # no notifier database yet: not a store
+        assert counts["escalation alert outcome notes"] == (1, 0, ())
+        assert counts["escalation outbox, sent"] == (0, 0, ())
+        assert counts["escalation outbox, unsent"] == (0, 1, (f"{rows[0].message_id} (notification.requested)",))
+        assert not done.clean
+        async with engine.begin() as conn:
+            await mark_sent(conn, esc_tables.outbox, [rows[0].id], now)
+        done = await rewrap_cmd.rewrap_org(load_settings(env), LA, [])
+        assert done.clean and await sealed_under(engine, OLD, load_private_sealing_key(
+            tmp_path / "keys" / f"{LA}.x25519")) == {}
+    finally:
+        await engine.dispose()
