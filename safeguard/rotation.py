@@ -3,7 +3,8 @@
 `rotate` makes a new X25519 sealing key for an organisation's team: the private key
 goes to `keys/<key_id>.x25519` next to the config, the public key is added to the
 organisation's `sealing_keys` as `active`, and the keys it had are marked `retired`
-(no longer sealed to; still named by old envelopes). Restart intake to pick it up.
+(no longer sealed to; still named by old envelopes). Restart intake and escalation (which
+seals the control room's outcome notes to the team keys) to pick it up.
 
 `rewrap` (safeguard/rewrap.py) re-seals old referrals' data keys to the active key, and
 the control room's outcome notes; it reports, per store (referrals, outcome notes, each
@@ -74,7 +75,8 @@ def _cmd_rotate(args: argparse.Namespace) -> int:
     new = rotate(settings.config_path, args.org)
     print(f"{args.org}: new sealing key {new.key_id} (active); earlier keys retired")
     print(f"private key: {key_file(settings.config_path, args.org, new.key_id)} (give it to the team)")
-    print("restart intake to seal new referrals to it; then run `safeguard keys rewrap --org "
+    print("restart intake and escalation to seal new referrals and outcome notes to it; "
+          "then run `safeguard keys rewrap --org "
           f"{args.org}` as the holder of the old private key")
     return 0
 
