@@ -3,9 +3,9 @@
 Crypto-shreds every referral closed more than `retention_days` ago in intake's
 database (services/intake/retention.py) and the control room's sealed outcome notes of
 their alerts in escalation's (services/escalation/retention.py), and deletes each service's
-*sent* outbox rows older than the same cut-off (they hold copies of the sealed contacts
-envelope). On the broker it sweeps the parking queues (safeguard/parking_retention.py):
-messages parked longer than `[system] parking_ttl_days` are deleted (the queues' own TTL
+*sent* outbox rows older than the same cut-off (their payload went when they were
+sent, shared/storage/outbox.py; what goes now is their metadata). On the broker it sweeps
+the parking queues (safeguard/parking_retention.py): messages parked longer than `[system] parking_ttl_days` are deleted (the queues' own TTL
 does this too, except on a queue declared before it), copies still in clear are re-parked
 without their content, and what remains is counted.
 Idempotent: run it daily (cron or a Kubernetes CronJob); a second run does nothing.

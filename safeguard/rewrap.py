@@ -1,5 +1,7 @@
 """Re-seal the per-referral data keys in intake's database from a team's retired
-sealing keys to its active ones (`safeguard keys rewrap`).
+sealing keys to its active ones (`safeguard keys rewrap`); then the control room's outcome
+notes in escalation's, and count what every service's outbox still holds under a retired
+key (safeguard/rewrap_stores.py). The report names each store and what remains in it.
 
 Run by the holder of the old team private key (intake has none). For each envelope
 naming a retired key id, the data key is opened with the old private key and sealed
@@ -19,6 +21,7 @@ import sqlalchemy as sa
 from nacl.public import PrivateKey, PublicKey
 
 from safeguard.keys import find_org, key_file
+from safeguard.rewrap_stores import StoreCount, outbox_residue, rewrap_alert_notes
 from services.intake.adapters import repository as repo
 from services.intake.adapters import tables
 from shared import audit
@@ -40,6 +43,12 @@ class Rewrapped:
     envelopes: int
     to: list[str]
     remaining: int  # envelopes that still name a retired key (no private key for it)
+    stores: tuple[StoreCount, ...] = ()  # every store, intake's referrals first
+
+    @property
+    def clean(self) -> bool:
+        """Nothing left anywhere under a retired key."""
+        return all(s.remaining == 0 for s in self.stores)
 
 
 def private_keys(settings: Settings, code: str, retired: dict[str, str], files: list[Path]) -> dict[str, PrivateKey]:
@@ -110,4 +119,10 @@ async def rewrap_org(settings: Settings, code: str, files: list[Path]) -> Rewrap
             rows = (await conn.execute(sa.select(tables.referrals).where(column == code))).all()
     finally:
         await engine.dispose()
-    return Rewrapped(referrals, envelopes, sorted(active), _remaining(rows, set(retired)))
+    remaining = _remaining(rows, set(retired))
+    stores = [StoreCount("intake referrals", "envelopes", envelopes, remaining)]
+    if (notes := await rewrap_alert_notes(settings, code, isinstance(org, LocalAuthority), privs, set(retired),
+                                          active)) is not None:
+        stores.append(notes)
+    stores += await outbox_residue(settings, set(retired))
+    return Rewrapped(referrals, envelopes, sorted(active), remaining, tuple(stores))

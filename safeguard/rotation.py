@@ -3,9 +3,12 @@
 `rotate` makes a new X25519 sealing key for an organisation's team: the private key
 goes to `keys/<key_id>.x25519` next to the config, the public key is added to the
 organisation's `sealing_keys` as `active`, and the keys it had are marked `retired`
-(no longer sealed to; still named by old envelopes). Restart intake to pick it up.
+(no longer sealed to; still named by old envelopes). Restart intake and escalation (which
+seals the control room's outcome notes to the team keys) to pick it up.
 
-`rewrap` (safeguard/rewrap.py) re-seals old referrals' data keys to the active key.
+`rewrap` (safeguard/rewrap.py) re-seals old referrals' data keys to the active key, and
+the control room's outcome notes; it reports, per store (referrals, outcome notes, each
+service's outbox), what remains sealed under a retired key, and exits 1 unless that is nothing.
 It needs the *team's* old private key: intake holds no key that opens content, so the
 team (or whoever holds its key) runs it. Only data keys are opened, never content.
 """
@@ -72,7 +75,8 @@ def _cmd_rotate(args: argparse.Namespace) -> int:
     new = rotate(settings.config_path, args.org)
     print(f"{args.org}: new sealing key {new.key_id} (active); earlier keys retired")
     print(f"private key: {key_file(settings.config_path, args.org, new.key_id)} (give it to the team)")
-    print("restart intake to seal new referrals to it; then run `safeguard keys rewrap --org "
+    print("restart intake and escalation to seal new referrals and outcome notes to it; "
+          "then run `safeguard keys rewrap --org "
           f"{args.org}` as the holder of the old private key")
     return 0
 
@@ -88,7 +92,13 @@ def _cmd_rewrap(args: argparse.Namespace) -> int:
         return 1
     print(f"{args.org}: {done.referrals} referrals rewrapped ({done.envelopes} envelopes) "
           f"to {', '.join(done.to)}; {done.remaining} envelopes still name a retired key")
-    return 0 if done.remaining == 0 else 1
+    print("still sealed under a retired key, per store:")
+    for s in done.stores:
+        print(f"  {s.store}: {s.remaining} {s.unit}" + (f" ({s.rewrapped} rewrapped)" if s.rewrapped else "")
+              + (": " + ", ".join(s.named) if s.named else ""))
+    if any(s.named for s in done.stores):
+        print("run `safeguard keys rewrap` again once the relays have published the unsent messages")
+    return 0 if done.clean else 1
 
 
 def register(keys: argparse._SubParsersAction) -> None:

@@ -1,4 +1,5 @@
-"""The outbox relay: publishes committed outbox rows with confirms, then marks them sent.
+"""The outbox relay: publishes committed outbox rows with confirms, then marks them sent
+(the same UPDATE empties their bodies: a sent row keeps its metadata, not its payload).
 
 A service's handler writes its state change and the messages it causes in one
 transaction (`shared.storage.outbox.enqueue`); the relay is the only thing that

@@ -6,11 +6,16 @@ together, in order, in one statement at the end of the block. A relay then, in i
 rows (on PostgreSQL with `FOR UPDATE SKIP LOCKED`, so concurrent relays never
 take the same rows), publishes them with confirms and `mark_sent`s them, or
 `record_failure`s them and lets the next pass retry.
+
+A sent row keeps its metadata (ids, routing key, times, `body_size`, `body_sha256`) but
+not its payload: `mark_sent` empties the body in the same UPDATE that sets `sent_at`, so
+no copy of a sealed section outlives its delivery (a retired team key opens nothing there).
 """
 from __future__ import annotations
 
 import contextlib
 import contextvars
+import hashlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -22,12 +27,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from shared import tracing
 
 __all__ = [
-    "OutgoingMessage", "backlog", "batched", "claim_batch", "enqueue", "mark_sent", "purge_sent",
+    "OutgoingMessage", "PURGED", "backlog", "batched", "claim_batch", "enqueue", "mark_sent", "purge_sent",
     "record_failure",
 ]
 
 MAX_ERROR_CHARS = 1000
 _BODY_REDACTED = "[body redacted]"
+PURGED = b""  # the body of a sent row
 
 
 @dataclass(frozen=True)
@@ -45,7 +51,8 @@ def _row(msg: OutgoingMessage, now: datetime) -> dict[str, Any]:
     if "traceparent" not in headers and (tp := tracing.current()):
         headers["traceparent"] = tracing.child_of(tp)  # the relay publishes later, elsewhere
     return {"message_id": msg.message_id, "exchange": msg.exchange, "routing_key": msg.routing_key,
-            "body": msg.body, "headers": headers, "correlation_id": msg.correlation_id,
+            "body": msg.body, "body_size": len(msg.body), "body_sha256": hashlib.sha256(msg.body).hexdigest(),
+            "headers": headers, "correlation_id": msg.correlation_id,
             "created_at": now, "attempts": 0}
 
 
@@ -92,9 +99,9 @@ async def claim_batch(conn: AsyncConnection, table: Table, limit: int) -> list[R
 
 
 async def mark_sent(conn: AsyncConnection, table: Table, ids: list[int], now: datetime) -> None:
-    """Record that the broker confirmed these rows."""
+    """Record that the broker confirmed these rows and purge their bodies, in one statement."""
     if ids:
-        await conn.execute(update(table).where(table.c.id.in_(ids)).values(sent_at=now))
+        await conn.execute(update(table).where(table.c.id.in_(ids)).values(sent_at=now, body=PURGED))
 
 
 async def record_failure(conn: AsyncConnection, table: Table, ids: list[int], error: str) -> None:

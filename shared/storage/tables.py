@@ -20,8 +20,8 @@ from sqlalchemy import (
 )
 
 __all__ = [
-    "ID_TYPE", "CommonTables", "UtcDateTime", "audit_table", "checkpoint_table", "common_tables",
-    "create_common_tables", "drop_common_tables", "head_table", "outbox_table", "processed_table",
+    "ID_TYPE", "CommonTables", "UtcDateTime", "add_outbox_digest", "audit_table", "checkpoint_table", "common_tables",
+    "create_common_tables", "drop_common_tables", "drop_outbox_digest", "head_table", "outbox_table", "processed_table",
 ]
 
 # BIGINT on PostgreSQL; INTEGER on SQLite, where only "INTEGER PRIMARY KEY" autoincrements.
@@ -52,7 +52,11 @@ class UtcDateTime(TypeDecorator[datetime]):
 
 
 def outbox_table(metadata: MetaData, prefix: str) -> Table:
-    """Messages committed with the state change that caused them, awaiting the relay."""
+    """Messages committed with the state change that caused them, awaiting the relay.
+
+    Once the broker confirmed a row, the relay empties its `body` in the statement that
+    sets `sent_at` (it may hold sealed sections under a team key that a rotation retires);
+    the row's metadata stays: ids, routing key, times, and the body's size and SHA-256."""
     name = f"{prefix}_outbox"
     return Table(
         name, metadata,
@@ -67,6 +71,9 @@ def outbox_table(metadata: MetaData, prefix: str) -> Table:
         Column("sent_at", UtcDateTime(), nullable=True),
         Column("attempts", Integer, nullable=False, default=0, server_default="0"),
         Column("last_error", Text, nullable=True),
+        # --- each service's outbox_digest revision (`add_outbox_digest`) ---
+        Column("body_size", Integer, nullable=True),
+        Column("body_sha256", String(64), nullable=True),
         UniqueConstraint("message_id", name=f"{name}_message_id_key"),
         Index(f"ix_{name}_sent_at_id", "sent_at", "id"),
     )
@@ -163,6 +170,26 @@ def create_common_tables(op: Any, prefix: str) -> None:
         sa.Column("processed_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("consumer", "message_id", name=f"pk_{processed}"),
     )
+
+
+def add_outbox_digest(op: Any, prefix: str) -> None:
+    """Alembic ops of each service's outbox_digest revision: `body_size` and `body_sha256`
+    (set at enqueue), and the bodies of rows already sent purged (their size kept; their
+    digest was never taken, so it stays NULL)."""
+    name = f"{prefix}_outbox"
+    op.add_column(name, sa.Column("body_size", sa.Integer(), nullable=True))
+    op.add_column(name, sa.Column("body_sha256", sa.String(64), nullable=True))
+    table = sa.table(name, sa.column("body", sa.LargeBinary()), sa.column("body_size", sa.Integer()),
+                     sa.column("sent_at"))
+    op.execute(table.update().values(body_size=sa.func.length(table.c.body)))
+    op.execute(table.update().where(table.c.sent_at.is_not(None)).values(body=b""))
+
+
+def drop_outbox_digest(op: Any, prefix: str) -> None:
+    """Alembic ops undoing `add_outbox_digest` (purged bodies stay purged)."""
+    with op.batch_alter_table(f"{prefix}_outbox") as batch:
+        batch.drop_column("body_sha256")
+        batch.drop_column("body_size")
 
 
 def drop_common_tables(op: Any, prefix: str) -> None:

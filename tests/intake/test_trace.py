@@ -21,18 +21,42 @@ from shared.clock import ManualClock
 from shared.messages import ReferralAcknowledged, ReferralReceived
 from shared.storage.migrate import upgrade
 from tests.factories import new_canary, referral
+from tests.intake.test_submit import bind_events
 
 
-async def _outbox_event(intake, cls, reference: str):
-    """The event intake committed to its outbox (what the relay publishes)."""
-    async with intake.engine.connect() as conn:
-        bodies = (await conn.scalars(sa.select(tables.outbox.c.body)
-                                     .where(tables.outbox.c.routing_key == cls.routing_key))).all()
-    return next(e for e in map(cls.from_bytes, bodies) if e.reference == reference)
+async def published(queue, wanted: dict) -> dict:
+    """The events the relay published, by routing key, for `wanted` {routing key: (class, reference)}
+    (their outbox rows keep no body once sent, issue 18 #3: the bus is where they are)."""
+    found: dict = {}
+    async with asyncio.timeout(10):
+        while len(found) < len(wanted):
+            msg = await queue.get(fail=False)
+            if msg is None:
+                await asyncio.sleep(0.05)
+                continue
+            await msg.ack()
+            if msg.routing_key in wanted:
+                cls, ref = wanted[msg.routing_key]
+                if (event := cls.from_bytes(msg.body)).reference == ref:
+                    found[msg.routing_key] = event
+    return found
+
+
+async def _sent_rows(intake, keys: tuple[str, ...]) -> list:
+    """Intake's outbox rows of `keys` once all are sent: metadata only."""
+    async with asyncio.timeout(10):
+        while True:
+            async with intake.engine.connect() as conn:
+                t = tables.outbox.c
+                rows = (await conn.execute(sa.select(tables.outbox).where(t.routing_key.in_(keys)))).all()
+            if rows and all(r.sent_at for r in rows):
+                return rows
+            await asyncio.sleep(0.05)
 
 
 async def test_trace_follows_a_referral_across_the_services(intake, monkeypatch, capsys):
     canary = new_canary()
+    bus_conn, queue = await bind_events(intake.settings)
     resp = await intake.submit(referral(canary=canary))
     assert resp.status == 202
     ref = (await resp.json())["reference"]
@@ -40,8 +64,14 @@ async def test_trace_follows_a_referral_across_the_services(intake, monkeypatch,
     ack = await intake.call("POST", f"/v1/referrals/{ref}/acknowledgement", "dev-social-care")
     assert ack.status == 200
 
-    received = await _outbox_event(intake, ReferralReceived, ref)
-    acked = await _outbox_event(intake, ReferralAcknowledged, ref)
+    try:
+        events = await published(queue, {"referral.received": (ReferralReceived, ref),
+                                          "referral.acknowledged": (ReferralAcknowledged, ref)})
+    finally:
+        await bus_conn.close()
+    received, acked = events["referral.received"], events["referral.acknowledged"]
+    rows = await _sent_rows(intake, tuple(events))
+    assert len(rows) == 3 and all(r.body == b"" and r.body_size > 0 and len(r.body_sha256) == 64 for r in rows)
     for svc in ("escalation", "notifier"):
         await upgrade(intake.engine, svc)
     clock = ManualClock(received.at + timedelta(seconds=2))

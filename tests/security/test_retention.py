@@ -1,7 +1,7 @@
 """`safeguard retention run` on the real PostgreSQL: a referral closed longer ago than
 `retention_days` is crypto-shredded (no key opens any of its envelopes, /sealed
 answers 410), its metadata and the reporting counts stay, the destruction is audited,
-and sent outbox copies of its sealed contacts go; younger and open ones are kept."""
+and its sent outbox rows (their payload purged when sent) go; younger and open ones are kept."""
 from __future__ import annotations
 
 import asyncio
@@ -43,20 +43,27 @@ async def new_referral(intake: Intake, doc: dict, *, close_days_ago: int | None)
     return ref, rid
 
 
-async def outbox_copies(intake: Intake, rid: str, *, backdate: bool = False) -> int:
-    """Outbox rows whose message names referral `rid` (optionally: mark them sent long ago)."""
+async def last_outbox_id(intake: Intake) -> int:
+    async with intake.engine.connect() as conn:
+        return int(await conn.scalar(sa.select(sa.func.coalesce(sa.func.max(tables.outbox.c.id), 0))))
+
+
+async def outbox_rows(intake: Intake, after: int, upto: int, *, backdate: bool = False) -> int:
+    """Outbox rows with ids in (after, upto]: one referral's messages (optionally, once the relay
+    has published them all, mark them sent long ago). A sent row's body is purged already
+    (issue 18 #3), so its id, not its payload, says whose it was."""
     async with asyncio.timeout(10):
         while True:
             async with intake.engine.begin() as conn:
-                rows = (await conn.execute(sa.select(tables.outbox.c.id, tables.outbox.c.body,
-                                                     tables.outbox.c.sent_at))).all()
-                mine = [r for r in rows if rid.encode() in r.body]
+                t = tables.outbox.c
+                rows = (await conn.execute(sa.select(t.id, t.body, t.sent_at).where(t.id > after, t.id <= upto))).all()
                 if not backdate:
-                    return len(mine)
-                if mine and all(r.sent_at for r in mine):  # the relay has published them all
-                    await conn.execute(sa.update(tables.outbox).where(tables.outbox.c.id.in_([r.id for r in mine]))
+                    return len(rows)
+                if rows and all(r.sent_at for r in rows):  # the relay has published them all
+                    assert all(r.body == b"" for r in rows)  # …and kept no payload
+                    await conn.execute(sa.update(tables.outbox).where(t.id > after, t.id <= upto)
                                        .values(sent_at=datetime.now(UTC) - timedelta(days=DAYS + 1)))
-                    return len(mine)
+                    return len(rows)
             await asyncio.sleep(0.1)
 
 
@@ -77,10 +84,12 @@ async def test_retention_shreds_only_what_is_past_its_period(intake_settings, ai
     assert settings.file.system.retention_days == DAYS
     intake = Intake(await aiohttp_client(create_app(settings)), settings, tmp_path)
     canary = new_canary()
+    first = await last_outbox_id(intake)
     old, old_id = await new_referral(intake, referral(canary), close_days_ago=DAYS + 1)
+    last = await last_outbox_id(intake)
     young, _ = await new_referral(intake, referral(canary), close_days_ago=DAYS - 1)
     still_open, _ = await new_referral(intake, referral(canary), close_days_ago=None)
-    copies = await outbox_copies(intake, old_id, backdate=True)
+    copies = await outbox_rows(intake, first, last, backdate=True)
     assert copies >= 3  # received, acknowledged, decided, strategy discussion recorded, closed
     stats_before = await (await intake.call("GET", "/v1/stats", "dev-ops")).json()
 
@@ -88,7 +97,7 @@ async def test_retention_shreds_only_what_is_past_its_period(intake_settings, ai
     assert code == 0
     assert f"intake: 1 referrals closed over {DAYS} days ago shredded" in out
     assert f"intake: {copies} sent outbox messages purged" in out
-    assert await outbox_copies(intake, old_id) == 0
+    assert await outbox_rows(intake, first, last) == 0
 
     resp = await intake.call("GET", f"/v1/referrals/{old}/sealed", "dev-social-care")
     gone = await resp.text()
@@ -127,7 +136,7 @@ async def test_retention_shreds_only_what_is_past_its_period(intake_settings, ai
             ("`GET …/sealed` of the shredded referral", "410 problem+json"),
             (f"closed {DAYS - 1} days ago / still open", "kept, 200"),
             ("status, pathway, `GET /v1/stats` after the run", "unchanged"),
-            ("sent outbox copies of its sealed contacts", f"{copies} purged"),
+            ("its sent outbox rows (payload already purged when sent)", f"{copies} deleted"),
             ("audit entries `referral.shredded`; second run; `audit verify`", "1; 0 shredded; ok")):
         reliability.row("retention", check=check, result=result)
     reliability.row("leaks", check="retention: CLI output, 410 reply, every audit row",

@@ -123,6 +123,28 @@ async def test_replicas_migrating_the_same_service_at_once_both_succeed(pg_url: 
             await e.dispose()
 
 
+@pytest.mark.parametrize("svc", SERVICES)
+async def test_the_outbox_digest_revision_purges_rows_sent_before_it(db_url: str, svc: str) -> None:
+    """issue 18 #3: an upgraded database keeps no payload of a message it had already sent."""
+    engine = create_engine(db_url)
+    try:
+        await upgrade(engine, svc, {"intake": "0011", "escalation": "0009", "notifier": "0003"}[svc])
+        async with engine.begin() as conn:
+            for mid, sent in (("sent", "CURRENT_TIMESTAMP"), ("unsent", "NULL")):
+                await conn.execute(text(
+                    f"INSERT INTO {svc}_outbox (message_id, exchange, routing_key, body, headers, created_at, sent_at) "
+                    f"VALUES (:m, 'x', 'referral.received', :b, '{{}}', CURRENT_TIMESTAMP, {sent})"),
+                    {"m": mid, "b": b'{"contacts_sealed": "secret"}'})
+        await upgrade(engine, svc)
+        async with engine.connect() as conn:
+            rows = dict((r.message_id, r) for r in (await conn.execute(text(
+                f"SELECT message_id, body, body_size, body_sha256 FROM {svc}_outbox"))).all())
+        assert (bytes(rows["sent"].body), rows["sent"].body_size, rows["sent"].body_sha256) == (b"", 29, None)
+        assert (bytes(rows["unsent"].body), rows["unsent"].body_size) == (b'{"contacts_sealed": "secret"}', 29)
+    finally:
+        await engine.dispose()
+
+
 def _downgrade(conn, svc: str) -> None:
     command.downgrade(alembic_config(svc, conn), "base")
 

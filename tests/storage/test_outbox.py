@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from datetime import timedelta
 
 import pytest
+from sqlalchemy import event as sa_event
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -51,6 +53,7 @@ async def test_committed_rows_are_claimed_in_order_and_round_trip(engine: AsyncE
     assert [r.id for r in rows][1:] == ids and rows[0].id < ids[0]
     first = rows[0]
     assert first.body == msg(0).body and isinstance(first.body, bytes)
+    assert (first.body_size, first.body_sha256) == (len(msg(0).body), hashlib.sha256(msg(0).body).hexdigest())
     assert first.headers == {"traceparent": "00-ab"} and first.correlation_id == "corr-1"
     assert first.created_at == T0 and first.created_at.tzinfo is not None
     assert first.sent_at is None and first.attempts == 0 and first.last_error is None
@@ -75,6 +78,27 @@ async def test_mark_sent_removes_rows_from_the_next_claim_and_backlog(engine: As
         assert await backlog(conn, outbox, T0 + timedelta(seconds=62)) == (2, 60.0)
         sent = (await conn.execute(select(outbox.c.sent_at).where(outbox.c.id == ids[0]))).scalar()
     assert sent == T0 + timedelta(seconds=61)
+
+
+async def test_a_sent_row_keeps_its_metadata_but_not_its_body(engine: AsyncEngine) -> None:
+    """issue 18 #3: the payload (which may carry sealed contacts) goes in the UPDATE that marks
+    the row sent; its ids, routing key, times, size and digest stay for trace and ops."""
+    async with engine.begin() as conn:
+        await enqueue(conn, outbox, msg(0, correlation_id="corr-0"), T0)
+        await enqueue(conn, outbox, msg(1), T0)
+        rows = await claim_batch(conn, outbox, 10)
+        statements = []
+        sa_event.listen(conn.sync_connection, "before_cursor_execute",
+                        lambda *a: statements.append(a[2]))
+        await mark_sent(conn, outbox, [rows[0].id], T0 + timedelta(seconds=1))
+    assert len(statements) == 1 and statements[0].lstrip().upper().startswith("UPDATE")  # no statement more
+    async with engine.connect() as conn:
+        sent, unsent = (await conn.execute(select(outbox).order_by(outbox.c.id))).all()
+    assert sent.body == b"" and b"secret words" not in sent.body
+    assert (sent.message_id, sent.routing_key, sent.correlation_id) == ("m-0", "referral.received", "corr-0")
+    assert (sent.created_at, sent.sent_at) == (T0, T0 + timedelta(seconds=1))
+    assert (sent.body_size, sent.body_sha256) == (len(msg(0).body), hashlib.sha256(msg(0).body).hexdigest())
+    assert unsent.body == msg(1).body and unsent.sent_at is None  # not confirmed: kept for the retry
 
 
 async def test_record_failure_counts_attempts_and_keeps_no_body(engine: AsyncEngine) -> None:
