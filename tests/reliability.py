@@ -41,7 +41,7 @@ SECTIONS: dict[str, tuple[str, tuple[str, ...]]] = {
     "leaks": ("Leak checks", (S + "test_authz_intake.py", S + "test_retention.py")),
     "attacks": ("Attacks tried (security review, issue 18): before and after the fix",
                 (S + "test_attacks.py", S + "test_flood.py", "tests/storage/test_file_modes.py",
-                 "tests/escalation/test_alerts_api.py")),
+                 "tests/escalation/test_alerts_api.py", S + "test_metrics_exposure.py", "tests/deploy/test_k8s.py")),
     "fuzz": ("Fuzzing (schemathesis per endpoint, hypothesis per AMQP consumer)",
              ("tests/fuzz/test_openapi_fuzz.py", "tests/fuzz/test_amqp_fuzz.py")),
     "faults": ("Fault injection under load (`make test-faults`)", ("tests/faults/test_faults.py",)),
