@@ -93,6 +93,8 @@ COPY --from=assets /assets /usr/local/share/safeguard/node_modules
 
 USER 10001:10001
 WORKDIR /var/lib/safeguard
+# The public ports only: /metrics is on a port of its own (safeguard.toml metrics_port,
+# 9080 / 9081 / 9082), not exposed, so `docker run -P` never publishes it.
 EXPOSE 8080 8081 8082
 
 # /healthz of whichever service PID 1 serves (python, not curl: the slim image has none).

@@ -26,15 +26,20 @@ def _cmd_keys_init(args: argparse.Namespace) -> int:
 def _cmd_serve(args: argparse.Namespace) -> int:
     from aiohttp import web
 
+    from shared.config_env import metrics_listener
+    from shared.http import metrics_ctx
     from shared.logging import configure, get_logger
 
     settings = load_settings()
     configure(args.service, settings.log_format)
-    bootstrap = importlib.import_module(f"services.{args.service}.bootstrap")
-    app = bootstrap.create_app(settings)
     port = args.port or service_port(args.service)
     host = args.host or os.environ.get("SAFEGUARD_BIND", "127.0.0.1")
-    get_logger(__name__).info("service_starting", port=port, host=host)
+    listener = metrics_listener(settings, args.service, public_port=port)
+    bootstrap = importlib.import_module(f"services.{args.service}.bootstrap")
+    app = bootstrap.create_app(settings)
+    app.cleanup_ctx.insert(0, metrics_ctx(listener))  # /metrics on its own port: up first, down last
+    get_logger(__name__).info("service_starting", port=port, host=host, metrics_port=listener.port,
+                              metrics_host=listener.host)
     web.run_app(app, host=host, port=port, print=None, shutdown_timeout=30, access_log=None)
     return 0
 

@@ -13,7 +13,8 @@ import sys
 from pathlib import Path
 
 from safeguard import devidp
-from shared.config import SERVICES, ConfigError, load_file_config, service_port
+from shared.config import SERVICES, ConfigError, load_file_config, load_settings, service_port
+from shared.config_env import metrics_listener
 
 GRACE_S = 20.0
 DEFAULT_SMTP_URL = "smtp://127.0.0.1:8025"
@@ -68,6 +69,8 @@ async def _stop(procs: dict[str, asyncio.subprocess.Process]) -> None:
 
 async def run(services: tuple[str, ...] = SERVICES, extra_env: dict[str, str] | None = None) -> int:
     env = {**os.environ, **(extra_env or {})}
+    settings = load_settings(env)  # a bad metrics port or token fails here, before any child starts
+    metrics = {name: metrics_listener(settings, name, env).url for name in services}
     procs: dict[str, asyncio.subprocess.Process] = {}
     for name in services:
         procs[name] = await asyncio.create_subprocess_exec(
@@ -92,7 +95,8 @@ async def run(services: tuple[str, ...] = SERVICES, extra_env: dict[str, str] | 
         base = f"http://127.0.0.1:{service_port(name, env)}"
         pages = PAGES.get(name, ())
         listed = "".join(f"\n{'':<10} {base}{path:<14} {what}" for path, what in pages)
-        print(f"{name:<10} {base}/  (healthz, readyz, metrics){listed}", flush=True)
+        print(f"{name:<10} {base}/  (healthz, readyz){listed}\n{'':<10} {metrics[name]:<37} Prometheus metrics "
+              "(a port of its own)", flush=True)
     if sink is not None:
         print(f"{'sink':<10} http://127.0.0.1:8026/  (emails and Teams cards the notifier sent)", flush=True)
     if idp_port is not None:

@@ -7,6 +7,7 @@ Values are never echoed back in errors (keys and contact routes are sensitive).
 """
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
 import warnings
@@ -26,6 +27,8 @@ from shared.worktime import WorkingCalendar, WorkingHours
 Role = Literal["referrer", "social_care", "prevent", "control_room", "ops"]
 SERVICES = ("intake", "escalation", "notifier")
 DEFAULT_PORTS = {"intake": 8080, "escalation": 8081, "notifier": 8082}
+DEFAULT_METRICS_PORTS = {"intake": 9080, "escalation": 9081, "notifier": 9082}
+ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"  # an environment variable's name (the `*_env` keys)
 
 
 def service_port(service: str, env: Mapping[str, str] | None = None) -> int:
@@ -53,7 +56,17 @@ class Route(_Model):
 
     email: str | None = None
     teams_webhook: str | None = None
+    # The environment variable holding the webhook URL (from a Secret): the URL is a bearer
+    # credential (anyone holding it can post to the channel). The notifier reads it at start.
+    teams_webhook_env: str | None = Field(default=None, pattern=ENV_NAME)
     sms: str | None = None
+
+    @field_validator("teams_webhook_env")
+    @classmethod
+    def _one_webhook_source(cls, value: str | None, info: Any) -> str | None:
+        if value is not None and info.data.get("teams_webhook") is not None:
+            raise ValueError("set teams_webhook or teams_webhook_env, not both")
+        return value
 
 
 class WorkingHoursConfig(_Model):
@@ -152,6 +165,22 @@ class ServiceKeys(_Model):
     sealing_key_file: str | None = None  # notifier only: opens the contact section
     sealing_public_key: str | None = None
     sealing_key_id: str | None = None
+    # The Prometheus listener: a port of its own (default 9080 / 9081 / 9082; the environment's
+    # SAFEGUARD_<SERVICE>_METRICS_PORT wins), never the public one, so an ingress or a proxy
+    # in front of the public port cannot reach /metrics.
+    metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    metrics_host: str = "127.0.0.1"  # an IP address; 0.0.0.0 in a container (a NetworkPolicy guards it)
+    metrics_token_env: str | None = Field(default=None, pattern=ENV_NAME)  # then `Authorization: Bearer` required
+
+    @field_validator("metrics_host")
+    @classmethod
+    def _ip_address(cls, value: str) -> str:
+        try:
+            ipaddress.ip_address(value)
+        except ValueError:
+            raise ValueError("must be an IP address (127.0.0.1 for this machine only, 0.0.0.0 for every "
+                             "interface)") from None
+        return value
 
 
 class EscalationTimings(_Model):

@@ -4,19 +4,24 @@
 - `problem_middleware`: turns aiohttp's own errors (404, 405, 413, ...) and any
   unexpected exception into problem documents that never echo the request.
 - `trace_middleware`: continues the caller's W3C `traceparent` (shared/tracing.py).
-- `add_health_routes(app, checks)`: `/healthz` (alive), `/readyz` (each check, e.g.
-  broker and database, must pass) and `/metrics` (Prometheus text format).
+- `add_health_routes(app, checks)`: `/healthz` (alive) and `/readyz` (each check, e.g.
+  broker and database, must pass).
+- `metrics_app(token)` / `metrics_ctx(listener)`: `/metrics` (Prometheus text format) on a
+  listener of its own, never on the public port (issue 18 #14); with a token, only for
+  `Authorization: Bearer <token>`.
 """
 from __future__ import annotations
 
+import hmac
 import json
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 from shared import tracing
+from shared.config_env import MetricsListener
 from shared.logging import bound_contextvars, get_logger
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
@@ -25,6 +30,7 @@ log = get_logger(__name__)
 
 ReadinessCheck = Callable[[], Awaitable[bool]]
 READINESS_CHECKS = web.AppKey("readiness_checks", dict)
+METRICS_TOKEN = web.AppKey("metrics_token", str)
 SERVICE_NAME = web.AppKey("service_name", str)
 
 _TITLES = {
@@ -111,10 +117,41 @@ async def readyz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok" if ok else "unavailable", "checks": results}, status=200 if ok else 503)
 
 
-async def metrics(_request: web.Request) -> web.Response:
+async def metrics(request: web.Request) -> web.Response:
+    token = request.app.get(METRICS_TOKEN)
+    if token is not None:
+        given = request.headers.get("Authorization", "").encode()
+        if not hmac.compare_digest(given, f"Bearer {token}".encode()):
+            return problem(401, detail="metrics need Authorization: Bearer <token>",
+                           headers={"WWW-Authenticate": 'Bearer realm="metrics"'})
     resp = web.Response(body=generate_latest(REGISTRY))
     resp.headers["Content-Type"] = CONTENT_TYPE_LATEST
     return resp
+
+
+def metrics_app(token: str | None = None) -> web.Application:
+    """The metrics listener's application: `/metrics` and nothing else."""
+    app = web.Application(middlewares=[problem_middleware])
+    if token is not None:
+        app[METRICS_TOKEN] = token
+    app.router.add_get("/metrics", metrics)
+    return app
+
+
+def metrics_ctx(listener: MetricsListener):
+    """A `cleanup_ctx` that serves `metrics_app` on `listener` for as long as the service runs."""
+    async def ctx(_app: web.Application) -> AsyncIterator[None]:
+        runner = web.AppRunner(metrics_app(listener.token), access_log=None)
+        await runner.setup()
+        try:
+            await web.TCPSite(runner, listener.host, listener.port).start()
+            log.info("metrics_listening", host=listener.host, port=listener.port,
+                     token_required=listener.token is not None)
+            yield
+        finally:
+            await runner.cleanup()
+
+    return ctx
 
 
 def add_health_routes(app: web.Application, service: str, checks: Mapping[str, ReadinessCheck] | None = None) -> None:
@@ -122,7 +159,6 @@ def add_health_routes(app: web.Application, service: str, checks: Mapping[str, R
     app[READINESS_CHECKS] = dict(checks or {})
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
-    app.router.add_get("/metrics", metrics)
 
 
 def base_app(service: str, *, client_max_size: int = 256 * 1024) -> web.Application:

@@ -5,7 +5,10 @@
 #     compose stack the notifier runs in the sink's network namespace, so 127.0.0.1 is
 #     the sink there too (and the notifier posts over plain http only to a loopback host);
 #   - key files stay relative (keys/...): compose mounts them as secrets under
-#     /etc/safeguard/keys/, beside the config at /etc/safeguard/safeguard.toml.
+#     /etc/safeguard/keys/, beside the config at /etc/safeguard/safeguard.toml;
+#   - each service's metrics listener (metrics_port, default 9080 / 9081 / 9082) binds
+#     0.0.0.0 so that Prometheus, another container, can scrape it; compose publishes no
+#     metrics port, so only the compose network reaches it.
 # The key files are made 0644 inside a 0700 directory: compose bind-mounts each file
 # as it is on the host, and the containers run as uid 10001, not as you. Dev keys only;
 # never use these for real referrals. Keeps an existing set-up unless --force.
@@ -31,6 +34,10 @@ chmod 0700 "$out"
 # Teams webhooks at http://sink:8026/teams/..., which the notifier refuses (plain http
 # to a host that is not loopback): point them back at 127.0.0.1.
 sed -i 's#http://sink:\([0-9]*\)/teams/#http://127.0.0.1:\1/teams/#g' "$out/safeguard.toml"
+# Metrics for Prometheus on the compose network (once: a kept set-up has the lines already).
+if ! grep -q '^metrics_host' "$out/safeguard.toml"; then
+  sed -i '/^\[services\.\(intake\|escalation\|notifier\)\]$/a metrics_host = "0.0.0.0"' "$out/safeguard.toml"
+fi
 chmod 0644 "$out/safeguard.toml" "$out"/keys/*
 chmod 0700 "$out/keys"
 echo "init-secrets: wrote $out (dev keys; the compose stack mounts them read-only)"

@@ -1,7 +1,7 @@
 """Wires the notifier service: settings in, an aiohttp application out.
 
-`create_app` reads the status-callback subscriptions' secrets (a missing one stops it
-here), adds the shared runtime (database, broker, outbox relay) and then the notifier's own
+`create_app` reads the status-callback subscriptions' secrets and the Teams webhook URLs
+routes name by `teams_webhook_env` (a missing one stops it here), adds the shared runtime (database, broker, outbox relay) and then the notifier's own
 cleanup context, which builds the renderer, channels (email, Teams, SMS when configured,
 the status-callback webhooks) and `Notifier` (the Context with its Delivery and the
 handlers bound to both) and starts consuming `notifier.requests`; stopping is done by the
@@ -32,6 +32,7 @@ from shared import bus
 from shared.checkpointer import checkpointer_ctx
 from shared.config import Settings
 from shared.crypto import load_private_sealing_key
+from shared.config_env import with_teams_webhooks
 from shared.http import base_app
 from shared.logging import get_logger
 from shared.messages import ReferralReceived
@@ -102,6 +103,7 @@ def notifier_ctx(settings: Settings, policy: RetryPolicy,
 
 
 def create_app(settings: Settings, *, policy: RetryPolicy | None = None) -> web.Application:
+    settings = with_teams_webhooks(settings, os.environ)  # a route's teams_webhook_env unset stops the start here
     endpoints = endpoints_from(settings, os.environ)  # a missing subscription secret stops the start here
     app = base_app(SERVICE, client_max_size=settings.file.system.max_body_bytes)
     app.cleanup_ctx.append(runtime_ctx(SERVICE, settings, tables.outbox))

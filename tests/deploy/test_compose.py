@@ -19,6 +19,7 @@ from services.notifier.adapters.channels.sms import URL_ENV as NOTIFY_URL_ENV
 from services.notifier.adapters.channels.sms import _https_or_loopback
 from services.notifier.adapters.channels.teams import valid_webhook
 from shared.config import DEFAULT_PORTS, SERVICES, load_file_config, load_settings
+from shared.config_env import metrics_listener
 from tests.deploy import manifests as m
 
 IMAGE_ENTRYPOINT = ["safeguard", "serve"]  # the Dockerfile's (test_dockerfile checks it)
@@ -249,15 +250,21 @@ def test_init_secrets_mends_a_kept_setup_with_sink_webhooks(dev_setup, tmp_path)
     assert {k.name: k.read_bytes() for k in (out / "keys").iterdir()} == keys_before
 
 
-def test_prometheus_scrapes_the_three_metrics_endpoints(compose):
+def test_prometheus_scrapes_the_three_metrics_endpoints(compose, dev_setup):
     prom = yaml.safe_load((m.COMPOSE / "prometheus.yml").read_text())
     targets = {}
     for job in prom["scrape_configs"]:
         for sc in job["static_configs"]:
             for t in sc["targets"]:
                 targets[t] = job.get("metrics_path", "/metrics")
+    settings = load_settings({"SAFEGUARD_CONFIG": str(dev_setup / "safeguard.toml")})
     for svc in SERVICES:
-        assert targets.get(f"{svc}:{DEFAULT_PORTS[svc]}") == "/metrics", svc
+        # each service's metrics listener (never its public port), reachable over the compose network
+        listener = metrics_listener(settings, svc, {})
+        assert listener.host == "0.0.0.0" and listener.port != DEFAULT_PORTS[svc], svc
+        assert targets.get(f"{svc}:{listener.port}") == "/metrics", svc
+        assert f"{svc}:{DEFAULT_PORTS[svc]}" not in targets, f"{svc}'s public port has no /metrics"
+        assert not any(str(listener.port) in p for p in published(compose, svc)), "metrics ports are not published"
     # every target host is a name on the compose network: a service with a network of its
     # own, or an alias the owner of a shared namespace answers to for the service in it
     names = {}

@@ -13,7 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from safeguard.cli import build_parser
-from shared.config import DEFAULT_PORTS, SERVICES, service_port
+from shared.config import DEFAULT_METRICS_PORTS, DEFAULT_PORTS, SERVICES, service_port
 from tests.deploy.manifests import DEPLOY, ROOT
 from tests.support.processes import free_port, port_env
 
@@ -99,6 +99,7 @@ def test_environment_and_ports():
     assert env["SAFEGUARD_DATA_DIR"] == "/var/lib/safeguard"
     exposed = {int(p) for w, a in final_stage() if w == "EXPOSE" for p in a.split()}
     assert exposed == set(DEFAULT_PORTS.values())
+    assert not exposed & set(DEFAULT_METRICS_PORTS.values()), "`docker run -P` must not publish /metrics"
     # the only directory the image prepares for writing is the data dir, owned by 10001
     run = " ".join(a for w, a in final_stage() if w == "RUN")
     assert "install -d -o 10001 -g 10001 -m 0750 /var/lib/safeguard" in run

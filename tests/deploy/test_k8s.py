@@ -1,8 +1,11 @@
 """deploy/k8s: schema validation (kubernetes-validate, offline), and what the manifests
-must say: probes, security, secrets, disruption budgets, network policies."""
+must say: probes, security, secrets, disruption budgets, network policies, metrics on their
+own port (issue 18 #14), the example ingress routing only public paths, and no credential in
+a ConfigMap (#16)."""
 from __future__ import annotations
 
 import copy
+import importlib
 import re
 from pathlib import Path
 
@@ -10,7 +13,9 @@ import pytest
 from kubernetes_validate import utils as kv
 
 from safeguard.cli import build_parser
-from shared.config import DEFAULT_PORTS, SERVICES, load_file_config, load_settings
+from safeguard import keys
+from shared.config import DEFAULT_METRICS_PORTS, DEFAULT_PORTS, SERVICES, load_file_config, load_settings
+from shared.config_env import metrics_listener, with_teams_webhooks
 from shared.crypto import CryptoError, verify_key_from_b64
 from tests.deploy import manifests as m
 
@@ -90,7 +95,7 @@ def test_every_builtin_object_validates_against_the_kubernetes_schema(built):
 
 
 def test_examples_validate_against_the_kubernetes_schema():
-    assert _validate_all(m.load_yaml_docs(m.K8S / "secret-example.yaml")) == 5  # keys x3, SMTP, OIDC
+    assert _validate_all(m.load_yaml_docs(m.K8S / "secret-example.yaml")) == 6  # keys x3, SMTP, OIDC, Teams
     assert _validate_all(m.load_yaml_docs(m.K8S / "ingress-example.yaml")) == 1
 
 
@@ -115,8 +120,12 @@ def test_deployment(deployments, svc):
     assert spec["replicas"] == 2
     assert spec["selector"]["matchLabels"].items() <= dep["spec"]["template"]["metadata"]["labels"].items()
     assert c["args"] == [svc] and svc in SERVE_CHOICES and "command" not in c  # image: safeguard serve
-    (port,) = c["ports"]
-    assert port["containerPort"] == DEFAULT_PORTS[svc]
+    port, metrics = c["ports"]
+    assert (port["name"], port["containerPort"]) == ("http", DEFAULT_PORTS[svc])
+    assert (metrics["name"], metrics["containerPort"]) == ("metrics", DEFAULT_METRICS_PORTS[svc])
+    annotations = dep["spec"]["template"]["metadata"]["annotations"]
+    assert annotations == {"prometheus.io/scrape": "true", "prometheus.io/port": str(DEFAULT_METRICS_PORTS[svc]),
+                           "prometheus.io/path": "/metrics"}
     probes = {k: c[k]["httpGet"] for k in ("readinessProbe", "livenessProbe")}
     assert probes["readinessProbe"]["path"] == "/readyz"
     assert probes["livenessProbe"]["path"] == "/healthz"
@@ -247,8 +256,9 @@ def test_services_and_pdbs_match_deployments(built, deployments):
         labels = dep["spec"]["template"]["metadata"]["labels"]
         s = services[svc]["spec"]
         assert s["selector"].items() <= labels.items()
-        (port,) = s["ports"]
+        port, metrics = s["ports"]
         assert port["port"] == DEFAULT_PORTS[svc] and port["targetPort"] == "http"
+        assert metrics["port"] == DEFAULT_METRICS_PORTS[svc] and metrics["targetPort"] == "metrics"
         pdb = pdbs[svc]["spec"]
         assert pdb["minAvailable"] == 1
         assert pdb["selector"]["matchLabels"] == dep["spec"]["selector"]["matchLabels"]
@@ -305,7 +315,9 @@ def net(built):
     pods["rabbitmq"] = {"ns": "safeguard", "ns_labels": ns, "labels": {
         "app.kubernetes.io/name": rmq, "app.kubernetes.io/component": "rabbitmq", "app.kubernetes.io/part-of": "rabbitmq"}}
     pods["postgres"] = {"ns": "safeguard", "ns_labels": ns, "labels": {"cnpg.io/cluster": pg, "cnpg.io/instanceRole": "primary"}}
-    pods["other-ns"] = {"ns": "monitoring", "ns_labels": {"kubernetes.io/metadata.name": "monitoring"}, "labels": {"app": "x"}}
+    pods["other-ns"] = {"ns": "tenant-a", "ns_labels": {"kubernetes.io/metadata.name": "tenant-a"}, "labels": {"app": "x"}}
+    pods["prometheus"] = {"ns": "monitoring", "ns_labels": {"kubernetes.io/metadata.name": "monitoring"},
+                          "labels": {"app.kubernetes.io/name": "prometheus"}}
     pods["kube-dns"] = {"ns": "kube-system", "ns_labels": {"kubernetes.io/metadata.name": "kube-system"},
                         "labels": {"k8s-app": "kube-dns"}}
     pods["cnpg-operator"] = {"ns": "cnpg-system", "ns_labels": {"kubernetes.io/metadata.name": "cnpg-system"},
@@ -331,8 +343,19 @@ def test_only_intake_and_escalation_are_reachable_from_outside(net):
         assert c(outside, "escalation", DEFAULT_PORTS["escalation"])
         assert not c(outside, "notifier", DEFAULT_PORTS["notifier"])
         assert not c(outside, "intake", 9090)
+        for svc in SERVICES:
+            assert not c(outside, svc, DEFAULT_METRICS_PORTS[svc]), f"{svc}'s metrics from {outside}"
         assert not c(outside, "rabbitmq", 5672)
         assert not c(outside, "postgres", 5432)
+
+
+def test_only_the_monitoring_namespace_reaches_the_metrics_ports(net):
+    policies, pods = net
+    for svc in SERVICES:
+        assert m.connects(policies, pods["prometheus"], pods[svc], DEFAULT_METRICS_PORTS[svc]), svc
+        for other in ("internet", "other-ns", *SERVICES):
+            assert not m.connects(policies, pods[other], pods[svc], DEFAULT_METRICS_PORTS[svc]), (other, svc)
+    assert not m.connects(policies, pods["prometheus"], pods["rabbitmq"], 5672)
 
 
 def test_every_service_reaches_broker_database_and_dns_only(net):
@@ -368,3 +391,120 @@ def test_data_tier_keeps_working_under_default_deny(net):
     assert c("postgres", "postgres", 5432)
     assert c("cnpg-operator", "postgres", 8000)
     assert not c("other-ns", "postgres", 8000)
+
+
+# --- metrics, the example ingress, credentials (issue 18 #14, #16) --------------------------
+
+def _configmap_toml(built, tmp_path) -> Path:
+    (cm,) = [d for d in built if d["kind"] == "ConfigMap"]
+    toml = tmp_path / "safeguard.toml"
+    toml.write_text(cm["data"]["safeguard.toml"])
+    return toml
+
+
+@pytest.mark.parametrize("svc", SERVICES)
+def test_metrics_listen_on_the_pods_metrics_port_not_the_public_one(built, deployments, svc, tmp_path):
+    settings = load_settings({"SAFEGUARD_CONFIG": str(_configmap_toml(built, tmp_path))})
+    listener = metrics_listener(settings, svc, {})  # the pods set no SAFEGUARD_<SERVICE>_METRICS_PORT
+    ports = {p["name"]: p["containerPort"] for p in _container(deployments[svc])["ports"]}
+    assert listener.port == ports["metrics"] != ports["http"]
+    assert listener.host == "0.0.0.0", "Prometheus scrapes the pod's address"
+    for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
+        assert _container(deployments[svc])[probe]["httpGet"]["port"] == "http"
+
+
+def _public_routes() -> dict[str, set[str]]:
+    """Every path intake and escalation serve (their real routers), less the probes' own."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        config = keys.init(Path(d))
+        settings = load_settings({"SAFEGUARD_CONFIG": str(config), "SAFEGUARD_DATA_DIR": d})
+        out = {}
+        for svc in ("intake", "escalation"):
+            app = importlib.import_module(f"services.{svc}.bootstrap").create_app(settings)
+            info = [r.get_info() for r in app.router.resources()]
+            out[svc] = {i.get("path") or i.get("formatter") or i.get("prefix") for i in info} - {"/healthz", "/readyz"}
+    return out
+
+
+def _routed(rule_paths: list[dict], path: str) -> bool:
+    for p in rule_paths:
+        if p["pathType"] == "Exact" and path == p["path"]:
+            return True
+        if p["pathType"] == "Prefix" and (path == p["path"] or path.startswith(p["path"].rstrip("/") + "/")):
+            return True
+    return False
+
+
+def test_the_example_ingress_routes_only_the_public_paths(reliability):
+    (ingress,) = m.load_yaml_docs(m.K8S / "ingress-example.yaml")
+    routes = _public_routes()
+    hosts = {}
+    for rule in ingress["spec"]["rules"]:
+        paths = rule["http"]["paths"]
+        (svc,) = {p["backend"]["service"]["name"] for p in paths}
+        assert {p["backend"]["service"]["port"]["name"] for p in paths} == {"http"}, "never the metrics port"
+        hosts[svc] = rule["host"]
+        for p in paths:
+            assert not (p["path"] in ("/", "") and p["pathType"] != "Exact"), f"{svc}: `/` as a prefix routes everything"
+            for private in ("/metrics", "/healthz", "/readyz"):
+                assert not _routed([p], private), f"{svc}: {p['path']} routes {private}"
+            # each rule serves a path the service has (with {placeholders} standing for a segment)
+            assert any(_routed([p], re.sub(r"\{[^}]*\}", "x", r)) for r in routes[svc]), f"{svc}: {p['path']}"
+        unrouted = sorted(r for r in routes[svc] if not _routed(paths, re.sub(r"\{[^}]*\}", "x", r)))
+        assert not unrouted, f"{svc} serves these but the ingress does not route them: {unrouted}"
+    fc = load_file_config(m.K8S / "safeguard.toml")
+    assert f"https://{hosts['intake']}" == fc.system.public_base_url
+    assert f"https://{hosts['escalation']}" == fc.system.console_base_url
+    reliability.row("attacks", finding="#14", attack="the example ingress: what it routes to the services",
+                    before="`/` as a prefix to intake: every path, /metrics included",
+                    after=f"{sum(len(r['http']['paths']) for r in ingress['spec']['rules'])} public paths on two "
+                          "hosts, checked against the routers; no `/` prefix, /metrics, /healthz or /readyz")
+
+
+_CREDENTIAL = re.compile(r"webhook\.office\.com|logic\.azure\.com|whsec_|://[^/\s:@\"]+:[^/\s@\"]+@"
+                         r"|^\s*(?:teams_webhook|client_secret|token|password|secret)\s*=|[{,]\s*teams_webhook\s*=",
+                         re.IGNORECASE | re.MULTILINE)
+
+
+def test_no_configmap_holds_a_webhook_url_or_a_token(built, tmp_path, reliability):
+    configmaps = [d for d in built if d["kind"] == "ConfigMap"]
+    assert configmaps
+    for cm in configmaps:
+        for name, text in cm.get("data", {}).items():
+            found = [x.group(0) for x in _CREDENTIAL.finditer(text)]
+            assert not found, f"ConfigMap {cm['metadata']['name']} {name}: {found}"
+    assert _CREDENTIAL.search('x = { teams_webhook = "https://a.webhook.office.com/webhookb2/1" }')
+    assert _CREDENTIAL.search("amqp://user:pass@host/") and not _CREDENTIAL.search('teams_webhook_env = "T"')
+    fc = load_file_config(_configmap_toml(built, tmp_path))
+    routes = [r for org in (*fc.local_authorities, *fc.forces) for r in org.contacts.values()]
+    assert [r.teams_webhook for r in routes if r.teams_webhook] == []
+    assert [r.teams_webhook_env for r in routes if r.teams_webhook_env], "the example shows a Teams route"
+    assert not [i for i in fc.identity_providers if i.client_secret]
+    reliability.row("attacks", finding="#16", attack="read the Teams webhook URLs (bearer credentials) from the "
+                    "Kubernetes ConfigMap `safeguard-config`",
+                    before="routes' teams_webhook URLs sat in safeguard.toml, a ConfigMap any reader of the "
+                           "namespace's ConfigMaps can see",
+                    after="teams_webhook_env: the URLs in the Secret safeguard-teams, given to the notifier pod "
+                          "only; no ConfigMap holds a webhook URL, token or password (checked)")
+
+
+def test_the_notifier_gets_every_teams_webhook_from_a_secret(built, deployments, secrets_example, tmp_path):
+    from services.notifier.adapters.channels.teams import valid_webhook
+
+    settings = load_settings({"SAFEGUARD_CONFIG": str(_configmap_toml(built, tmp_path))})
+    named = {r.teams_webhook_env for org in (*settings.file.local_authorities, *settings.file.forces)
+             for r in org.contacts.values() if r.teams_webhook_env}
+    env = {}
+    for svc in SERVICES:
+        pod_env = _env(_container(deployments[svc]))
+        assert (svc == "notifier") == (named <= set(pod_env)), "only the notifier holds the webhook URLs"
+    for name in named:
+        ref = _env(_container(deployments["notifier"]))[name]["valueFrom"]["secretKeyRef"]
+        assert ref["name"] == "safeguard-teams"
+        env[name] = secrets_example[ref["name"]]["stringData"][ref["key"]]
+    resolved = with_teams_webhooks(settings, env)
+    urls = [r.teams_webhook for org in (*resolved.file.local_authorities, *resolved.file.forces)
+            for r in org.contacts.values() if r.teams_webhook]
+    assert len(urls) == len(named) and all(u.startswith("https://") and valid_webhook(u) for u in urls)

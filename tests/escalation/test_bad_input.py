@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import select
@@ -16,14 +15,14 @@ from shared.clock import ManualClock
 from shared.crypto import load_signing_key
 from shared.messages import ChecksCompleted, ReferralAcknowledged, ReferralDecided
 from tests.factories import london, referral_event, referral_received
+from tests.support.metrics import metrics_page
 
 pytestmark = [pytest.mark.broker, pytest.mark.database]
 
 
 async def scrape(server, name: str, **labels: str) -> float:
-    """One sample of `name` from the app's real GET /metrics (0 when absent)."""
-    async with aiohttp.ClientSession() as session, session.get(server.make_url("/metrics")) as resp:
-        text = await resp.text()
+    """One sample of `name` from a real GET /metrics of the metrics listener (0 when absent)."""
+    text = await metrics_page()
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
             if sample.name == name and sample.labels == labels:

@@ -1,5 +1,5 @@
-"""`safeguard up` starts three real processes that answer /healthz, /readyz and /metrics,
-and stop cleanly on SIGTERM."""
+"""`safeguard up` starts three real processes that answer /healthz and /readyz on their public
+ports and /metrics on a port of their own (never the public one), and stop cleanly on SIGTERM."""
 from __future__ import annotations
 
 import socket
@@ -19,9 +19,10 @@ async def test_up_runs_three_services_that_answer_health_and_stop_cleanly(tmp_pa
     idp_port = free_port()  # the development identity provider, on a port of the test's own
     config.write_text(config.read_text().replace(devidp.issuer(), devidp.issuer(idp_port)))
     ports = {svc: free_port() for svc in SERVICES}
+    metrics_ports = {svc: free_port() for svc in SERVICES}
     env = {"SAFEGUARD_CONFIG": str(config), "SAFEGUARD_DATA_DIR": str(tmp_path), "SAFEGUARD_AMQP_URL": amqp_url}
     for svc, port in ports.items():
-        env |= port_env(svc, port)
+        env |= port_env(svc, port, metrics_ports[svc])
     up = ServiceProcess.cli("up", env=env, logs=tmp_path)
     await up.start()
     try:
@@ -33,8 +34,11 @@ async def test_up_runs_three_services_that_answer_health_and_stop_cleanly(tmp_pa
                     await up.ready(60, url=base, path=path)
                     async with session.get(base + path) as resp:
                         assert await resp.json() == want, svc
-                async with session.get(f"{base}/metrics") as resp:
+                async with session.get(f"{base}/metrics") as resp:  # not on the public port
+                    assert resp.status == 404, svc
+                async with session.get(f"http://127.0.0.1:{metrics_ports[svc]}/metrics") as resp:
                     assert resp.status == 200
+                    assert resp.content_type == "text/plain"
                     assert "safeguard_messages_published_total" in await resp.text()
                 async with session.get(f"{base}/nope") as resp:
                     assert resp.status == 404
@@ -47,6 +51,7 @@ async def test_up_runs_three_services_that_answer_health_and_stop_cleanly(tmp_pa
     assert code == 0, text[-3000:]
     for svc, port in ports.items():
         assert f"http://127.0.0.1:{port}/" in text
+        assert f"http://127.0.0.1:{metrics_ports[svc]}/metrics" in text  # where Prometheus reads it
         assert f"{svc:<10} | " in text  # prefixed child output
     assert "service_ready" in text
     assert f"sign-in    {devidp.issuer(idp_port)}/" in text  # how to sign in as each dev person

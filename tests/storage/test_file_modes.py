@@ -24,7 +24,7 @@ async def test_a_sqlite_database_and_its_wal_are_private_to_the_user(tmp_path, r
                         "databases and safeguard.toml",
                         before="0644 files: readable by every local user",
                         after="0600 database, -wal and -shm files (directory 0700) and a 0600 safeguard.toml; "
-                              "Teams webhooks in Kubernetes: not yet moved from the ConfigMap to a Secret")
+                              "Teams webhooks in Kubernetes: in a Secret (the ConfigMap row below)")
     finally:
         await engine.dispose()
 

@@ -4,8 +4,10 @@ start with an environment, wait for `/readyz`, stop with SIGTERM, kill -9, read 
 and `run_cli` for a one-shot `safeguard …` command.
 
 The port convention is the services' own (`shared.config.service_port`): a service listens
-on `SAFEGUARD_<SERVICE>_PORT`; `port_env` gives that variable, and `ServiceProcess.serve`
-sets it, so `safeguard serve` and `safeguard up` children are pointed at ports the same way.
+on `SAFEGUARD_<SERVICE>_PORT` and serves `/metrics` on `SAFEGUARD_<SERVICE>_METRICS_PORT`
+(`shared.config_env.metrics_port`); `port_env` gives both variables (a free metrics port
+unless the test names one), and `ServiceProcess.serve` sets them, so `safeguard serve` and
+`safeguard up` children are pointed at ports the same way and never share a metrics port.
 
 Environments: `env` is always the variables the test sets, laid over this process's own
 environment (so PYTHONPATH and the like reach the child) unless `inherit=False`.
@@ -34,9 +36,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def port_env(service: str, port: int) -> dict[str, str]:
-    """The variable `safeguard serve SERVICE` (and `safeguard up`) takes its port from."""
-    return {f"SAFEGUARD_{service.upper()}_PORT": str(port)}
+def port_env(service: str, port: int, metrics_port: int | None = None) -> dict[str, str]:
+    """The variables `safeguard serve SERVICE` (and `safeguard up`) take the public port and the
+    metrics port from (a free metrics port unless given)."""
+    return {f"SAFEGUARD_{service.upper()}_PORT": str(port),
+            f"SAFEGUARD_{service.upper()}_METRICS_PORT": str(metrics_port or free_port())}
 
 
 def child_env(env: Mapping[str, str] | None = None, *, inherit: bool = True) -> dict[str, str]:
@@ -89,12 +93,14 @@ def metric_value(text: str, name: str) -> float:
 class ServiceProcess:
     """A child process (serving HTTP on `port`, if it has one). Each `start()` is a launch with
     its own log file `<logs>/<name>-<n>.log` (stdout and stderr; none kept if `logs` is None);
-    the port stays across launches unless the test changes `port` first."""
+    the port stays across launches unless the test changes `port` first. A `serve` process also
+    has its `metrics_port` (where `/metrics` is: never the public port)."""
 
     def __init__(self, args: Sequence[str], *, name: str, env: Mapping[str, str] | None = None,
                  port: int | None = None, logs: Path | None = None, service: str | None = None,
-                 ready_interval: float = 0.25) -> None:
+                 ready_interval: float = 0.25, metrics_port: int | None = None) -> None:
         self.args, self.name, self.env, self.port = list(args), name, dict(env or {}), port
+        self.metrics_port = metrics_port
         self.logs, self.service, self.ready_interval = logs, service, ready_interval
         self.log_paths: list[Path] = []
         self.launches = 0
@@ -105,7 +111,7 @@ class ServiceProcess:
               name: str | None = None, port: int | None = None, **kw) -> ServiceProcess:
         """`safeguard serve SERVICE` on `port` (a free one by default), given by `port_env`."""
         return cls([*SAFEGUARD, "serve", service], name=name or service, env=env, port=port or free_port(),
-                   logs=logs, service=service, **kw)
+                   logs=logs, service=service, metrics_port=kw.pop("metrics_port", None) or free_port(), **kw)
 
     @classmethod
     def cli(cls, *args: str, env: Mapping[str, str] | None = None, logs: Path | None = None,
@@ -116,6 +122,11 @@ class ServiceProcess:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def metrics_url(self) -> str:
+        """This `serve` process's Prometheus page (its metrics listener, not the public port)."""
+        return f"http://127.0.0.1:{self.metrics_port}/metrics"
 
     @property
     def log(self) -> Path | None:
@@ -141,7 +152,8 @@ class ServiceProcess:
 
     async def start(self) -> None:
         assert not self.running, f"{self.name} is already running"
-        env = child_env({**self.env, **(port_env(self.service, self.port) if self.service and self.port else {})})
+        ports = port_env(self.service, self.port, self.metrics_port) if self.service and self.port else {}
+        env = child_env({**self.env, **ports})
         self.launches += 1
         path = self._next_log()
         out = open(path, "wb") if path is not None else None
@@ -202,8 +214,8 @@ class ServiceProcess:
         return rss_mib(self.proc.pid, field)
 
     async def metric(self, session: aiohttp.ClientSession, name: str) -> float:
-        """`metric_value` of this process's `/metrics` page."""
-        async with session.get(f"{self.url}/metrics") as resp:
+        """`metric_value` of this process's `/metrics` page (on its metrics port)."""
+        async with session.get(self.metrics_url) as resp:
             return metric_value(await resp.text(), name)
 
 

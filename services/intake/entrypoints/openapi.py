@@ -141,7 +141,6 @@ def spec() -> dict[str, Any]:
                                                 "503": {"description": "The viewer's assets are not installed",
                                                         "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
             "/healthz": health, "/readyz": health,
-            "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {"200": {"description": "Text"}}}},
             **pages(),
         },
     }
