@@ -5,8 +5,8 @@
   user declare only the queues they consume, so this runs before them: `safeguard up`
   does it in development, a one-shot container in compose, a Job in Kubernetes.
 - `users --dir DIR`: RabbitMQ definitions (the vhost, an administrator, one user per
-  service and per AMQP client of the config, their permissions) for the broker to load at
-  boot, and one env file per user with its URL; passwords are generated once and kept in
+  service and per AMQP client of the config, their permissions, and the whole topology as
+  `declare` makes it) for the broker to load at boot, and one env file per user with its URL; passwords are generated once and kept in
   DIR/broker-users.json (0600). deploy/compose/init-secrets.sh runs it.
 - `permissions`: the configure / write / read expressions of every user, as a table.
 """
@@ -38,6 +38,7 @@ def _clients() -> list[tuple[str, str, str | None]]:
     return [(c.id, c.role, c.organisation) for c in load_settings().file.clients]
 
 
+
 def _cmd_declare(_args: argparse.Namespace) -> int:
     settings = load_settings()
     forces = [f.slug for f in settings.file.forces]
@@ -62,7 +63,9 @@ def _cmd_users(args: argparse.Namespace) -> int:
         passwords.setdefault(u.name, d.new_password())
     _write_private(store, json.dumps(passwords, indent=2) + "\n")
     base = f"amqp://{args.host}:5672/"
-    defs = d.render(args.vhost, users, passwords)
+    settings = load_settings()
+    defs = d.render(args.vhost, users, passwords) | d.topology(
+        args.vhost, [f.slug for f in settings.file.forces], settings.file.system.parking_ttl_days * 86400)
     _write_private(out / "rabbitmq-definitions.json", json.dumps(defs, indent=2) + "\n", args.mode)
     for u in users:
         url = d.url_for(base, u.username, passwords[u.name], args.vhost)

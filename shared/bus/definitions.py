@@ -81,3 +81,28 @@ def vhost_of(url: str) -> str:
     from urllib.parse import unquote
     path = urlsplit(url).path
     return unquote(path[1:]) if len(path) > 1 else "/"
+
+
+def topology(vhost: str, forces: Iterable[str], parking_ttl_s: int) -> dict:
+    """The whole topology as definitions: what `declare_topology` declares (same names,
+    arguments and bindings), for a broker that loads it at boot (the compose stack)."""
+    from shared.bus import topology as t
+
+    def queue(name: str, arguments: dict) -> dict:
+        return {"name": name, "vhost": vhost, "durable": True, "auto_delete": False, "arguments": arguments}
+
+    def binding(source: str, queue_name: str, key: str) -> dict:
+        return {"source": source, "vhost": vhost, "destination": queue_name, "destination_type": "queue",
+                "routing_key": key, "arguments": {}}
+
+    exchanges = [{"name": n, "vhost": vhost, "type": k.value, "durable": True, "auto_delete": False,
+                  "internal": False, "arguments": {}} for n, k in t.EXCHANGES.items()]
+    queues, bindings = [], []
+    for spec in t.all_queues(forces):
+        queues += [queue(spec.name, t.queue_arguments(spec)),
+                   queue(spec.parking_queue, t.parking_queue_arguments(parking_ttl_s))]
+        bindings += [binding(spec.exchange, spec.name, k) for k in spec.routing_keys]
+        bindings.append(binding(t.DEAD_LETTER, spec.parking_queue, spec.name))
+    queues += [queue(t.retry_queue_name(s), t.retry_queue_arguments(s)) for s in t.RETRY_DELAYS_S]
+    queues.append(queue(t.AUDIT_CHECKPOINTS, t.audit_stream_arguments()))
+    return {"exchanges": exchanges, "queues": queues, "bindings": bindings}

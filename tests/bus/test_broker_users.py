@@ -49,13 +49,12 @@ def test_expressions_follow_the_topology():
 
 @pytest.fixture
 async def users(amqp_vhost, amqp_url):
-    """The topology (declared by the administrator, guest here) and every user on this vhost,
-    made in one import; the users are deleted afterwards (users are per broker, not per vhost)."""
-    await declare_all(amqp_url, [FORCE], bus.DEFAULT_PARKING_TTL_S)
+    """The topology and every user on this vhost, made in one import of the definitions the
+    compose broker loads at boot; the users are deleted afterwards (they are per broker)."""
     accounts = d.accounts(f"{amqp_vhost}-", CLIENTS)
     passwords = {a.name: d.new_password() for a in accounts}
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
-        json.dump(d.render(amqp_vhost, accounts, passwords), f)
+        json.dump(d.render(amqp_vhost, accounts, passwords) | d.topology(amqp_vhost, [FORCE], bus.DEFAULT_PARKING_TTL_S), f)
     os.chmod(f.name, 0o644)
     try:
         _rabbitmqctl("import_definitions", f.name)
@@ -68,6 +67,7 @@ async def users(amqp_vhost, amqp_url):
         while not await bus.ping(url, timeout=3):
             assert time.monotonic() < deadline, "the imported users never could connect"
             await asyncio.sleep(0.2)
+    await declare_all(amqp_url, [FORCE], bus.DEFAULT_PARKING_TTL_S)  # same names and arguments: a no-op
     yield urls
     names = ",".join(f'<<"{a.username}">>' for a in accounts)
     subprocess.run(["rabbitmqctl", "eval", f'[rabbit_auth_backend_internal:delete_user(U, <<"tests">>) || U <- [{names}]].'],
