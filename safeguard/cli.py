@@ -20,7 +20,29 @@ def _cmd_keys_init(args: argparse.Namespace) -> int:
     path = keys.init(directory, force=args.force)
     print(f"{'kept existing' if existed and not args.force else 'wrote'} {path}")
     print(f"export SAFEGUARD_CONFIG={path.resolve()}")
+    if not args.no_broker:
+        _dev_broker(directory, path)
     return 0
+
+
+def _dev_broker(data_dir: Path, config: Path) -> dict[str, str]:
+    """The dev vhost and least-privilege users (safeguard/devbroker.py): the environment to
+    run the services with, or {} (one SAFEGUARD_AMQP_URL) when they cannot be made here."""
+    from safeguard import devbroker
+    from shared.config import load_file_config
+
+    admin = os.environ.get("SAFEGUARD_AMQP_URL") or "amqp://guest:guest@127.0.0.1:5672/"
+    clients = [(c.id, c.role, c.organisation) for c in load_file_config(config).clients]
+    try:
+        env = devbroker.ensure(data_dir, admin, clients)
+        asyncio.run(devbroker.wait_until_usable(env))
+    except devbroker.NoBrokerSetUp as exc:
+        print(f"broker: {exc}: every service connects as the one user of SAFEGUARD_AMQP_URL "
+              f"(no per-service users, no dev vhost)")
+        return {}
+    print(f"broker: vhost {devbroker.dev_vhost(data_dir)}, one least-privilege user per service and AMQP client "
+          f"(passwords in {data_dir / devbroker.STATE})")
+    return env
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
@@ -53,8 +75,16 @@ def _cmd_up(args: argparse.Namespace) -> int:
         path = keys.init(data_dir)
         env["SAFEGUARD_CONFIG"] = str(path.resolve())
         print(f"config: {path}")
+    if args.init:
+        data_dir = Path(os.environ.get("SAFEGUARD_DATA_DIR", "./var"))
+        env |= _dev_broker(data_dir, Path(env.get("SAFEGUARD_CONFIG") or os.environ.get(
+            "SAFEGUARD_CONFIG", data_dir / "safeguard.toml")))
     os.environ.update(env)
-    load_settings()  # fail here, once, with the key and file named, not three times
+    settings = load_settings()  # fail here, once, with the key and file named, not three times
+    if settings.amqp_urls:  # own users declare only what they consume: the rest first
+        from safeguard.bus_cli import declare_all
+        asyncio.run(declare_all(settings.amqp_url, [f.slug for f in settings.file.forces],
+                                settings.file.system.parking_ttl_days * 86400))
     return asyncio.run(supervisor.run(extra_env=env))
 
 
@@ -115,6 +145,8 @@ def build_parser() -> argparse.ArgumentParser:
     init = keys.add_parser("init", help="write a development config and keys")
     init.add_argument("--dir", default=os.environ.get("SAFEGUARD_DATA_DIR", "./var"))
     init.add_argument("--force", action="store_true", help="overwrite an existing set-up")
+    init.add_argument("--no-broker", action="store_true",
+                      help="no dev vhost and broker users (compose makes its own: safeguard bus users)")
     init.set_defaults(func=_cmd_keys_init)
     from safeguard import rotation
 
@@ -148,7 +180,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     retention.register(sub)  # retention run
 
-    from safeguard import report, trace, webhooks
+    from safeguard import bus_cli, devwatch, report, trace, webhooks
+
+    bus_cli.register(sub)  # bus declare|users|permissions
+    devwatch.register(sub)  # dev-watch (started by `up`)
 
     trace.register(sub)
     report.register(sub)

@@ -47,6 +47,20 @@ def dev_idp_port(env: dict[str, str]) -> int | None:
     return None
 
 
+def _without_service_urls(env: dict[str, str]) -> dict[str, str]:
+    return {k: v for k, v in env.items() if not k.startswith("SAFEGUARD_AMQP_URL_")}
+
+
+def service_env(env: dict[str, str], service: str) -> dict[str, str]:
+    """A child's environment: its own broker user's URL only (none of the others'), which is
+    also its SAFEGUARD_AMQP_URL, so the administrator's URL stays with `up`."""
+    own = env.get(f"SAFEGUARD_AMQP_URL_{service.upper()}")
+    child = _without_service_urls(env)
+    if own:
+        child |= {f"SAFEGUARD_AMQP_URL_{service.upper()}": own, "SAFEGUARD_AMQP_URL": own}
+    return child
+
+
 async def _pump(name: str, stream: asyncio.StreamReader) -> None:
     width = max(len(s) for s in SERVICES)
     while line := await stream.readline():
@@ -75,7 +89,7 @@ async def run(services: tuple[str, ...] = SERVICES, extra_env: dict[str, str] | 
     for name in services:
         procs[name] = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "safeguard", "serve", name,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env=env,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env=service_env(env, name),
         )
     # The sink is a helper: if it cannot start (ports taken), the services keep running.
     sink = None
@@ -85,6 +99,10 @@ async def run(services: tuple[str, ...] = SERVICES, extra_env: dict[str, str] | 
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env=env,
         )
     helpers = {"sink": sink} if sink is not None else {}
+    # What a control room and ops would read (ops.*, control-room.*), so it is no backlog.
+    helpers["watch"] = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "safeguard", "dev-watch",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env=_without_service_urls(env))
     idp_port = dev_idp_port(env)
     if idp_port is not None:
         helpers["idp"] = await asyncio.create_subprocess_exec(

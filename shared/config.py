@@ -8,6 +8,7 @@ Values are never echoed back in errors (keys and contact routes are sensitive).
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import tomllib
 import warnings
@@ -15,7 +16,7 @@ from collections.abc import Mapping
 from datetime import date, time
 from functools import cache
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -245,7 +246,9 @@ class Settings(_Model):
 
     config_path: Path
     data_dir: Path
-    amqp_url: str
+    amqp_url: str  # the shared URL: operator tools, and every service without its own
+    # A service's own broker user (SAFEGUARD_AMQP_URL_<SERVICE>; DESIGN §5): least privilege.
+    amqp_urls: dict[str, str] = Field(default_factory=dict)
     database_url: str | None  # None: SQLite per service under data_dir
     smtp_url: str
     log_format: Literal["json", "console"]
@@ -255,6 +258,14 @@ class Settings(_Model):
         if self.database_url:
             return self.database_url
         return f"sqlite+aiosqlite:///{self.data_dir.resolve()}/{service}.db"
+
+    def amqp_url_for(self, service: str) -> str:
+        return self.amqp_urls.get(service, self.amqp_url)
+
+    def own_broker_user(self, service: str) -> bool:
+        """True when `service` connects as its own least-privilege user: it then declares only
+        the queues it consumes (the rest is `safeguard bus declare`'s, run by an administrator)."""
+        return service in self.amqp_urls
 
     def resolve_path(self, path: str) -> Path:
         """Paths in the TOML file are relative to the file's directory."""
@@ -355,6 +366,16 @@ def load_file_config(path: Path) -> FileConfig:
     return fc
 
 
+def _dev_amqp_url(data_dir: Path) -> str:
+    """The local broker as guest, on the data directory's dev vhost if `safeguard keys init`
+    or `up --init` made one (DIR/broker.json), so every command finds what `up` runs on."""
+    try:
+        vhost = json.loads((data_dir / "broker.json").read_text(encoding="utf-8"))["vhost"]
+    except (OSError, ValueError, KeyError, TypeError):
+        vhost = ""
+    return f"amqp://guest:guest@127.0.0.1:5672/{quote(vhost, safe='')}"
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     env = os.environ if env is None else env
     data_dir = Path(env.get("SAFEGUARD_DATA_DIR", "./var"))
@@ -367,9 +388,13 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         raise ConfigError(
             "environment: SAFEGUARD_DATABASE_URL: must start with sqlite+aiosqlite:// or postgresql+asyncpg://"
         )
-    amqp_url = env.get("SAFEGUARD_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+    amqp_url = env.get("SAFEGUARD_AMQP_URL") or _dev_amqp_url(data_dir)
     if not amqp_url.startswith(("amqp://", "amqps://")):
         raise ConfigError("environment: SAFEGUARD_AMQP_URL: must start with amqp:// or amqps://")
+    amqp_urls = {svc: url for svc in SERVICES if (url := env.get(f"SAFEGUARD_AMQP_URL_{svc.upper()}"))}
+    for svc, url in amqp_urls.items():
+        if not url.startswith(("amqp://", "amqps://")):
+            raise ConfigError(f"environment: SAFEGUARD_AMQP_URL_{svc.upper()}: must start with amqp:// or amqps://")
     smtp_url = env.get("SAFEGUARD_SMTP_URL", "smtp://127.0.0.1:8025")
     if not smtp_url.startswith(("smtp://", "smtps://")):
         raise ConfigError("environment: SAFEGUARD_SMTP_URL: must start with smtp:// or smtps://")
@@ -377,6 +402,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         config_path=config_path,
         data_dir=data_dir,
         amqp_url=amqp_url,
+        amqp_urls=amqp_urls,
         database_url=db_url,
         smtp_url=smtp_url,
         log_format=log_format,  # type: ignore[arg-type]

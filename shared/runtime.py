@@ -19,6 +19,7 @@ from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared import bus
+from shared.bus.permissions import declare_own
 from shared.config import Settings
 from shared.crypto import load_signing_key, verify_key_from_b64
 from shared.http import READINESS_CHECKS
@@ -62,10 +63,13 @@ def service_signing_key(settings: Settings, service: str) -> SigningKey:
 async def open_runtime(service: str, settings: Settings, outbox: Table) -> Runtime:
     engine = create_engine(settings.database_url_for(service))
     await upgrade(engine, service)
-    connection = await bus.connect(settings.amqp_url, name=f"safeguard-{service}")
+    connection = await bus.connect(settings.amqp_url_for(service), name=f"safeguard-{service}")
     async with connection.channel() as channel:
-        await bus.declare_topology(channel, [f.slug for f in settings.file.forces],
-                                   parking_ttl_s=settings.file.system.parking_ttl_days * 86400)
+        if settings.own_broker_user(service):  # least privilege: only what it consumes
+            await declare_own(channel, service)
+        else:  # one shared user (development without rabbitmqctl, tests): the whole topology
+            await bus.declare_topology(channel, [f.slug for f in settings.file.forces],
+                                       parking_ttl_s=settings.file.system.parking_ttl_days * 86400)
     signing_key = service_signing_key(settings, service)
     publisher = bus.Publisher(connection, producer=service, signing_key=signing_key)
     await publisher.start()

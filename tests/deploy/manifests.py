@@ -124,6 +124,7 @@ def connects(policies: list[dict[str, Any]], src: dict[str, Any], dst: dict[str,
 
 _ENV_LITERAL = re.compile(r"\bSAFEGUARD_[A-Z0-9_]*[A-Z0-9]\b")
 _ENV_TEMPLATE = re.compile(r"SAFEGUARD_\{[^}]*\}_([A-Z0-9_]+)")
+_ENV_SUFFIX_TEMPLATE = re.compile(r"(SAFEGUARD_[A-Z0-9_]+)_\{[^}]*\.upper\(\)\}")  # f"SAFEGUARD_AMQP_URL_{svc.upper()}"
 
 
 def env_vars_read_by_code() -> set[str]:
@@ -139,6 +140,8 @@ def env_vars_read_by_code() -> set[str]:
             names |= set(_ENV_LITERAL.findall(text))
             for suffix in _ENV_TEMPLATE.findall(text):
                 names |= {f"SAFEGUARD_{s.upper()}_{suffix}" for s in SERVICES}
+            for prefix in _ENV_SUFFIX_TEMPLATE.findall(text):
+                names |= {f"{prefix}_{s.upper()}" for s in SERVICES}
     return names
 
 

@@ -1,13 +1,15 @@
 """deploy/compose: the compose file, its secrets set-up and Prometheus config."""
 from __future__ import annotations
 
+import base64
+import json
 import os
 import re
 import stat
 import subprocess
 import sys
 from pathlib import Path, PurePosixPath
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import pytest
 import yaml
@@ -18,6 +20,8 @@ from services.notifier.adapters.channels.email import SmtpConfig
 from services.notifier.adapters.channels.sms import URL_ENV as NOTIFY_URL_ENV
 from services.notifier.adapters.channels.sms import _https_or_loopback
 from services.notifier.adapters.channels.teams import valid_webhook
+from shared.bus.definitions import password_hash, topology
+from shared.bus.permissions import permissions_for
 from shared.config import DEFAULT_PORTS, SERVICES, load_file_config, load_settings
 from shared.config_env import metrics_listener
 from tests.deploy import manifests as m
@@ -50,6 +54,32 @@ def dev_setup(tmp_path_factory):
                           capture_output=True, text=True, timeout=60, env=env)
     assert proc.returncode == 0, proc.stderr
     return out
+
+
+def env_file(path: Path) -> dict[str, str]:
+    return dict(line.split("=", 1) for line in path.read_text().splitlines() if line and not line.startswith("#"))
+
+
+def test_broker_loads_users_permissions_and_topology_from_the_definitions(compose, dev_setup):
+    """The rabbitmq container loads secrets/rabbitmq-definitions.json at boot: the topology
+    exactly as the code declares it, least-privilege users, and the administrator."""
+    rmq = compose["services"]["rabbitmq"]
+    targets = {c["source"]: c["target"] for c in rmq["configs"]}
+    assert compose["configs"]["rabbitmq-definitions"]["file"] == "./secrets/rabbitmq-definitions.json"
+    conf = (m.COMPOSE / compose["configs"]["rabbitmq-conf"]["file"]).read_text()
+    assert f"load_definitions = {targets['rabbitmq-definitions']}" in conf
+    assert "RABBITMQ_DEFAULT_PASS" not in env_of(rmq), "no shared default user: the definitions make the users"
+    defs = json.loads((dev_setup / "rabbitmq-definitions.json").read_text())
+    fc = load_file_config(dev_setup / "safeguard.toml")
+    want = topology("/", [f.slug for f in fc.forces], fc.system.parking_ttl_days * 86400)
+    assert {k: defs[k] for k in want} == want
+    users = {u["name"]: u["tags"] for u in defs["users"]}
+    assert users.pop("safeguard-admin") == ["administrator"]
+    assert set(users) == {f"safeguard-{s}" for s in SERVICES} | {"safeguard-dev-mash", "safeguard-dev-control-room"}
+    assert all(tags == [] for tags in users.values())
+    admin = env_file(dev_setup / "amqp-admin.env")["SAFEGUARD_AMQP_URL"]
+    assert urlsplit(admin).username == "safeguard-admin" and urlsplit(admin).hostname == "rabbitmq"
+    assert stat.S_IMODE((dev_setup / "broker-users.json").stat().st_mode) == 0o600
 
 
 def app_services(compose) -> dict[str, dict]:
@@ -122,14 +152,21 @@ def test_environment_is_read_by_the_code_and_consistent(compose, dev_setup, name
     for var in env:
         if var.startswith("SAFEGUARD_"):
             assert var in known, f"{var} is set for {name} in compose.yaml but no code reads it"
+    assert svc["env_file"] == f"./secrets/amqp-{name}.env"
+    env |= env_file(dev_setup / f"amqp-{name}.env")
     settings = load_settings({**env, "SAFEGUARD_CONFIG": str(dev_setup / "safeguard.toml")})
-    db, amqp = urlsplit(settings.database_url), urlsplit(settings.amqp_url)
+    db, amqp = urlsplit(settings.database_url), urlsplit(settings.amqp_url_for(name))
+    assert settings.own_broker_user(name)
     pg = env_of(compose["services"]["postgres"])
     assert db.scheme == "postgresql+asyncpg" and db.hostname == "postgres" and db.port == 5432
     assert (db.username, db.password, db.path.lstrip("/")) == (pg["POSTGRES_USER"], pg["POSTGRES_PASSWORD"], pg["POSTGRES_DB"])
-    rmq = env_of(compose["services"]["rabbitmq"])
-    assert amqp.hostname == "rabbitmq" and amqp.port == 5672
-    assert (amqp.username, amqp.password) == (rmq["RABBITMQ_DEFAULT_USER"], rmq["RABBITMQ_DEFAULT_PASS"])
+    assert amqp.hostname == "rabbitmq" and amqp.port == 5672 and amqp.username == f"safeguard-{name}"
+    defs = json.loads((dev_setup / "rabbitmq-definitions.json").read_text())
+    (user,) = [u for u in defs["users"] if u["name"] == amqp.username]
+    salt = base64.b64decode(user["password_hash"])[:4]
+    assert user["password_hash"] == password_hash(unquote(amqp.password), salt), "the broker knows its password"
+    (perm,) = [p for p in defs["permissions"] if p["user"] == amqp.username]
+    assert perm == {"user": amqp.username, "vhost": "/", **permissions_for(name).as_dict()}
     if name == "notifier":
         smtp = SmtpConfig.from_url(settings.smtp_url)
         assert is_loopback_host(smtp.host) and not smtp.starttls_required, "the sink has no TLS"

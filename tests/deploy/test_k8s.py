@@ -279,10 +279,35 @@ def test_rabbitmq_cluster(built, deployments):
     assert rmq["spec"]["persistence"]["storage"]
     assert rmq["spec"]["resources"]["requests"]["memory"] == rmq["spec"]["resources"]["limits"]["memory"]
     name = rmq["metadata"]["name"]
-    for dep in deployments.values():
+    for svc, dep in deployments.items():
         env = _env(_container(dep))
-        assert f"@{name}:5672/" in env["SAFEGUARD_AMQP_URL"]["value"]
-        assert env["AMQP_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == f"{name}-default-user"
+        assert "SAFEGUARD_AMQP_URL" not in env, "each service connects as its own user only"
+        assert f"@{name}:5672/" in env[f"SAFEGUARD_AMQP_URL_{svc.upper()}"]["value"]
+        for var in ("AMQP_USER", "AMQP_PASSWORD"):  # the Secret the topology operator makes for its User
+            assert env[var]["valueFrom"]["secretKeyRef"]["name"] == f"safeguard-{svc}-user-credentials"
+    (job,) = [d for d in built if d["kind"] == "Job"]
+    spec = job["spec"]["template"]["spec"]
+    assert spec["containers"][0]["command"] == ["safeguard", "bus", "declare"]
+    assert _env(spec["containers"][0])["AMQP_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == f"{name}-default-user"
+
+
+def test_broker_users_and_permissions_come_from_shared_bus(built, deployments):
+    """One operator User and Permission per service (and per client system on the AMQP path),
+    with exactly the expressions shared/bus/permissions.py derives from the topology."""
+    from shared.bus.permissions import client_permissions, permissions_for
+    from shared.config import load_file_config
+
+    rmq = _one(built, "RabbitmqCluster")["metadata"]["name"]
+    users = {d["metadata"]["name"] for d in built if d["kind"] == "User"}
+    perms = {d["metadata"]["name"]: d["spec"] for d in built if d["kind"] == "Permission"}
+    fc = load_file_config(m.K8S / "safeguard.toml")
+    want = {f"safeguard-{svc}": permissions_for(svc) for svc in deployments}
+    want |= {f"safeguard-{c.id}": p for c in fc.clients if (p := client_permissions(c.role, c.organisation))}
+    assert users == set(want) == set(perms)
+    for name, spec in perms.items():
+        assert spec["userReference"]["name"] == name and spec["vhost"] == "/"
+        assert spec["rabbitmqClusterReference"]["name"] == rmq
+        assert spec["permissions"] == want[name].as_dict(), name
 
 
 def test_postgres_cluster(built, deployments):

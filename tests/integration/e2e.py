@@ -24,6 +24,7 @@ import structlog
 from aiohttp.test_utils import TestClient, TestServer
 
 from safeguard import keys
+from safeguard.bus_cli import declare_all
 from services.escalation.bootstrap import create_app as escalation_app
 from services.intake.bootstrap import create_app as intake_app
 from services.intake.entrypoints.http import CONTEXT
@@ -134,7 +135,10 @@ def captured_logs():
 
 
 @contextlib.asynccontextmanager
-async def running_system(tmp_path: Path, amqp_url: str, start: datetime, db: str = "postgres"):
+async def running_system(tmp_path: Path, amqp_url: str, start: datetime, db: str = "postgres",
+                         service_urls: dict[str, str] | None = None):
+    """`service_urls`: each service's own broker user (SAFEGUARD_AMQP_URL_<SERVICE>); the
+    topology is then declared first with `amqp_url`, as `safeguard bus declare` does."""
     async with contextlib.AsyncExitStack() as stack:
         teams, smtp = await stack.enter_async_context(TeamsStub()), stack.enter_context(SmtpSink())
         config = write_config(tmp_path, teams.base)
@@ -144,9 +148,13 @@ async def running_system(tmp_path: Path, amqp_url: str, start: datetime, db: str
         for svc in SERVICES:
             env = {"SAFEGUARD_CONFIG": str(config), "SAFEGUARD_DATA_DIR": str(tmp_path),
                    "SAFEGUARD_AMQP_URL": amqp_url, "SAFEGUARD_SMTP_URL": smtp.url}
+            if service_urls:
+                env[f"SAFEGUARD_AMQP_URL_{svc.upper()}"] = service_urls[svc]
             if db == "postgres":  # else the embedded default: one SQLite file per service
                 env["SAFEGUARD_DATABASE_URL"] = await stack.enter_async_context(fresh_pg_database())
             settings[svc] = load_settings(env)
+        if service_urls:
+            await declare_all(amqp_url, ["dev-force"], bus.DEFAULT_PARKING_TTL_S)
         intake = TestClient(TestServer(intake_app(settings["intake"])))
         await intake.start_server()
         stack.push_async_callback(intake.close)

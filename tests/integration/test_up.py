@@ -2,6 +2,8 @@
 ports and /metrics on a port of their own (never the public one), and stop cleanly on SIGTERM."""
 from __future__ import annotations
 
+import asyncio
+import re
 import socket
 
 import aiohttp
@@ -78,3 +80,60 @@ async def test_up_stops_all_when_one_service_cannot_start(tmp_path, amqp_url):
         await up.stop()
     assert code == 1
     assert "intake exited; stopped the others" in up.output()
+
+
+async def test_up_init_runs_on_a_dev_vhost_with_a_user_per_service_and_watches_alert_queues(tmp_path):
+    """issue 18/19: `up --init` makes the data directory's own vhost and one least-privilege
+    user per service (passwords 0600 in the data directory), declares the topology as the
+    administrator, runs each service as its own user, and the dev watcher takes what lands on
+    control-room.* and ops.* (no fake backlog), printing one line of metadata."""
+    import aio_pika
+    from safeguard import devbroker
+    from shared import bus
+    from shared.bus import definitions as d
+    from tests.conftest import AMQP_HOST, _rabbitmqctl
+
+    config = keys.init(tmp_path)
+    idp_port = free_port()
+    config.write_text(config.read_text().replace(devidp.issuer(), devidp.issuer(idp_port)))
+    vhost = devbroker.dev_vhost(tmp_path)
+    env = {"SAFEGUARD_DATA_DIR": str(tmp_path), "SAFEGUARD_AMQP_URL": f"amqp://guest:guest@{AMQP_HOST}:5672/"}
+    ports = {svc: free_port() for svc in SERVICES}
+    for svc, port in ports.items():
+        env |= port_env(svc, port)
+    up = ServiceProcess.cli("up", "--init", env=env, logs=tmp_path)
+    passwords: dict[str, str] = {n: "" for n in (*SERVICES, "dev-mash", "dev-control-room")}
+    await up.start()
+    try:
+        for svc, port in ports.items():
+            await up.ready(90, url=f"http://127.0.0.1:{port}")
+        state = tmp_path / devbroker.STATE
+        assert state.stat().st_mode & 0o777 == 0o600
+        passwords = __import__("json").loads(state.read_text())["passwords"]
+        assert set(SERVICES) | {"dev-mash", "dev-control-room"} <= set(passwords)
+        conns = _rabbitmqctl("list_connections", "user", "vhost", "client_properties")
+        for svc in SERVICES:
+            assert re.search(rf"^{vhost}-{svc}\t{vhost}\t.*safeguard-{svc}", conns, re.M), conns
+        admin = d.url_for(env["SAFEGUARD_AMQP_URL"], "guest", "guest", vhost)
+        connection = await aio_pika.connect(admin)
+        async with connection:
+            channel = await connection.channel()
+            exchange = await channel.get_exchange(bus.ALERTS, ensure=False)
+            await exchange.publish(aio_pika.Message(b'{"reference": "SG-TEST-1", "level": "control_room"}'),
+                                   "control-room.dev-force", mandatory=True)
+            for _ in range(100):
+                if "control-room.dev-force: control-room.dev-force reference=SG-TEST-1" in up.output():
+                    break
+                await asyncio.sleep(0.1)
+            queue = await channel.declare_queue("control-room.dev-force", passive=True)
+            assert queue.declaration_result.message_count == 0
+            assert queue.declaration_result.consumer_count == 1
+    finally:
+        code = await up.stop(grace=60)
+        _rabbitmqctl("eval", f'rabbit_vhost:delete(<<"{vhost}">>, <<"tests">>), '
+                     + f'[rabbit_auth_backend_internal:delete_user(<<"{vhost}-", U/binary>>, <<"tests">>) '
+                     + f'|| U <- [{",".join(f"<<{chr(34)}{n}{chr(34)}>>" for n in passwords)}]].')
+    text = up.output()
+    assert code == 0, text[-3000:]
+    assert f"broker: vhost {vhost}, one least-privilege user per service" in text
+    assert "control-room.dev-force: control-room.dev-force reference=SG-TEST-1" in text

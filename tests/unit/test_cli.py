@@ -31,7 +31,7 @@ def test_deadlines_rejects_a_bad_time_clearly():
 
 
 def test_keys_init_then_config_error_names_file_and_key(tmp_path):
-    assert run_cli("keys", "init", "--dir", str(tmp_path)).returncode == 0
+    assert run_cli("keys", "init", "--dir", str(tmp_path), "--no-broker").returncode == 0
     config = tmp_path / "safeguard.toml"
     config.write_text(config.read_text().replace('slug = "dev-force"', 'slug = "Dev Force!"'))
     env = {"SAFEGUARD_CONFIG": str(config), "PATH": "/usr/bin:/bin"}
