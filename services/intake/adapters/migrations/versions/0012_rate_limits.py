@@ -1,0 +1,33 @@
+"""rate limits: the per-client request counts every replica shares (DESIGN §5, issue 18), one
+row per client with this minute's and last minute's admitted requests
+
+Revision ID: 0012
+Revises: 0011
+Create Date: 2026-12-10 00:00:00
+
+"""
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0012"
+down_revision: str | Sequence[str] | None = "0011"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+TABLE = "intake_rate_limits"
+
+
+def upgrade() -> None:
+    op.create_table(
+        TABLE,
+        sa.Column("client_id", sa.String(100), primary_key=True),
+        sa.Column("minute", sa.BigInteger(), nullable=False),
+        sa.Column("n", sa.Integer(), nullable=False),
+        sa.Column("prev_n", sa.Integer(), nullable=False),
+        sa.Column("admitted", sa.Boolean(), nullable=False),
+    )
+
+
+def downgrade() -> None:
+    op.drop_table(TABLE)
