@@ -96,5 +96,5 @@ async def _purge_expired(app: web.Application) -> None:
     now = ctx.clock()
     await repository.purge_nonces(app[RUNTIME].engine, now)
     if ctx.limiter is not None:
-        await ctx.limiter.purge(now.timestamp())
+        await ctx.limiter.purge()
     await app[WEB].store.purge(now)

@@ -15,6 +15,8 @@ chooses, into database writes.
 from __future__ import annotations
 
 import math
+import time
+from collections.abc import Callable
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -24,13 +26,16 @@ from services.intake.domain.errors import RateLimited
 
 
 class SharedRateLimiter:
-    def __init__(self, engine: AsyncEngine, per_minute: int) -> None:
-        self.engine, self.limit = engine, per_minute
+    """`now` is real time (seconds since the epoch), not the service's clock a test may stop
+    or move: the limit is on how fast requests really arrive."""
+
+    def __init__(self, engine: AsyncEngine, per_minute: int, now: Callable[[], float] = time.time) -> None:
+        self.engine, self.limit, self.now = engine, per_minute, now
         self._refused_until: dict[str, float] = {}  # client → wall-clock time
 
-    async def take(self, client_id: str, now: float) -> None:
-        """Admit one request of `client_id` at `now` (seconds since the epoch) or raise
-        `RateLimited` with the seconds to wait."""
+    async def take(self, client_id: str) -> None:
+        """Admit one request of `client_id` or raise `RateLimited` with the seconds to wait."""
+        now = self.now()
         until = self._refused_until.get(client_id)
         if until is not None:
             if now < until:
@@ -44,6 +49,6 @@ class SharedRateLimiter:
         self._refused_until[client_id] = now + wait
         raise RateLimited(wait, actor=client_id)
 
-    async def purge(self, now: float) -> int:
+    async def purge(self) -> int:
         """Drop the rows of clients idle for two minutes (their counts no longer matter)."""
-        return await ratelimits.purge(self.engine, ratelimit.position(now))
+        return await ratelimits.purge(self.engine, ratelimit.position(self.now()))

@@ -4,7 +4,7 @@ apps on one PostgreSQL database, each a real aiohttp server, stand for two repli
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime, timedelta
+import time
 
 import pytest
 from sqlalchemy import event
@@ -27,23 +27,22 @@ class _PerReplica:
     def __init__(self, per_minute: int) -> None:
         self.bucket = RateLimiter(per_minute)
 
-    async def take(self, client_id: str, now: float) -> None:
+    async def take(self, client_id: str) -> None:
         self.bucket.take(client_id)
 
 
 class _Clock:
-    """Real time, shifted so the test runs from the 20th second of a minute (a burst does not
-    straddle two minutes), and moved on by `advance`."""
+    """The limiters' real time, shifted so the test runs from the 20th second of a minute (a
+    burst does not straddle two minutes), and moved on by `advance`."""
 
     def __init__(self) -> None:
-        now = datetime.now(UTC)
-        self.shift = timedelta(seconds=(now.timestamp() - 20) % 60)
+        self.shift = (time.time() - 20) % 60
 
-    def __call__(self) -> datetime:
-        return datetime.now(UTC) - self.shift
+    def __call__(self) -> float:
+        return time.time() - self.shift
 
     def advance(self, seconds: float) -> None:
-        self.shift -= timedelta(seconds=seconds)
+        self.shift -= seconds
 
 
 def _statements(replicas: list[Intake]) -> list[str]:
@@ -72,10 +71,10 @@ async def test_a_client_gets_its_limit_across_two_replicas_not_twice_it(tmp_path
     settings = make_settings(tmp_path, amqp_url, pg_url, rate_limit_per_minute=N)
     replicas = [Intake(await aiohttp_client(create_app(settings)), settings, tmp_path) for _ in range(2)]
     clock = _Clock()
-    for r in replicas:
-        r.app[CONTEXT].clock = clock
     shared = [r.app[CONTEXT].limiter for r in replicas]
     assert all(isinstance(s, SharedRateLimiter) for s in shared)
+    for s in shared:
+        s.now = clock  # type: ignore[union-attr]
 
     for r in replicas:  # before: each replica its own bucket
         r.app[CONTEXT].limiter = _PerReplica(N)  # type: ignore[assignment]
