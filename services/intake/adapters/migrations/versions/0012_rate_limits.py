@@ -1,5 +1,7 @@
 """rate limits: the per-client request counts every replica shares (DESIGN §5, issue 18), one
-row per client with this minute's and last minute's admitted requests
+row per client with this minute's and last minute's admitted requests. UNLOGGED on PostgreSQL:
+no WAL and no fsync on each request's commit (measured: 7.1 → 3.3 ms a request); after a crash
+the counts start again from zero, which costs nothing worth keeping
 
 Revision ID: 0012
 Revises: 0011
@@ -27,6 +29,8 @@ def upgrade() -> None:
         sa.Column("prev_n", sa.Integer(), nullable=False),
         sa.Column("admitted", sa.Boolean(), nullable=False),
     )
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute(f"ALTER TABLE {TABLE} SET UNLOGGED")
 
 
 def downgrade() -> None:
