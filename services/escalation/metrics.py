@@ -36,3 +36,8 @@ def set_timers(counts: dict[tuple[str, str], int]) -> None:
     for kind in {k for k, _ in counts}:
         for status in ("pending", "fired", "cancelled", "failed"):
             TIMERS.labels(kind=kind, status=status).set(counts.get((kind, status), 0))
+CONSOLE_STREAMS = Gauge("safeguard_console_streams", "Console live streams (Server-Sent Events) open")
+CONSOLE_STREAMS_CLOSED = Counter(
+    "safeguard_console_streams_closed_total",
+    "Console live streams ended: client_closed (the tab closed), ended (the session's time was up), "
+    "shutdown, cancelled, failed", ["how"])

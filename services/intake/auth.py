@@ -1,9 +1,10 @@
 """Who is calling: RFC 9421 request signatures (HTTP), the §3.4 signature headers
-(AMQP), replay protection and per-client rate limits.
+(AMQP), replay protection, and the limit per client address before authentication.
 
 Nonces are checked in memory first and then claimed in the `intake_nonces` table,
-so a replay is refused across replicas too. The rate limiter is a token bucket per
-client kept in memory: with several replicas each enforces its own limit.
+so a replay is refused across replicas too. `RateLimiter` is a token bucket kept in memory,
+used for the limit per client address: each replica enforces its own (the per-client limit,
+after authentication, is shared by all replicas: services/intake/ratelimit.py).
 """
 from __future__ import annotations
 
@@ -93,7 +94,7 @@ class Authenticator:
 
 
 class RateLimiter:
-    """Token bucket per client: `per_minute` tokens, refilled continuously."""
+    """Token bucket per key (a client address): `per_minute` tokens, refilled continuously."""
 
     def __init__(self, per_minute: int) -> None:
         self.capacity, self.rate = float(per_minute), per_minute / 60.0

@@ -20,6 +20,7 @@ from services.intake.auth import Authenticator, RateLimiter
 from services.intake.context import Context
 from services.intake.domain.labels import PAGE_ROLES, REPORT_ROLES
 from services.intake.entrypoints import actions, amqp, apidocs, http, openapi, pages, report, welfare
+from services.intake.ratelimit import SharedRateLimiter
 from shared import checkpointer
 from shared.config import Settings
 from shared.http import base_app
@@ -61,7 +62,7 @@ def _context_ctx(settings: Settings):
         rt = app[RUNTIME]
         app[http.CONTEXT] = Context(settings=settings, engine=rt.engine, notify=rt.relay.notify,
                                     auth=Authenticator(settings, rt.engine),
-                                    limiter=RateLimiter(settings.file.system.rate_limit_per_minute),
+                                    limiter=SharedRateLimiter(rt.engine, settings.file.system.rate_limit_per_minute),
                                     address_limiter=RateLimiter(settings.file.system.rate_limit_per_address_per_minute),
                                     rejections=rejections.RejectionTally(lambda c: settings.client(c) is not None))
         yield
@@ -89,8 +90,11 @@ async def checkpoint_now(app: web.Application) -> int | None:
 
 
 async def _purge_expired(app: web.Application) -> None:
-    """On the checkpointer's beat: expired request nonces and expired page sessions (a welfare
-    grant goes with its session)."""
-    now = app[http.CONTEXT].clock()
+    """On the checkpointer's beat: expired request nonces, idle clients' rate-limit counts and
+    expired page sessions (a welfare grant goes with its session)."""
+    ctx = app[http.CONTEXT]
+    now = ctx.clock()
     await repository.purge_nonces(app[RUNTIME].engine, now)
+    if ctx.limiter is not None:
+        await ctx.limiter.purge()
     await app[WEB].store.purge(now)

@@ -1,5 +1,5 @@
 """What the handlers need, wired once by bootstrap: settings, the database, the relay's
-wake-up, the clock, the authenticator and the rate limiter, and the sealing keys the settings
+wake-up, the clock, the authenticator and the rate limiters, and the sealing keys the settings
 name."""
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from nacl.public import PublicKey
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.intake.auth import Authenticator, RateLimiter
+from services.intake.ratelimit import SharedRateLimiter
 from services.intake.domain.errors import SchemaInvalid
 from services.intake.recipients import team_keys
 from services.intake.rejections import RejectionTally
@@ -27,8 +28,8 @@ class Context:
     clock: Clock = utcnow
     # None where nothing is authenticated (the `safeguard report` CLI reads the database directly).
     auth: Authenticator | None = None
-    limiter: RateLimiter | None = None
-    address_limiter: RateLimiter | None = None  # before authentication, per client address
+    limiter: SharedRateLimiter | None = None  # per client, shared by every replica
+    address_limiter: RateLimiter | None = None  # before authentication, per client address, per replica
     rejections: RejectionTally = field(default_factory=RejectionTally)
 
     def principal(self, client_id: str, person: Person | None = None) -> Client | Person | None:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, Column, Date, ForeignKey, Index, Integer, MetaData, PrimaryKeyConstraint, String, Table
+from sqlalchemy import JSON, BigInteger, Boolean, Column, Date, ForeignKey, Index, Integer, MetaData, PrimaryKeyConstraint, String, Table
 
 from shared.storage.nonces import nonce_table
 from shared.storage.people import people_table
@@ -137,4 +137,16 @@ welfare_grants = Table(
     Column("person_id", String(100), nullable=False),
     Column("granted_at", UtcDateTime(), nullable=False),
     Column("expires_at", UtcDateTime(), nullable=False, index=True),
+)
+
+# --- revision 0012: the per-client rate limit shared by every replica (DESIGN §5) ---
+# One row per authenticated client: the minute last counted in, the requests admitted in it
+# and in the minute before, and whether the latest was admitted (adapters/ratelimits.py).
+rate_limits = Table(
+    "intake_rate_limits", metadata,
+    Column("client_id", String(100), primary_key=True),
+    Column("minute", BigInteger, nullable=False),  # minutes since the epoch
+    Column("n", Integer, nullable=False),
+    Column("prev_n", Integer, nullable=False),
+    Column("admitted", Boolean, nullable=False),
 )

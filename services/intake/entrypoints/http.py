@@ -74,7 +74,7 @@ def guarded(action: str) -> Callable[[View], Callable[[web.Request], Awaitable[w
                         method=request.method, path=request.rel_url.raw_path,
                         query=request.rel_url.raw_query_string, headers=request.headers, body=body or None)
                     actor = client.id
-                    ctx.limiter.take(client.id)
+                    await ctx.limiter.take(client.id)  # shared by the replicas
                     _named_person(request, client)
                     response = await view(request, ctx, client, body, corr)
                 except IntakeError as err:
