@@ -19,7 +19,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from shared.messages import CALLBACK_EVENTS
-from shared.urls import https_or_loopback
+from shared.urls import amqp_nodes, https_or_loopback
 from shared.worktime import WorkingCalendar, WorkingHours
 
 Role = Literal["referrer", "social_care", "prevent", "control_room", "ops"]
@@ -320,8 +320,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             "environment: SAFEGUARD_DATABASE_URL: must start with sqlite+aiosqlite:// or postgresql+asyncpg://"
         )
     amqp_url = env.get("SAFEGUARD_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
-    if not amqp_url.startswith(("amqp://", "amqps://")):
-        raise ConfigError("environment: SAFEGUARD_AMQP_URL: must start with amqp:// or amqps://")
+    try:
+        amqp_nodes(amqp_url)  # a comma-separated list of the cluster's nodes, tried in turn
+    except ValueError as exc:
+        raise ConfigError(f"environment: {exc}") from None
     smtp_url = env.get("SAFEGUARD_SMTP_URL", "smtp://127.0.0.1:8025")
     if not smtp_url.startswith(("smtp://", "smtps://")):
         raise ConfigError("environment: SAFEGUARD_SMTP_URL: must start with smtp:// or smtps://")
