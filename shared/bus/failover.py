@@ -57,7 +57,7 @@ class FailoverConnection(RobustConnection):
                 was = self.node
                 self._at = (self._at + 1) % len(self.nodes)
                 self.url = self.nodes[self._at]
-                log.warning("broker_node_lost", node=was, next_node=self.node)
+                log.warning("broker_node_lost", node=was, next_node=self.node, connection=self._name)
         await super()._on_connection_close(closing)
 
     async def _on_connected(self) -> None:

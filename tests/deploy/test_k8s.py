@@ -12,6 +12,7 @@ from kubernetes_validate import utils as kv
 from safeguard.cli import build_parser
 from shared.config import DEFAULT_PORTS, SERVICES, load_file_config, load_settings
 from shared.crypto import CryptoError, verify_key_from_b64
+from shared.urls import amqp_nodes, node_label
 from tests.deploy import manifests as m
 
 K8S_VERSION = "1.30.0"  # oldest Kubernetes the manifests are checked against
@@ -271,7 +272,10 @@ def test_rabbitmq_cluster(built, deployments):
     name = rmq["metadata"]["name"]
     for dep in deployments.values():
         env = _env(_container(dep))
-        assert f"@{name}:5672/" in env["SAFEGUARD_AMQP_URL"]["value"]
+        # The Service, then each of the cluster's pods (StatefulSet NAME-server, headless NAME-nodes).
+        nodes = amqp_nodes(env["SAFEGUARD_AMQP_URL"]["value"].replace("$(AMQP_USER)", "u").replace("$(AMQP_PASSWORD)", "p"))
+        assert [node_label(n) for n in nodes] == [f"{name}:5672"] + [
+            f"{name}-server-{i}.{name}-nodes:5672" for i in range(rmq["spec"]["replicas"])]
         assert env["AMQP_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == f"{name}-default-user"
 
 
