@@ -37,6 +37,7 @@ class FailoverConnection(RobustConnection):
         self.nodes = tuple(URL(n) for n in nodes)
         self._at = self.nodes.index(self.url)
         self._name = str(self.kwargs.get("client_properties", {}).get("connection_name", ""))
+        self._lost_at: float | None = None  # loop time the connection was lost, until it is back
 
     @property
     def node(self) -> str:
@@ -53,17 +54,22 @@ class FailoverConnection(RobustConnection):
     async def _on_connection_close(self, closing: asyncio.Future) -> None:
         if not (self._close_called or self.is_closed):
             self._show(False)
+            was = self.node
             if len(self.nodes) > 1:
-                was = self.node
                 self._at = (self._at + 1) % len(self.nodes)
                 self.url = self.nodes[self._at]
+            if self._lost_at is None and self.connected.is_set():  # a live connection (not an attempt) lost
+                self._lost_at = self.loop.time()
                 log.warning("broker_node_lost", node=was, next_node=self.node, connection=self._name)
         await super()._on_connection_close(closing)
 
     async def _on_connected(self) -> None:
         await super()._on_connected()  # restores the robust channels first (raises if it cannot)
         self._show(True)
-        log.info("broker_node_connected", node=self.node, connection=self._name)
+        if self._lost_at is not None:  # back, on this node: how long the process was off the bus
+            log.info("broker_node_connected", node=self.node, connection=self._name,
+                        seconds=round(self.loop.time() - self._lost_at, 3))
+            self._lost_at = None
 
     async def close(self, exc: Any = asyncio.CancelledError) -> None:
         self._show(False)

@@ -122,7 +122,7 @@ async def test_a_dead_node_moves_consumer_and_publisher_to_the_next_at_once(
         await publisher.close()
         await conn.close()
     text = log_text.getvalue()
-    assert '"next_node": "127.0.0.1:5672"' in text and "broker_node_lost" in text
+    assert '"next_node": "127.0.0.1:5672"' in text and "broker_node_lost" in text and "broker_node_connected" in text
     assert CANARY not in text and "guest" not in text
 
 
