@@ -156,7 +156,7 @@ async def test_two_replicas_each_on_three_rabbitmq_nodes_lose_nothing_when_a_nod
           f"{tail:.1f}s after the last"
           f"\nnode 3 killed (SIGKILL) at {fig['killed_at']}; quorum leaders on it: {fig['leaders_on_killed_node']}"
           f"\nreplicas that lost the broker (seconds /readyz said so, polled each second): {outages}"
-          f"\nreplicas on node 3 resumed on another node after (s, log timestamps): {resumed}; "
+          f"\nreplicas on node 3 resumed on another node after (s, broker_node_lost to broker_node_connected): {resumed}; "
           f"moves: { {n: [(m['from'], m['to']) for m in ms] for n, ms in moves.items() if ms} }"
           f"\nnode 3 restarted: queues back on 3 nodes, replicas ready in {fig['node_back_after_restart_s']}s"
           f"\nredeliveries / duplicates suppressed: {events}, outbox publish failures retried: {outbox_failures:.0f}, "
