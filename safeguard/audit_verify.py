@@ -16,11 +16,11 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
-import aio_pika
 import aiormq.exceptions
 
 from safeguard.audit_db import service_audit
 from shared.audit import verify_chain
+from shared import bus
 from shared.audit_store import BadRecord, Record, parse, read_stream
 from shared.bus.topology import AUDIT_CHECKPOINTS, ESCALATION_EVENTS, INTAKE_SUBMISSIONS, NOTIFIER_REQUESTS
 from shared.config import SERVICES, Settings
@@ -38,8 +38,7 @@ class External:
 
 async def read_external(amqp_url: str, verify_keys) -> External:
     found = External()
-    connection = await aio_pika.connect(amqp_url, timeout=10,
-                                        client_properties={"connection_name": "safeguard-audit-verify"})
+    connection = await bus.connect_once(amqp_url, name="safeguard-audit-verify", timeout=10)  # first node up
     try:
         for service, name in WORK_QUEUES.items():
             channel = await connection.channel()

@@ -22,7 +22,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from shared.messages import CALLBACK_EVENTS
-from shared.urls import https_or_loopback
+from shared.urls import amqp_nodes, https_or_loopback
 from shared.worktime import WorkingCalendar, WorkingHours
 
 Role = Literal["referrer", "social_care", "prevent", "control_room", "ops"]
@@ -389,12 +389,13 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             "environment: SAFEGUARD_DATABASE_URL: must start with sqlite+aiosqlite:// or postgresql+asyncpg://"
         )
     amqp_url = env.get("SAFEGUARD_AMQP_URL") or _dev_amqp_url(data_dir)
-    if not amqp_url.startswith(("amqp://", "amqps://")):
-        raise ConfigError("environment: SAFEGUARD_AMQP_URL: must start with amqp:// or amqps://")
     amqp_urls = {svc: url for svc in SERVICES if (url := env.get(f"SAFEGUARD_AMQP_URL_{svc.upper()}"))}
-    for svc, url in amqp_urls.items():
-        if not url.startswith(("amqp://", "amqps://")):
-            raise ConfigError(f"environment: SAFEGUARD_AMQP_URL_{svc.upper()}: must start with amqp:// or amqps://")
+    try:  # each a comma-separated list of the cluster's nodes, tried in turn
+        amqp_nodes(amqp_url)
+        for svc, url in amqp_urls.items():
+            amqp_nodes(url, f"SAFEGUARD_AMQP_URL_{svc.upper()}")
+    except ValueError as exc:
+        raise ConfigError(f"environment: {exc}") from None
     smtp_url = env.get("SAFEGUARD_SMTP_URL", "smtp://127.0.0.1:8025")
     if not smtp_url.startswith(("smtp://", "smtps://")):
         raise ConfigError("environment: SAFEGUARD_SMTP_URL: must start with smtp:// or smtps://")

@@ -7,11 +7,14 @@
 - `redact` removes fields whose *names* are sensitive, values wrapped in
   `Sensitive`, and any string registered with `mark_sensitive()` (e.g. the
   content strings of the referral being handled) wherever it appears in a line.
+  It also drops the `user:password@` part of any URL in a line (a library's repr of its
+  broker or database connection), leaving scheme, host and port.
 """
 from __future__ import annotations
 
 import contextvars
 import logging
+import re
 import sys
 from collections.abc import Iterable
 from typing import Any
@@ -34,6 +37,7 @@ SENSITIVE_KEYS = frozenset({
     "private_key", "authorization", "signature", "sealed", "notes", "rationale",
 })
 _MIN_VALUE_LEN = 4  # shorter strings are too common to scrub meaningfully
+_USERINFO = re.compile(r"([a-zA-Z][a-zA-Z0-9+.-]*://)[^/\s@]+@")
 _scope: contextvars.ContextVar[frozenset[str]] = contextvars.ContextVar("sensitive", default=frozenset())
 
 
@@ -81,6 +85,8 @@ def _scrub(value: Any, secrets: frozenset[str]) -> Any:
         value = value.decode("utf-8", "replace")
     if not isinstance(value, str):
         return value
+    if "://" in value and "@" in value:
+        value = _USERINFO.sub(rf"\1{REDACTED}@", value)
     for s in secrets:
         if s in value:
             value = value.replace(s, REDACTED)

@@ -22,3 +22,7 @@ OUTBOX_PUBLISHED = Counter("safeguard_outbox_published_total", "Outbox rows conf
 OUTBOX_FAILURES = Counter("safeguard_outbox_failures_total", "Outbox publish failures", ["reason"])
 OUTBOX_BACKLOG = Gauge("safeguard_outbox_backlog", "Unsent outbox rows", ["service"])
 OUTBOX_OLDEST_AGE = Gauge("safeguard_outbox_oldest_age_seconds", "Age of the oldest unsent outbox row", ["service"])
+BROKER_NODE = Gauge(
+    "safeguard_broker_node", "1 for the RabbitMQ node (host:port) a connection is on, 0 for its other nodes",
+    ["connection", "node"],
+)

@@ -1,6 +1,7 @@
 """Service replicas for the cluster run: `safeguard serve NAME` processes (`ServiceProcess`),
-each on its own HTTP port and its own RabbitMQ node, logging JSON to a file the test reads
-afterwards (`log_entries`, `events`).
+each on its own HTTP port, given the list of the cluster's RabbitMQ nodes with its own node
+first (`node_list`), logging JSON to a file the test reads afterwards (`log_entries`,
+`events`, `broker_moves`).
 
 `BrokerWatch` polls every replica's /readyz and records each broker-ready → not-ready →
 ready transition, so the test can report who lost the broker and for how long.
@@ -18,8 +19,13 @@ import aiohttp
 from tests.support.processes import ServiceProcess
 
 
+def node_list(first, nodes) -> str:
+    """SAFEGUARD_AMQP_URL for a replica: node `first`, then the cluster's other nodes in order."""
+    return ",".join(n.url for n in [first, *(n for n in nodes if n is not first)])
+
+
 def replica(service: str, name: str, amqp_url: str, env: dict[str, str], logs: Path) -> ServiceProcess:
-    """One replica of `service` on the RabbitMQ node at `amqp_url`, its data in `logs/name`."""
+    """One replica of `service` on the RabbitMQ node(s) `amqp_url` names, its data in `logs/name`."""
     return ServiceProcess.serve(service, {**env, "SAFEGUARD_AMQP_URL": amqp_url, "SAFEGUARD_LOG_FORMAT": "json",
                                           "SAFEGUARD_DATA_DIR": str(logs / name)},
                                 name=name, logs=logs, ready_interval=0.5)
@@ -36,6 +42,21 @@ def log_entries(replica: ServiceProcess) -> list[dict]:
         if isinstance(entry, dict):
             out.append(entry)
     return out
+
+
+def broker_moves(replica: ServiceProcess) -> list[dict]:
+    """Each time this replica's bus connection lost its node: the node (host:port), the node it
+    was connected to next and the seconds between (`broker_node_lost`, `broker_node_connected`)."""
+    moves, lost = [], None
+    for e in log_entries(replica):
+        if e.get("event") == "broker_node_lost" and lost is None:
+            lost = e
+        elif e.get("event") == "broker_node_connected" and lost is not None:
+            moves.append({"from": lost["node"], "to": e["node"], "seconds": e["seconds"]})
+            lost = None
+    if lost is not None:
+        moves.append({"from": lost["node"], "to": None, "seconds": None})
+    return moves
 
 
 def events(replica: ServiceProcess) -> Counter:

@@ -17,6 +17,7 @@ from safeguard import keys
 from shared.config import DEFAULT_METRICS_PORTS, DEFAULT_PORTS, SERVICES, load_file_config, load_settings
 from shared.config_env import metrics_listener, with_teams_webhooks
 from shared.crypto import CryptoError, verify_key_from_b64
+from shared.urls import amqp_nodes, node_label
 from tests.deploy import manifests as m
 
 K8S_VERSION = "1.30.0"  # oldest Kubernetes the manifests are checked against
@@ -282,7 +283,11 @@ def test_rabbitmq_cluster(built, deployments):
     for svc, dep in deployments.items():
         env = _env(_container(dep))
         assert "SAFEGUARD_AMQP_URL" not in env, "each service connects as its own user only"
-        assert f"@{name}:5672/" in env[f"SAFEGUARD_AMQP_URL_{svc.upper()}"]["value"]
+        # The Service, then each of the cluster's pods (StatefulSet NAME-server, headless NAME-nodes).
+        value = env[f"SAFEGUARD_AMQP_URL_{svc.upper()}"]["value"]
+        nodes = amqp_nodes(value.replace("$(AMQP_USER)", "u").replace("$(AMQP_PASSWORD)", "p"))
+        assert [node_label(n) for n in nodes] == [f"{name}:5672"] + [
+            f"{name}-server-{i}.{name}-nodes:5672" for i in range(rmq["spec"]["replicas"])]
         for var in ("AMQP_USER", "AMQP_PASSWORD"):  # the Secret the topology operator makes for its User
             assert env[var]["valueFrom"]["secretKeyRef"]["name"] == f"safeguard-{svc}-user-credentials"
     (job,) = [d for d in built if d["kind"] == "Job"]

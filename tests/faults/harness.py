@@ -44,6 +44,7 @@ async def running(tmp_path: Path, amqp_url: str, vhost: str, databases: dict[str
         proxy = Proxy("127.0.0.1", urlsplit(amqp_url).port or 5672)
         await proxy.start()
         stack.push_async_callback(proxy.close)
+        # One node only (no list): a cut of the proxy must be a broker outage, not a move.
         via_proxy = amqp_url.replace(urlsplit(amqp_url).netloc.split("@")[1], f"127.0.0.1:{proxy.port}")
         env = {"SAFEGUARD_CONFIG": str(config), "SAFEGUARD_SMTP_URL": sink.url, "SAFEGUARD_AMQP_URL": via_proxy,
                "SAFEGUARD_LOG_FORMAT": "json"}

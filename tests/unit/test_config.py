@@ -109,6 +109,30 @@ def test_bad_environment_variable_is_named(dev_config, var, value):
         load_settings(env_for(dev_config, **{var: value}))
 
 
+@pytest.mark.parametrize(
+    ("value", "why"),
+    [
+        ("amqp://u:canary-pw@a:5672/v,", r"entry 2 of 2: empty"),
+        ("amqp://u:canary-pw@a:5672/v, http://u:canary-pw@b/v", r"entry 2 of 2: must start with amqp://"),
+        ("amqp://u:canary-pw@a:99999/v", r"entry 1 of 1: not a valid port"),
+        ("amqp://u:canary-pw@:5672/v", r"entry 1 of 1: no host"),
+        ("amqp://u:canary-pw@a/v,amqps://u:canary-pw@b:5671/w", r"entry 2 of 2 \(b:5671\): names another vhost"),
+    ],
+)
+def test_a_bad_node_in_the_amqp_list_is_named_without_its_credentials(dev_config, value, why):
+    with pytest.raises(ConfigError, match=f"environment: SAFEGUARD_AMQP_URL: {why}") as info:
+        load_settings(env_for(dev_config, SAFEGUARD_AMQP_URL=value))
+    assert "canary-pw" not in str(info.value) and "u:" not in str(info.value)
+
+
+def test_the_amqp_url_takes_a_list_of_nodes(dev_config):
+    value = "amqp://u:p@rabbit-0.rabbit:5672/%2F, amqp://u:p@rabbit-1.rabbit/, amqps://u:p@[::1]:5671"
+    assert load_settings(env_for(dev_config, SAFEGUARD_AMQP_URL=value)).amqp_url == value
+    from shared.urls import amqp_nodes, node_label
+
+    assert [node_label(n) for n in amqp_nodes(value)] == ["rabbit-0.rabbit:5672", "rabbit-1.rabbit:5672", "[::1]:5671"]
+
+
 def test_delivery_pacing_defaults_and_overrides(dev_config):
     assert load_settings(env_for(dev_config)).file.delivery.teams_per_webhook_per_s == 4.0
     dev_config.write_text(dev_config.read_text() + "\n[delivery]\nemail_per_s = 50\ndefer_after_s = 0.5\n")

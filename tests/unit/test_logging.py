@@ -61,6 +61,15 @@ def test_stdlib_library_loggers_are_redacted(log_stream, logger_name):
     assert "ValueError" in entries[1]["exception"]
 
 
+def test_user_and_password_in_a_url_never_reach_a_line(log_stream):
+    """A library's repr of its connection (aiormq: `<Connection: "amqp://user:******@host:port/">`)."""
+    logging.getLogger("aio_pika.tools").error('<Connection: "amqp://svc-%s:******@10.0.0.7:5672/v"> closed', CANARY)
+    get_logger("t").warning("x", url=f"postgresql+asyncpg://app:{CANARY}@db:5432/intake", hosts=["amqps://a:b@h/"])
+    text = log_stream.getvalue()
+    assert CANARY not in text and "a:b@" not in text
+    assert "amqp://[redacted]@10.0.0.7:5672/v" in text and "postgresql+asyncpg://[redacted]@db:5432/intake" in text
+
+
 def test_context_ids_are_bound(log_stream):
     bind_contextvars(message_id="m-1", correlation_id="c-1")
     get_logger("t").info("consumed")
