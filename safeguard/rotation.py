@@ -88,6 +88,9 @@ def _cmd_rewrap(args: argparse.Namespace) -> int:
         return 1
     print(f"{args.org}: {done.referrals} referrals rewrapped ({done.envelopes} envelopes) "
           f"to {', '.join(done.to)}; {done.remaining} envelopes still name a retired key")
+    for where in done.refused:
+        print(f"refused (failed authentication, or sealed for another referral or section): {where}",
+              file=sys.stderr)
     return 0 if done.remaining == 0 else 1
 
 
