@@ -5,14 +5,18 @@ key (safeguard/rewrap_stores.py). The report names each store and what remains i
 
 Run by the holder of the old team private key (intake has none). For each envelope
 naming a retired key id, the data key is opened with the old private key and sealed
-to the active public keys, and the retired entries are removed; the ciphertext is
-copied untouched and content is never decrypted. One transaction and one audit entry
+to the active public keys, and the retired entries are removed. A version 2 envelope's
+ciphertext is copied untouched; a version 1 envelope (sealed before the associated data
+bound the reference and section) is upgraded to version 2: its content is decrypted in
+this process's memory only and encrypted again under the same data key, bound to the
+row's reference and the column's section. An envelope that fails authentication, or is
+sealed for another referral or section, is left as it is and reported (`refused`). One transaction and one audit entry
 (`referral.rewrapped`, key ids only) per referral, with the row locked, so it can
 run while intake is serving.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -26,7 +30,7 @@ from services.intake.adapters import repository as repo
 from services.intake.adapters import tables
 from shared import audit
 from shared.config import LocalAuthority, Settings
-from shared.crypto import b64e, envelope_key_ids, load_private_sealing_key, public_key_from_b64, rewrap
+from shared.crypto import CryptoError, b64e, envelope_key_ids, load_private_sealing_key, public_key_from_b64, rewrap
 from shared.storage import create_engine
 
 COLUMNS = tables.SEALED_COLUMNS
@@ -42,7 +46,9 @@ class Rewrapped:
     referrals: int
     envelopes: int
     to: list[str]
-    remaining: int  # envelopes that still name a retired key (no private key for it)
+    remaining: int  # envelopes that still name a retired key (no private key for it, or refused)
+    refused: list[str] = field(default_factory=list)  # "<reference> <section>": failed authentication or
+    #                                                  sealed for another referral or section; left as they were
     stores: tuple[StoreCount, ...] = ()  # every store, intake's referrals first
 
     @property
@@ -70,15 +76,20 @@ def private_keys(settings: Settings, code: str, retired: dict[str, str], files: 
 
 
 def rewrap_envelope(env: dict[str, Any] | None, privs: dict[str, PrivateKey], retired: set[str],
-                    active: dict[str, PublicKey]) -> dict[str, Any] | None:
-    """The envelope sealed to `active` instead of `retired`; None if there is nothing to (or can) do."""
+                    active: dict[str, PublicKey], *, row: Any = None, column: str | None = None) -> dict[str, Any] | None:
+    """The envelope sealed to `active` instead of `retired`; None if there is nothing to (or can) do.
+    Given the referral `row` and the `column` it is stored in, a version 1 envelope comes back as
+    version 2 (bound to the row's reference and the column's section; `crypto.rewrap`) and a
+    version 2 envelope sealed for another referral or section is refused (CryptoError)."""
     if not env:
         return None
     named = set(envelope_key_ids(env)) & retired
     kid = next((k for k in sorted(named) if k in privs), None)
     if kid is None:
         return None
-    return rewrap(env, key_id=kid, private_key=privs[kid], add=active, remove=named)
+    where = {"referral_id": row.id, "reference": row.reference, "section": tables.section_of(column)} \
+        if row is not None and column is not None else {}
+    return rewrap(env, key_id=kid, private_key=privs[kid], add=active, remove=named, **where)
 
 
 def _remaining(rows: list[Any], retired: set[str]) -> int:
@@ -97,6 +108,7 @@ async def rewrap_org(settings: Settings, code: str, files: list[Path]) -> Rewrap
     column = tables.referrals.c.la_code if isinstance(org, LocalAuthority) else tables.referrals.c.force
     engine = create_engine(settings.database_url_for("intake"))
     referrals = envelopes = 0
+    refused: list[str] = []
     try:
         async with engine.connect() as conn:
             refs = (await conn.execute(sa.select(tables.referrals.c.reference).where(
@@ -106,13 +118,22 @@ async def rewrap_org(settings: Settings, code: str, files: list[Path]) -> Rewrap
             async with engine.begin() as conn:
                 await repo.begin_write(conn)
                 row = await repo.get_referral(conn, ref, for_update=True)
-                values = {c: new for c in COLUMNS
-                          if (new := rewrap_envelope(getattr(row, c), privs, set(retired), active)) is not None}
+                values, bad = {}, []
+                for c in COLUMNS:
+                    try:
+                        new = rewrap_envelope(getattr(row, c), privs, set(retired), active, row=row, column=c)
+                    except CryptoError:  # tampered, or moved here from another column or referral: left as is
+                        bad.append(c)
+                        continue
+                    if new is not None:
+                        values[c] = new
+                refused += [f"{ref} {tables.section_of(c)}" for c in bad]
                 if not values:
                     continue
                 await repo.update_referral(conn, row.id, values, at=None)  # envelopes only: not a listed change
                 await audit.record(conn, tables.audit, actor=ACTOR, action="referral.rewrapped", reference=ref,
-                                   detail={"from": sorted(privs), "to": sorted(active), "envelopes": len(values)},
+                                   detail={"from": sorted(privs), "to": sorted(active), "envelopes": len(values),
+                                           "upgraded": sum(getattr(row, c).get("v") == 1 for c in values)},
                                    at=datetime.now(UTC))
                 referrals, envelopes = referrals + 1, envelopes + len(values)
         async with engine.connect() as conn:
@@ -125,4 +146,4 @@ async def rewrap_org(settings: Settings, code: str, files: list[Path]) -> Rewrap
                                           active)) is not None:
         stores.append(notes)
     stores += await outbox_residue(settings, set(retired))
-    return Rewrapped(referrals, envelopes, sorted(active), remaining, tuple(stores))
+    return Rewrapped(referrals, envelopes, sorted(active), remaining, refused, tuple(stores))

@@ -92,6 +92,9 @@ def _cmd_rewrap(args: argparse.Namespace) -> int:
         return 1
     print(f"{args.org}: {done.referrals} referrals rewrapped ({done.envelopes} envelopes) "
           f"to {', '.join(done.to)}; {done.remaining} envelopes still name a retired key")
+    for where in done.refused:
+        print(f"refused (failed authentication, or sealed for another referral or section): {where}",
+              file=sys.stderr)
     print("still sealed under a retired key, per store:")
     for s in done.stores:
         print(f"  {s.store}: {s.remaining} {s.unit}" + (f" ({s.rewrapped} rewrapped)" if s.rewrapped else "")

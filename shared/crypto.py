@@ -1,10 +1,21 @@
 """Key files, Ed25519 signatures and sealed envelopes (DESIGN §5).
 
 An envelope holds content encrypted once with a random per-call data key
-(XChaCha20-Poly1305, associated data ``"{referral_id}|{key_version}"``); the data
-key is sealed (X25519 ``SealedBox``) to each recipient's public key under a key id.
-Rotation re-seals only the data key (`rewrap`); destroying every sealed copy of the
-data key (`shred`) makes the content unreadable for good.
+(XChaCha20-Poly1305); the data key is sealed (X25519 ``SealedBox``) to each recipient's
+public key under a key id. The associated data binds the envelope to where it belongs:
+
+* version 2 (sealed today): ``"safeguard-relay/v2|{referral_id}|{key_version}|{reference}|{section}"``;
+  the envelope also carries its ``reference`` and ``section`` in clear, so an opener that
+  expects a referral's ``contacts`` refuses its ``content`` (or another referral's
+  contacts) before decrypting, and a changed label fails authentication. None of the four
+  fields may contain ``|`` (`LABEL`), so the string is unambiguous.
+* version 1 (stored before): ``"{referral_id}|{key_version}"``; still opened, and
+  upgraded to version 2 by `rewrap` when it is given the reference and section.
+
+DESIGN §5 asks for the referral id and key version as associated data; version 2 binds
+more. shared/web/static/sealed.js builds the same strings. Rotation re-seals the data key
+(`rewrap`); destroying every sealed copy of the data key (`shred`) makes the content
+unreadable for good.
 """
 from __future__ import annotations
 
@@ -13,6 +24,7 @@ import binascii
 import contextlib
 import copy
 import os
+import re
 import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -24,7 +36,10 @@ from nacl.public import PrivateKey, PublicKey, SealedBox
 from nacl.secret import Aead
 from nacl.signing import SigningKey, VerifyKey
 
-ENVELOPE_VERSION = 1
+ENVELOPE_VERSION = 2  # what `seal` writes
+OPENS = (1, 2)  # what `open_sealed` opens
+AAD_V2 = "safeguard-relay/v2"
+LABEL = re.compile(r"[A-Za-z0-9._:/@+-]{0,200}")  # referral id, reference and section in a v2 envelope
 ALG = "XChaCha20-Poly1305"
 KEY_SIZE = 32
 
@@ -136,8 +151,20 @@ def verify(key: VerifyKey, data: bytes, signature: bytes) -> None:
 
 # --- envelopes -------------------------------------------------------------------
 
-def _aad(referral_id: str, key_version: int) -> bytes:
-    return f"{referral_id}|{key_version}".encode()
+def _label(value: Any, what: str) -> str:
+    if not isinstance(value, str) or not LABEL.fullmatch(value):
+        raise CryptoError(f"{what} must be up to 200 letters, digits or ._:/@+- (no '|')")
+    return value
+
+
+def _aad(referral_id: str, key_version: int, reference: str | None = None, section: str | None = None,
+         *, v: int = ENVELOPE_VERSION) -> bytes:
+    """The associated data of an envelope of version `v` (see the module's docstring)."""
+    if v == 1:
+        return f"{referral_id}|{key_version}".encode()
+    parts = (AAD_V2, _label(referral_id, "referral id"), str(int(key_version)),
+             _label(reference, "reference"), _label(section, "section"))
+    return "|".join(parts).encode()
 
 
 def _seal_key(data_key: bytes, recipients: Mapping[str, PublicKey]) -> list[dict[str, str]]:
@@ -145,17 +172,25 @@ def _seal_key(data_key: bytes, recipients: Mapping[str, PublicKey]) -> list[dict
             for kid, pk in recipients.items()]
 
 
+def _encrypt(data_key: bytes, plaintext: bytes, *, referral_id: str, key_version: int, reference: str,
+             section: str, recipients: list[dict[str, str]]) -> dict[str, Any]:
+    nonce = nacl.utils.random(Aead.NONCE_SIZE)
+    aad = _aad(referral_id, key_version, reference, section)
+    sealed = Aead(data_key).encrypt(plaintext, aad, nonce)
+    return {"v": ENVELOPE_VERSION, "alg": ALG, "key_version": key_version, "reference": reference,
+            "section": section, "nonce": b64e(nonce), "ciphertext": b64e(sealed.ciphertext),
+            "recipients": recipients}
+
+
 def seal(plaintext: bytes, *, referral_id: str, recipients: Mapping[str, PublicKey],
-         key_version: int = 1) -> dict[str, Any]:
-    """Encrypt `plaintext` under a fresh data key sealed to every recipient."""
+         key_version: int = 1, reference: str = "", section: str = "") -> dict[str, Any]:
+    """Encrypt `plaintext` under a fresh data key sealed to every recipient, bound to the
+    referral (`referral_id`, `reference`) and to the `section` it is stored as."""
     if not recipients:
         raise CryptoError("at least one recipient is required")
     data_key = nacl.utils.random(Aead.KEY_SIZE)
-    nonce = nacl.utils.random(Aead.NONCE_SIZE)
-    sealed = Aead(data_key).encrypt(plaintext, _aad(referral_id, key_version), nonce)
-    return {"v": ENVELOPE_VERSION, "alg": ALG, "key_version": key_version,
-            "nonce": b64e(nonce), "ciphertext": b64e(sealed.ciphertext),
-            "recipients": _seal_key(data_key, recipients)}
+    return _encrypt(data_key, plaintext, referral_id=referral_id, key_version=key_version, reference=reference,
+                    section=section, recipients=_seal_key(data_key, recipients))
 
 
 def envelope_key_ids(envelope: Mapping[str, Any]) -> list[str]:
@@ -166,10 +201,32 @@ def envelope_key_ids(envelope: Mapping[str, Any]) -> list[str]:
         raise CryptoError("malformed envelope") from exc
 
 
-def _open_data_key(envelope: Mapping[str, Any], key_id: str, private_key: PrivateKey) -> bytes:
+def envelope_version(envelope: Mapping[str, Any]) -> int:
+    """1 or 2; CryptoError for anything else."""
     try:
-        if envelope["v"] != ENVELOPE_VERSION or envelope["alg"] != ALG:
-            raise CryptoError("unsupported envelope")
+        v, alg = envelope["v"], envelope["alg"]
+    except (KeyError, TypeError) as exc:
+        raise CryptoError("malformed envelope") from exc
+    if type(v) is not int or v not in OPENS or alg != ALG:
+        raise CryptoError("unsupported envelope")
+    return v
+
+
+def check_label(envelope: Mapping[str, Any], *, reference: str | None = None, section: str | None = None) -> None:
+    """CryptoError unless a version 2 envelope names the expected `reference` and `section`
+    (each checked when given). A version 1 envelope names neither and passes (compatibility)."""
+    if envelope_version(envelope) == 1:
+        return
+    held = {"reference": envelope.get("reference"), "section": envelope.get("section")}
+    if reference is not None and held["reference"] != reference:
+        raise CryptoError(f"envelope is sealed for referral {held['reference']!r}, not {reference!r}")
+    if section is not None and held["section"] != section:
+        raise CryptoError(f"envelope is sealed as section {held['section']!r}, not {section!r}")
+
+
+def _open_data_key(envelope: Mapping[str, Any], key_id: str, private_key: PrivateKey) -> bytes:
+    envelope_version(envelope)
+    try:
         entry = next((r for r in envelope["recipients"] if r["key_id"] == key_id), None)
     except (KeyError, TypeError) as exc:
         raise CryptoError("malformed envelope") from exc
@@ -184,29 +241,46 @@ def _open_data_key(envelope: Mapping[str, Any], key_id: str, private_key: Privat
     return data_key
 
 
-def open_sealed(envelope: Mapping[str, Any], *, referral_id: str, key_id: str,
-                private_key: PrivateKey) -> bytes:
-    """Decrypt an envelope as recipient `key_id`; CryptoError on any failure."""
-    data_key = _open_data_key(envelope, key_id, private_key)
+def _decrypt(envelope: Mapping[str, Any], data_key: bytes, referral_id: str) -> bytes:
     try:
-        aad = _aad(referral_id, int(envelope["key_version"]))
+        v = envelope_version(envelope)
+        aad = _aad(referral_id, int(envelope["key_version"]), envelope.get("reference"), envelope.get("section"), v=v)
         nonce, ciphertext = b64d(envelope["nonce"]), b64d(envelope["ciphertext"])
         return Aead(data_key).decrypt(ciphertext, aad, nonce)
     except (nacl.exceptions.CryptoError, KeyError, TypeError, ValueError) as exc:
         raise CryptoError("envelope failed authentication") from exc
 
 
+def open_sealed(envelope: Mapping[str, Any], *, referral_id: str, key_id: str, private_key: PrivateKey,
+                reference: str | None = None, section: str | None = None) -> bytes:
+    """Decrypt an envelope as recipient `key_id`; CryptoError on any failure, and (version 2)
+    when it names another `reference` or `section` than the ones expected."""
+    check_label(envelope, reference=reference, section=section)
+    return _decrypt(envelope, _open_data_key(envelope, key_id, private_key), referral_id)
+
+
 def rewrap(envelope: Mapping[str, Any], *, key_id: str, private_key: PrivateKey,
-           add: Mapping[str, PublicKey], remove: Iterable[str] = ()) -> dict[str, Any]:
+           add: Mapping[str, PublicKey], remove: Iterable[str] = (), referral_id: str | None = None,
+           reference: str | None = None, section: str | None = None) -> dict[str, Any]:
     """New envelope with the data key also sealed to `add`, minus `remove`.
 
-    Only the data key is opened; the ciphertext is copied untouched.
+    A version 2 envelope (checked against `reference` and `section` when given) keeps its
+    ciphertext untouched; only the data key is opened. A version 1 envelope given
+    `referral_id`, `reference` and `section` is upgraded to version 2: its content is
+    authenticated and decrypted in memory and encrypted again under the same data key with
+    a fresh nonce and the version 2 associated data (the other recipients' entries stay valid).
     """
+    check_label(envelope, reference=reference, section=section)
     data_key = _open_data_key(envelope, key_id, private_key)
     dropped = set(remove) | set(add)
+    kept = [dict(r) for r in envelope["recipients"] if r["key_id"] not in dropped]
+    recipients = kept + _seal_key(data_key, add)
+    if envelope["v"] == 1 and referral_id is not None and reference is not None and section is not None:
+        plaintext = _decrypt(envelope, data_key, referral_id)
+        return _encrypt(data_key, plaintext, referral_id=referral_id, key_version=int(envelope["key_version"]),
+                        reference=reference, section=section, recipients=recipients)
     new = copy.deepcopy(dict(envelope))
-    new["recipients"] = [r for r in new["recipients"] if r["key_id"] not in dropped]
-    new["recipients"].extend(_seal_key(data_key, add))
+    new["recipients"] = recipients
     return new
 
 

@@ -33,6 +33,8 @@ from shared.messages import (
 )
 from shared.web.identity import Person
 
+OUTCOME_NOTES = "outcome_notes"  # the section an alert's outcome notes are sealed as (bound in the AEAD)
+
 
 async def _ensure(conn: AsyncConnection, ev: ReferralEvent, now: datetime) -> Row[Any]:
     return await repo.ensure_referral(conn, referral_id=ev.referral_id, reference=ev.reference,
@@ -388,7 +390,8 @@ async def record_outcome(conn: AsyncConnection, ctx: Context, alert_id: str, act
     sealed = None
     if notes:
         sealed = seal(json.dumps(notes, ensure_ascii=False).encode(), referral_id=alert.referral_id,
-                      recipients=ctx.team_keys(alert.la_code, alert.force))
+                      recipients=ctx.team_keys(alert.la_code, alert.force), reference=alert.reference,
+                      section=OUTCOME_NOTES)
     by, who = named(person)
     if person is not None:
         await people.remember(conn, person, now)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -55,13 +56,19 @@ async def submit_referral(cmd: SubmitReferral, ctx: Context) -> Submitted:
             if row is not None:
                 return await _replay(ctx, cmd, row, body_sha)
         referral_id = str(uuid.uuid4())
-        # The hold's reason is free text: sealed with the content, shown to the recipient teams only.
-        content = seal_json({**referral.content.model_dump(mode="json", exclude_unset=True),
-                             "holding_reason": referral.holding_instructions.reason}, referral_id, recipients)
-        contacts = seal_json(referral.contacts.model_dump(mode="json", exclude_unset=True), referral_id,
-                             {**recipients, **ctx.notifier_key()})
+
+        def sealed(reference: str) -> dict[str, dict]:
+            """The two envelopes, bound to the referral's id, reference and column (once it has a number)."""
+            # The hold's reason is free text: sealed with the content, shown to the recipient teams only.
+            content = {**referral.content.model_dump(mode="json", exclude_unset=True),
+                       "holding_reason": referral.holding_instructions.reason}
+            return {"content_sealed": seal_json(content, referral_id, recipients, reference=reference,
+                                                column="content_sealed"),
+                    "contacts_sealed": seal_json(referral.contacts.model_dump(mode="json", exclude_unset=True),
+                                                 referral_id, {**recipients, **ctx.notifier_key()},
+                                                 reference=reference, column="contacts_sealed")}
         try:
-            reply = await _store(ctx, cmd, referral, referral_id, content, contacts, body_sha)
+            reply = await _store(ctx, cmd, referral, referral_id, sealed, body_sha)
         except repo.IntegrityError:
             if not cmd.idempotency_key:
                 raise
@@ -88,7 +95,7 @@ async def _replay(ctx: Context, cmd: SubmitReferral, row: Any, body_sha: str) ->
 
 
 async def _store(ctx: Context, cmd: SubmitReferral, r: Referral, referral_id: str,
-                 content: dict, contacts: dict, body_sha: str) -> dict[str, Any]:
+                 sealed: Callable[[str], dict[str, dict]], body_sha: str) -> dict[str, Any]:
     now = ctx.clock()
     deadlines = compute_deadlines(now, ctx.settings.calendar(r.la_code))
     hold = r.holding_instructions
@@ -98,6 +105,7 @@ async def _store(ctx: Context, cmd: SubmitReferral, r: Referral, referral_id: st
     # that then fails leaves a gap in the numbers; references stay unique and increasing.
     async with ctx.engine.begin() as conn:
         reference = rules.format_reference(year, await repo.next_sequence(conn, year))
+    envelopes = sealed(reference)
     async with ctx.engine.begin() as conn:
         await repo.insert_referral(conn, {
             "id": referral_id, "reference": reference, "client_id": cmd.client_id,
@@ -109,7 +117,7 @@ async def _store(ctx: Context, cmd: SubmitReferral, r: Referral, referral_id: st
             "received_at": deadlines.received_at, "out_of_hours": deadlines.out_of_hours,
             "acknowledge_by": deadlines.acknowledge_by, "checks_due_by": deadlines.checks_due_by,
             "status": "received", "family_contact_hold": hold.no_family_contact,
-            "family_contact_lifted": False, "content_sealed": content, "contacts_sealed": contacts,
+            "family_contact_lifted": False, **envelopes,
         }, at=now)
         reply = {"referral_id": referral_id, "reference": reference, "status": "received",
                  **deadlines.as_json()}
@@ -124,7 +132,7 @@ async def _store(ctx: Context, cmd: SubmitReferral, r: Referral, referral_id: st
             concern_types=tuple(r.concern_types),
             holding=Holding(no_further_sharing=hold.no_further_sharing, no_family_contact=hold.no_family_contact),
             acknowledge_by=deadlines.acknowledge_by, checks_due_by=deadlines.checks_due_by,
-            contacts_sealed=contacts, holding_review_by=hold.review_by,
+            contacts_sealed=envelopes["contacts_sealed"], holding_review_by=hold.review_by,
         ), correlation_id=cmd.correlation_id, at=now)
         await record(conn, actor=cmd.client_id, action="referral.submit", reference=reference,
                      outcome="accepted", detail={"via": cmd.via, "referral_id": referral_id,
@@ -167,7 +175,8 @@ async def act(cmd: LifecycleCommand, ctx: Context) -> dict[str, Any]:
             values = {**change.values, **({action.by: actor.id} if action.by else {})}
             if cmd.sensitive_note and action.sealed_note:
                 values[action.sealed_note] = seal_json(cmd.sensitive_note, row["id"],
-                                                       ctx.team_keys(row["la_code"], row["force"]))
+                                                       ctx.team_keys(row["la_code"], row["force"]),
+                                                       reference=row["reference"], column=action.sealed_note)
             await repo.update_referral(conn, row["id"], values, at=now)
             row |= values
         known = facts(row, cmd.client_id, cmd.action, cmd.track)

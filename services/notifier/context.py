@@ -59,7 +59,7 @@ class Context:
             raise ResolutionError("technical", "contacts_key_unavailable")
         try:
             raw = open_sealed(req.contacts_sealed, referral_id=req.referral_id, key_id=self.sealing_key_id,
-                              private_key=self.sealing_key)
+                              private_key=self.sealing_key, reference=req.reference, section="contacts")
             contacts = json.loads(raw)
         except (CryptoError, ValueError):
             raise ResolutionError("technical", "contacts_unopenable") from None

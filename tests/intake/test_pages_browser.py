@@ -203,3 +203,32 @@ async def test_a_ctp_officer_records_checks_and_releases_feedback_keeping_the_fa
         row = (await db.execute(sa.select(tables.referrals).where(tables.referrals.c.reference == ref))).one()
     assert (row.checks_by, row.feedback_by, row.checks_outcome) == (dana.id, dana.id, "suitable_for_prevent")
     assert row.family_contact_hold and not row.family_contact_lifted and not row.no_further_sharing
+
+
+async def test_the_referral_page_refuses_a_sealed_section_moved_to_another(pages, browser):
+    """Issue 18 #10 in intake's own page: the contacts envelope stored as the content (a database
+    writer, or a bug) is refused by the browser with a clear message and nothing is shown."""
+    canary = new_canary()
+    doc = referral()
+    doc["content"]["subject"]["family_name"] = canary
+    ref = (await (await pages.submit(doc)).json())["reference"]
+    r = tables.referrals
+    async with pages.engine.begin() as conn:
+        row = (await conn.execute(sa.select(r).where(r.c.reference == ref))).one()
+        await conn.execute(sa.update(r).where(r.c.id == row.id).values(
+            content_sealed=row.contacts_sealed, contacts_sealed=row.content_sealed))
+    tab = Tab(await browser.new_page(viewport={"width": 1024, "height": 800}), pages.url)
+    page = tab.page
+    await page.goto(f"{pages.url}/referrals/{ref}")
+    await tab.sign_in(SAM.sub)
+    await page.wait_for_url(f"{pages.url}/referrals/{ref}")
+    await page.locator("#key-file").set_input_files(str(pages.dir / "keys" / "E99999999.x25519"))
+    await page.get_by_role("button", name="Import key").click()
+    await expect(page.locator("#details-error")).to_have_text(  # GOV.UK's visually hidden "Error: " first
+        "Error: This envelope holds the contact details, not the referral details: it was moved, and was not opened.",
+        timeout=20_000)
+    await expect(page.locator("#details-status")).to_have_text("The referral details are not open.")
+    assert await page.locator("#details-content").inner_html() == ""
+    assert await page.locator("#details-contacts").inner_html() == ""
+    assert canary not in await page.content() and doc["contacts"]["referrer"]["email"] not in await page.content()
+    await tab.check()

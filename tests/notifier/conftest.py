@@ -81,7 +81,8 @@ class World:
 
     def sealed_contacts(self, contacts: dict[str, Any], *, key_b64: str | None = None, key_id: str = "notifier-1") -> dict:
         pub = public_key_from_b64(key_b64 or self.settings.file.services["notifier"].sealing_public_key)
-        return seal(json.dumps(contacts).encode(), referral_id=self.referral_id, recipients={key_id: pub})
+        return seal(json.dumps(contacts).encode(), referral_id=self.referral_id, recipients={key_id: pub},
+                    reference=self.reference, section="contacts")  # as intake seals them
 
     async def received(self, *, nfc: bool = True, nfs: bool = True) -> None:
         await self.publish(referral_received(

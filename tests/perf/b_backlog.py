@@ -84,8 +84,10 @@ class BacklogBench:
     def _event(self) -> bytes:
         rid = uuid.uuid4().hex
         contacts = json.dumps({"referrer": {"email": "referrer@dev-force.example"}}).encode()
-        sealed = seal(contacts, referral_id=rid, recipients={"notifier-1": self.notifier_pub})
-        return referral_received(datetime.now(UTC), referral_id=rid, contacts_sealed=sealed).to_bytes()
+        ref = f"SR-{rid[:8].upper()}"
+        sealed = seal(contacts, referral_id=rid, recipients={"notifier-1": self.notifier_pub}, reference=ref,
+                      section="contacts")  # as intake seals them
+        return referral_received(datetime.now(UTC), referral_id=rid, reference=ref, contacts_sealed=sealed).to_bytes()
 
     async def _processed(self) -> int:
         async with self.esc_engine.connect() as conn:

@@ -8,9 +8,9 @@ import asyncio
 import json
 import tomllib
 from datetime import UTC, datetime, timedelta
-
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 
 from safeguard import cli
@@ -120,7 +120,8 @@ async def test_rotate_then_rewrap_keeps_every_referral_readable(intake, aiohttp_
     assert await run("keys", "rewrap", "--org", LA) == 0  # nothing left to do
     assert "0 referrals rewrapped" in capsys.readouterr().out
     audit = [r for r in await intake.audit_rows() if r.action == "referral.rewrapped"]
-    assert [(r.reference, r.detail) for r in audit] == [(old_ref, {"from": [OLD], "to": [NEW], "envelopes": 5})]
+    assert [(r.reference, r.detail) for r in audit] == [
+        (old_ref, {"from": [OLD], "to": [NEW], "envelopes": 5, "upgraded": 0})]
     assert canary not in out + json.dumps([list(r) for r in await intake.audit_rows()], default=str)
     assert await run("audit", "verify") == 0
     for check, result in (
@@ -317,3 +318,57 @@ async def test_rewrap_reaches_every_store_on_the_sqlite_default(tmp_path):
             tmp_path / "keys" / f"{LA}.x25519")) == {}
     finally:
         await engine.dispose()
+
+
+async def test_rewrap_upgrades_version_1_envelopes_and_refuses_moved_ones(intake, monkeypatch, capsys, reliability):
+    """Envelopes sealed before issue 18 #10 (version 1: associated data "{referral_id}|{key_version}")
+    keep opening and `keys rewrap` upgrades them to version 2, bound to the row's reference and
+    the column's section; a version 2 envelope moved to another column is left and reported."""
+    from tests.unit.test_envelope_binding import seal_v1
+
+    for k, v in {"SAFEGUARD_CONFIG": str(intake.settings.config_path), "SAFEGUARD_DATA_DIR": str(intake.dir),
+                 "SAFEGUARD_DATABASE_URL": intake.settings.database_url,
+                 "SAFEGUARD_AMQP_URL": intake.settings.amqp_url}.items():
+        monkeypatch.setenv(k, v)
+    canary = new_canary()
+    (ref, rid), (moved_ref, _) = [await walk(intake, referral(canary), canary) for _ in range(2)]
+    la, force = intake.team_key(LA), intake.team_key("dev-force")
+    notifier = load_private_sealing_key(intake.dir / "keys" / "notifier.x25519")
+    pubs = {OLD: la.public_key, "dev-force-1": force.public_key, "notifier-1": notifier.public_key}
+    v2 = await envelopes(intake, ref)
+    v1 = {c: seal_v1(open_sealed(e, referral_id=rid, key_id=OLD, private_key=la), rid,
+                     {k: pubs[k] for k in envelope_key_ids(e)}) for c, e in v2.items()}
+    moved = await envelopes(intake, moved_ref)
+    r = tables.referrals
+    async with intake.engine.begin() as conn:
+        await conn.execute(sa.update(r).where(r.c.reference == ref).values(v1))  # as stored before the fix
+        await conn.execute(sa.update(r).where(r.c.reference == moved_ref).values(
+            rationale_sealed=moved["checks_notes_sealed"], checks_notes_sealed=moved["rationale_sealed"]))
+    assert all(opens(e, rid, OLD, la) for e in v1.values())  # version 1 still opens
+
+    assert await run("keys", "rotate", "--org", LA) == 0
+    assert await run("keys", "rewrap", "--org", LA) == 1  # two envelopes refused: they still name OLD
+    out, err = capsys.readouterr()
+    assert f"{LA}: 2 referrals rewrapped (8 envelopes) to {NEW}; 2 envelopes still name a retired key" in out
+    assert f"refused (failed authentication, or sealed for another referral or section): {moved_ref} rationale" in err
+    assert f"{moved_ref} checks_notes" in err
+    new_key = load_private_sealing_key(intake.dir / "keys" / f"{NEW}.x25519")
+    upgraded = await envelopes(intake, ref)
+    for col, env in upgraded.items():
+        section = tables.section_of(col)
+        assert (env["v"], env["reference"], env["section"]) == (2, ref, section), col
+        assert env["ciphertext"] != v1[col]["ciphertext"], col
+        for key_id, key in ((NEW, new_key), ("dev-force-1", force)):  # the force's entry: untouched, still opens
+            assert open_sealed(env, referral_id=rid, key_id=key_id, private_key=key, reference=ref, section=section)
+        with pytest.raises(CryptoError, match="not 'x'"):
+            open_sealed(env, referral_id=rid, key_id=NEW, private_key=new_key, reference=ref, section="x")
+    assert open_sealed(upgraded["contacts_sealed"], referral_id=rid, key_id="notifier-1", private_key=notifier,
+                       reference=ref, section="contacts")
+    audit = {r.reference: r.detail for r in await intake.audit_rows() if r.action == "referral.rewrapped"}
+    assert audit[ref]["upgraded"] == 5 and audit[moved_ref] == {"from": [OLD], "to": [NEW], "envelopes": 3,
+                                                               "upgraded": 0}
+    assert canary not in out + err
+    for check, result in (("version 1 envelopes (sealed before issue 18 #10) upgraded to version 2 by rewrap",
+                           "5 of 5; every team and the notifier still open them"),
+                          ("version 2 envelopes moved to another column, at rewrap", "2 refused, reported, left")):
+        reliability.row("keys", check=check, result=result)

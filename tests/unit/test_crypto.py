@@ -27,7 +27,7 @@ def test_each_recipient_can_open(keys) -> None:
     env = _sealed(keys)
     for kid in ("la-social-care", "ctp-prevent"):
         assert crypto.open_sealed(env, referral_id=REFERRAL, key_id=kid, private_key=keys[kid]) == CANARY.encode()
-    assert env["v"] == 1 and env["alg"] == "XChaCha20-Poly1305" and env["key_version"] == 1
+    assert env["v"] == 2 and env["alg"] == "XChaCha20-Poly1305" and env["key_version"] == 1
     assert crypto.envelope_key_ids(env) == ["la-social-care", "ctp-prevent"]
 
 

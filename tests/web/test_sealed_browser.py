@@ -24,6 +24,7 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
 PAGES = Path(__file__).parent / "pages"
 CANARY = "CANARY-Ottoline-Fairweather-4410"
 CONTACT_CANARY = "canary.guardian@dev-borough.example"
+REFERENCE = "PRV-2026-000001"
 CSP = (f"default-src 'none'; script-src {CSP_SCRIPT_SRC}; style-src 'self'; font-src 'self'; img-src 'self'; "
        "connect-src 'self'; manifest-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
 
@@ -45,10 +46,13 @@ class Setup:
                    "parents_guardians": [{"name": "Alex Example", "parental_responsibility": True}],
                    "concerns": "First line.\nSecond line <b>not markup</b>.",
                    "vulnerabilities": ["fictional example"], "holding_reason": "CTP checks pending"}
-        self.reply = {"referral_id": self.referral_id, "reference": "SR-2026-000001",
-                      "content_sealed": seal_json(content, self.referral_id, recipients),
+        self.recipients = recipients
+        self.reply = {"referral_id": self.referral_id, "reference": REFERENCE,
+                      "content_sealed": seal_json(content, self.referral_id, recipients, reference=REFERENCE,
+                                                  column="content_sealed"),
                       "contacts_sealed": seal_json({"guardians": [{"email": CONTACT_CANARY}]},
-                                                   self.referral_id, recipients)}
+                                                   self.referral_id, recipients, reference=REFERENCE,
+                                                   column="contacts_sealed")}
         self.secrets = [self.key_file.read_text().strip(), read_private_key(self.key_file)]
 
 
@@ -80,7 +84,7 @@ async def base_url(aiohttp_server, setup):
     app.router.add_get("/test/sealed-page.mjs", script)
     app.router.add_get("/test/sealed", sealed)
     server = await aiohttp_server(app)
-    return str(server.make_url("/test/page"))
+    return str(server.make_url("/test/page").with_query(reference=REFERENCE))
 
 
 @pytest.fixture
@@ -245,3 +249,54 @@ async def test_govuk_frontend_css_and_its_fonts_load_under_the_csp(browser, base
     sheets = {r.url.rsplit("/", 1)[-1]: r.status for r in responses if r.url.endswith(".css")}
     assert sheets == {"govuk-frontend.min.css": 200, "moj-frontend.min.css": 200}
     assert await p.page.locator("body").get_attribute("data-csp-violation") is None
+
+
+async def test_an_envelope_moved_to_another_section_or_referral_does_not_open_and_says_why(
+        browser, base_url, setup, reliability):
+    """Issue 18 #10: the contacts envelope served as the content (and the content as the
+    contacts), or another referral's reply, opened before; now each is refused with a clear
+    message and nothing is rendered."""
+    p = await new_page(browser, base_url)
+    await p.load()
+    await p.import_key(setup.key_file)
+    original = dict(setup.reply)
+
+    setup.reply.update(content_sealed=original["contacts_sealed"], contacts_sealed=original["content_sealed"])
+    await p.click("open")
+    code, message = await p.error()
+    assert (code, message) == ("wrong-section", "This envelope holds the contact details, not the referral "
+                                                "details: it was moved, and was not opened.")
+    assert await p.page.locator("#content").inner_html() == "" and await p.page.locator("#contacts").inner_html() == ""
+
+    # the clear label changed to match: the associated data binds the section, so it fails authentication
+    setup.reply.update(content_sealed={**original["contacts_sealed"], "section": "content"},
+                       contacts_sealed=original["contacts_sealed"])
+    await p.click("open")
+    assert (await p.error())[0] == "failed"
+
+    # the same section of another referral (its id and reference), under this referral's page
+    other_id = str(uuid.uuid4())
+    theirs = seal_json({"subject": {"family_name": "Other"}}, other_id, setup.recipients,
+                       reference="PRV-2026-000002", column="content_sealed")
+    setup.reply.update(referral_id=other_id, reference="PRV-2026-000002", content_sealed=theirs,
+                       contacts_sealed=original["contacts_sealed"])
+    await p.click("open")
+    assert await p.error() == ("wrong-referral", "The details sent are for referral PRV-2026-000002, not "
+                                                 "PRV-2026-000001: they were not opened.")
+    setup.reply.update(referral_id=setup.referral_id, reference=REFERENCE)  # the reply relabelled: the envelope
+    setup.reply["content_sealed"] = theirs                                  # still names its own referral
+    await p.click("open")
+    assert await p.error() == ("wrong-referral", "These sealed details belong to referral PRV-2026-000002, "
+                                                 "not PRV-2026-000001: they were not opened.")
+    assert await p.page.locator("#content").inner_html() == ""
+    assert CANARY not in await p.page.content() and CONTACT_CANARY not in await p.page.content()
+
+    setup.reply.update(original)
+    await p.click("open")
+    await expect(p.page.locator("#content")).to_contain_text(CANARY)
+    await p.assert_nothing_leaked(setup.secrets)
+    reliability.row("attacks", finding="#10", attack="browser: a referral's contacts envelope served as its content "
+                    "(and the reverse), relabelled, or another referral's reply or content envelope (sealed.js)",
+                    before="opened: the contacts shown as the referral details (the AD bound only the referral id "
+                    "and key version)", after="refused before decrypting: wrong-section / wrong-referral with a "
+                    "clear message; relabelled: failed authentication; nothing rendered")

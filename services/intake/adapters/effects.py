@@ -21,9 +21,13 @@ from shared.messages import Message
 from shared.storage import OutgoingMessage, enqueue
 
 
-def seal_json(value: Any, referral_id: str, recipients: dict[str, PublicKey]) -> dict[str, Any]:
+def seal_json(value: Any, referral_id: str, recipients: dict[str, PublicKey], *, reference: str,
+              column: str) -> dict[str, Any]:
+    """`value` as JSON, sealed to `recipients` and bound to the referral and to the section of
+    `column` (`tables.section_of`): an envelope moved to another column or referral does not open."""
     data = json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str).encode()
-    return seal(data, referral_id=referral_id, recipients=recipients)
+    return seal(data, referral_id=referral_id, recipients=recipients, reference=reference,
+                section=tables.section_of(column))
 
 
 async def record(conn: AsyncConnection, *, actor: str | None, action: str, at: datetime,

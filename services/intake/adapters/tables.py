@@ -89,6 +89,14 @@ referrals = Table(
 SEALED_COLUMNS = ("content_sealed", "contacts_sealed", "rationale_sealed", "checks_notes_sealed",
                   "strategy_notes_sealed")
 
+
+def section_of(column: str) -> str:
+    """The section name an envelope of `column` is sealed as (bound in its associated data):
+    `content`, `contacts`, `rationale`, `checks_notes`, `strategy_notes`."""
+    if column not in SEALED_COLUMNS:
+        raise ValueError(f"not a sealed column: {column}")
+    return column.removesuffix("_sealed")
+
 reference_counters = Table(
     "intake_reference_counters", metadata,
     Column("year", Integer, primary_key=True, autoincrement=False),

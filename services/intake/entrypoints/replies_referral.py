@@ -51,9 +51,13 @@ class Recipient(Reply):
 
 
 class Envelope(Reply):
-    v: Literal[1]
+    """A sealed section. Version 2 binds `reference` and `section` (with the referral id and key
+    version) in the associated data; version 1 (sealed before) names neither."""
+    v: Literal[1, 2]
     alg: Literal["XChaCha20-Poly1305"]
     key_version: int
+    reference: str | None = None  # version 2: the referral's reference, e.g. PRV-2026-000001
+    section: str | None = None  # version 2: "content" or "contacts"
     nonce: str
     ciphertext: str
     recipients: list[Recipient]  # empty once shredded

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
 
-from services.intake.entrypoints.client import DEFAULT_URL, signed_request
+from services.intake.entrypoints.client import DEFAULT_URL, check_reference, signed_request
 from shared.web.identity import ON_BEHALF_OF
 
 ACTIONS = {"ack": "acknowledgement", "decide": "decision", "strategy": "strategy-discussion", "checks": "checks",
@@ -58,10 +58,18 @@ async def list_referrals(caller: Caller, *, all_pages: bool = False, **filters: 
         filters["cursor"] = reply["next_cursor"]
 
 
+def _about(reference: str, outcome: tuple[int, Any]) -> tuple[int, Any]:
+    """A 2xx reply must name the referral asked for (`client.WrongReply` otherwise)."""
+    if 200 <= outcome[0] < 300:
+        check_reference(outcome[1], reference)
+    return outcome
+
+
 async def status(caller: Caller, reference: str) -> tuple[int, Any]:
-    return await caller.call("GET", f"/v1/referrals/{quote(reference, safe='')}")
+    return _about(reference, await caller.call("GET", f"/v1/referrals/{quote(reference, safe='')}"))
 
 
 async def act(caller: Caller, reference: str, command: str, body: dict[str, Any] | None = None) -> tuple[int, Any]:
     """A lifecycle action by its command name (`ack`, `decide`, …; see ACTIONS)."""
-    return await caller.call("POST", f"/v1/referrals/{quote(reference, safe='')}/{ACTIONS[command]}", body=body)
+    return _about(reference, await caller.call(
+        "POST", f"/v1/referrals/{quote(reference, safe='')}/{ACTIONS[command]}", body=body))

@@ -10,7 +10,11 @@
 //
 // Envelopes are opened as shared/crypto.py:open_sealed does: the data key sealed to our key id
 // (crypto_box_seal_open), then XChaCha20-Poly1305-IETF with associated data
-// "{referral_id}|{key_version}"; base64 is standard with padding.
+//   version 2: "safeguard-relay/v2|{referral_id}|{key_version}|{reference}|{section}"
+//   version 1 (sealed before; still opened): "{referral_id}|{key_version}"
+// A version 2 envelope names its reference and section in clear: the page says which referral
+// and which section it expects, and an envelope for another one is refused before it is opened
+// (a changed name fails authentication). Base64 is standard with padding.
 //
 // Content-Security-Policy: libsodium compiles WebAssembly, so a page using this module needs
 //   script-src 'self' 'wasm-unsafe-eval'
@@ -20,7 +24,9 @@
 // Rendering uses DOM APIs and textContent only, never innerHTML.
 import sodium from "../libsodium/libsodium-wrappers.mjs";
 
-const ENVELOPE_VERSION = 1;
+const OPENS = [1, 2]; // envelope versions this module opens
+const AAD_V2 = "safeguard-relay/v2";
+const LABEL = /^[A-Za-z0-9._:/@+-]{0,200}$/; // shared/crypto.py LABEL: no "|"
 const ALG = "XChaCha20-Poly1305";
 const KEY_SIZE = 32;
 const DB_NAME = "safeguard-relay";
@@ -30,7 +36,7 @@ const unlocked = new Map(); // key id -> { publicKey, privateKey } for this page
 
 export class SealedError extends Error {
   // code: no-key | bad-key-file | locked | wrong-passphrase | not-recipient | failed |
-  //       malformed | unsupported | destroyed | storage
+  //       malformed | unsupported | destroyed | storage | wrong-referral | wrong-section
   constructor(code, message) {
     super(message);
     this.name = "SealedError";
@@ -168,15 +174,36 @@ export async function forgetKey(id) {
   await request("readwrite", (store) => store.delete(id));
 }
 
-/** Open one envelope (content_sealed or contacts_sealed) of referral `referralId`; the parsed JSON. */
-export async function openEnvelope(envelope, referralId) {
+const SECTION_NAMES = { content: "the referral details", contacts: "the contact details" };
+const sectionName = (s) => SECTION_NAMES[s] || `"${s}"`;
+
+/** A version 2 envelope must name the `expected` reference and section (each checked when given). */
+function checkLabel(envelope, expected) {
+  if (envelope.v === 1) return; // sealed before envelopes named their referral and section
+  if (typeof envelope.reference !== "string" || typeof envelope.section !== "string") {
+    throw new SealedError("malformed", "The sealed content is malformed");
+  }
+  if (expected.reference !== undefined && expected.reference !== null && envelope.reference !== expected.reference) {
+    throw new SealedError("wrong-referral", `These sealed details belong to referral ${envelope.reference || "(none)"}, `
+      + `not ${expected.reference}: they were not opened.`);
+  }
+  if (expected.section !== undefined && expected.section !== null && envelope.section !== expected.section) {
+    throw new SealedError("wrong-section", `This envelope holds ${sectionName(envelope.section)}, not `
+      + `${sectionName(expected.section)}: it was moved, and was not opened.`);
+  }
+}
+
+/** Open one envelope (content_sealed or contacts_sealed) of referral `referralId`; the parsed JSON.
+ * `expected`: { reference, section } the page expects; a version 2 envelope naming another is refused. */
+export async function openEnvelope(envelope, referralId, expected = {}) {
   await sodium.ready;
   if (!envelope || typeof envelope !== "object" || !Array.isArray(envelope.recipients)) {
     throw new SealedError("malformed", "The sealed content is malformed");
   }
-  if (envelope.v !== ENVELOPE_VERSION || envelope.alg !== ALG) {
+  if (!OPENS.includes(envelope.v) || envelope.alg !== ALG) {
     throw new SealedError("unsupported", "The sealed content uses a format this page cannot open");
   }
+  checkLabel(envelope, expected);
   if (envelope.recipients.length === 0) throw new SealedError("destroyed", "This content has been destroyed");
   const locked = [];
   for (const rec of await request("readonly", (store) => store.getAll())) {
@@ -210,12 +237,22 @@ export async function openEnvelope(envelope, referralId) {
     + `this content: it is sealed to ${named}. Import your team's current key file.`);
 }
 
+/** shared/crypto.py `_aad`: version 1, or version 2 with its labels (none may hold "|"). */
+function associatedData(envelope, referralId, keyVersion) {
+  if (envelope.v === 1) return `${referralId}|${keyVersion}`;
+  const labels = [referralId, envelope.reference, envelope.section];
+  if (!labels.every((x) => typeof x === "string" && LABEL.test(x))) {
+    throw new SealedError("malformed", "The sealed content is malformed");
+  }
+  return [AAD_V2, referralId, String(keyVersion), envelope.reference, envelope.section].join("|");
+}
+
 function decrypt(envelope, referralId, dataKey) {
   try {
     if (dataKey.length !== KEY_SIZE) throw new SealedError("malformed", "The sealed content is malformed");
     const v = envelope.key_version;
     if (!Number.isInteger(v) && !/^\d+$/.test(String(v))) throw new SealedError("malformed", "The sealed content is malformed");
-    const aad = sodium.from_string(`${referralId}|${Number(v)}`);
+    const aad = sodium.from_string(associatedData(envelope, referralId, Number(v)));
     let plain;
     try {
       plain = sodium.crypto_aead_xchacha20poly1305_ietf_decrypt(
@@ -236,10 +273,24 @@ function decrypt(envelope, referralId, dataKey) {
   }
 }
 
-/** Open the reply of GET /v1/referrals/{reference}/sealed: { content, contacts }. */
-export async function openReferral(reply) {
-  const content = await openEnvelope(reply.content_sealed, reply.referral_id);
-  const contacts = reply.contacts_sealed ? await openEnvelope(reply.contacts_sealed, reply.referral_id) : null;
+/** The reply must be referral `reference`'s (when given): SealedError "wrong-referral" otherwise. */
+export function checkReply(reply, reference) {
+  if (!reply || typeof reply !== "object") throw new SealedError("malformed", "The sealed content is malformed");
+  if (reference !== undefined && reference !== null && reply.reference !== reference) {
+    throw new SealedError("wrong-referral", `The details sent are for referral ${reply.reference || "(none)"}, `
+      + `not ${reference}: they were not opened.`);
+  }
+}
+
+/** Open the reply of GET /v1/referrals/{reference}/sealed: { content, contacts }. `reference`: the
+ * referral the page shows; the reply and each envelope must be that referral's, and each envelope
+ * the section it is shown as (content, contacts). */
+export async function openReferral(reply, reference) {
+  checkReply(reply, reference);
+  const ref = reference ?? reply.reference;
+  const content = await openEnvelope(reply.content_sealed, reply.referral_id, { reference: ref, section: "content" });
+  const contacts = reply.contacts_sealed
+    ? await openEnvelope(reply.contacts_sealed, reply.referral_id, { reference: ref, section: "contacts" }) : null;
   return { content, contacts };
 }
 

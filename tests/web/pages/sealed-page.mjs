@@ -42,7 +42,8 @@ $("open").addEventListener("click", () => run(async () => {
   $("content").replaceChildren();
   $("contacts").replaceChildren();
   const reply = await (await fetch("/test/sealed")).json();
-  const { content, contacts } = await sealed.openReferral(reply);
+  // the referral this page shows (?reference=…), as the referral page's data-reference
+  const { content, contacts } = await sealed.openReferral(reply, new URLSearchParams(location.search).get("reference"));
   sealed.renderContent($("content"), content);
   sealed.renderContent($("contacts"), contacts);
   return "opened";

@@ -25,10 +25,8 @@ async function open() {
   form.status("Opening the referral details in your browser…");
   try {
     const reply = await form.fetchSealed(section.dataset.sealedUrl);
-    if (reply.reference !== section.dataset.reference) {  // never show one referral's details under another
-      throw new sealed.SealedError("malformed", "The details sent are not this referral's.");
-    }
-    const { content, contacts } = await sealed.openReferral(reply);
+    // never show one referral's details under another, nor one section as another
+    const { content, contacts } = await sealed.openReferral(reply, section.dataset.reference);
     const { holding_reason: reason, ...rest } = content || {};
     $("holding-reason").textContent = reason || "Not given";
     sealed.renderContent($("details-content"), rest);

@@ -40,7 +40,10 @@ async function open() {
   form.status("Opening the child's details in your browser…");
   try {
     const reply = await form.fetchSealed(section.dataset.sealedUrl, ENDED);
-    const identity = identityOf(await sealed.openEnvelope(reply.content_sealed, reply.referral_id));
+    const reference = section.dataset.reference;
+    sealed.checkReply(reply, reference);  // this referral's content section, or nothing
+    const content = await sealed.openEnvelope(reply.content_sealed, reply.referral_id, { reference, section: "content" });
+    const identity = identityOf(content);
     sealed.renderContent($("welfare-identity"), identity);
     form.status("Opened in this browser with your force's key.");
   } catch (err) {
