@@ -22,15 +22,15 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from nacl.public import PrivateKey, PublicKey
+from nacl.public import PrivateKey
 
 from safeguard.keys import find_org, key_file
-from safeguard.rewrap_stores import StoreCount, outbox_residue, rewrap_alert_notes
+from safeguard.rewrap_stores import StoreCount, outbox_residue, rewrap_alert_notes, rewrap_envelope
 from services.intake.adapters import repository as repo
 from services.intake.adapters import tables
 from shared import audit
 from shared.config import LocalAuthority, Settings
-from shared.crypto import CryptoError, b64e, envelope_key_ids, load_private_sealing_key, public_key_from_b64, rewrap
+from shared.crypto import CryptoError, b64e, envelope_key_ids, load_private_sealing_key, public_key_from_b64
 from shared.storage import create_engine
 
 COLUMNS = tables.SEALED_COLUMNS
@@ -73,23 +73,6 @@ def private_keys(settings: Settings, code: str, retired: dict[str, str], files: 
         if kid is not None:
             found[kid] = key
     return found
-
-
-def rewrap_envelope(env: dict[str, Any] | None, privs: dict[str, PrivateKey], retired: set[str],
-                    active: dict[str, PublicKey], *, row: Any = None, column: str | None = None) -> dict[str, Any] | None:
-    """The envelope sealed to `active` instead of `retired`; None if there is nothing to (or can) do.
-    Given the referral `row` and the `column` it is stored in, a version 1 envelope comes back as
-    version 2 (bound to the row's reference and the column's section; `crypto.rewrap`) and a
-    version 2 envelope sealed for another referral or section is refused (CryptoError)."""
-    if not env:
-        return None
-    named = set(envelope_key_ids(env)) & retired
-    kid = next((k for k in sorted(named) if k in privs), None)
-    if kid is None:
-        return None
-    where = {"referral_id": row.id, "reference": row.reference, "section": tables.section_of(column)} \
-        if row is not None and column is not None else {}
-    return rewrap(env, key_id=kid, private_key=privs[kid], add=active, remove=named, **where)
 
 
 def _remaining(rows: list[Any], retired: set[str]) -> int:

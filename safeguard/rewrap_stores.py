@@ -25,7 +25,8 @@ from nacl.public import PrivateKey, PublicKey
 
 from shared import audit
 from shared.config import SERVICES, Settings
-from shared.crypto import CryptoError, envelope_key_ids
+from services.intake.adapters import tables as intake_tables
+from shared.crypto import CryptoError, envelope_key_ids, rewrap
 
 ACTOR = "safeguard-keys-rewrap"
 
@@ -65,11 +66,27 @@ def names_retired(value: Any, retired: set[str]) -> bool:
     return False
 
 
+def rewrap_envelope(env: dict[str, Any] | None, privs: dict[str, PrivateKey], retired: set[str],
+                    active: dict[str, PublicKey], *, row: Any = None, column: str | None = None) -> dict[str, Any] | None:
+    """The envelope sealed to `active` instead of `retired`; None if there is nothing to (or can) do.
+    Given the referral `row` and the `column` it is stored in, a version 1 envelope comes back as
+    version 2 (bound to the row's reference and the column's section; `crypto.rewrap`) and a
+    version 2 envelope sealed for another referral or section is refused (CryptoError)."""
+    if not env:
+        return None
+    named = set(envelope_key_ids(env)) & retired
+    kid = next((k for k in sorted(named) if k in privs), None)
+    if kid is None:
+        return None
+    where = {"referral_id": row.id, "reference": row.reference, "section": intake_tables.section_of(column)} \
+        if row is not None and column is not None else {}
+    return rewrap(env, key_id=kid, private_key=privs[kid], add=active, remove=named, **where)
+
+
 async def rewrap_alert_notes(settings: Settings, code: str, is_la: bool, privs: dict[str, PrivateKey],
                              retired: set[str], active: dict[str, PublicKey]) -> StoreCount | None:
     """Re-seal the outcome notes of `code`'s alerts; None when escalation has no alerts table yet."""
     from safeguard.audit_db import service_table
-    from safeguard.rewrap import rewrap_envelope
     from services.escalation.adapters import tables
 
     a = tables.alerts.c
