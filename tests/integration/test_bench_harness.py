@@ -13,7 +13,8 @@ from tests.perf.harness import BENCHES, Sizes, run
 
 pytestmark = [pytest.mark.broker, pytest.mark.database]
 
-TINY = Sizes(intake_n=16, e2e_n=3, e2e_latency_n=5, e2e_rate=50.0, e2e_low_rate=20.0, pending=500, due=20, lead_s=2.5, backlog_n=4)
+TINY = Sizes(intake_n=16, e2e_n=3, e2e_latency_n=5, e2e_rate=50.0, e2e_low_rate=20.0, pending=500, due=20, lead_s=2.5, backlog_n=4,
+             notifier_n=5, workspace_n=50, workspace_requests=3)
 NUMBER = r"[\d,.]+(?:e[-+]?\d+)?"
 
 
@@ -37,7 +38,8 @@ async def test_harness_small_run_writes_a_table_with_every_benchmark(tmp_path, v
     assert "do not edit by hand" in text
     assert re.search(r"Machine: \d+ cores", text)
     assert re.search(r"RabbitMQ \d+\.\d+\.\d+, PostgreSQL \d+", text)
-    for title in ("1. Intake accept rate", "2. End to end", "3. Timers", "4. Backlog replay"):
+    for title in ("1. Intake accept rate", "2. End to end", "3. Timers", "4. Backlog replay", "5. Notifier capacity",
+                  "6. Workspace case list"):
         assert f"## {title}" in text
     # Ours and baseline medians, the ratio, and the one round's value, for each compared metric;
     # the durable floor and our ratio to it (median, then each round's) where there is one.
@@ -71,3 +73,15 @@ async def test_harness_small_run_writes_a_table_with_every_benchmark(tmp_path, v
     assert _positive(ready[1]) < 120 and ready[2] == "—"
     assert 10 < _positive(_row(text, "peak resident memory MiB")[1]) < 2000
     _positive(_row(text, "firing lateness p99 ms")[1])
+    # The notifier's capacity and the workspace list: absolute targets, no baseline.
+    emails = _row(text, "emails/s")
+    assert _positive(emails[1]) > 0 and emails[2] == "—" and emails[6] == "≥ 150"
+    assert _row(text, "notifier CPU ms per email")[1] == "0"  # in this process here: no pid of its own to read
+    p95 = _row(text, f"/referrals time p95 ms ({TINY.workspace_n:,} referrals)")
+    assert _positive(p95[1]) >= _positive(_row(text, f"/referrals time p50 ms ({TINY.workspace_n:,} referrals)")[1])
+    assert p95[6] == "< 150 ms" and _row(text, "workspace: pages not 200")[1] == "0"
+    # PostgreSQL work and memory per process are reported (intake: ours and the floor).
+    # (the server publishes its counters up to a second late: on this tiny run, some of them)
+    _positive(_row(text, "PostgreSQL transactions per referral")[1])
+    _positive(_row(text, "PostgreSQL transactions per referral")[4])
+    assert _positive(_row(text, "resident memory MiB after the round")[2]) > 0

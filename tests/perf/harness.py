@@ -26,7 +26,7 @@ from tests.perf.baselines import bare_intake_app
 from tests.perf.common import median
 from tests.support.processes import ServiceProcess, free_port, rss_mib, wait_ready
 
-BENCHES = ("intake", "e2e", "timers", "backlog")
+BENCHES = ("intake", "e2e", "timers", "backlog", "notifier", "workspace")
 
 
 @dataclass
@@ -37,9 +37,12 @@ class Sizes:
     e2e_rate: float = 50.0    # per second
     e2e_low_rate: float = 10.0  # per second: the same latency below the machine's saturation
     pending: int = 1_000_000  # pending deadlines in PostgreSQL
-    due: int = 1000           # of them falling due in the same second, each round
+    due: int = 10_000         # of them falling due in the same second, each round
     lead_s: float = 15.0      # restart → that second
     backlog_n: int = 200      # referral.received events queued during the outage
+    notifier_n: int = 1000    # emails per round, pacing raised to 500/s
+    workspace_n: int = 100_000  # referrals in the council whose case list is fetched
+    workspace_requests: int = 60  # page fetches per round
 
 
 READY_INTERVAL_S = 0.05  # start-up time is one of the figures: poll /readyz often
@@ -129,11 +132,13 @@ class Env:
 
 
 def make(name: str, env: Env, s: Sizes):
-    from tests.perf import b_backlog, b_e2e, b_intake, b_timers
+    from tests.perf import b_backlog, b_e2e, b_intake, b_notifier, b_timers, b_workspace
     return {"intake": lambda: b_intake.IntakeBench(env, s.intake_n),
             "e2e": lambda: b_e2e.E2EBench(env, s.e2e_n, s.e2e_latency_n, s.e2e_rate, s.e2e_low_rate),
             "timers": lambda: b_timers.TimersBench(env, s.pending, s.due, s.lead_s),
-            "backlog": lambda: b_backlog.BacklogBench(env, s.backlog_n)}[name]()
+            "backlog": lambda: b_backlog.BacklogBench(env, s.backlog_n),
+            "notifier": lambda: b_notifier.NotifierBench(env, s.notifier_n),
+            "workspace": lambda: b_workspace.WorkspaceBench(env, s.workspace_n, s.workspace_requests)}[name]()
 
 
 async def run_bench(bench, rounds: int) -> dict:
