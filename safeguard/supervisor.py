@@ -113,7 +113,7 @@ async def run(services: tuple[str, ...] = SERVICES, extra_env: dict[str, str] | 
         base = f"http://127.0.0.1:{service_port(name, env)}"
         pages = PAGES.get(name, ())
         listed = "".join(f"\n{'':<10} {base}{path:<14} {what}" for path, what in pages)
-        print(f"{name:<10} {base}/  (healthz, readyz){listed}\n{'':<10} {metrics[name]:<37} Prometheus metrics "
+        print(f"{name:<10} {base}/healthz  (and /readyz){listed}\n{'':<10} {metrics[name]:<37} Prometheus metrics "
               "(a port of its own)", flush=True)
     if sink is not None:
         print(f"{'sink':<10} http://127.0.0.1:8026/  (emails and Teams cards the notifier sent)", flush=True)

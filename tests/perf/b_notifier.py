@@ -93,9 +93,9 @@ class NotifierBench:
         await self.stack.aclose()
 
     def _request(self) -> bytes:
-        contacts = seal(json.dumps({"referrer": {"email": REFERRER}}).encode(), referral_id=self.referral_id,
-                        recipients={"notifier-1": self.notifier_key})
         r = self.received
+        contacts = seal(json.dumps({"referrer": {"email": REFERRER}}).encode(), referral_id=self.referral_id,
+                        recipients={"notifier-1": self.notifier_key}, reference=r.reference, section="contacts")
         return NotificationRequested(
             notification_id=str(uuid.uuid4()), referral_id=self.referral_id, reference=r.reference,
             template="referral_acknowledgement", audience="referrer", la_code=r.la_code, force=r.force,
