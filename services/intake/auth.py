@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.intake.adapters import repository
 from services.intake.domain.errors import RateLimited, Unauthenticated
+from services.intake.ratelimit import SharedRateLimiter
 from shared.config import Client, Settings
 from shared.crypto import CryptoError, b64d, verify, verify_key_from_b64
 from shared.httpsig import NonceCache, NonceCapture, SignatureRejected, verify_request
@@ -45,17 +46,30 @@ class Authenticator:
 
     async def claim(self, client_id: str, nonce: str, now: float, window: float = 2 * MAX_SKEW_S) -> Client:
         """Refuse a nonce this client already used within `window` (on any replica)."""
-        if not _NONCE.fullmatch(nonce):
-            raise Unauthenticated(in_words("missing_nonce"), reason="missing_nonce", actor=client_id)
-        if not await repository.claim_nonce(self.engine, client_id, nonce, datetime.fromtimestamp(now, UTC),
-                                             timedelta(seconds=window)):
-            raise Unauthenticated(in_words("replayed_nonce"), reason="replayed_nonce", actor=client_id)
-        client = self.settings.client(client_id)
-        assert client is not None
+        client, _ = await self._claim(client_id, nonce, now, window, None)
         return client
 
+    async def _claim(self, client_id: str, nonce: str, now: float, window: float,
+                     limiter: SharedRateLimiter | None) -> tuple[Client, RateLimited | None]:
+        """The nonce claim and (with `limiter`) the request counted against the client's limit,
+        in one transaction: one commit for both. A refusal by the limit is returned, to raise
+        once the claim has committed (a refused request's nonce stays used)."""
+        if not _NONCE.fullmatch(nonce):
+            raise Unauthenticated(in_words("missing_nonce"), reason="missing_nonce", actor=client_id)
+        async with self.engine.begin() as conn:
+            if not await repository.claim_nonce_in(conn, client_id, nonce, datetime.fromtimestamp(now, UTC),
+                                                   timedelta(seconds=window)):
+                raise Unauthenticated(in_words("replayed_nonce"), reason="replayed_nonce", actor=client_id)
+            refusal = await limiter.take_in(conn, client_id) if limiter is not None else None
+        client = self.settings.client(client_id)
+        assert client is not None
+        return client, refusal
+
     async def verify_http(self, *, method: str, path: str, query: str, headers: Mapping[str, str],
-                          body: bytes | None) -> Client:
+                          body: bytes | None, limiter: SharedRateLimiter | None = None
+                          ) -> tuple[Client, RateLimited | None]:
+        """The signed client, and (with `limiter`, the per-client limit shared by the replicas)
+        the refusal to raise when it is over its limit."""
         now, capture = time.time(), NonceCapture(self.cache)
         try:
             key_id = verify_request(method=method, path=path, query=query, headers=headers, body=body,
@@ -64,7 +78,7 @@ class Authenticator:
             sandbox = self.settings.file.system.sandbox and exc.signature_base is not None
             raise Unauthenticated(in_words(exc.reason), reason=exc.reason, actor=safe_actor(exc.key_id),
                                   **({"signature_base": exc.signature_base} if sandbox else {})) from None
-        return await self.claim(key_id, capture.nonce or "", now)
+        return await self._claim(key_id, capture.nonce or "", now, 2 * MAX_SKEW_S, limiter)
 
     def verify_submission(self, headers: Mapping[str, Any], body: bytes) -> tuple[str, str]:
         """§3.4: Ed25519 over body + b"\\n" + created + b"\\n" + nonce, keyed by `keyid`.

@@ -18,7 +18,7 @@ import math
 import time
 from collections.abc import Callable
 
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.intake.adapters import ratelimits
 from services.intake.domain import ratelimit
@@ -35,19 +35,27 @@ class SharedRateLimiter:
 
     async def take(self, client_id: str) -> None:
         """Admit one request of `client_id` or raise `RateLimited` with the seconds to wait."""
+        async with self.engine.begin() as conn:
+            refusal = await self.take_in(conn, client_id)
+        if refusal is not None:
+            raise refusal
+
+    async def take_in(self, conn: AsyncConnection, client_id: str) -> RateLimited | None:
+        """`take` in the caller's transaction: the refusal to raise once it has committed (the
+        request's nonce stays claimed), or None when admitted."""
         now = self.now()
         until = self._refused_until.get(client_id)
         if until is not None:
             if now < until:
-                raise RateLimited(max(1, math.ceil(until - now)), actor=client_id)
+                return RateLimited(max(1, math.ceil(until - now)), actor=client_id)
             del self._refused_until[client_id]
         at = ratelimit.position(now)
-        counts = await ratelimits.take(self.engine, client_id, self.limit, at)
+        counts = await ratelimits.take_in(conn, client_id, self.limit, at)
         if counts.admitted:
-            return
+            return None
         wait = ratelimit.retry_after(self.limit, counts.current, counts.previous, at)
         self._refused_until[client_id] = now + wait
-        raise RateLimited(wait, actor=client_id)
+        return RateLimited(wait, actor=client_id)
 
     async def purge(self) -> int:
         """Drop the rows of clients idle for two minutes (their counts no longer matter)."""

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 from sqlalchemy import Column, MetaData, PrimaryKeyConstraint, String, Table
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from shared.storage.tables import UtcDateTime
 
@@ -31,11 +31,17 @@ async def claim_nonce(engine: AsyncEngine, table: Table, client_id: str, nonce: 
     """True the first time (client, nonce) is seen within the window, across replicas: one
     upsert that inserts a new nonce or takes over an expired one, and touches a live one not."""
     async with engine.begin() as conn:
-        stmt = _INSERTS[conn.dialect.name](table).values(client_id=client_id, nonce=nonce, expires_at=now + window)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=[table.c.client_id, table.c.nonce], set_={"expires_at": stmt.excluded.expires_at},
-            where=table.c.expires_at <= now)
-        return (await conn.execute(stmt)).rowcount == 1
+        return await claim_nonce_in(conn, table, client_id, nonce, now, window)
+
+
+async def claim_nonce_in(conn: AsyncConnection, table: Table, client_id: str, nonce: str, now: datetime,
+                         window: timedelta = timedelta(seconds=600)) -> bool:
+    """`claim_nonce` in the caller's transaction (the claim holds once that commits)."""
+    stmt = _INSERTS[conn.dialect.name](table).values(client_id=client_id, nonce=nonce, expires_at=now + window)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[table.c.client_id, table.c.nonce], set_={"expires_at": stmt.excluded.expires_at},
+        where=table.c.expires_at <= now)
+    return (await conn.execute(stmt)).rowcount == 1
 
 
 async def purge_nonces(engine: AsyncEngine, table: Table, now: datetime) -> int:

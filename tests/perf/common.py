@@ -22,10 +22,12 @@ from tests.factories import SUBMIT_PATH, referral_body, referral_post_headers
 
 
 def setup_config(directory: Path, *, teams_base: str | None = None, out_of_hours: bool = False) -> Path:
-    """`safeguard keys init` with no client rate limit; optionally Teams pointed at a stub and
+    """`safeguard keys init` with no client or client-address rate limit (the load comes from one
+    address, faster than any one MASH system); optionally Teams pointed at a stub and
     the LA's working hours moved to a 1-hour window six hours away, so every receipt is out of hours."""
     path = keys.init(directory)
-    text = path.read_text().replace("[system]\n", "[system]\nrate_limit_per_minute = 100000000\n")
+    text = path.read_text().replace(
+        "[system]\n", "[system]\nrate_limit_per_minute = 100000000\nrate_limit_per_address_per_minute = 100000000\n")
     if teams_base:
         text = text.replace(keys.TEAMS_SINK, teams_base)
     if out_of_hours:

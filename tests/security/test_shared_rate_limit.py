@@ -11,6 +11,7 @@ from sqlalchemy import event
 
 from services.intake.auth import RateLimiter
 from services.intake.bootstrap import create_app
+from services.intake.domain.errors import RateLimited
 from services.intake.entrypoints.http import CONTEXT
 from services.intake.ratelimit import SharedRateLimiter
 from shared.http import PROBLEM_CONTENT_TYPE
@@ -27,8 +28,12 @@ class _PerReplica:
     def __init__(self, per_minute: int) -> None:
         self.bucket = RateLimiter(per_minute)
 
-    async def take(self, client_id: str) -> None:
-        self.bucket.take(client_id)
+    async def take_in(self, conn, client_id: str) -> RateLimited | None:
+        try:
+            self.bucket.take(client_id)
+        except RateLimited as refusal:
+            return refusal
+        return None
 
 
 class _Clock:

@@ -15,7 +15,7 @@ from typing import NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.intake.adapters.tables import rate_limits
 from services.intake.domain.ratelimit import Position
@@ -30,6 +30,12 @@ class Counts(NamedTuple):
 
 
 async def take(engine: AsyncEngine, client_id: str, limit: int, at: Position) -> Counts:
+    async with engine.begin() as conn:
+        return await take_in(conn, client_id, limit, at)
+
+
+async def take_in(conn: AsyncConnection, client_id: str, limit: int, at: Position) -> Counts:
+    """`take` in the caller's transaction (with the request's nonce claim: one commit for both)."""
     t = rate_limits.c
     minute = sa.literal(at.minute, sa.BigInteger)
     # A replica whose clock is up to a minute behind counts into the row's (later) minute
@@ -38,16 +44,15 @@ async def take(engine: AsyncEngine, client_id: str, limit: int, at: Position) ->
     current = sa.case((same, t.n), else_=0)
     previous = sa.case((same, t.prev_n), (t.minute == minute - 1, t.n), else_=0)
     admit = current + previous * sa.literal(at.weight, sa.Float) < limit
-    async with engine.begin() as conn:
-        stmt = _INSERTS[conn.dialect.name](rate_limits).values(
-            client_id=client_id, minute=at.minute, n=1, prev_n=0, admitted=True)
-        stmt = stmt.on_conflict_do_update(index_elements=[t.client_id], set_={
-            "minute": sa.case((same, t.minute), else_=minute),
-            "n": current + sa.case((admit, 1), else_=0),
-            "prev_n": previous,
-            "admitted": admit,
-        }).returning(t.admitted, t.n, t.prev_n)
-        row = (await conn.execute(stmt)).one()
+    stmt = _INSERTS[conn.dialect.name](rate_limits).values(
+        client_id=client_id, minute=at.minute, n=1, prev_n=0, admitted=True)
+    stmt = stmt.on_conflict_do_update(index_elements=[t.client_id], set_={
+        "minute": sa.case((same, t.minute), else_=minute),
+        "n": current + sa.case((admit, 1), else_=0),
+        "prev_n": previous,
+        "admitted": admit,
+    }).returning(t.admitted, t.n, t.prev_n)
+    row = (await conn.execute(stmt)).one()
     return Counts(bool(row.admitted), int(row.n), int(row.prev_n))
 
 

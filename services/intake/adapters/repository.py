@@ -1,7 +1,9 @@
 """Intake's storage functions (SQLAlchemy Core, SQLite and PostgreSQL alike).
 
 All run on a connection inside the caller's transaction, except `claim_nonce`,
-which commits on its own so that a replayed request is refused before any work.
+which commits on its own so that a replayed request is refused before any work
+(`claim_nonce_in`: the same claim in the transaction that also counts the request against
+the client's rate limit, committed before the work).
 """
 from __future__ import annotations
 
@@ -102,6 +104,11 @@ async def claim_nonce(engine: AsyncEngine, client_id: str, nonce: str, now: date
     return await nonces_store.claim_nonce(engine, nonces, client_id, nonce, now, window)
 
 
+async def claim_nonce_in(conn: AsyncConnection, client_id: str, nonce: str, now: datetime,
+                         window: timedelta = timedelta(seconds=600)) -> bool:
+    return await nonces_store.claim_nonce_in(conn, nonces, client_id, nonce, now, window)
+
+
 async def purge_nonces(engine: AsyncEngine, now: datetime) -> int:
     return await nonces_store.purge_nonces(engine, nonces, now)
 
@@ -118,7 +125,7 @@ async def stats_rows(conn: AsyncConnection, start: datetime, end: datetime, org:
 
 
 __all__ = [
-    "IntegrityError", "begin_write", "claim_nonce", "concerns_of", "get_idempotent", "get_referral",
+    "IntegrityError", "begin_write", "claim_nonce", "claim_nonce_in", "concerns_of", "get_idempotent", "get_referral",
     "insert_concern", "insert_referral",
     "next_sequence", "purge_nonces", "save_idempotent", "state_of", "stats_rows", "update_referral",
 ]

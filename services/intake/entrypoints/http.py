@@ -70,11 +70,13 @@ def guarded(action: str) -> Callable[[View], Callable[[web.Request], Awaitable[w
                 try:
                     _limit_address(ctx, request.remote)
                     body = await _read_body(request, ctx)
-                    client = await ctx.auth.verify_http(
-                        method=request.method, path=request.rel_url.raw_path,
-                        query=request.rel_url.raw_query_string, headers=request.headers, body=body or None)
+                    client, over_limit = await ctx.auth.verify_http(  # the nonce claimed and the request
+                        method=request.method, path=request.rel_url.raw_path,  # counted: one transaction
+                        query=request.rel_url.raw_query_string, headers=request.headers, body=body or None,
+                        limiter=ctx.limiter)  # the per-client limit, shared by the replicas
                     actor = client.id
-                    await ctx.limiter.take(client.id)  # shared by the replicas
+                    if over_limit is not None:
+                        raise over_limit
                     _named_person(request, client)
                     response = await view(request, ctx, client, body, corr)
                 except IntakeError as err:
