@@ -60,8 +60,8 @@ test: install-test services
 	@set +e; $(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
-# The four benchmarks of tests/perf/ (ours vs the bare broker, interleaved, median of 3 rounds);
-# writes docs/performance.md. About 10 minutes on 2 cores; not part of `make test`.
+# The six benchmarks of tests/perf/ (ours vs the bare broker and the durable floor, interleaved,
+# median of 3 rounds); writes docs/performance.md. About 13 minutes on 2 cores; not part of `make test`.
 # Sizes and rounds: make bench BENCH_ARGS="--rounds 5 --pending 1000000" (see python -m tests.perf -h).
 bench: install-test services
 	$(PY) -m tests.perf $(BENCH_ARGS)
