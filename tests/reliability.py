@@ -43,7 +43,7 @@ SECTIONS: dict[str, tuple[str, tuple[str, ...]]] = {
                 (S + "test_attacks.py", S + "test_flood.py", S + "test_shared_rate_limit.py",
                  "tests/storage/test_file_modes.py", "tests/escalation/test_alerts_api.py", S + "test_key_rotation.py",
                  S + "test_metrics_exposure.py", "tests/deploy/test_k8s.py", S + "test_sealed_sections.py",
-                 "tests/web/test_sealed_browser.py")),
+                 "tests/web/test_sealed_browser.py", "tests/bus/test_broker_users.py", "tests/web/test_signin.py")),
     "fuzz": ("Fuzzing (schemathesis per endpoint, hypothesis per AMQP consumer)",
              ("tests/fuzz/test_openapi_fuzz.py", "tests/fuzz/test_amqp_fuzz.py")),
     "faults": ("Fault injection under load (`make test-faults`)", ("tests/faults/test_faults.py",)),

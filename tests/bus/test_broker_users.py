@@ -104,7 +104,7 @@ async def _publish(channel, exchange: str, key: str, **props) -> None:
     await target.publish(aio_pika.Message(b"{}", **props), key, mandatory=True)
 
 
-async def test_intakes_user_cannot_read_control_room_or_touch_other_queues(users, amqp_url):
+async def test_intakes_user_cannot_read_control_room_or_touch_other_queues(users, amqp_url, reliability):
     intake = users["intake"]
     async with channel_of(intake) as channel:  # what it needs works: its own queue, events, the stream
         await declare_own(channel, "intake")
@@ -125,9 +125,14 @@ async def test_intakes_user_cannot_read_control_room_or_touch_other_queues(users
         await ch.queue_delete(bus.topology.AUDIT_CHECKPOINTS)
     await refused(intake, delete_stream)
     await refused(intake, lambda ch: ch.declare_queue("intake.extra", durable=True))
+    reliability.row("attacks", finding="least privilege", attack="as intake's broker user: consume "
+                    "control-room.dev-force, notifier.requests and intake.submissions.parked, publish an alert, "
+                    "bind its queue to the alerts exchange, delete the audit checkpoint stream, declare a queue",
+                    before="every service connected as one user with `.*` configure/write/read: all of it allowed",
+                    after="ACCESS_REFUSED for each of the 7 (its own queue, events and the stream's append still work)")
 
 
-async def test_a_mash_client_can_only_publish_submissions(users, amqp_url):
+async def test_a_mash_client_can_only_publish_submissions(users, amqp_url, reliability):
     mash = users["mash-a"]
     async with channel_of(mash) as channel:
         await _publish(channel, bus.SUBMISSIONS, "referral", message_id="m-1")
@@ -144,6 +149,12 @@ async def test_a_mash_client_can_only_publish_submissions(users, amqp_url):
     await refused(mash, lambda ch: _publish(ch, bus.EVENTS, "referral.received"))
     await refused(mash, lambda ch: _publish(ch, "", bus.INTAKE_SUBMISSIONS))  # no side door by the default exchange
     await refused(mash, lambda ch: _publish(ch, bus.DEAD_LETTER, bus.INTAKE_SUBMISSIONS))
+    reliability.row("attacks", finding="least privilege", attack="as a MASH client's broker user: consume "
+                    "intake.submissions, control-room.dev-force, ops.events and the parked submissions, declare a "
+                    "queue (named or server-named), publish to the events exchange, the default exchange and the "
+                    "dead-letter exchange",
+                    before="MASH systems were given the services' user: every queue readable, every exchange writable",
+                    after="ACCESS_REFUSED for each of the 9; publishing a submission (with direct reply-to) works")
 
 
 async def test_a_control_room_user_reads_its_own_alert_queue_only(users):
