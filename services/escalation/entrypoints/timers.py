@@ -2,9 +2,11 @@
 APScheduler only wakes the service.
 
 `fire_due(now)` claims due rows (`FOR UPDATE SKIP LOCKED` on PostgreSQL, so several
-replicas each fire a step exactly once; SQLite has one writer) in small batches, in
+replicas each fire a step exactly once; SQLite has one writer) in batches of up to 500, in
 due order, and in ONE transaction per batch marks them fired and writes their outbox
-rows and audit entries. If a batch raises, it is rolled back and its rows are fired
+rows and audit entries (500, not the 50 it was: 10,000 timers due in one second were last
+fired 6.4 s late with 50 and 2.9 s with 500, `make bench`'s timers on 200,000 pending; 1,000
+and 2,000 gave no clear further gain for the memory and lock time). If a batch raises, it is rolled back and its rows are fired
 one by one, so only the failing row is held back: its attempts go up, it is retried
 with back-off (`domain.timers.retry_at`) and after `max_attempts` marked `failed`
 (a metric and an audit entry) — never dropped.
@@ -41,7 +43,7 @@ log = get_logger(__name__)
 
 class TimerService:
     def __init__(self, engine: AsyncEngine, ctx: Context, *, on_commit: Callable[[], None] = lambda: None,
-                 batch_size: int = 50, max_attempts: int = 5, retry_base_s: float = 30.0,
+                 batch_size: int = 500, max_attempts: int = 5, retry_base_s: float = 30.0,
                  poll_interval_s: float = 30.0) -> None:
         self.engine, self.ctx, self.on_commit = engine, ctx, on_commit
         self.batch_size, self.max_attempts = batch_size, max_attempts
