@@ -10,11 +10,12 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from services.intake.adapters import queries
 from services.intake.adapters.effects import record
 from services.intake.adapters.tables import referrals
 from services.intake.adapters.worklist import METADATA
 from services.intake.context import Context
-from services.intake.domain import clocks, tracks
+from services.intake.domain import clocks
 from services.intake.domain.access import RECIPIENT_TEAMS
 from services.intake.domain.errors import Forbidden
 from services.intake.domain.listing import ListQuery, parse
@@ -48,23 +49,12 @@ def item(row: Any, now: datetime, strategy_minutes: float) -> dict[str, Any]:
     its = clocks.clocks_of(row, strategy_minutes)
     due = clocks.next_due(its)
     return {
-        "referral_id": row.id, "reference": row.reference, "status": row.status,
-        "client_reference": row.client_reference, "force": row.force, "la_code": row.la_code,
-        "received_via": row.received_via, "immediate_risk": row.immediate_risk, "age_band": row.age_band,
-        "concern_types": list(row.concern_types),
-        "holding": {"no_further_sharing": row.no_further_sharing, "no_family_contact": row.family_contact_hold,
-                    "review_by": row.holding_review_by.isoformat() if row.holding_review_by else None},
-        "received_at": _iso(row.received_at), "updated_at": _iso(row.updated_at), "out_of_hours": row.out_of_hours,
-        "pathway": row.pathway, "checks_outcome": row.checks_outcome,
-        "family_contact_lifted": row.family_contact_lifted,
+        **queries.facts(row), "updated_at": _iso(row.updated_at),
         "strategy_discussion_recorded": row.strategy_at is not None,
-        "tracks": tracks.summary(row._mapping, _iso),
         "clocks": [{"clock": c.key, "due": _iso(c.due), "state": c.state(now), "done_at": _iso(c.done_at)}
                    for c in its],
         "overdue": any(c.overdue(now) for c in its), "next_due": _iso(due),
-        "shredded": row.shredded_at is not None,
     }
-
 
 def _select(field: str, organisation: str, q: ListQuery, now: datetime, minutes: float) -> sa.Select:
     query = sa.select(*METADATA).where(r[field] == organisation)

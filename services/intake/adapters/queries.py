@@ -67,7 +67,9 @@ def concern(c: Any) -> dict[str, Any]:
     return {"concern_id": c.id, "category": c.category, "raised_at": _iso(c.raised_at), "raised_by": c.raised_by}
 
 
-def summary(row: Any, concerns: Sequence[Any] = (), people: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def facts(row: Any) -> dict[str, Any]:
+    """What the status reply and the list API's items both say of a referral: ids, codes,
+    holds, receipt, outcome so far, both tracks, whether its content is shredded."""
     return {
         "referral_id": row.id, "reference": row.reference, "status": row.status,
         "client_reference": row.client_reference, "force": row.force, "la_code": row.la_code,
@@ -76,12 +78,17 @@ def summary(row: Any, concerns: Sequence[Any] = (), people: Mapping[str, Any] | 
         "holding": {"no_further_sharing": row.no_further_sharing, "no_family_contact": row.family_contact_hold,
                     "review_by": row.holding_review_by.isoformat() if row.holding_review_by else None},
         "received_at": _iso(row.received_at), "out_of_hours": row.out_of_hours,
-        "acknowledge_by": _iso(row.acknowledge_by), "checks_due_by": _iso(row.checks_due_by),
         "pathway": row.pathway, "checks_outcome": row.checks_outcome,
-        "family_contact_lifted": row.family_contact_lifted, "strategy_discussion": strategy_discussion(row),
-        "tracks": tracks.summary(row._mapping, _iso),
-        "concerns": [concern(c) for c in concerns],
-        "shredded": row.shredded_at is not None, "timeline": timeline(row, concerns, people),
+        "family_contact_lifted": row.family_contact_lifted,
+        "tracks": tracks.summary(row._mapping, _iso), "shredded": row.shredded_at is not None,
+    }
+
+
+def summary(row: Any, concerns: Sequence[Any] = (), people: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    return {
+        **facts(row), "acknowledge_by": _iso(row.acknowledge_by), "checks_due_by": _iso(row.checks_due_by),
+        "strategy_discussion": strategy_discussion(row), "concerns": [concern(c) for c in concerns],
+        "timeline": timeline(row, concerns, people),
     }
 
 
