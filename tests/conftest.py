@@ -236,3 +236,12 @@ def mark_directory(items, directory: Path, *markers: str) -> None:
         if directory in Path(item.path).parents:
             for marker in markers:
                 item.add_marker(getattr(pytest.mark, marker))
+
+
+@pytest.fixture
+async def browser():
+    """A real headless Chromium (tests/support/browser.py), closed after the test."""
+    from tests.support.browser import chromium
+
+    async with chromium() as launched:
+        yield launched

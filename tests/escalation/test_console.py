@@ -14,9 +14,10 @@ from sqlalchemy import select
 
 from services.escalation.adapters.tables import alerts, audit
 from shared.web.identity import Person
-from tests.escalation.browser import CHROMIUM_ARGS, axe_violations, narrow, screenshot, sign_in
+from tests.escalation.browser import axe_violations, narrow, screenshot, sign_in
 from tests.escalation.conftest import OTHER
 from tests.factories import london, referral_received
+from tests.support.browser import CHROMIUM, CHROMIUM_ARGS
 
 pytestmark = [pytest.mark.broker, pytest.mark.database, pytest.mark.slow]
 CANARY = "CANARY-Ottoline-Fairweather-4410"
@@ -32,7 +33,7 @@ async def test_operator_sees_alerts_live_acknowledges_records_an_outcome_and_ope
     lee = Person(issuer=idp_url, subject=SUB, name="Lee Morgan", role="control_room", organisation="dev-force")
     async with esc.app() as server, async_playwright() as pw:
         base = str(server.make_url("")).rstrip("/")
-        browser = await pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
             page = await browser.new_page(viewport={"width": 1024, "height": 900})
             await sign_in(page, base, SUB, "/console?force=other-force")  # another force's: ignored

@@ -16,9 +16,10 @@ from services.escalation.adapters import ops_queries
 from services.escalation.adapters.tables import timers
 from shared import bus
 from shared.messages import ReferralAcknowledged
-from tests.escalation.browser import CHROMIUM_ARGS, axe_violations, narrow, screenshot, sign_in
+from tests.escalation.browser import axe_violations, narrow, screenshot, sign_in
 from tests.escalation.conftest import OTHER
 from tests.factories import london, referral_event, referral_received
+from tests.support.browser import CHROMIUM, CHROMIUM_ARGS
 
 CANARY = "CANARY-Perpetua-Oakenshaw-7731"
 
@@ -73,7 +74,7 @@ async def test_ops_dashboard_shows_queue_alert_deadline_and_parked_counts_and_ne
             async with session.get(base, allow_redirects=False) as resp:  # not signed in: to the sign-in page
                 assert resp.status == 303 and resp.headers["Location"] == "/sign-in?next=/ops"
 
-        browser = await pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
             page = await browser.new_page(viewport={"width": 1024, "height": 900})
             await sign_in(page, root, "ops@safeguard.example", "/ops")

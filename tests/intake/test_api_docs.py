@@ -9,7 +9,7 @@ import re
 import pytest
 from playwright.async_api import async_playwright, expect
 
-from tests.intake.test_pages_browser import CHROMIUM_ARGS
+from tests.support.browser import CHROMIUM, CHROMIUM_ARGS
 
 TYPES = {".css": "text/css", ".js": "text/javascript"}
 
@@ -33,7 +33,7 @@ async def test_swagger_ui_renders_the_document_under_the_csp(intake):
     base = str(intake.client.make_url("/")).rstrip("/")
     problems, elsewhere = [], []
     async with async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
             page = await browser.new_page()
             page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)

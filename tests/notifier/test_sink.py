@@ -21,10 +21,9 @@ from services.notifier.adapters.channels.teams import TeamsChannel
 from services.notifier.adapters.rendering import Renderer
 from services.notifier.domain.lifecycle import Outcome
 from tests.support.processes import free_port
+from tests.support.browser import CHROMIUM, CHROMIUM_ARGS
 
 WORKSPACE = "http://127.0.0.1:8080/referrals/PRV-2026-000042"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
 
 
 class Sink:
@@ -213,7 +212,7 @@ async def test_in_a_real_browser_the_email_script_does_not_run_and_the_links_ope
         async with sink.session.post(f"{sink.base}/teams/mash-team", json=rendered.card) as resp:
             assert resp.status == 202
         async with async_playwright() as pw:
-            browser = await pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+            browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             try:
                 page = await browser.new_page()
                 await page.goto(sink.base + "/")

@@ -12,15 +12,13 @@ from pathlib import Path
 
 import pytest
 from aiohttp import web
-from playwright.async_api import async_playwright, expect
+from playwright.async_api import expect
 
 from safeguard.keys import init as keys_init
 from services.intake.adapters.effects import seal_json
 from shared.crypto import generate_sealing_key, public_key_from_b64, read_private_key, write_private_key
 from shared.web.assets import CSP_SCRIPT_SRC, add_asset_routes
 
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
 PAGES = Path(__file__).parent / "pages"
 CANARY = "CANARY-Ottoline-Fairweather-4410"
 CONTACT_CANARY = "canary.guardian@dev-borough.example"
@@ -85,16 +83,6 @@ async def base_url(aiohttp_server, setup):
     app.router.add_get("/test/sealed", sealed)
     server = await aiohttp_server(app)
     return str(server.make_url("/test/page").with_query(reference=REFERENCE))
-
-
-@pytest.fixture
-async def browser():
-    async with async_playwright() as pw:
-        chromium = await pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-        try:
-            yield chromium
-        finally:
-            await chromium.close()
 
 
 class Page:
