@@ -19,6 +19,17 @@ QUORUM = {"x-queue-type": "quorum"}
 CHANNEL = web.AppKey("channel", aio_pika.abc.AbstractChannel)
 
 
+async def readyz(_request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+def serving(app: web.Application, accept) -> web.Application:
+    """A baseline's routes: POST /v1/referrals to `accept`, and a /readyz the harness polls."""
+    app.router.add_post("/v1/referrals", accept)
+    app.router.add_get("/readyz", readyz)
+    return app
+
+
 def bare_intake_app(amqp_url: str) -> web.Application:
     app = web.Application()
 
@@ -36,13 +47,8 @@ def bare_intake_app(amqp_url: str) -> web.Application:
             Message(body, delivery_mode=DeliveryMode.PERSISTENT), routing_key="bench.intake", mandatory=True)
         return web.json_response({"status": "received"}, status=202)
 
-    async def readyz(_request: web.Request) -> web.Response:
-        return web.json_response({"status": "ok"})
-
     app.cleanup_ctx.append(connect)
-    app.router.add_post("/v1/referrals", accept)
-    app.router.add_get("/readyz", readyz)
-    return app
+    return serving(app, accept)
 
 
 class Relay:

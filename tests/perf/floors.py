@@ -31,6 +31,7 @@ from nacl.signing import VerifyKey
 
 from shared.crypto import load_signing_key
 from shared.httpsig import SignatureRejected, verify_request
+from tests.perf.baselines import serving
 
 QUORUM = {"x-queue-type": "quorum"}
 SCHEMA = """
@@ -93,13 +94,8 @@ def intake_floor_app(amqp_url: str, dsn: str, verify_key: VerifyKey, key_id: str
             await conn.execute("UPDATE floor_outbox SET sent_at = now() WHERE id = $1", oid)
         return web.json_response({"status": "received", "id": str(rid)}, status=202)
 
-    async def readyz(_request: web.Request) -> web.Response:
-        return web.json_response({"status": "ok"})
-
     app.cleanup_ctx.append(connect)
-    app.router.add_post("/v1/referrals", accept)
-    app.router.add_get("/readyz", readyz)
-    return app
+    return serving(app, accept)
 
 
 class ConsumerFloor:
