@@ -17,7 +17,7 @@ from services.intake.entrypoints.http import CONTEXT
 from shared.clock import ManualClock
 from tests.factories import london, new_canary, postcode_of, referral
 from tests.intake.conftest import csrf_of
-from tests.intake.test_pages_browser import Tab, _person, browser  # noqa: F401  (fixture)
+from tests.intake.test_pages_browser import Tab, _person
 from tests.intake.test_sealing import _dump_database, log_stream  # noqa: F401  (fixture)
 from tests.support.oidc import person
 
