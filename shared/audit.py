@@ -17,7 +17,6 @@ checkpoint; given the checkpoints' copies outside the service's tables
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import hashlib
 import json
 from collections.abc import AsyncIterator, Mapping
@@ -111,7 +110,7 @@ class _Batch:
         self.entries = []
 
 
-_BATCH: contextvars.ContextVar[_Batch | None] = contextvars.ContextVar("audit_batch", default=None)
+_BATCHES: dict[tuple[int, str], _Batch] = {}  # (id(conn), table): one open batch per transaction
 
 
 @contextlib.asynccontextmanager
@@ -119,14 +118,21 @@ async def batched(conn: AsyncConnection, table: Table) -> AsyncIterator[None]:
     """Inside this block, `record(conn, table, ...)` appends to a batch written at the end
     (still inside the caller's transaction, so end the block last): 3 statements for N
     entries instead of 3N, and the head lock is held only from there to the commit.
+    The batch belongs to the connection, not to the task: every `record` on `conn` joins
+    it, including those of effects run in other tasks by a group commit
+    (`shared.storage.group`), and a `batched` block nested in another on the same
+    connection joins the outer one (written when the outer block ends).
     On an exception nothing is written; the caller's transaction rolls back anyway."""
-    batch = _Batch(conn, table)
-    token = _BATCH.set(batch)
+    key = (id(conn), table.name)
+    if key in _BATCHES:
+        yield
+        return
+    batch = _BATCHES[key] = _Batch(conn, table)
     try:
         yield
         await batch.flush()
     finally:
-        _BATCH.reset(token)
+        del _BATCHES[key]
 
 
 async def _lock_head(conn: AsyncConnection, table: Table) -> tuple[int, str]:
@@ -151,7 +157,7 @@ async def record(conn: AsyncConnection, table: Table, *, actor: str, action: str
     """Append one entry in the caller's transaction; return its seq (None inside `batched`)."""
     entry = {"at": at.astimezone(UTC),  # hashed as stored: the database gives it back in UTC
              "actor": actor, "action": action, "reference": reference, "outcome": outcome, "detail": detail}
-    batch = _BATCH.get()
+    batch = _BATCHES.get((id(conn), table.name))
     if batch is not None and batch.conn is conn and batch.table is table:
         batch.entries.append(entry)
         return None  # numbered when the batch is written

@@ -17,6 +17,14 @@ HANDLER_SECONDS = Histogram(
     "safeguard_handler_seconds", "Time a consumer's handler took", ["queue"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
+GROUP_COMMIT_SIZE = Histogram(
+    "safeguard_group_commit_size", "Effects committed together in one transaction (shared.storage.group)",
+    ["group"], buckets=(1, 2, 4, 8, 16, 32, 64),
+)
+GROUP_COMMIT_SPLIT = Counter(
+    "safeguard_group_commit_split_total",
+    "Groups rolled back because one effect failed, then run one by one", ["group"],
+)
 MESSAGES_PARKED = Counter("safeguard_messages_parked_total", "Messages moved to a parking queue", ["queue", "reason"])
 OUTBOX_PUBLISHED = Counter("safeguard_outbox_published_total", "Outbox rows confirmed and marked sent")
 OUTBOX_FAILURES = Counter("safeguard_outbox_failures_total", "Outbox publish failures", ["reason"])

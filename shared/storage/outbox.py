@@ -14,7 +14,6 @@ no copy of a sealed section outlives its delivery (a retired team key opens noth
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import hashlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -56,14 +55,14 @@ def _row(msg: OutgoingMessage, now: datetime) -> dict[str, Any]:
             "created_at": now, "attempts": 0}
 
 
-_BATCH: contextvars.ContextVar[tuple[AsyncConnection, Table, list[dict[str, Any]]] | None] = \
-    contextvars.ContextVar("outbox_batch", default=None)
+# (id(conn), table) -> the rows of the open batch; see `batched`
+_BATCHES: dict[tuple[int, str], tuple[AsyncConnection, Table, list[dict[str, Any]]]] = {}
 
 
 async def enqueue(conn: AsyncConnection, table: Table, msg: OutgoingMessage, now: datetime) -> int | None:
     """Add `msg` to the outbox inside the caller's transaction; returns the row id
     (None inside `batched`, where the row is written at the end of the block)."""
-    batch = _BATCH.get()
+    batch = _BATCHES.get((id(conn), table.name))
     if batch is not None and batch[0] is conn and batch[1] is table:
         batch[2].append(_row(msg, now))
         return None
@@ -75,15 +74,21 @@ async def enqueue(conn: AsyncConnection, table: Table, msg: OutgoingMessage, now
 async def batched(conn: AsyncConnection, table: Table) -> AsyncIterator[None]:
     """Inside this block `enqueue(conn, table, ...)` collects its rows; the block's end
     writes them in one multi-row insert (still in the caller's transaction, in order).
+    The batch belongs to the connection, not to the task (as `shared.audit.batched`): a
+    block nested in another on the same connection joins the outer one.
     On an exception nothing is written; the caller's transaction rolls back anyway."""
+    key = (id(conn), table.name)
+    if key in _BATCHES:
+        yield
+        return
     rows: list[dict[str, Any]] = []
-    token = _BATCH.set((conn, table, rows))
+    _BATCHES[key] = (conn, table, rows)
     try:
         yield
         if rows:
             await conn.execute(table.insert(), rows)
     finally:
-        _BATCH.reset(token)
+        del _BATCHES[key]
 
 
 async def claim_batch(conn: AsyncConnection, table: Table, limit: int) -> list[Row[Any]]:

@@ -4,9 +4,12 @@
 routing key and the one producer allowed to sign each model come from
 `shared.messages.CATALOGUE`. A message with an unknown routing key is parked with reason
 `unknown_event`, one without an id `missing_message_id`, a bad body `schema_invalid`.
-Each is then applied once by message id with `process_once`: the effect, its outbox rows
-and audit entries commit with the processed-id claim. After a commit the outbox relay
-and the timer wake-up are nudged.
+Each is then applied once by message id: the effect, its outbox rows and audit entries
+commit with the processed-id claim. The consumer's concurrent deliveries share their
+transactions (`shared.storage.group`: one commit, one audit insert and one outbox insert
+for every event that arrived while the previous group was committing); each delivery is
+acked only after the commit that holds it. After a commit the outbox relay and the timer
+wake-up are nudged.
 """
 from __future__ import annotations
 
@@ -31,7 +34,7 @@ from shared.messages import (
 )
 from shared.relay import OutboxRelay
 from shared.runtime import Runtime
-from shared.storage import process_once
+from shared.storage.group import GroupCommit
 
 log = get_logger(__name__)
 CONSUMER = "escalation.events"
@@ -51,17 +54,18 @@ DISPATCH: Dispatcher[EventHandler] = Dispatcher({
 
 
 def make_handler(engine: AsyncEngine, ctx: Context, timers: TimerService, relay: OutboxRelay) -> bus.Handler:
+    group = GroupCommit(engine, CONSUMER, around=batched_writes)
+
     async def handle(message: bus.BusMessage) -> None:
         handler, event = DISPATCH.parse(message)
         now = ctx.clock()
 
         async def effect(conn: AsyncConnection) -> None:
-            async with batched_writes(conn):  # a receipt writes several entries and messages
-                await handler(conn, event, ctx, now)
+            await handler(conn, event, ctx, now)
 
         with bound_contextvars(reference=event.reference, message_id=message.message_id), \
                 repo.noting_added() as added:
-            ran, _ = await process_once(engine, processed, CONSUMER, message.message_id, effect, now)
+            ran, _ = await group.run_once(processed, CONSUMER, message.message_id, effect, now)
             log.info("event_applied" if ran else "event_duplicate", routing_key=message.routing_key)
         if ran:
             relay.notify()

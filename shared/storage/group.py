@@ -1,0 +1,134 @@
+"""Group commit: the effects of many concurrent callers committed in one transaction.
+
+A consumer handles up to `prefetch` messages at once, and each used to commit its own
+transaction: a BEGIN, a COMMIT (and its WAL flush), the audit head's lock and an outbox
+insert per message. `GroupCommit.run(fn)` queues `fn(conn)`; while one transaction is in
+flight the next callers queue, and the next transaction takes them all (up to `max_size`):
+
+- each effect runs in its own task with its caller's context (its log bindings, its
+  context variables), one after the other on the shared connection, inside `around(conn)`
+  (for example the audit and outbox batches: one audit insert and one outbox insert for
+  the whole group, the head lock taken once, at the end);
+- `run` returns only after the commit that holds the caller's effect, so a consumer that
+  acks after `run` still acks only what is durable;
+- if any effect raises (or the commit fails) the whole transaction rolls back and every
+  effect of the group runs again alone, in its own transaction: one bad message never
+  takes the others with it, and each caller gets exactly its own result or exception.
+  Effects must therefore be safe to run again after a rollback: database work only,
+  with anything else (metrics, wake-ups) done by the caller after `run` returns;
+- with one caller at a time (low load) a group is that one caller: no waiting, no timer.
+
+`run_once` is `shared.storage.process_once` through the group: the processed-id claim in
+the same transaction as the effect, so a redelivered or duplicated message runs once.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Generic, TypeVar
+
+from sqlalchemy import Table
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from shared import metrics
+from shared.storage.processed import claim
+
+T = TypeVar("T")
+Effect = Callable[[AsyncConnection], Awaitable[T]]
+Around = Callable[[AsyncConnection], AbstractAsyncContextManager[Any]]
+
+
+@contextlib.asynccontextmanager
+async def _nothing(conn: AsyncConnection) -> AsyncIterator[None]:
+    yield
+
+
+@dataclass
+class _Job(Generic[T]):
+    fn: Effect[T]
+    future: asyncio.Future[T]
+    context: contextvars.Context = field(default_factory=contextvars.copy_context)
+
+
+class GroupCommit:
+    """One group-commit queue over `engine`; `name` labels its metrics."""
+
+    def __init__(self, engine: AsyncEngine, name: str, *, around: Around | None = None,
+                 max_size: int = 64) -> None:
+        self.engine, self.name, self.around, self.max_size = engine, name, around or _nothing, max_size
+        self._pending: deque[_Job[Any]] = deque()
+        self._worker: asyncio.Task[None] | None = None
+        self._current: list[_Job[Any]] = []
+
+    async def run(self, fn: Effect[T]) -> T:
+        """`fn(conn)` committed, in a group with whoever else is waiting; its result."""
+        job: _Job[T] = _Job(fn, asyncio.get_running_loop().create_future())
+        self._pending.append(job)
+        if self._worker is None or self._worker.done():
+            self._worker = asyncio.create_task(self._drain(), name=f"group-commit:{self.name}")
+        return await job.future
+
+    async def run_once(self, table: Table, consumer: str, message_id: str, fn: Effect[T],
+                       now: datetime) -> tuple[bool, T | None]:
+        """(True, fn's result) the first time `consumer` applies `message_id`, else (False, None)."""
+        async def once(conn: AsyncConnection) -> tuple[bool, T | None]:
+            if not await claim(conn, table, consumer, message_id, now):
+                return False, None
+            return True, await fn(conn)
+        return await self.run(once)
+
+    async def _drain(self) -> None:
+        try:
+            while self._pending:
+                group: list[_Job[Any]] = []
+                while self._pending and len(group) < self.max_size:
+                    job = self._pending.popleft()
+                    if not job.future.done():  # a caller cancelled before its turn: nothing ran
+                        group.append(job)
+                if group:
+                    self._current = group
+                    await self._commit(group)
+                self._current = []
+        finally:  # cancelled (shutdown): nobody is left waiting forever
+            for job in [*self._current, *self._pending]:
+                job.future.cancel()
+
+    async def _commit(self, group: list[_Job[Any]]) -> None:
+        metrics.GROUP_COMMIT_SIZE.labels(group=self.name).observe(len(group))
+        try:
+            async with self.engine.begin() as conn, self.around(conn):
+                results = [await asyncio.create_task(job.fn(conn), context=job.context) for job in group]
+        except Exception as exc:
+            if len(group) == 1:
+                _settle(group[0], exc=exc)
+                return
+            metrics.GROUP_COMMIT_SPLIT.labels(group=self.name).inc()
+            for job in group:  # each alone: the failure stays with whoever caused it
+                await self._commit_alone(job)
+            return
+        for job, result in zip(group, results, strict=True):
+            _settle(job, result=result)
+
+    async def _commit_alone(self, job: _Job[Any]) -> None:
+        try:
+            async with self.engine.begin() as conn, self.around(conn):
+                result = await asyncio.create_task(job.fn(conn), context=job.context)
+        except Exception as exc:
+            _settle(job, exc=exc)
+        else:
+            _settle(job, result=result)
+
+
+def _settle(job: _Job[Any], *, result: Any = None, exc: BaseException | None = None) -> None:
+    if job.future.done():  # its caller was cancelled meanwhile; the effect stands or not, as committed
+        return
+    if exc is not None:
+        job.future.set_exception(exc)
+    else:
+        job.future.set_result(result)
