@@ -8,18 +8,28 @@ same transaction (through the outbox). A crash between the two is the only windo
 which a message can go out twice. Duplicates of one delivery in this process wait on a
 per-delivery lock; a `sending` row left by another process is taken over only once its
 lease has run out (that process died mid-send, or it has finished by then).
+
+Every transaction here goes through one group commit (`shared.storage.group`): the claims
+and outcomes of deliveries running at the same time share a transaction, with their audit
+entries and outbox rows written once per group. Each caller still waits for the commit that
+holds its own write before it sends (a claim) or moves on (an outcome), so the window above
+is unchanged. The functions run in a group only touch the database (and a deferral's place
+in its pacing line), since a group that fails is run again one by one; metrics, logs and
+the relay's nudge come after, once.
 """
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.notifier.adapters import effects, repository as repo
+from services.notifier.adapters import effects, repository as repo, tables
 from services.notifier.adapters.rendering import Rendered
 from services.notifier.context import Context
 from services.notifier.domain import recipients
@@ -28,10 +38,14 @@ from services.notifier.domain.lifecycle import FINAL_STATUS, Outcome, SendResult
 from services.notifier.domain.recipients import FALLBACK, Target
 from services.notifier.metrics import CALLBACKS, DEFERRED, NOTIFICATIONS
 from shared import bus
+from shared.audit import batched as audit_batched
 from shared.logging import get_logger, sensitive_scope
 from shared.messages import StatusCallback
+from shared.storage.group import GroupCommit
+from shared.storage.outbox import batched as outbox_batched
 
 log = get_logger(__name__)
+T = TypeVar("T")
 Job = effects.Job  # what is delivered: a request, or a status callback (the same lifecycle)
 
 
@@ -44,6 +58,13 @@ def _count(target: Target, status: str) -> None:
 def _meta(req: Job) -> dict[str, Any]:
     return {"referral_id": req.referral_id[:64], "reference": req.reference[:40], "template": req.template[:40],
             "audience": req.audience[:60], "priority": req.priority}
+
+
+@contextlib.asynccontextmanager
+async def batched_writes(conn: AsyncConnection) -> AsyncIterator[None]:
+    """A group's audit entries and outbox rows, each kind in one statement at its end."""
+    async with audit_batched(conn, tables.audit), outbox_batched(conn, tables.outbox):
+        yield
 
 
 @dataclass
@@ -60,6 +81,13 @@ class Delivery:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
         self._locks: dict[tuple[str, str], _Lock] = {}
+        self._group: GroupCommit | None = None
+
+    async def write(self, fn: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+        """`fn(conn)` committed, grouped with the other deliveries' writes of the moment."""
+        if self._group is None or self._group.engine is not self.ctx.engine:
+            self._group = GroupCommit(self.ctx.engine, "notifier.deliveries", around=batched_writes)
+        return await self._group.run(fn)
 
     async def deliver(self, req: Job, target: Target, attempt: int, rendered: Rendered | StatusCallback,
                       available: set[str]) -> None:
@@ -98,13 +126,18 @@ class Delivery:
         not start. False if it must not wait (a `sending` row: the at-least-once path) or
         must not send at all (then `_claim` finds that too and skips it)."""
         now = self.ctx.clock()
-        async with self.ctx.engine.begin() as conn:
+
+        async def defer(conn: AsyncConnection) -> int | None:
             row = await repo.ensure_delivery(conn, notification_id=req.notification_id, channel=target.key,
                                              meta=_meta(req), now=now)
             if row.status == Status.SENDING or not may_attempt(row.status, row.attempts, attempt):
-                return False
+                return None
             delay = self.ctx.policy.deferral_delay(self.ctx.channels[target.channel].defer(target.address))
             await effects.retry_copy(conn, req, target.key, attempt, bus.retry_queue_name(delay), now, deferred=True)
+            return delay
+
+        if (delay := await self.write(defer)) is None:
+            return False
         DEFERRED.labels(channel=target.channel).inc()
         log.info("notification_deferred", notification_id=req.notification_id, channel=target.key,
                  attempt=attempt, delay_s=delay)
@@ -119,20 +152,29 @@ class Delivery:
         """
         while True:
             now = self.ctx.clock()
-            async with self.ctx.engine.begin() as conn:
+
+            async def take(conn: AsyncConnection) -> tuple[Row[Any] | None, float, str]:
+                """(the claimed row, 0, ""), or (None, seconds to wait for another's lease, its
+                status); a lost compare-and-set waits 0 and looks again."""
                 row = await repo.ensure_delivery(conn, notification_id=req.notification_id, channel=target.key,
                                                  meta=_meta(req), now=now)
                 if not may_attempt(row.status, row.attempts, attempt):
-                    log.info("notification_skipped", notification_id=req.notification_id, channel=target.key,
-                             status=row.status, attempt=attempt)
-                    return None
+                    return None, -1.0, row.status
                 lease_left = row.updated_at + self.ctx.sending_lease - now
                 wait = lease_left.total_seconds() if row.status == Status.SENDING else 0
-                if wait <= 0:
-                    claimed = await repo.transition(conn, row, Status.SENDING, now)
-                    if claimed is None:
-                        continue  # someone else moved it meanwhile: look again
-                    return claimed
+                if wait > 0:
+                    return None, wait, row.status
+                return await repo.transition(conn, row, Status.SENDING, now), 0.0, row.status
+
+            claimed, wait, status = await self.write(take)
+            if claimed is not None:
+                return claimed
+            if wait < 0:
+                log.info("notification_skipped", notification_id=req.notification_id, channel=target.key,
+                         status=status, attempt=attempt)
+                return None
+            if wait == 0:
+                continue  # someone else moved it meanwhile: look again
             log.info("notification_in_flight_elsewhere", notification_id=req.notification_id, channel=target.key,
                      wait_s=round(wait, 1))
             await asyncio.sleep(min(wait, 5.0))
@@ -141,7 +183,9 @@ class Delivery:
                       available: set[str]) -> None:
         now = self.ctx.clock()
         urgent = req.priority == "urgent"
-        async with self.ctx.engine.begin() as conn:
+
+        async def outcome(conn: AsyncConnection) -> tuple[Status, str | None, int | None]:
+            """(status, reason, retry delay in s or None) as committed."""
             if result.outcome == Outcome.TEMPORARY:
                 delay = self.ctx.policy.next_delay(attempts=row.attempts, first_attempt_at=row.first_attempt_at,
                                                    now=now, urgent=urgent, retry_after_s=result.retry_after_s)
@@ -150,10 +194,7 @@ class Delivery:
                                           next_attempt_at=now + timedelta(seconds=delay))
                     await effects.retry_copy(conn, req, target.key, row.attempts,
                                              bus.retry_queue_name(delay), now)
-                    _count(target, "temporary-failure")
-                    log.info("notification_retry_scheduled", notification_id=req.notification_id,
-                             channel=target.key, reason=result.reason, delay_s=delay, attempts=row.attempts)
-                    return self.ctx.notify()
+                    return Status.TEMPORARY_FAILURE, result.reason, delay
                 status, reason = Status.PERMANENT_FAILURE, f"gave_up:{result.reason}"
             else:
                 status, reason = FINAL_STATUS[result.outcome], result.reason
@@ -168,9 +209,16 @@ class Delivery:
                 await effects.ops_alert(conn, req, target.key, status.value, reason, now, fallback=fallback)
                 await effects.audit(conn, req, f"{kind}_failed", status.value, now, channel=target.key,
                                     reason=reason, attempts=row.attempts, fallback=fallback)
+            return status, reason, None
+
+        status, reason, delay = await self.write(outcome)
         _count(target, status.value)
-        log.info("notification_outcome", notification_id=req.notification_id, channel=target.key,
-                 status=status.value, reason=reason)
+        if delay is not None:
+            log.info("notification_retry_scheduled", notification_id=req.notification_id,
+                     channel=target.key, reason=reason, delay_s=delay, attempts=row.attempts)
+        else:
+            log.info("notification_outcome", notification_id=req.notification_id, channel=target.key,
+                     status=status.value, reason=reason)
         self.ctx.notify()
 
     async def _fallback(self, conn: AsyncConnection, req: Job, target: Target,
@@ -197,19 +245,24 @@ class Delivery:
                      reason: str | None) -> None:
         """A final state reached without calling a channel (refused, technical, no channel)."""
         now = self.ctx.clock()
-        async with self.ctx.engine.begin() as conn:
+
+        async def final(conn: AsyncConnection) -> bool:
             row = await repo.ensure_delivery(conn, notification_id=req.notification_id, channel=key,
                                              meta=_meta(req), now=now)
             if is_final(row.status) or row.status == Status.SENDING:
-                return
+                return False
             if await repo.transition(conn, row, status, now, reason=reason) is None:
-                return
+                return False
             await effects.outcome_event(conn, req, key, status.value, reason, now)
             if status == Status.REFUSED:
                 await effects.audit(conn, req, "notification_refused", "refused", now, reason=reason)
             else:
                 await effects.ops_alert(conn, req, key, status.value, reason, now, fallback=None)
                 await effects.audit(conn, req, "notification_failed", status.value, now, channel=key, reason=reason)
+            return True
+
+        if not await self.write(final):
+            return
         NOTIFICATIONS.labels(channel=channel, status=status.value).inc()
         log.info("notification_outcome", notification_id=req.notification_id, channel=key, status=status.value,
                  reason=reason)
