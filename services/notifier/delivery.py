@@ -83,8 +83,10 @@ class Delivery:
         self._locks: dict[tuple[str, str], _Lock] = {}
         self._group: GroupCommit | None = None
 
-    async def write(self, fn: Callable[[AsyncConnection], Awaitable[T]]) -> T:
-        """`fn(conn)` committed, grouped with the other deliveries' writes of the moment."""
+    async def commit(self, fn: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+        """`fn(conn)` committed, grouped with the other deliveries' reads and writes of the
+        moment: one connection at a time whatever the consumer's prefetch, so the pool never
+        opens (and closes again) overflow connections under load."""
         if self._group is None or self._group.engine is not self.ctx.engine:
             self._group = GroupCommit(self.ctx.engine, "notifier.deliveries", around=batched_writes)
         return await self._group.run(fn)
@@ -136,7 +138,7 @@ class Delivery:
             await effects.retry_copy(conn, req, target.key, attempt, bus.retry_queue_name(delay), now, deferred=True)
             return delay
 
-        if (delay := await self.write(defer)) is None:
+        if (delay := await self.commit(defer)) is None:
             return False
         DEFERRED.labels(channel=target.channel).inc()
         log.info("notification_deferred", notification_id=req.notification_id, channel=target.key,
@@ -166,7 +168,7 @@ class Delivery:
                     return None, wait, row.status
                 return await repo.transition(conn, row, Status.SENDING, now), 0.0, row.status
 
-            claimed, wait, status = await self.write(take)
+            claimed, wait, status = await self.commit(take)
             if claimed is not None:
                 return claimed
             if wait < 0:
@@ -211,7 +213,7 @@ class Delivery:
                                     reason=reason, attempts=row.attempts, fallback=fallback)
             return status, reason, None
 
-        status, reason, delay = await self.write(outcome)
+        status, reason, delay = await self.commit(outcome)
         _count(target, status.value)
         if delay is not None:
             log.info("notification_retry_scheduled", notification_id=req.notification_id,
@@ -261,7 +263,7 @@ class Delivery:
                 await effects.audit(conn, req, "notification_failed", status.value, now, channel=key, reason=reason)
             return True
 
-        if not await self.write(final):
+        if not await self.commit(final):
             return
         NOTIFICATIONS.labels(channel=channel, status=status.value).inc()
         log.info("notification_outcome", notification_id=req.notification_id, channel=key, status=status.value,

@@ -13,6 +13,10 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import Row
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.notifier.adapters import effects, repository as repo
 from services.notifier.adapters.rendering import RenderError
@@ -69,9 +73,11 @@ async def on_request(req: NotificationRequested, ctx: Context, delivery: Deliver
     """`attempt` 0 and `only` None for the request itself; a retry or fallback copy names
     its attempt and its one delivery key. `may_wait`: a refusal the guard says may be
     premature is handed back to the queue instead of made final."""
-    async with ctx.engine.connect() as conn:
-        record = await repo.load_hold(conn, req.referral_id)
-        done = await repo.find_delivery(conn, req.notification_id, NO_TARGET)
+    async def read(conn: AsyncConnection) -> tuple[HoldRecord | None, Row[Any] | None]:
+        return (await repo.load_hold(conn, req.referral_id),
+                await repo.find_delivery(conn, req.notification_id, NO_TARGET))
+
+    record, done = await delivery.commit(read)
     if done is not None and is_final(done.status):
         return  # refused or failed before any channel: final for the whole notification
     verdict = decide(audience=req.audience, template=req.template, record=record,
