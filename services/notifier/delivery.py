@@ -88,7 +88,7 @@ class Delivery:
         moment: one connection at a time whatever the consumer's prefetch, so the pool never
         opens (and closes again) overflow connections under load."""
         if self._group is None or self._group.engine is not self.ctx.engine:
-            self._group = GroupCommit(self.ctx.engine, "notifier.deliveries", around=batched_writes)
+            self._group = GroupCommit(self.ctx.engine, "notifier.deliveries", around=batched_writes, workers=2)
         return await self._group.run(fn)
 
     async def deliver(self, req: Job, target: Target, attempt: int, rendered: Rendered | StatusCallback,

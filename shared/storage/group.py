@@ -60,18 +60,20 @@ class GroupCommit:
     """One group-commit queue over `engine`; `name` labels its metrics."""
 
     def __init__(self, engine: AsyncEngine, name: str, *, around: Around | None = None,
-                 max_size: int = 64) -> None:
+                 max_size: int = 64, workers: int = 1) -> None:
         self.engine, self.name, self.around, self.max_size = engine, name, around or _nothing, max_size
+        self.workers = workers
         self._pending: deque[_Job[Any]] = deque()
-        self._worker: asyncio.Task[None] | None = None
-        self._current: list[_Job[Any]] = []
+        self._workers: set[asyncio.Task[None]] = set()
 
     async def run(self, fn: Effect[T]) -> T:
         """`fn(conn)` committed, in a group with whoever else is waiting; its result."""
         job: _Job[T] = _Job(fn, asyncio.get_running_loop().create_future())
         self._pending.append(job)
-        if self._worker is None or self._worker.done():
-            self._worker = asyncio.create_task(self._drain(), name=f"group-commit:{self.name}")
+        if sum(not w.done() for w in self._workers) < self.workers:  # a done one may not be discarded yet
+            worker = asyncio.create_task(self._drain(), name=f"group-commit:{self.name}")
+            self._workers.add(worker)
+            worker.add_done_callback(self._workers.discard)
         return await job.future
 
     async def run_once(self, table: Table, consumer: str, message_id: str, fn: Effect[T],
@@ -84,19 +86,22 @@ class GroupCommit:
         return await self.run(once)
 
     async def _drain(self) -> None:
+        """One worker: takes whatever is waiting (up to `max_size`) as its next group. With
+        several workers, one group's statements overlap another's commit."""
+        group: list[_Job[Any]] = []
         try:
             while self._pending:
-                group: list[_Job[Any]] = []
+                group = []
                 while self._pending and len(group) < self.max_size:
                     job = self._pending.popleft()
                     if not job.future.done():  # a caller cancelled before its turn: nothing ran
                         group.append(job)
                 if group:
-                    self._current = group
                     await self._commit(group)
-                self._current = []
+                group = []
         finally:  # cancelled (shutdown): nobody is left waiting forever
-            for job in [*self._current, *self._pending]:
+            others = [w for w in self._workers if w is not asyncio.current_task() and not w.done()]
+            for job in [*group, *(() if others else self._pending)]:
                 job.future.cancel()
 
     async def _commit(self, group: list[_Job[Any]]) -> None:

@@ -2,8 +2,9 @@
 
 Ours: N signed `referral.received` events (as intake publishes them, with a sealed contact
 section) are queued while escalation and notifier are down; then both start and the
-backlog drains. Reported from their spawn: until escalation has processed all N, and until
-the N-th MASH email lands in the aiosmtpd sink. Baseline: N messages of the same size
+backlog drains. Reported: escalation's drain rate from its first applied events until all N
+(its start-up is not draining: the floor is timed the same way), and the whole recovery from
+the spawn until the N-th MASH email lands in the aiosmtpd sink. Baseline: N messages of the same size
 queued in the first hop of the bare three-hop relay before its consumers start. Durable floor
 (escalation's drain only): the same N queued for `floors.ConsumerFloor` (a row and a processed
 id per transaction, ack after commit, one confirmed publish).
@@ -108,13 +109,25 @@ class BacklogBench:
             for proc in procs:
                 await proc.start()
 
+            first: tuple[float, int] | None = None  # when escalation's first events were seen applied
+
             async def esc_done() -> bool:
-                return await self._processed() >= done + self.n
-            esc = await wait_until(esc_done, timeout=60 + self.n, interval=0.1)
+                nonlocal first
+                count = await self._processed() - done
+                if first is None and count > 0:
+                    first = (time.monotonic(), count)
+                return count >= self.n
+            esc = await wait_until(esc_done, timeout=60 + self.n, interval=0.02)
             end = await wait_until(lambda: len(self.smtp.to(MASH)) >= mails + self.n, timeout=60 + self.n)
         finally:
             await stop_all(procs)
-        return {"drain_per_s": self.n / (end - start), "esc_drain_per_s": self.n / (esc - start)}
+        assert first is not None
+        seen_at, seen = first
+        # The drain is timed from the first applied events, like the floor's (an already running
+        # consumer): the process start (imports, migrations check, connections) is not draining.
+        # The MASH email figure is the outage's whole recovery, so it counts from the spawn.
+        return {"drain_per_s": self.n / (end - start),
+                "esc_drain_per_s": (self.n - seen) / max(esc - seen_at, 1e-3)}
 
     async def base_round(self, r: int) -> dict[str, float]:
         body = self._event()

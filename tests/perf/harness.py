@@ -39,7 +39,7 @@ class Sizes:
     pending: int = 1_000_000  # pending deadlines in PostgreSQL
     due: int = 10_000         # of them falling due in the same second, each round
     lead_s: float = 15.0      # restart → that second
-    backlog_n: int = 200      # referral.received events queued during the outage
+    backlog_n: int = 400      # referral.received events queued during the outage
     notifier_n: int = 1000    # emails per round, pacing raised to 500/s
     workspace_n: int = 100_000  # referrals in the council whose case list is fetched
     workspace_requests: int = 60  # page fetches per round

@@ -27,13 +27,18 @@ class Writes:
     """`around` for the group: the audit and outbox batches, counting the groups it opened."""
 
     def __init__(self) -> None:
-        self.groups = 0
+        self.groups = self.open = self.most_open = 0
 
     @contextlib.asynccontextmanager
     async def __call__(self, conn: AsyncConnection):
         self.groups += 1
-        async with audit_batched(conn, audit), outbox_batched(conn, outbox):
-            yield
+        self.open += 1
+        self.most_open = max(self.most_open, self.open)
+        try:
+            async with audit_batched(conn, audit), outbox_batched(conn, outbox):
+                yield
+        finally:
+            self.open -= 1
 
 
 def effect(mid: str, *, fail: bool = False, delay: float = 0.0, seen: list | None = None):
@@ -146,3 +151,17 @@ async def test_nested_batches_on_one_connection_join_the_outer_one(engine: Async
         ids = (await conn.execute(select(outbox.c.message_id).order_by(outbox.c.id))).scalars().all()
     assert ids == ["inner", "outer"]
     assert (await counts(engine))[2] == 1
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+async def test_workers_bound_the_transactions_open_at_once(pg_engine: AsyncEngine, workers: int) -> None:
+    """On PostgreSQL (SQLite has one writer: a second transaction would only wait for the first)."""
+    engine = pg_engine
+    writes = Writes()
+    group = GroupCommit(engine, "test", around=writes, workers=workers)
+    first = asyncio.create_task(group.run(effect("first", delay=0.1)))
+    await asyncio.sleep(0.02)  # the first group is in flight; the next callers arrive
+    rest = await asyncio.gather(*[group.run(effect(f"m-{i}", delay=0.01)) for i in range(6)])
+    assert await first == "done-first" and rest == [f"done-m-{i}" for i in range(6)]
+    assert writes.most_open == workers  # a second worker takes the next group at once, never a third
+    assert await counts(engine) == (7, 0, 7)

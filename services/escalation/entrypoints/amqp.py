@@ -38,6 +38,7 @@ from shared.storage.group import GroupCommit
 
 log = get_logger(__name__)
 CONSUMER = "escalation.events"
+PREFETCH = 64
 EventHandler = Callable[[AsyncConnection, Any, Context, datetime], Awaitable[None]]
 
 DISPATCH: Dispatcher[EventHandler] = Dispatcher({
@@ -54,7 +55,7 @@ DISPATCH: Dispatcher[EventHandler] = Dispatcher({
 
 
 def make_handler(engine: AsyncEngine, ctx: Context, timers: TimerService, relay: OutboxRelay) -> bus.Handler:
-    group = GroupCommit(engine, CONSUMER, around=batched_writes)
+    group = GroupCommit(engine, CONSUMER, around=batched_writes, workers=2, max_size=32)
 
     async def handle(message: bus.BusMessage) -> None:
         handler, event = DISPATCH.parse(message)
@@ -82,4 +83,5 @@ def make_consumer(runtime: Runtime, ctx: Context, timers: TimerService) -> bus.C
         runtime.connection, bus.queue_spec(bus.ESCALATION_EVENTS),
         make_handler(runtime.engine, ctx, timers, runtime.relay),
         publisher=runtime.publisher, verify_keys=runtime.verify_keys, allowed_producers=DISPATCH.producers,
+        prefetch=PREFETCH,
     )
