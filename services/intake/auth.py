@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from nacl.signing import VerifyKey
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.intake.adapters import repository
 from services.intake.domain.errors import RateLimited, Unauthenticated
@@ -25,6 +25,7 @@ from shared.config import Client, Settings
 from shared.crypto import CryptoError, b64d, verify, verify_key_from_b64
 from shared.httpsig import NonceCache, NonceCapture, SignatureRejected, verify_request
 from shared.httpsig.reasons import in_words
+from shared.storage.group import GroupCommit
 
 MAX_SKEW_S = 300
 SUBMISSION_MAX_AGE_S = 86_400
@@ -43,6 +44,8 @@ class Authenticator:
         self.settings, self.engine = settings, engine
         self.keys: dict[str, VerifyKey] = {c.id: verify_key_from_b64(c.verify_key) for c in settings.file.clients}
         self.cache = NonceCache(window=2 * MAX_SKEW_S)
+        # Concurrent requests' nonce claims (and rate-limit counts) share their transactions.
+        self.claims = GroupCommit(engine, "intake.nonces", workers=2)
 
     async def claim(self, client_id: str, nonce: str, now: float, window: float = 2 * MAX_SKEW_S) -> Client:
         """Refuse a nonce this client already used within `window` (on any replica)."""
@@ -52,15 +55,20 @@ class Authenticator:
     async def _claim(self, client_id: str, nonce: str, now: float, window: float,
                      limiter: SharedRateLimiter | None) -> tuple[Client, RateLimited | None]:
         """The nonce claim and (with `limiter`) the request counted against the client's limit,
-        in one transaction: one commit for both. A refusal by the limit is returned, to raise
+        in one transaction: one commit for both, shared with the other requests of the moment
+        (`shared.storage.group`). A refusal by the limit is returned, to raise
         once the claim has committed (a refused request's nonce stays used)."""
         if not _NONCE.fullmatch(nonce):
             raise Unauthenticated(in_words("missing_nonce"), reason="missing_nonce", actor=client_id)
-        async with self.engine.begin() as conn:
+        async def take(conn: AsyncConnection) -> tuple[bool, RateLimited | None]:
             if not await repository.claim_nonce_in(conn, client_id, nonce, datetime.fromtimestamp(now, UTC),
                                                    timedelta(seconds=window)):
-                raise Unauthenticated(in_words("replayed_nonce"), reason="replayed_nonce", actor=client_id)
-            refusal = await limiter.take_in(conn, client_id) if limiter is not None else None
+                return False, None  # raised below: an exception here would roll back the whole group
+            return True, (await limiter.take_in(conn, client_id) if limiter is not None else None)
+
+        claimed, refusal = await self.claims.run(take)
+        if not claimed:
+            raise Unauthenticated(in_words("replayed_nonce"), reason="replayed_nonce", actor=client_id)
         client = self.settings.client(client_id)
         assert client is not None
         return client, refusal

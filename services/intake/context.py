@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from nacl.public import PublicKey
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services.intake.adapters import tables
 from services.intake.auth import Authenticator, RateLimiter
 from services.intake.ratelimit import SharedRateLimiter
 from services.intake.domain.errors import SchemaInvalid
@@ -17,6 +18,7 @@ from services.intake.rejections import RejectionTally
 from shared.clock import Clock, utcnow
 from shared.config import Client, Settings
 from shared.crypto import public_key_from_b64
+from shared.storage.group import GroupCommit, writes_batched
 from shared.web.identity import Person
 
 
@@ -31,6 +33,14 @@ class Context:
     limiter: SharedRateLimiter | None = None  # per client, shared by every replica
     address_limiter: RateLimiter | None = None  # before authentication, per client address, per replica
     rejections: RejectionTally = field(default_factory=RejectionTally)
+    # Concurrent submissions share transactions (shared.storage.group): their reference
+    # numbers in one, their stores (rows, outbox messages, audit entries) in another.
+    numbers: GroupCommit = field(init=False)
+    stores: GroupCommit = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.numbers = GroupCommit(self.engine, "intake.numbers")
+        self.stores = GroupCommit(self.engine, "intake.stores", around=writes_batched(tables.audit, tables.outbox), workers=2)
 
     def principal(self, client_id: str, person: Person | None = None) -> Client | Person | None:
         """Who acts, for the access rules: a configured client (a staff system, also when it names

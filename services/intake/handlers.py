@@ -15,6 +15,8 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncConnection
+
 from services.intake import metrics
 from services.intake.adapters import repository as repo
 from services.intake.adapters.effects import publish, record, seal_json
@@ -101,12 +103,15 @@ async def _store(ctx: Context, cmd: SubmitReferral, r: Referral, referral_id: st
     hold = r.holding_instructions
     year = now.astimezone(LONDON).year
     # The number is taken in its own short transaction: the counter row is locked for one
-    # statement, not for the whole store (which would serialise every submission). A store
-    # that then fails leaves a gap in the numbers; references stay unique and increasing.
-    async with ctx.engine.begin() as conn:
-        reference = rules.format_reference(year, await repo.next_sequence(conn, year))
+    # group of numbers, not for the whole store (which would serialise every submission). A
+    # store that then fails leaves a gap in the numbers; references stay unique and increasing.
+    async def number(conn: AsyncConnection) -> int:
+        return await repo.next_sequence(conn, year)
+
+    reference = rules.format_reference(year, await ctx.numbers.run(number))
     envelopes = sealed(reference)
-    async with ctx.engine.begin() as conn:
+
+    async def store(conn: AsyncConnection) -> dict[str, Any]:
         await repo.insert_referral(conn, {
             "id": referral_id, "reference": reference, "client_id": cmd.client_id,
             "client_reference": r.client_reference, "force": r.force, "la_code": r.la_code,
@@ -137,7 +142,11 @@ async def _store(ctx: Context, cmd: SubmitReferral, r: Referral, referral_id: st
         await record(conn, actor=cmd.client_id, action="referral.submit", reference=reference,
                      outcome="accepted", detail={"via": cmd.via, "referral_id": referral_id,
                                                  "la_code": r.la_code, "force": r.force}, at=now)
-    return reply
+        return reply
+
+    # With the other submissions of the moment; an IntegrityError (a concurrent request with the
+    # same Idempotency-Key won) is this submission's own, raised after its group ran again without it.
+    return await ctx.stores.run(store)
 
 
 def actor_of(client: Any, person: Person | None) -> Actor:

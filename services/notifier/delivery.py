@@ -20,8 +20,7 @@ the relay's nudge come after, once.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -38,14 +37,13 @@ from services.notifier.domain.lifecycle import FINAL_STATUS, Outcome, SendResult
 from services.notifier.domain.recipients import FALLBACK, Target
 from services.notifier.metrics import CALLBACKS, DEFERRED, NOTIFICATIONS
 from shared import bus
-from shared.audit import batched as audit_batched
 from shared.logging import get_logger, sensitive_scope
 from shared.messages import StatusCallback
-from shared.storage.group import GroupCommit
-from shared.storage.outbox import batched as outbox_batched
+from shared.storage.group import GroupCommit, writes_batched
 
 log = get_logger(__name__)
 T = TypeVar("T")
+BATCHED_WRITES = writes_batched(tables.audit, tables.outbox)  # a group's audit entries and outbox rows
 Job = effects.Job  # what is delivered: a request, or a status callback (the same lifecycle)
 
 
@@ -58,13 +56,6 @@ def _count(target: Target, status: str) -> None:
 def _meta(req: Job) -> dict[str, Any]:
     return {"referral_id": req.referral_id[:64], "reference": req.reference[:40], "template": req.template[:40],
             "audience": req.audience[:60], "priority": req.priority}
-
-
-@contextlib.asynccontextmanager
-async def batched_writes(conn: AsyncConnection) -> AsyncIterator[None]:
-    """A group's audit entries and outbox rows, each kind in one statement at its end."""
-    async with audit_batched(conn, tables.audit), outbox_batched(conn, tables.outbox):
-        yield
 
 
 @dataclass
@@ -88,7 +79,7 @@ class Delivery:
         moment: one connection at a time whatever the consumer's prefetch, so the pool never
         opens (and closes again) overflow connections under load."""
         if self._group is None or self._group.engine is not self.ctx.engine:
-            self._group = GroupCommit(self.ctx.engine, "notifier.deliveries", around=batched_writes, workers=2)
+            self._group = GroupCommit(self.ctx.engine, "notifier.deliveries", around=BATCHED_WRITES, workers=2)
         return await self._group.run(fn)
 
     async def deliver(self, req: Job, target: Target, attempt: int, rendered: Rendered | StatusCallback,

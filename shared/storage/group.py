@@ -37,6 +37,8 @@ from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from shared import metrics
+from shared.audit import batched as audit_batched
+from shared.storage.outbox import batched as outbox_batched
 from shared.storage.processed import claim
 
 T = TypeVar("T")
@@ -47,6 +49,17 @@ Around = Callable[[AsyncConnection], AbstractAsyncContextManager[Any]]
 @contextlib.asynccontextmanager
 async def _nothing(conn: AsyncConnection) -> AsyncIterator[None]:
     yield
+
+
+def writes_batched(audit_table: Table, outbox_table: Table) -> Around:
+    """`around` for a service's groups: its outbox rows and its audit entries, each kind in one
+    statement at the end of the transaction, the messages first and then the audit entries,
+    so that the audit head's row lock is taken last and held only until the commit."""
+    @contextlib.asynccontextmanager
+    async def batched(conn: AsyncConnection) -> AsyncIterator[None]:
+        async with audit_batched(conn, audit_table), outbox_batched(conn, outbox_table):
+            yield
+    return batched
 
 
 @dataclass

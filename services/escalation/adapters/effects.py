@@ -2,9 +2,7 @@
 (notifications, control-room alerts, events) and audit entries."""
 from __future__ import annotations
 
-import contextlib
 import uuid
-from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any
 
@@ -15,22 +13,18 @@ from services.escalation.adapters.tables import audit as audit_table
 from services.escalation.adapters.tables import outbox
 from services.escalation.domain import alerts as alert_rules
 from shared import bus
-from shared.audit import batched as audit_batched, record
+from shared.audit import record
 from shared.messages import Actor, AlertEvent, Holding, Message, NotificationRequested
 from shared.storage import OutgoingMessage, enqueue
-from shared.storage.outbox import batched as outbox_batched
+from shared.storage.group import writes_batched
 from shared.web.identity import Person
 
 ACTOR = "escalation"
 
 
-@contextlib.asynccontextmanager
-async def batched_writes(conn: AsyncConnection) -> AsyncIterator[None]:
-    """A transaction's outbox messages and audit entries, each kind written in one statement
-    at the end of the block: the messages first, then the audit entries, so that the audit
-    head's row lock is taken last and held only until the commit."""
-    async with audit_batched(conn, audit_table), outbox_batched(conn, outbox):
-        yield
+# A transaction's outbox messages and audit entries, each kind written in one statement at
+# the end of the block (the audit head's row lock taken last, held only until the commit).
+batched_writes = writes_batched(audit_table, outbox)
 
 
 def new_id() -> str:
