@@ -11,12 +11,16 @@ flight the next callers queue, and the next transaction takes them all (up to `m
   the whole group, the head lock taken once, at the end);
 - `run` returns only after the commit that holds the caller's effect, so a consumer that
   acks after `run` still acks only what is durable;
-- if any effect raises (or the commit fails) the whole transaction rolls back and every
-  effect of the group runs again alone, in its own transaction: one bad message never
-  takes the others with it, and each caller gets exactly its own result or exception.
+- if any effect raises (or the group's batched writes or its commit fail) the whole
+  transaction rolls back and every effect of the group runs again alone, in its own
+  transaction: one bad message never takes the others with it, and each caller gets exactly
+  its own result or exception. When no transaction could be begun at all (the database is
+  down) every caller gets that error at once, without a connection attempt each.
   Effects must therefore be safe to run again after a rollback: database work only,
   with anything else (metrics, wake-ups) done by the caller after `run` returns;
-- with one caller at a time (low load) a group is that one caller: no waiting, no timer.
+- with one caller at a time (low load) a group is that one caller: no waiting, no timer;
+- `workers` groups may be in flight at once (each on its own connection), so one group's
+  statements overlap another's commit; a worker takes whatever is waiting when it is free.
 
 `run_once` is `shared.storage.process_once` through the group: the processed-id claim in
 the same transaction as the effect, so a redelivered or duplicated message runs once.
@@ -119,12 +123,19 @@ class GroupCommit:
 
     async def _commit(self, group: list[_Job[Any]]) -> None:
         metrics.GROUP_COMMIT_SIZE.labels(group=self.name).observe(len(group))
+        results: list[Any] = []
+        started = False
         try:
             async with self.engine.begin() as conn, self.around(conn):
-                results = [await asyncio.create_task(job.fn(conn), context=job.context) for job in group]
+                started = True
+                for job in group:
+                    results.append(await asyncio.create_task(job.fn(conn), context=job.context))
         except Exception as exc:
-            if len(group) == 1:
-                _settle(group[0], exc=exc)
+            if len(group) == 1 or not started:
+                # Alone, or no transaction at all (the database is down): running each one
+                # alone would only fail the same way, once per caller. Everyone retries.
+                for job in group:
+                    _settle(job, exc=exc)
                 return
             metrics.GROUP_COMMIT_SPLIT.labels(group=self.name).inc()
             for job in group:  # each alone: the failure stays with whoever caused it

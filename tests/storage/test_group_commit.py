@@ -14,9 +14,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.intake.adapters.tables import audit, audit_checkpoints, outbox, processed
 from shared.audit import batched as audit_batched, record, verify_chain
-from shared.storage import OutgoingMessage, enqueue
+from shared.storage import OutgoingMessage, create_engine, enqueue
 from shared.storage.group import GroupCommit
 from shared.storage.outbox import batched as outbox_batched
+
+from tests.support.processes import free_port
 
 from .conftest import T0
 
@@ -165,3 +167,37 @@ async def test_workers_bound_the_transactions_open_at_once(pg_engine: AsyncEngin
     assert await first == "done-first" and rest == [f"done-m-{i}" for i in range(6)]
     assert writes.most_open == workers  # a second worker takes the next group at once, never a third
     assert await counts(engine) == (7, 0, 7)
+
+
+class CountingEngine:
+    """The engine, counting the transactions the group begins."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine, self.begins = engine, 0
+
+    def begin(self):
+        self.begins += 1
+        return self.engine.begin()
+
+
+async def test_no_database_fails_every_caller_at_once_without_a_connection_each() -> None:
+    """PostgreSQL refusing connections (nothing listens on the port): one attempt per group,
+    not one per caller, and each caller gets the error (its message is retried later)."""
+    engine = create_engine(f"postgresql+asyncpg://nobody@127.0.0.1:{free_port()}/none")
+    counting = CountingEngine(engine)
+    group = GroupCommit(counting, "down-test", around=Writes())  # type: ignore[arg-type]
+    before = splits("down-test")
+    try:
+        with pytest.raises(OSError) as alone:
+            async with engine.begin():
+                pass
+        counting.begins = 0
+        first = asyncio.create_task(group.run(effect("first")))
+        await asyncio.sleep(0)  # its group has begun connecting; the ten queue behind it
+        outcomes = await asyncio.gather(first, *[group.run(effect(f"m-{i}")) for i in range(10)],
+                                        return_exceptions=True)
+    finally:
+        await engine.dispose()
+    assert [type(o) for o in outcomes] == [alone.type] * 11
+    assert counting.begins == 2  # the first one's group, then the ten together
+    assert splits("down-test") == before
