@@ -147,8 +147,9 @@ class Delivery:
             now = self.ctx.clock()
 
             async def take(conn: AsyncConnection) -> tuple[Row[Any] | None, float, str]:
-                """(the claimed row, 0, ""), or (None, seconds to wait for another's lease, its
-                status); a lost compare-and-set waits 0 and looks again."""
+                """(the claimed row, 0, its status before), or (None, seconds to wait for
+                another's lease, its status), or (None, -1, its status) when it must not be
+                tried; a lost compare-and-set is (None, 0, ...): look again at once."""
                 row = await repo.ensure_delivery(conn, notification_id=req.notification_id, channel=target.key,
                                                  meta=_meta(req), now=now)
                 if not may_attempt(row.status, row.attempts, attempt):
