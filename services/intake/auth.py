@@ -60,6 +60,7 @@ class Authenticator:
         once the claim has committed (a refused request's nonce stays used)."""
         if not _NONCE.fullmatch(nonce):
             raise Unauthenticated(in_words("missing_nonce"), reason="missing_nonce", actor=client_id)
+
         async def take(conn: AsyncConnection) -> tuple[bool, RateLimited | None]:
             if not await repository.claim_nonce_in(conn, client_id, nonce, datetime.fromtimestamp(now, UTC),
                                                    timedelta(seconds=window)):

@@ -40,7 +40,8 @@ class Context:
 
     def __post_init__(self) -> None:
         self.numbers = GroupCommit(self.engine, "intake.numbers")
-        self.stores = GroupCommit(self.engine, "intake.stores", around=writes_batched(tables.audit, tables.outbox), workers=2)
+        self.stores = GroupCommit(self.engine, "intake.stores", workers=2,
+                                  around=writes_batched(tables.audit, tables.outbox))
 
     def principal(self, client_id: str, person: Person | None = None) -> Client | Person | None:
         """Who acts, for the access rules: a configured client (a staff system, also when it names
