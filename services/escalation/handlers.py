@@ -1,8 +1,8 @@
 """Plain async handlers: one per referral event, one per timer firing, one per command,
 and the two alert steps they share (raise an alert, schedule its re-escalation).
 
-Each runs inside the caller's transaction (`process_once` for bus events, the fire
-loop's batch for timers), so its state change, outbox rows and audit entries commit
+Each runs inside the caller's transaction (the group commit's `run_once` for bus events,
+the fire loop's batch for timers), so its state change, outbox rows and audit entries commit
 together or not at all. Events may arrive in any order: an event for a referral not
 yet received creates a placeholder row that records what happened, and the receipt,
 when it comes, starts only the clocks still running.

@@ -14,8 +14,8 @@ generated from the same catalogue). For each delivery the dispatcher
 5. hands back the handler and the parsed message (`parse`), or calls the handler with the
    parsed message and the delivery (`__call__`, for tables of `(message, delivery)` handlers).
 A table whose effects must run once per message id wraps its handlers in its own
-`process_once` transaction (escalation); the notifier's per-delivery state rows make
-that unnecessary there.
+processed-id transaction (escalation: `shared.storage.group`'s `run_once`); the notifier's
+per-delivery state rows make that unnecessary there.
 
 Adding a message type = a model in shared/messages.py (with its `routing_key` and
 `producer`) and one line in the consuming service's table.

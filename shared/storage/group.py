@@ -43,7 +43,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from shared import metrics
 from shared.audit import batched as audit_batched
 from shared.storage.outbox import batched as outbox_batched
-from shared.storage.processed import claim
+from shared.storage.processed import once
 
 T = TypeVar("T")
 Effect = Callable[[AsyncConnection], Awaitable[T]]
@@ -96,11 +96,7 @@ class GroupCommit:
     async def run_once(self, table: Table, consumer: str, message_id: str, fn: Effect[T],
                        now: datetime) -> tuple[bool, T | None]:
         """(True, fn's result) the first time `consumer` applies `message_id`, else (False, None)."""
-        async def once(conn: AsyncConnection) -> tuple[bool, T | None]:
-            if not await claim(conn, table, consumer, message_id, now):
-                return False, None
-            return True, await fn(conn)
-        return await self.run(once)
+        return await self.run(once(table, consumer, message_id, fn, now))
 
     async def _drain(self) -> None:
         """One worker: takes whatever is waiting (up to `max_size`) as its next group. With

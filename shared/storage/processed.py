@@ -14,7 +14,7 @@ from sqlalchemy import Table
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-__all__ = ["claim", "process_once"]
+__all__ = ["claim", "once", "process_once"]
 
 T = TypeVar("T")
 
@@ -55,6 +55,20 @@ async def process_once(
     exception propagates, so a redelivery tries again.
     """
     async with engine.begin() as conn:
+        return await once(table, consumer, message_id, fn, now)(conn)
+
+
+def once(
+    table: Table,
+    consumer: str,
+    message_id: str,
+    fn: Callable[[AsyncConnection], Awaitable[T]],
+    now: datetime,
+) -> Callable[[AsyncConnection], Awaitable[tuple[bool, T | None]]]:
+    """`fn` behind the processed-id claim, for the caller's transaction (`process_once`, or a
+    group commit's `run_once`): (True, fn's result) the first time, (False, None) after."""
+    async def claimed(conn: AsyncConnection) -> tuple[bool, T | None]:
         if not await claim(conn, table, consumer, message_id, now):
             return False, None
         return True, await fn(conn)
+    return claimed
