@@ -1,6 +1,6 @@
 """The per-client rate limit, shared by every replica (DESIGN §5, issue 18).
 
-Each authenticated request costs one database statement (adapters/ratelimits.take): the
+Each authenticated request costs one database statement (adapters/ratelimits.take_in): the
 shared counts decide, so N replicas give the configured limit, not N times it. A refusal
 also tells this replica until when the client stays refused whatever the other replicas do
 (refused requests add nothing to the counts, so the estimate only falls), and until then
@@ -33,16 +33,10 @@ class SharedRateLimiter:
         self.engine, self.limit, self.now = engine, per_minute, now
         self._refused_until: dict[str, float] = {}  # client → wall-clock time
 
-    async def take(self, client_id: str) -> None:
-        """Admit one request of `client_id` or raise `RateLimited` with the seconds to wait."""
-        async with self.engine.begin() as conn:
-            refusal = await self.take_in(conn, client_id)
-        if refusal is not None:
-            raise refusal
-
     async def take_in(self, conn: AsyncConnection, client_id: str) -> RateLimited | None:
-        """`take` in the caller's transaction: the refusal to raise once it has committed (the
-        request's nonce stays claimed), or None when admitted."""
+        """Count one request of `client_id` in the caller's transaction (the one that claims
+        the request's nonce): None when admitted, else the `RateLimited` (with the seconds to
+        wait) to raise once that has committed, so the request's nonce stays claimed."""
         now = self.now()
         until = self._refused_until.get(client_id)
         if until is not None:
